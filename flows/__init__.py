@@ -1,0 +1,1 @@
+"""Prefect flows (orchestration only) and the `segflow` command line that starts them."""

@@ -1,0 +1,330 @@
+"""Where events come from: the source spec (TOML), MovieLens folders, and the built-in demo.
+
+Every source becomes one `SourceSpec`: a name plus feeds, each feed a set of files of one layout and a
+mapping from canonical columns to DuckDB SQL expressions over the file's own columns. Ingest knows only
+this one shape.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+EVENT_COLUMNS = (
+    "user_id",
+    "item_id",
+    "event_type",
+    "ts",
+    "value",
+    "quantity",
+    "session_id",
+    "event_id",
+    "item_title",
+    "item_category",
+)
+REQUIRED_EVENT_COLUMNS = ("user_id", "item_id", "event_type", "ts")
+ITEM_COLUMNS = ("item_id", "title", "category", "price", "text")
+REQUIRED_ITEM_COLUMNS = ("item_id",)
+DEFAULT_EVENT_TYPES = (
+    "view",
+    "click",
+    "search",
+    "add_to_cart",
+    "remove_from_cart",
+    "purchase",
+    "return",
+    "rate",
+    "tag",
+    "play",
+    "like",
+    "share",
+)
+FORMATS = ("csv", "tsv", "parquet", "jsonl")
+EXTENSION_FORMATS = {
+    ".csv": "csv",
+    ".csv.gz": "csv",
+    ".tsv": "tsv",
+    ".tsv.gz": "tsv",
+    ".parquet": "parquet",
+    ".jsonl": "jsonl",
+    ".jsonl.gz": "jsonl",
+    ".ndjson": "jsonl",
+    ".ndjson.gz": "jsonl",
+}
+FEED_KEYS = ("path", "format", "columns", "delimiter", "header", "file_columns", "encoding")
+SPEC_KEYS = ("name", "events", "items", "event_types", "validation")
+
+
+class SourceSpecError(ValueError):
+    """A source spec that cannot be used; the message names the file, the line and the allowed names."""
+
+
+class Feed(BaseModel):
+    """Files of one layout and how their columns map onto canonical ones."""
+
+    kind: Literal["events", "items"]
+    path: str
+    format: str | None = None
+    columns: dict[str, str]
+    delimiter: str | None = None
+    header: bool = True
+    file_columns: list[str] | None = None
+    encoding: str = "utf-8"
+    # Where each mapping was written (for error messages), e.g. {"value": "shop.toml line 12"}.
+    origins: dict[str, str] = Field(default_factory=dict)
+
+    def files(self) -> list[Path]:
+        """The files this feed names, sorted; a folder means every supported file inside it."""
+        path = Path(self.path)
+        if path.is_dir():
+            found = [p for p in sorted(path.rglob("*")) if p.is_file() and format_of(p)]
+        elif glob.has_magic(self.path):
+            found = [Path(p) for p in sorted(glob.glob(self.path, recursive=True)) if Path(p).is_file()]
+        else:
+            found = [path] if path.is_file() else []
+        if not found:
+            raise SourceSpecError(f"{self.kind} path {self.path!r} matches no files")
+        return found
+
+    def format_for(self, path: Path) -> str:
+        found = self.format or format_of(path)
+        if found is None:
+            raise SourceSpecError(
+                f"cannot tell the format of {path.name}: name it with one of "
+                f"{', '.join(EXTENSION_FORMATS)} or set format = one of {', '.join(FORMATS)}"
+            )
+        return found
+
+
+class SourceSpec(BaseModel):
+    """A named source: event feeds, an optional item catalogue, and the event types it may contain."""
+
+    name: str
+    events: list[Feed]
+    items: list[Feed] = Field(default_factory=list)
+    event_types: tuple[str, ...] = DEFAULT_EVENT_TYPES
+    validation: dict = Field(default_factory=dict)
+
+
+def format_of(path: Path) -> str | None:
+    name = path.name.lower()
+    for extension, fmt in sorted(EXTENSION_FORMATS.items(), key=lambda kv: -len(kv[0])):
+        if name.endswith(extension):
+            return fmt
+    return None
+
+
+def resolve_source(source: str, sources_dir: Path) -> SourceSpec:
+    """`demo`, `movielens:DIR` or `PATH.toml` to a SourceSpec."""
+    if source == "demo" or source.startswith("demo:"):
+        from tasks.demo import DemoConfig, write_demo_data
+
+        n_users = int(source.split(":", 1)[1]) if ":" in source else DemoConfig().n_users
+        out_dir = sources_dir / f"demo-{n_users}"
+        spec_path = out_dir / "source.toml"
+        if not spec_path.exists():
+            write_demo_data(out_dir, DemoConfig(n_users=n_users))
+        return parse_source_spec(spec_path)
+    if source.startswith("movielens:"):
+        return movielens_spec(Path(source.split(":", 1)[1]))
+    if source.endswith(".toml"):
+        return parse_source_spec(Path(source))
+    raise SourceSpecError(f"unknown source {source!r}: use demo, movielens:DIR or a PATH.toml source spec")
+
+
+def _line_of(lines: list[str], section: str, key: str | None = None) -> int | None:
+    """1-based line of `[section]` (or of `key = ` inside it) in a TOML text; None if not found."""
+    in_section = section == ""
+    for number, line in enumerate(lines, start=1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            in_section = stripped.split("#")[0].strip() == f"[{section}]"
+            if in_section and key is None:
+                return number
+            continue
+        if in_section and key is not None and re.match(rf'^\s*"?{re.escape(key)}"?\s*=', line):
+            return number
+    return None
+
+
+def parse_source_spec(spec_path: Path) -> SourceSpec:
+    """Read a source spec; every mistake is a SourceSpecError naming the line and the allowed names."""
+    spec_path = Path(spec_path)
+    if not spec_path.is_file():
+        raise SourceSpecError(f"source spec {spec_path} does not exist")
+    text = spec_path.read_text()
+    lines = text.splitlines()
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise SourceSpecError(f"{spec_path}: not valid TOML: {error}") from None
+
+    def where(section: str, key: str | None = None) -> str:
+        line = _line_of(lines, section, key)
+        return f"{spec_path.name} line {line}" if line else spec_path.name
+
+    def check_keys(table: dict, allowed: tuple[str, ...], section: str) -> None:
+        for key in table:
+            if key not in allowed:
+                label = f"[{section}]" if section else "the top level"
+                raise SourceSpecError(
+                    f"{where(section, key)}: unknown key {key!r} in {label}; allowed: {', '.join(allowed)}"
+                )
+
+    check_keys(raw, SPEC_KEYS, "")
+    if not isinstance(raw.get("name"), str) or not raw["name"].strip():
+        raise SourceSpecError(f"{spec_path.name}: missing `name = \"...\"` (recorded as events.source)")
+    if "events" not in raw:
+        raise SourceSpecError(f"{spec_path.name}: missing the [events] table (path and columns)")
+
+    def read_feed(kind: Literal["events", "items"]) -> Feed:
+        table = raw[kind]
+        if not isinstance(table, dict):
+            raise SourceSpecError(f"{where('', kind)}: {kind} must be a table ([{kind}])")
+        check_keys(table, FEED_KEYS, kind)
+        if "path" not in table:
+            raise SourceSpecError(f"{where(kind)}: [{kind}] needs path = \"...\" (file, folder or glob)")
+        if table.get("format") is not None and table["format"] not in FORMATS:
+            raise SourceSpecError(
+                f"{where(kind, 'format')}: unknown format {table['format']!r}; allowed: {', '.join(FORMATS)}"
+            )
+        columns = table.get("columns")
+        section = f"{kind}.columns"
+        allowed, required = (
+            (EVENT_COLUMNS, REQUIRED_EVENT_COLUMNS) if kind == "events" else (ITEM_COLUMNS, REQUIRED_ITEM_COLUMNS)
+        )
+        if not isinstance(columns, dict):
+            raise SourceSpecError(
+                f"{where(kind)}: missing [{section}]; required: {', '.join(required)}; "
+                f"allowed: {', '.join(allowed)}"
+            )
+        for name, expression in columns.items():
+            if name not in allowed:
+                raise SourceSpecError(
+                    f"{where(section, name)}: unknown column {name!r} in [{section}]; "
+                    f"allowed: {', '.join(allowed)}"
+                )
+            if not isinstance(expression, str) or not expression.strip():
+                raise SourceSpecError(
+                    f"{where(section, name)}: {name} must be a non-empty DuckDB SQL expression (a string)"
+                )
+        missing = [name for name in required if name not in columns]
+        if missing:
+            raise SourceSpecError(
+                f"{where(section)}: [{section}] is missing required column(s) {', '.join(missing)}; "
+                f"required: {', '.join(required)}; allowed: {', '.join(allowed)}"
+            )
+        path = table["path"]
+        if not Path(path).is_absolute():
+            path = str(spec_path.parent.resolve() / path)
+        options = {key: table[key] for key in ("format", "delimiter", "header", "file_columns", "encoding") if key in table}
+        return Feed(
+            kind=kind,
+            path=path,
+            columns=columns,
+            origins={name: where(section, name) for name in columns},
+            **options,
+        )
+
+    event_types = raw.get("event_types", DEFAULT_EVENT_TYPES)
+    if not isinstance(event_types, list | tuple) or not all(isinstance(t, str) for t in event_types):
+        raise SourceSpecError(f"{where('', 'event_types')}: event_types must be a list of strings")
+    return SourceSpec(
+        name=raw["name"].strip(),
+        events=[read_feed("events")],
+        items=[read_feed("items")] if "items" in raw else [],
+        event_types=tuple(t.strip().lower() for t in event_types),
+        validation=raw.get("validation", {}),
+    )
+
+
+ML100K_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
+    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)  # fmt: skip
+
+
+def movielens_spec(folder: Path) -> SourceSpec:
+    """A MovieLens folder in any of its layouts: latest/20M/25M/32M (csv), 1M/10M (.dat), 100K (u.data)."""
+    folder = Path(folder).expanduser().resolve()
+    if not folder.is_dir():
+        raise SourceSpecError(f"movielens:{folder}: not a folder")
+    rating = {"user_id": "userId", "item_id": "movieId", "event_type": "'rate'", "ts": "timestamp", "value": "rating"}
+    # Several tags by one user on one movie share a timestamp: the tag text makes each a distinct event.
+    tag = {
+        "user_id": "userId",
+        "item_id": "movieId",
+        "event_type": "'tag'",
+        "ts": "timestamp",
+        "event_id": "'tag:' || md5(concat_ws('|', userId, movieId, tag, timestamp))",
+    }
+    movie = {
+        "item_id": "movieId",
+        "title": "title",
+        "category": "nullif(genres, '(no genres listed)')",
+        "text": "concat_ws(' ', title, replace(nullif(genres, '(no genres listed)'), '|', ' '))",
+    }
+    events: list[Feed] = []
+    items: list[Feed] = []
+    if (folder / "ratings.csv").exists():
+        events.append(Feed(kind="events", path=str(folder / "ratings.csv"), format="csv", columns=rating))
+        if (folder / "tags.csv").exists():
+            events.append(Feed(kind="events", path=str(folder / "tags.csv"), format="csv", columns=tag))
+        if (folder / "movies.csv").exists():
+            items.append(Feed(kind="items", path=str(folder / "movies.csv"), format="csv", columns=movie))
+    elif (folder / "ratings.dat").exists():
+        # 1M and 10M: '::'-separated, no header; 1M is latin-1 encoded.
+        dat = {"format": "csv", "delimiter": "::", "header": False, "encoding": "latin-1"}
+        events.append(
+            Feed(kind="events", path=str(folder / "ratings.dat"), columns=rating,
+                 file_columns=["userId", "movieId", "rating", "timestamp"], **dat)
+        )  # fmt: skip
+        if (folder / "tags.dat").exists():
+            events.append(
+                Feed(kind="events", path=str(folder / "tags.dat"), columns=tag,
+                     file_columns=["userId", "movieId", "tag", "timestamp"], **dat)
+            )  # fmt: skip
+        if (folder / "movies.dat").exists():
+            items.append(
+                Feed(kind="items", path=str(folder / "movies.dat"), columns=movie,
+                     file_columns=["movieId", "title", "genres"], **dat)
+            )  # fmt: skip
+    elif (folder / "u.data").exists():
+        events.append(
+            Feed(kind="events", path=str(folder / "u.data"), format="csv", delimiter="\t", header=False,
+                 columns=rating, file_columns=["userId", "movieId", "rating", "timestamp"])
+        )  # fmt: skip
+        if (folder / "u.item").exists():
+            flags = [f"g{i}" for i in range(len(ML100K_GENRES))]
+            genres = ", ".join(
+                f"case when {flag} = '1' then '{name.replace(chr(39), chr(39) * 2)}' end"
+                for flag, name in zip(flags, ML100K_GENRES, strict=True)
+                if name != "unknown"
+            )
+            items.append(
+                Feed(
+                    kind="items",
+                    path=str(folder / "u.item"),
+                    format="csv",
+                    delimiter="|",
+                    header=False,
+                    encoding="latin-1",
+                    file_columns=["movieId", "title", "release_date", "video_release_date", "imdb_url", *flags],
+                    columns={
+                        "item_id": "movieId",
+                        "title": "title",
+                        "category": f"nullif(concat_ws('|', {genres}), '')",
+                        "text": f"concat_ws(' ', title, {genres})",
+                    },
+                )
+            )
+    else:
+        raise SourceSpecError(
+            f"movielens:{folder}: no MovieLens files found (expected ratings.csv, ratings.dat or u.data)"
+        )
+    return SourceSpec(name=f"movielens-{folder.name}", events=events, items=items)

@@ -1,0 +1,67 @@
+"""The DuckDB warehouse: connecting, the contract tables, and the SQL file loader."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+
+import duckdb
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+WAREHOUSE_TABLES = ("events", "items", "quarantine", "ingest_manifest")
+
+
+@cache
+def load_sql(name: str) -> str:
+    """The text of `sql/<name>.sql`, e.g. `load_sql("staging/stg_events_checked")`."""
+    return (SQL_DIR / f"{name}.sql").read_text()
+
+
+def connect_warehouse(path: Path | str, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
+    """A connection to the warehouse file with the contract tables present."""
+    con = duckdb.connect(str(path))
+    con.execute(f"set memory_limit = '{memory_limit}'")
+    con.execute("set preserve_insertion_order = true")
+    create_warehouse_tables(con)
+    return con
+
+
+def create_warehouse_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for table in WAREHOUSE_TABLES:
+        con.execute(load_sql(f"warehouse/{table}"))
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """All or nothing: commit when the block ends, roll back when it raises."""
+    con.execute("begin transaction")
+    try:
+        yield
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
+
+
+def describe_warehouse(path: Path | str) -> dict[str, int]:
+    """Headline counts of the warehouse, read-only."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        row = con.execute(
+            """
+            select
+                (select count(*) from events),
+                (select count(distinct user_id) from events),
+                (select count(*) from items),
+                (select count(*) from quarantine)
+            """
+        ).fetchall()[0]
+    finally:
+        con.close()
+    return dict(zip(("events", "users", "items", "quarantine"), row, strict=True))

@@ -1,0 +1,272 @@
+"""Ingest through the `ingest-events` flow on small files this test writes: quarantine reasons, accounting,
+rejection, idempotency, formats, and the MovieLens layouts."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from flows.ingest import ingest_events
+from tasks.ingest import FileRejectedError
+from tasks.sources import SourceSpecError
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+HEADER = "event_id,user_id,item_id,event_type,ts,value\n"
+GOOD_ROWS = [f"e{i},u{i % 7},i{i % 11},view,2024-03-01 10:{i % 60:02d}:00,\n" for i in range(100)]
+SPEC = """
+name = "shop"
+[events]
+path = "events.csv"
+[events.columns]
+user_id = "user_id"
+item_id = "item_id"
+event_type = "event_type"
+ts = "ts"
+value = "value"
+"""
+
+
+def write_source(folder: Path, rows: list[str], spec: str = SPEC, header: str = HEADER, name: str = "events.csv") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(header + "".join(rows))
+    (folder / "source.toml").write_text(spec)
+    return folder / "source.toml"
+
+
+def ingest(spec_path: Path, workspace: Path, max_bad_fraction: float = 0.05):
+    return ingest_events(source=str(spec_path), workspace=str(workspace), max_bad_fraction=max_bad_fraction)
+
+
+def query(workspace: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(workspace / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def quarantined(workspace: Path) -> list[tuple]:
+    return query(workspace, "select row_number, reason, record from quarantine order by row_number")
+
+
+def test_clean_file_is_inserted_whole_and_a_second_ingest_changes_nothing(tmp_path, workspace):
+    spec = write_source(tmp_path / "src", GOOD_ROWS)
+    report = ingest(spec, workspace)
+    assert [(f.status, f.rows_read, f.rows_inserted) for f in report.files] == [("ingested", 100, 100)]
+    tables = ("events", "items", "quarantine", "ingest_manifest")
+    before = {t: query(workspace, f"select * from {t} order by all") for t in tables}
+    again = ingest(spec, workspace)
+    assert [f.status for f in again.files] == ["skipped"]
+    assert {t: query(workspace, f"select * from {t} order by all") for t in tables} == before
+    assert query(workspace, "select source, count(*), count(distinct user_id) from events group by source") == [("shop", 100, 7)]
+
+
+@pytest.mark.parametrize(
+    ("bad_row", "reason"),
+    [
+        (",u1,i1,view,2024-03-01 10:00:00,\n", None),  # event_id is not mapped: not a problem
+        ("x,,i1,view,2024-03-01 10:00:00,\n", "user_id: missing (null or empty)"),
+        ("x,u1,  ,view,2024-03-01 10:00:00,\n", "item_id: missing (null or empty)"),
+        ("x,u1,i1,,2024-03-01 10:00:00,\n", "event_type: missing (null or empty)"),
+        ("x,u1,i1,view,,\n", "ts: missing (null or empty)"),
+        ("x,u1,i1,view,yesterday,\n", "ts: does not parse as a timestamp ('yesterday')"),
+        ("x,u1,i1,view,2099-01-01 00:00:00,\n", "ts: more than a day in the future ('2099-01-01 00:00:00')"),
+        ("x,u1,i1,view,1989-12-31 23:59:59,\n", "ts: before 1990 ('1989-12-31 23:59:59')"),
+        ("x,u1,i1,teleport,2024-03-01 10:00:00,\n", "event_type: not in the configured set ('teleport')"),
+        ("x,u1,i1,purchase,2024-03-01 10:00:00,cheap\n", "value: not numeric ('cheap')"),
+        ("x,u1,i1,view,2024-03-01 10:00:00,,extra\n", "malformed line: too many columns"),
+        ("x,u1,i1,view\n", "malformed line: missing columns"),
+        ('x,"u1"u,i1,view,2024-03-01 10:00:00,\n', "malformed line: unquoted value"),
+    ],
+)
+def test_each_kind_of_bad_row_is_quarantined_with_its_reason_and_raw_record(tmp_path, workspace, bad_row, reason):
+    rows = GOOD_ROWS[:50] + [bad_row] + GOOD_ROWS[50:]
+    report = ingest(write_source(tmp_path / "src", rows), workspace)
+    (outcome,) = report.files
+    assert outcome.rows_read == 101
+    if reason is None:
+        assert outcome.rows_inserted == 101 and quarantined(workspace) == []
+        return
+    assert (outcome.rows_inserted, outcome.rows_quarantined) == (100, 1)
+    ((row_number, got_reason, record),) = quarantined(workspace)
+    assert row_number == 51
+    assert got_reason.startswith(reason)
+    assert record.startswith(('{"event_id":"x"', "x,"))
+
+
+def test_event_type_is_lowercased_and_trimmed_before_the_check(tmp_path, workspace):
+    rows = ["a,u1,i1, VIEW ,2024-03-01 10:00:00,\n", "b,u1,i1,Purchase,2024-03-01 10:00:00,9.5\n"]
+    ingest(write_source(tmp_path / "src", rows), workspace)
+    assert query(workspace, "select event_type, value from events order by event_type") == [("purchase", 9.5), ("view", None)]
+
+
+def test_quarantined_rows_of_many_kinds_keep_their_file_row_numbers(tmp_path, workspace):
+    rows = list(GOOD_ROWS)
+    rows[9] = "x,u1,i1,view,2024-03-01 10:00:00,,extra\n"  # data row 10: malformed
+    rows[10] = "x,u1,i1,view\n"  # 11: malformed
+    rows[29] = "x,u1,i1,teleport,2024-03-01 10:00:00,\n"  # 30: bad event type
+    ingest(write_source(tmp_path / "src", rows), workspace)
+    assert [(n, r.split(":")[0]) for n, r, _ in quarantined(workspace)] == [
+        (10, "malformed line"), (11, "malformed line"), (30, "event_type"),
+    ]  # fmt: skip
+
+
+def test_every_row_is_accounted_for(tmp_path, workspace):
+    rows = GOOD_ROWS + [GOOD_ROWS[0], GOOD_ROWS[1], "x,,i1,view,2024-03-01 10:00:00,\n", "x,u1\n"]
+    report = ingest(write_source(tmp_path / "src", rows), workspace)
+    (outcome,) = report.files
+    assert (outcome.rows_read, outcome.rows_inserted, outcome.rows_duplicate, outcome.rows_quarantined) == (104, 100, 2, 2)
+    manifest = query(workspace, "select rows_read, rows_inserted, rows_duplicate, rows_quarantined, status from ingest_manifest")
+    assert manifest == [(104, 100, 2, 2, "ingested")]
+    assert query(workspace, "select count(*) from events") == [(100,)]
+    assert query(workspace, "select count(*) from quarantine") == [(2,)]
+
+
+def test_an_event_equal_to_one_already_ingested_from_another_file_is_a_duplicate(tmp_path, workspace):
+    ingest(write_source(tmp_path / "a", GOOD_ROWS[:60]), workspace)
+    report = ingest(write_source(tmp_path / "b", GOOD_ROWS[40:] + ["new,u99,i1,view,2024-03-02 10:00:00,\n"]), workspace)
+    (outcome,) = report.files
+    assert (outcome.rows_read, outcome.rows_inserted, outcome.rows_duplicate) == (61, 41, 20)
+    assert query(workspace, "select count(*) from events") == [(101,)]
+
+
+def test_a_mapped_event_id_seen_before_makes_a_duplicate(tmp_path, workspace):
+    spec = SPEC.replace('value = "value"', 'value = "value"\nevent_id = "event_id"')
+    rows = ["e1,u1,i1,view,2024-03-01 10:00:00,\n", "e1,u2,i2,view,2024-03-01 11:00:00,\n"]
+    report = ingest(write_source(tmp_path / "src", rows, spec), workspace)
+    assert (report.files[0].rows_inserted, report.files[0].rows_duplicate) == (1, 1)
+    assert query(workspace, "select event_id, user_id from events") == [("e1", "u1")]
+
+
+def test_a_file_with_too_many_bad_rows_is_rejected_then_accepted_with_a_higher_threshold(tmp_path, workspace):
+    rows = GOOD_ROWS[:90] + ["x,u1,i1,teleport,2024-03-01 10:00:00,\n"] * 6 + ["x,,i1,view,2024-03-01 10:00:00,\n"] * 4
+    spec = write_source(tmp_path / "src", rows)
+    with pytest.raises(FileRejectedError) as raised:
+        ingest(spec, workspace)
+    message = str(raised.value)
+    assert "events.csv: 10 of 100 rows are bad (10.0% > max-bad-fraction 5.0%)" in message
+    assert "event_type: not in the configured set (6); user_id: missing (4)" in message
+    assert query(workspace, "select count(*) from events") == [(0,)]
+    assert query(workspace, "select count(*) from quarantine") == [(0,)]
+    assert query(workspace, "select status, rows_read, rows_quarantined from ingest_manifest") == [("rejected", 100, 10)]
+
+    report = ingest(spec, workspace, max_bad_fraction=0.2)
+    assert [(f.status, f.rows_inserted, f.rows_quarantined) for f in report.files] == [("ingested", 90, 10)]
+    assert query(workspace, "select count(*) from events") == [(90,)]
+
+
+def test_spec_expressions_map_any_layout(tmp_path, workspace):
+    spec = """
+name = "online_shop"
+[events]
+path = "exports/*.csv.gz"
+[events.columns]
+user_id = "CAST(customer AS VARCHAR)"
+item_id = "sku"
+event_type = "CASE WHEN qty < 0 THEN 'return' ELSE 'purchase' END"
+ts = "order_time"
+value = "qty * unit_price"
+quantity = "qty"
+[items]
+path = "catalogue.jsonl"
+[items.columns]
+item_id = "sku"
+title = "name"
+category = "department"
+price = "list_price"
+"""
+    folder = tmp_path / "shop"
+    (folder / "exports").mkdir(parents=True)
+    lines = ["customer,sku,qty,unit_price,order_time"] + [f"{c},A-{c % 3},{1 if c % 4 else -1},2.5,2024-05-0{1 + c % 9}T08:00:00Z" for c in range(20)]
+    lines.append("7,A-1,many,2.5,2024-05-01T08:00:00Z")
+    with gzip.open(folder / "exports" / "part-1.csv.gz", "wt") as handle:
+        handle.write("\n".join(lines) + "\n")
+    catalogue = [{"sku": f"A-{k}", "name": f"thing {k}", "department": "tools", "list_price": 2.5} for k in range(3)]
+    (folder / "catalogue.jsonl").write_text("\n".join(json.dumps(r) for r in catalogue) + "\n{broken\n")
+    (folder / "source.toml").write_text(spec)
+    report = ingest(folder / "source.toml", workspace, max_bad_fraction=0.3)
+    assert [(f.kind, f.rows_read, f.rows_inserted, f.rows_quarantined) for f in report.files] == [
+        ("items", 4, 3, 1), ("events", 21, 20, 1),
+    ]  # fmt: skip
+    assert query(workspace, "select event_type, count(*), sum(value) from events group by 1 order by 1") == [
+        ("purchase", 15, 37.5), ("return", 5, -12.5),
+    ]  # fmt: skip
+    assert query(workspace, "select reason from quarantine order by reason") == [
+        ("column qty: not a BIGINT ('many')",), ("malformed line: not a JSON object",),
+    ]  # fmt: skip
+    assert query(workspace, "select item_id, title, category, price from items order by 1")[0] == ("A-0", "thing 0", "tools", 2.5)
+    assert query(workspace, "select min(ts) from events") == [(datetime(2024, 5, 1, 8, 0),)]
+
+
+def test_parquet_and_tsv_files_and_epoch_timestamps(tmp_path, workspace):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    con = duckdb.connect()
+    con.execute(
+        f"copy (select 'u' || (i % 5) as uid, 'i' || (i % 3) as iid, 'play' as kind, 1700000000 + i * 60 as epoch "
+        f"from range(30) t(i)) to '{folder / 'plays.parquet'}' (format parquet)"
+    )
+    (folder / "more.tsv").write_text("uid\tiid\tkind\tepoch\nu9\ti1\tlike\t1700000000000\n")
+    spec = 'name = "mixed"\n[events]\npath = "."\n[events.columns]\nuser_id = "uid"\nitem_id = "iid"\nevent_type = "kind"\nts = "epoch"\n'
+    (folder / "source.toml").write_text(spec)
+    report = ingest(folder / "source.toml", workspace)
+    assert sorted((Path(f.file).name, f.rows_inserted) for f in report.files) == [("more.tsv", 1), ("plays.parquet", 30)]
+    assert query(workspace, "select ts from events where user_id = 'u9'") == [(datetime(2023, 11, 14, 22, 13, 20),)]
+    assert query(workspace, "select min(ts) from events where event_type = 'play'") == [(datetime(2023, 11, 14, 22, 13, 20),)]
+
+
+def test_an_expression_duckdb_rejects_names_its_line_and_the_file_columns(tmp_path, workspace):
+    spec = SPEC.replace('value = "value"', 'value = "valu * 2"')
+    with pytest.raises(SourceSpecError) as raised:
+        ingest(write_source(tmp_path / "src", GOOD_ROWS[:3], spec), workspace)
+    message = str(raised.value)
+    assert "source.toml line 10: DuckDB rejects the expression for value = 'valu * 2'" in message
+    assert "columns in events.csv: event_id, user_id, item_id, event_type, ts, value" in message
+
+
+def test_a_ts_one_hour_ahead_is_accepted(tmp_path, workspace):
+    soon = (datetime.utcnow() + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S")
+    report = ingest(write_source(tmp_path / "src", [f"a,u1,i1,view,{soon},\n"]), workspace)
+    assert report.files[0].rows_inserted == 1
+
+
+def test_movielens_100k_layout(tmp_path, workspace):
+    folder = tmp_path / "ml-100k"
+    folder.mkdir()
+    (folder / "u.data").write_text("196\t242\t3\t881250949\n186\t302\t3\t891717742\n196\t302\t5\t881251000\n")
+    flags = "|".join(["0"] * 19)
+    item = "242|Kolya (1996)|24-Jan-1997||http://x|" + "|".join(["0"] * 5 + ["1"] + ["0"] * 13) + "\n"
+    item += "302|L.A. Confidential (1997)|01-Jan-1997||http://y|" + "|".join(["0"] * 6 + ["1"] + ["0"] * 9 + ["1"] + ["0"] * 2) + "\n"
+    item += "303|Caf\xe9 (1997)|01-Jan-1997||http://z|" + flags + "\n"
+    (folder / "u.item").write_bytes(item.encode("latin-1"))
+    ingest_events(source=f"movielens:{folder}", workspace=str(workspace))
+    assert query(workspace, "select user_id, item_id, event_type, value, ts from events order by ts")[0] == (
+        "196", "242", "rate", 3.0, datetime(1997, 12, 4, 15, 55, 49),
+    )  # fmt: skip
+    assert query(workspace, "select item_id, title, category from items order by item_id") == [
+        ("242", "Kolya (1996)", "Comedy"), ("302", "L.A. Confidential (1997)", "Crime|Thriller"), ("303", "Café (1997)", None),
+    ]  # fmt: skip
+
+
+def test_movielens_1m_layout(tmp_path, workspace):
+    folder = tmp_path / "ml-1m"
+    folder.mkdir()
+    (folder / "ratings.dat").write_text("1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n")
+    (folder / "movies.dat").write_bytes(
+        '1193::One Flew Over the Cuckoo\'s Nest (1975)::Drama\n661::"Great" Peach (1996)::Animation|Children\'s\n'.encode("latin-1")
+    )
+    report = ingest_events(source=f"movielens:{folder}", workspace=str(workspace))
+    assert [(f.kind, f.rows_inserted) for f in report.files] == [("items", 2), ("events", 3)]
+    assert query(workspace, "select count(*), count(distinct user_id), sum(value) from events") == [(3, 2, 12.0)]
+    assert query(workspace, "select title from items where item_id = '661'") == [('"Great" Peach (1996)',)]
+
+
+def test_a_missing_movielens_folder_is_a_clear_error(tmp_path, workspace):
+    with pytest.raises(SourceSpecError, match="no MovieLens files found"):
+        ingest_events(source=f"movielens:{tmp_path}", workspace=str(workspace))
