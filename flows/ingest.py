@@ -84,7 +84,7 @@ def ingest_events(source: str = "demo", workspace: str | None = None, max_bad_fr
     with hold_workspace(ws):
         spec, files = discover(source, str(ws.sources_dir))
         report.source = spec.name
-        con = connect_warehouse(ws.warehouse_path)
+        con = connect_warehouse(ws.warehouse_path, ws.duckdb_memory_limit)
         try:
             for file in files:
                 outcome = stage(con, file, spec, max_bad_fraction)

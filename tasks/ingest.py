@@ -141,9 +141,7 @@ def _header(file: SourceFile) -> list[str]:
 def stage_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     """Load the file into `stg_raw` (its own columns plus `_row`, the 1-based data row) and its malformed
     lines into `stg_rejects(_row, reason, record)`."""
-    con.execute("drop view if exists stg_raw")
-    for table in ("stg_file", "stg_rejects", "stg_row_gaps", "stg_lines", "stg_reject_errors", "stg_reject_scans"):
-        con.execute(f"drop table if exists {table}")
+    drop_staging(con)
     path = str(file.path)
     if file.format == "parquet":
         con.execute("create temp table stg_file as select * from read_parquet($path)", {"path": path})
@@ -383,43 +381,55 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
         elif name == "event_type":
             selects.append(f"lower({_text(expression)}) as event_type")
         elif name == "ts":
-            selects.append(f"{_timestamp(expression, dtypes[name])} as ts")
-            selects.append(f"{_text(expression)} as ts_text")
+            # The text is kept only where conversion failed: the reason quotes it, nothing else needs it.
+            converted = _timestamp(expression, dtypes[name])
+            selects.append(f"{converted} as ts")
+            selects.append(f"case when {converted} is null then {_text(expression)} end as ts_text")
         elif name in NUMERIC_CANONICALS:
-            selects.append(f"try_cast(({expression}) as double) as {name}")
-            selects.append(f"{_text(expression)} as {name}_text")
+            converted = f"try_cast(({expression}) as double)"
+            selects.append(f"{converted} as {name}")
+            selects.append(f"case when {converted} is null then {_text(expression)} end as {name}_text")
         else:
             selects.append(f"{_text(expression)} as {name}")
     table = "stg_events_mapped" if file.kind == "events" else "stg_items_mapped"
-    con.execute(f"create or replace temp table {table} as select {', '.join(selects)} from ({source_sql}) as src")
+    keys = ""
+    if file.kind == "events":
+        keys = (
+            ", case when event_id is null then hash(user_id, item_id, event_type, ts) "
+            "else hash('event_id', event_id) end as dedup_key"
+        )
+    con.execute(
+        f"create or replace temp table {table} as "
+        f"select *{keys} from (select {', '.join(selects)} from ({source_sql}) as src)"
+    )
 
 
 # ------------------------------------------------------------------------------------- check, dedupe
 
 
 def check_file(con: duckdb.DuckDBPyConnection, file: SourceFile, event_types: tuple[str, ...]) -> None:
-    """Give each mapped row its quarantine reason, then flag duplicates: `stg_*_checked`, `stg_*_new`."""
-    if file.kind == "events":
-        params = {"now": datetime.now(UTC).replace(tzinfo=None), "event_types": list(event_types)}
-        con.execute(f"create or replace temp table stg_events_checked as {load_sql('staging/stg_events_checked')}", params)
-        con.execute(f"create or replace temp table stg_events_new as {load_sql('staging/stg_events_new')}")
-    else:
-        con.execute(f"create or replace temp table stg_items_checked as {load_sql('staging/stg_items_checked')}")
-        con.execute(f"create or replace temp table stg_items_new as {load_sql('staging/stg_items_new')}")
+    """Find the rows to quarantine (`stg_*_rejected`) and the duplicates (`stg_*_duplicates`); what is left
+    is the batch to insert, the view `stg_*_new`."""
+    prefix = "stg_events" if file.kind == "events" else "stg_items"
+    params = {"now": datetime.now(UTC).replace(tzinfo=None), "event_types": list(event_types)}
+    rejected_sql = load_sql(f"staging/{prefix}_rejected")
+    con.execute(f"create or replace temp table {prefix}_rejected as {rejected_sql}", params if file.kind == "events" else {})
+    con.execute(f"create or replace temp table {prefix}_duplicates as {load_sql(f'staging/{prefix}_duplicates')}")
+    con.execute(f"create or replace temp view {prefix}_new as {load_sql(f'staging/{prefix}_new')}")
 
 
 def count_file(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> FileOutcome:
     """Fill in the outcome's row counts and top quarantine reasons from the staged tables."""
     prefix = "stg_events" if outcome.kind == "events" else "stg_items"
-    n_rejects, n_staged, n_bad = con.execute(
+    n_rejects, n_staged, n_bad, n_duplicate = con.execute(
         f"""
         select
             (select count(*) from stg_rejects),
-            (select count(*) from {prefix}_checked),
-            (select count(*) from {prefix}_checked where reason is not null)
+            (select count(*) from {prefix}_mapped),
+            (select count(*) from {prefix}_rejected),
+            (select count(*) from {prefix}_duplicates)
         """
     ).fetchall()[0]
-    n_duplicate = con.execute(f"select count(*) from {prefix}_new where is_duplicate").fetchall()[0][0]
     outcome.rows_read = n_rejects + n_staged
     outcome.rows_quarantined = n_rejects + n_bad
     outcome.rows_duplicate = n_duplicate
@@ -429,7 +439,7 @@ def count_file(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> FileOutc
         for reason, n in con.execute(
             f"""
             select regexp_replace(reason, ' \\(.*\\)$', '') as kind, count(*) as n
-            from (select reason from stg_rejects union all select reason from {prefix}_checked where reason is not null)
+            from (select reason from stg_rejects union all select reason from {prefix}_rejected)
             group by kind order by n desc, kind limit 5
             """
         ).fetchall()
@@ -459,10 +469,9 @@ def quarantine_rows(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> int
         insert into quarantine
         select $source, $file, _row, reason, record, $batch_id, $at from stg_rejects
         union all
-        select $source, $file, checked._row, checked.reason, cast({record} as varchar), $batch_id, $at
-        from {prefix}_checked as checked
-        join stg_raw as raw on raw._row = checked._row
-        where checked.reason is not null
+        select $source, $file, rejected._row, rejected.reason, cast({record} as varchar), $batch_id, $at
+        from {prefix}_rejected as rejected
+        join stg_raw as raw on raw._row = rejected._row
         order by 3
         """,
         params,
@@ -478,7 +487,9 @@ def insert_rows(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> int:
             load_sql("warehouse/insert_events"),
             {"source": outcome.source, "batch_id": outcome.batch_id, "ingested_at": now},
         )
-        con.execute(load_sql("warehouse/upsert_items_from_events"), {"updated_at": now})
+        names_items = "select exists (select 1 from stg_events_mapped where item_title is not null or item_category is not null)"
+        if con.execute(names_items).fetchall()[0][0]:
+            con.execute(load_sql("warehouse/upsert_items_from_events"), {"updated_at": now})
     else:
         con.execute(load_sql("warehouse/upsert_items"), {"updated_at": now})
     return outcome.rows_inserted
@@ -509,9 +520,14 @@ def record_manifest(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> Non
     )
 
 
+STAGING_VIEWS = ("stg_raw", "stg_events_new", "stg_items_new")
+STAGING_TABLES = ("stg_file", "stg_rejects", "stg_row_gaps", "stg_lines", "stg_reject_errors", "stg_reject_scans",
+                  "stg_events_mapped", "stg_events_rejected", "stg_events_duplicates", "stg_items_mapped",
+                  "stg_items_rejected", "stg_items_duplicates")  # fmt: skip
+
+
 def drop_staging(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("drop view if exists stg_raw")
-    for table in ("stg_file", "stg_rejects", "stg_row_gaps", "stg_lines", "stg_reject_errors", "stg_reject_scans",
-                  "stg_events_mapped", "stg_events_checked", "stg_events_new", "stg_items_mapped",
-                  "stg_items_checked", "stg_items_new"):  # fmt: skip
+    for view in STAGING_VIEWS:
+        con.execute(f"drop view if exists {view}")
+    for table in STAGING_TABLES:
         con.execute(f"drop table if exists {table}")

@@ -143,6 +143,8 @@ def _line_of(lines: list[str], section: str, key: str | None = None) -> int | No
     for number, line in enumerate(lines, start=1):
         stripped = line.strip()
         if stripped.startswith("["):
+            if section == "" and key is not None and re.match(rf"^\[{re.escape(key)}[\].]", stripped):
+                return number
             in_section = stripped.split("#")[0].strip() == f"[{section}]"
             if in_section and key is None:
                 return number

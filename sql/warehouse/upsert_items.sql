@@ -8,7 +8,6 @@ select
     new.text,
     $updated_at as updated_at,
 from stg_items_new as new
-where not new.is_duplicate
 on conflict (item_id) do update set
     title = excluded.title,
     category = excluded.category,

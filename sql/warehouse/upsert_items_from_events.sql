@@ -6,8 +6,7 @@ with named as (
         arg_max(new.item_title, new.ts) filter (where new.item_title is not null) as title,
         arg_max(new.item_category, new.ts) filter (where new.item_category is not null) as category,
     from stg_events_new as new
-    where not new.is_duplicate
-        and (new.item_title is not null or new.item_category is not null)
+    where new.item_title is not null or new.item_category is not null
     group by new.item_id
 ),
 

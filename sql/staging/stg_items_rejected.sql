@@ -1,11 +1,11 @@
--- Each mapped catalogue row with the first reason it cannot be used (null when it can).
+-- The mapped catalogue rows that cannot be used, each with the first reason why.
 with mapped as (
     select * from stg_items_mapped
 ),
 
-final as (
+reasons as (
     select
-        mapped.*,
+        mapped._row,
         case
             when mapped.cast_error is not null then mapped.cast_error
             when mapped.item_id is null then 'item_id: missing (null or empty)'
@@ -13,6 +13,10 @@ final as (
                 then 'price: not numeric (''' || mapped.price_text || ''')'
         end as reason,
     from mapped
+),
+
+final as (
+    select * from reasons where reason is not null
 )
 
 select * from final

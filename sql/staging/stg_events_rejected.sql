@@ -1,18 +1,18 @@
--- Each mapped event row with the first reason it cannot be inserted (null when it can).
+-- The mapped event rows that cannot be inserted, each with the first reason why.
 -- Params: $now (timestamp), $event_types (varchar[]).
 with mapped as (
     select * from stg_events_mapped
 ),
 
-final as (
+reasons as (
     select
-        mapped.*,
+        mapped._row,
         case
             when mapped.cast_error is not null then mapped.cast_error
             when mapped.user_id is null then 'user_id: missing (null or empty)'
             when mapped.item_id is null then 'item_id: missing (null or empty)'
             when mapped.event_type is null then 'event_type: missing (null or empty)'
-            when mapped.ts_text is null then 'ts: missing (null or empty)'
+            when mapped.ts is null and mapped.ts_text is null then 'ts: missing (null or empty)'
             when mapped.ts is null then 'ts: does not parse as a timestamp (''' || mapped.ts_text || ''')'
             when mapped.ts > $now + interval 1 day
                 then 'ts: more than a day in the future (''' || mapped.ts || ''')'
@@ -25,6 +25,10 @@ final as (
                 then 'quantity: not numeric (''' || mapped.quantity_text || ''')'
         end as reason,
     from mapped
+),
+
+final as (
+    select * from reasons where reason is not null
 )
 
 select * from final

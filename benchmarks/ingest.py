@@ -1,0 +1,122 @@
+"""Ingest speed and memory: `segflow ingest` against raw DuckDB on the same canonical CSV, in one run.
+
+    .venv/bin/python benchmarks/ingest.py [--rows 1000000 4000000] [--keep DIR]
+
+Prints, per size, the wall time of `segflow ingest` (a fresh workspace, the whole CLI: Prefect start-up,
+hashing, staging, checks, dedup, insert) and of raw DuckDB (`create table ... as select * from read_csv(...)`)
+in a fresh process, the peak RSS of each, then the fixed overhead and the marginal ratio
+(segflow 4M - segflow 1M) / (raw 4M - raw 1M). Target: marginal ratio <= 1.5, peak RSS < 2 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+ROOT = Path(__file__).resolve().parents[1]
+SEGFLOW = Path(sys.executable).parent / "segflow"
+SPEC = """name = "bench"
+[events]
+path = "events.csv"
+[events.columns]
+event_id = "event_id"
+user_id = "user_id"
+item_id = "item_id"
+event_type = "event_type"
+ts = "ts"
+value = "value"
+quantity = "quantity"
+session_id = "session_id"
+"""
+
+
+def write_events(folder: Path, n_rows: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "events.csv"
+    duckdb.execute(
+        f"""
+        copy (
+            select
+                'e' || i as event_id,
+                'u' || (hash(i) % 100000) as user_id,
+                'i' || (hash(i * 7) % 20000) as item_id,
+                (['view', 'view', 'view', 'add_to_cart', 'purchase'])[1 + (i % 5)] as event_type,
+                timestamp '2024-01-01' + to_seconds(i % 10000000) as ts,
+                case when i % 5 = 4 then round((hash(i) % 10000) / 100, 2) end as value,
+                case when i % 5 = 4 then 1 + i % 3 end as quantity,
+                's' || (i // 20) as session_id,
+            from range({n_rows}) t(i)
+        ) to '{path}' (header, delimiter ',')
+        """
+    )
+    (folder / "source.toml").write_text(SPEC)
+    return path
+
+
+def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one child process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, rusage = os.wait4(process.pid, 0)[1:]
+    elapsed = time.perf_counter() - start
+    stderr = process.stderr.read()
+    if process.returncode not in (0, None) and rusage is None:
+        raise RuntimeError(stderr)
+    return elapsed, rusage.ru_maxrss / 1024
+
+
+def raw_duckdb(csv_path: Path, db_path: Path) -> tuple[float, float]:
+    code = f"import duckdb; duckdb.connect({str(db_path)!r}).execute(\"create table t as select * from read_csv({str(csv_path)!r})\")"
+    return timed([sys.executable, "-c", code])
+
+
+def segflow_ingest(spec_path: Path, workspace: Path) -> tuple[float, float]:
+    return timed([str(SEGFLOW), "ingest", "--source", str(spec_path), "--workspace", str(workspace)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs=2, default=[1_000_000, 4_000_000])
+    parser.add_argument("--keep", type=Path, help="keep the files here instead of a temporary folder")
+    args = parser.parse_args()
+    base = args.keep or Path(tempfile.mkdtemp(prefix="segflow-bench-"))
+    prefect_home = base / "prefect"  # shared, so only the first run pays Prefect's database set-up
+    env = {**os.environ, "PREFECT_HOME": str(prefect_home)}
+    os.environ.update(env)
+    results = {}
+    try:
+        for n_rows in args.rows:
+            folder = base / f"rows-{n_rows}"
+            csv_path = write_events(folder, n_rows)
+            size_mb = csv_path.stat().st_size / 1e6
+            # Warm Prefect's home once so both sizes pay the same start-up.
+            if not prefect_home.exists():
+                segflow_ingest(folder / "source.toml", base / "warmup")
+            raw_s, raw_mb = raw_duckdb(csv_path, folder / "raw.duckdb")
+            seg_s, seg_mb = segflow_ingest(folder / "source.toml", folder / "workspace")
+            con = duckdb.connect(str(folder / "workspace" / "warehouse.duckdb"), read_only=True)
+            n_events = con.execute("select count(*) from events").fetchall()[0][0]
+            con.close()
+            assert n_events == n_rows, f"segflow inserted {n_events:,} of {n_rows:,} rows"
+            results[n_rows] = (raw_s, seg_s)
+            print(f"{n_rows:>10,} rows ({size_mb:,.0f} MB)  raw duckdb {raw_s:6.2f} s ({raw_mb:5.0f} MB RSS)   "
+                  f"segflow ingest {seg_s:6.2f} s ({seg_mb:5.0f} MB RSS)", flush=True)  # fmt: skip
+        (small, (raw_small, seg_small)), (large, (raw_large, seg_large)) = sorted(results.items())
+        marginal = (seg_large - seg_small) / (raw_large - raw_small)
+        print(f"fixed overhead (segflow - raw at {small:,} rows): {seg_small - raw_small:.2f} s")
+        print(f"marginal ratio (segflow {large:,} - {small:,}) / (raw {large:,} - {small:,}): {marginal:.2f}  (target <= 1.5)")
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

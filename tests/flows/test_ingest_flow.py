@@ -1,0 +1,106 @@
+"""`ingest-events` end to end under Prefect's test harness, and the `segflow` commands around it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import duckdb
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.ingest import ingest_events
+from tests.conftest import ML_LATEST_SMALL, needs_ml_latest_small
+
+import pytest
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+runner = CliRunner()
+
+
+def query(workspace, sql):
+    con = duckdb.connect(str(workspace / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+@needs_ml_latest_small
+def test_movielens_latest_small_lands_exactly_and_a_second_ingest_adds_nothing(workspace):
+    report = ingest_events(source=f"movielens:{ML_LATEST_SMALL}", workspace=str(workspace))
+    assert [(f.kind, f.status, f.rows_read, f.rows_inserted) for f in report.files] == [
+        ("items", "ingested", 9_742, 9_742),
+        ("events", "ingested", 100_836, 100_836),
+        ("events", "ingested", 3_683, 3_683),
+    ]
+    assert query(workspace, "select count(*), count(distinct user_id) from events where event_type = 'rate'") == [(100_836, 610)]
+    assert query(workspace, "select min(value), max(value), min(ts)::varchar from events where event_type = 'rate'") == [
+        (0.5, 5.0, "1996-03-29 18:36:55")
+    ]
+    assert query(workspace, "select title, category from items where item_id = '1'") == [
+        ("Toy Story (1995)", "Adventure|Animation|Children|Comedy|Fantasy")
+    ]
+    manifest = query(workspace, "select count(*) from ingest_manifest where rows_read = rows_inserted + rows_duplicate + rows_quarantined")
+    assert manifest == [(3,)]
+
+    again = ingest_events(source=f"movielens:{ML_LATEST_SMALL}", workspace=str(workspace))
+    assert [f.status for f in again.files] == ["skipped", "skipped", "skipped"]
+    assert query(workspace, "select count(*) from events") == [(104_519,)]
+    assert query(workspace, "select count(*) from ingest_manifest") == [(3,)]
+
+
+def test_segflow_ingest_on_demo_data_prints_what_it_did(workspace):
+    result = runner.invoke(app, ["ingest", "--source", "demo:200", "--workspace", str(workspace)])
+    assert result.exit_code == 0, result.output
+    assert "events.csv" in result.output and "ingested" in result.output
+    n_events = query(workspace, "select count(*) from events")[0][0]
+    assert f"{n_events:,} events from 200 users on 480 items" in " ".join(result.output.split())
+    again = runner.invoke(app, ["ingest", "--source", "demo:200", "--workspace", str(workspace)])
+    assert again.exit_code == 0 and "skipped" in again.output
+    assert query(workspace, "select count(*) from events")[0][0] == n_events
+
+
+def test_a_rejected_file_exits_non_zero_with_the_fraction_and_reasons(tmp_path, workspace):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    rows = "".join(f"u{i},i1,{'view' if i < 8 else 'teleport'},2024-01-01\n" for i in range(10))
+    (folder / "e.csv").write_text("user,item,kind,day\n" + rows)
+    (folder / "s.toml").write_text(
+        'name = "s"\n[events]\npath = "e.csv"\n[events.columns]\nuser_id = "user"\nitem_id = "item"\nevent_type = "kind"\nts = "day"\n'
+    )
+    result = runner.invoke(app, ["ingest", "--source", str(folder / "s.toml"), "--workspace", str(workspace)])
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert "e.csv: 2 of 10 rows are bad (20.0% > max-bad-fraction 5.0%)" in output
+    assert "event_type: not in the configured set (2)" in output
+    assert query(workspace, "select count(*) from events") == [(0,)]
+
+
+def test_a_second_writer_gets_workspace_is_busy(workspace):
+    workspace.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from tasks.workspace import open_workspace, hold_workspace\n"
+         f"ws = open_workspace({str(workspace)!r})\n"
+         "with hold_workspace(ws):\n    print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = runner.invoke(app, ["ingest", "--source", "demo:50", "--workspace", str(workspace)])
+        assert result.exit_code == 1
+        assert f"workspace is busy (pid {holder.pid})" in " ".join(result.output.split())
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    result = runner.invoke(app, ["ingest", "--source", "demo:50", "--workspace", str(workspace)])
+    assert result.exit_code == 0, result.output
+
+
+def test_every_command_has_help():
+    for command in ([], ["ingest"], ["run"], ["demo-data"]):
+        result = runner.invoke(app, [*command, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.output

@@ -1,0 +1,98 @@
+"""The staging and warehouse SQL files on a few given rows, with the exact rows they must produce."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+import pytest
+
+from tasks.warehouse import create_warehouse_tables, load_sql
+
+NOW = datetime(2024, 6, 1, 12, 0, 0)
+MAPPED_COLUMNS = (
+    "_row bigint, cast_error varchar, user_id varchar, item_id varchar, event_type varchar, ts timestamp, "
+    "ts_text varchar, value double, value_text varchar, quantity double, quantity_text varchar, "
+    "session_id varchar, event_id varchar, item_title varchar, item_category varchar"
+)
+
+
+@pytest.fixture
+def con():
+    con = duckdb.connect(":memory:")
+    create_warehouse_tables(con)
+    con.execute(f"create table stg_events_mapped ({MAPPED_COLUMNS})")
+    yield con
+    con.close()
+
+
+def given_mapped(con, rows: list[tuple]) -> None:
+    con.executemany("insert into stg_events_mapped values (" + ", ".join(["?"] * 15) + ")", rows)
+    # dedup_key is made by the map step (tasks/ingest.py) in exactly this way.
+    con.execute(
+        "create or replace table stg_events_mapped as select *, case when event_id is null then "
+        "hash(user_id, item_id, event_type, ts) else hash('event_id', event_id) end as dedup_key from stg_events_mapped"
+    )
+
+
+def row(n, user="u1", item="i1", event_type="view", ts=datetime(2024, 5, 1), ts_text="2024-05-01", value=None,
+        value_text=None, cast_error=None, event_id=None):  # fmt: skip
+    return (n, cast_error, user, item, event_type, ts, ts_text, value, value_text, None, None, None, event_id, None, None)
+
+
+def test_stg_events_rejected_gives_the_first_reason_of_each_bad_row(con):
+    given_mapped(con, [
+        row(1),
+        row(2, user=None),
+        row(3, ts=None, ts_text="soon"),
+        row(4, ts=datetime(2024, 6, 2, 13), ts_text="x"),
+        row(5, ts=datetime(2024, 6, 2, 11), ts_text="x"),
+        row(6, ts=datetime(1989, 1, 1), ts_text="x"),
+        row(7, event_type="teleport"),
+        row(8, value=None, value_text="n/a"),
+        row(9, user=None, cast_error="column qty: not a BIGINT ('x')"),
+    ])  # fmt: skip
+    sql = load_sql("staging/stg_events_rejected")
+    got = con.execute(f"select _row, reason from ({sql}) order by _row", {"now": NOW, "event_types": ["view"]}).fetchall()
+    assert got == [
+        (2, "user_id: missing (null or empty)"),
+        (3, "ts: does not parse as a timestamp ('soon')"),
+        (4, "ts: more than a day in the future ('2024-06-02 13:00:00')"),
+        (6, "ts: before 1990 ('1989-01-01 00:00:00')"),
+        (7, "event_type: not in the configured set ('teleport')"),
+        (8, "value: not numeric ('n/a')"),
+        (9, "column qty: not a BIGINT ('x')"),
+    ]
+
+
+def test_stg_events_duplicates_finds_repeats_in_the_batch_and_events_already_stored(con):
+    con.execute(
+        "insert into events values ('u1', 'i9', 'view', '2024-05-01', null, null, null, null, null, null, 's', 'b', '2024-05-02'),"
+        " ('u7', 'i7', 'view', '2024-05-01', null, null, null, 'e7', null, null, 's', 'b', '2024-05-02')"
+    )
+    given_mapped(con, [
+        row(1), row(2), row(3, value=1.0, value_text="1"), row(4, item="i9"), row(5, user="u2", event_id="e7"),
+        row(6, user="u3", event_id="e8"), row(7, user="u4", event_id="e8"), row(8, user=None),
+    ])  # fmt: skip
+    con.execute(f"create table stg_events_rejected as {load_sql('staging/stg_events_rejected')}", {"now": NOW, "event_types": ["view"]})
+    con.execute(f"create table stg_events_duplicates as {load_sql('staging/stg_events_duplicates')}")
+    assert con.execute("select _row from stg_events_duplicates order by 1").fetchall() == [(2,), (4,), (5,), (7,)]
+    new = con.execute(f"select _row from ({load_sql('staging/stg_events_new')}) order by 1").fetchall()
+    assert new == [(1,), (3,), (6,)]  # row 8 is rejected: no user_id
+
+
+def test_upsert_items_from_events_names_items_and_keeps_catalogue_text(con):
+    con.execute("insert into items values ('i1', 'Old', null, 3.0, 'catalogue text', '2024-01-01')")
+    con.execute(
+        "create table stg_events_new as select * from (values"
+        " ('i1', 'New title', 'tools', timestamp '2024-05-01'),"
+        " ('i2', 'Hammer', null, timestamp '2024-05-01'),"
+        " ('i2', 'Hammer XL', 'tools', timestamp '2024-05-03'),"
+        " ('i3', null, null, timestamp '2024-05-03')"
+        ") t(item_id, item_title, item_category, ts)"
+    )
+    con.execute(load_sql("warehouse/upsert_items_from_events"), {"updated_at": NOW})
+    assert con.execute("select item_id, title, category, price, text from items order by 1").fetchall() == [
+        ("i1", "New title", "tools", 3.0, "catalogue text"),
+        ("i2", "Hammer XL", "tools", None, "Hammer XL tools"),
+    ]
