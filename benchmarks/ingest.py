@@ -74,7 +74,7 @@ def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float,
 
 
 def raw_duckdb(csv_path: Path, db_path: Path) -> tuple[float, float]:
-    code = f"import duckdb; duckdb.connect({str(db_path)!r}).execute(\"create table t as select * from read_csv({str(csv_path)!r})\")"
+    code = f'import duckdb; duckdb.connect({str(db_path)!r}).execute("create table t as select * from read_csv({str(csv_path)!r})")'
     return timed([sys.executable, "-c", code])
 
 
@@ -83,7 +83,9 @@ def segflow_ingest(spec_path: Path, workspace: Path) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, nargs=2, default=[1_000_000, 4_000_000])
     parser.add_argument("--keep", type=Path, help="keep the files here instead of a temporary folder")
     args = parser.parse_args()
@@ -112,7 +114,9 @@ def main() -> None:
         (small, (raw_small, seg_small)), (large, (raw_large, seg_large)) = sorted(results.items())
         marginal = (seg_large - seg_small) / (raw_large - raw_small)
         print(f"fixed overhead (segflow - raw at {small:,} rows): {seg_small - raw_small:.2f} s")
-        print(f"marginal ratio (segflow {large:,} - {small:,}) / (raw {large:,} - {small:,}): {marginal:.2f}  (target <= 1.5)")
+        print(
+            f"marginal ratio (segflow {large:,} - {small:,}) / (raw {large:,} - {small:,}): {marginal:.2f}  (target <= 1.5)"
+        )
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)

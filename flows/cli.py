@@ -22,7 +22,9 @@ console = Console()
 
 WorkspaceOption = Annotated[
     Path,
-    typer.Option("--workspace", "-w", envvar="SEGFLOW_WORKSPACE", help="Folder that holds everything a run writes."),
+    typer.Option(
+        "--workspace", "-w", envvar="SEGFLOW_WORKSPACE", help="Folder that holds everything a run writes."
+    ),
 ]
 SourceOption = Annotated[
     str,
@@ -30,7 +32,9 @@ SourceOption = Annotated[
 ]
 MaxBadOption = Annotated[
     float,
-    typer.Option("--max-bad-fraction", help="Reject a file whose share of bad rows is above this.", min=0, max=1),
+    typer.Option(
+        "--max-bad-fraction", help="Reject a file whose share of bad rows is above this.", min=0, max=1
+    ),
 ]
 
 
@@ -48,7 +52,9 @@ def _fail(message: str) -> None:
 def _print_ingest(report) -> None:
     table = Table(title=f"ingest of {report.source}", title_justify="left")
     for column in ("file", "kind", "status", "read", "inserted", "duplicate", "quarantined"):
-        table.add_column(column, justify="right" if column in ("read", "inserted", "duplicate", "quarantined") else "left")
+        table.add_column(
+            column, justify="right" if column in ("read", "inserted", "duplicate", "quarantined") else "left"
+        )
     for outcome in report.files:
         style = {"rejected": "red", "skipped": "dim"}.get(outcome.status, "")
         table.add_row(
@@ -115,7 +121,9 @@ def run(
 def demo_data(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the demo files into.")],
     users: Annotated[int, typer.Option("--users", min=1, help="Number of users.")] = 3000,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same files.")] = 42,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed; the same seed gives the same files.")
+    ] = 42,
 ) -> None:
     """Write the demo shop as files: events.csv, items.csv, users.csv (planted segments) and source.toml."""
     from tasks.demo import DemoConfig, write_demo_data

@@ -36,7 +36,9 @@ def discover(source: str, sources_dir: str) -> tuple[SourceSpec, list[SourceFile
 
 
 @task(cache_policy=NO_CACHE, task_run_name="stage {file.path.name}")
-def stage(con: duckdb.DuckDBPyConnection, file: SourceFile, spec: SourceSpec, max_bad_fraction: float) -> FileOutcome:
+def stage(
+    con: duckdb.DuckDBPyConnection, file: SourceFile, spec: SourceSpec, max_bad_fraction: float
+) -> FileOutcome:
     """Stage, map, check and dedupe one file; skip it when its content was ingested before."""
     outcome = FileOutcome(
         source=file.source, file=str(file.path), kind=file.kind, sha256=ingest.file_sha256(file.path),
@@ -74,7 +76,9 @@ def record(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> None:
 
 
 @flow(name="ingest-events", log_prints=True)
-def ingest_events(source: str = "demo", workspace: str | None = None, max_bad_fraction: float = 0.05) -> IngestReport:
+def ingest_events(
+    source: str = "demo", workspace: str | None = None, max_bad_fraction: float = 0.05
+) -> IngestReport:
     """Ingest every file of a source (demo, movielens:DIR or a source spec .toml) into the warehouse.
 
     A file already ingested is skipped; a file with more than `max_bad_fraction` bad rows is rejected whole.

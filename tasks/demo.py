@@ -178,7 +178,10 @@ def write_demo_data(out_dir: Path, config: DemoConfig | None = None) -> dict[str
         writer.writeheader()
         writer.writerows(items)
     n_events = 0
-    with open(out_dir / "events.csv", "w", newline="") as events_file, open(out_dir / "users.csv", "w", newline="") as users_file:
+    with (
+        open(out_dir / "events.csv", "w", newline="") as events_file,
+        open(out_dir / "users.csv", "w", newline="") as users_file,
+    ):
         events_writer, users_writer = csv.writer(events_file), csv.writer(users_file)
         events_writer.writerow(EVENT_FIELDS)
         users_writer.writerow(("user_id", "segment", "segment_name"))

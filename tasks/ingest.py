@@ -22,7 +22,13 @@ from pathlib import Path
 
 import duckdb
 
-from tasks.sources import REQUIRED_EVENT_COLUMNS, EVENT_COLUMNS, ITEM_COLUMNS, Feed, SourceSpec, SourceSpecError
+from tasks.sources import (
+    EVENT_COLUMNS,
+    ITEM_COLUMNS,
+    Feed,
+    SourceSpec,
+    SourceSpecError,
+)
 from tasks.warehouse import load_sql, quote_ident
 
 TEXT_CANONICALS = {"user_id", "item_id", "event_type", "session_id", "event_id", "item_title", "item_category",
@@ -83,7 +89,9 @@ def discover_files(spec: SourceSpec) -> list[SourceFile]:
     found = []
     for feed in [*spec.items, *spec.events]:
         for path in feed.files():
-            found.append(SourceFile(source=spec.name, feed=feed, path=path.resolve(), format=feed.format_for(path)))
+            found.append(
+                SourceFile(source=spec.name, feed=feed, path=path.resolve(), format=feed.format_for(path))
+            )
     return found
 
 
@@ -112,7 +120,7 @@ def is_already_ingested(con: duckdb.DuckDBPyConnection, kind: str, sha256: str) 
 
 
 def _open_text(path: Path, encoding: str) -> io.TextIOBase:
-    raw = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+    raw = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115 - the wrapper owns it
     return io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="")
 
 
@@ -134,7 +142,9 @@ def _header(file: SourceFile) -> list[str]:
     if not file.feed.header:
         return [f"column{i}" for i in range(len(names))]
     if not names or any(not name for name in names) or len(set(names)) != len(names):
-        raise SourceSpecError(f"{file.path.name}: the header line has empty or repeated column names: {first!r}")
+        raise SourceSpecError(
+            f"{file.path.name}: the header line has empty or repeated column names: {first!r}"
+        )
     return names
 
 
@@ -237,9 +247,12 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     if not names:
         raise SourceSpecError(f"{file.path.name}: no JSON object lines found")
     extracts = ", ".join(
-        f"json_extract_string(line, '$.\"{n.replace(chr(39), chr(39) * 2)}\"') as {quote_ident(n)}" for n in names
+        f"json_extract_string(line, '$.\"{n.replace(chr(39), chr(39) * 2)}\"') as {quote_ident(n)}"
+        for n in names
     )
-    con.execute(f"create temp table stg_file as select rowid + 1 as _row, {extracts} from stg_lines where is_object")
+    con.execute(
+        f"create temp table stg_file as select rowid + 1 as _row, {extracts} from stg_lines where is_object"
+    )
     con.execute("create temp view stg_raw as select * from stg_file")
     con.execute(
         """
@@ -249,6 +262,7 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
         where line is not null and not is_object
         """
     )
+    con.execute("drop table stg_lines")
 
 
 # ------------------------------------------------------------------------------------------------ map
@@ -277,7 +291,9 @@ def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str]) -> dict[str, 
         q = quote_ident(name)
         parts.append(f"count({q})")
         parts.append(f"count(try_cast({q} as double))")
-        parts.append(f"count(try_cast({q} as double)) filter (where try_cast({q} as double) = try_cast({q} as bigint))")
+        parts.append(
+            f"count(try_cast({q} as double)) filter (where try_cast({q} as double) = try_cast({q} as bigint))"
+        )
         parts.append(f"count(try_cast({q} as timestamp))")
     counts = con.execute(f"select {', '.join(parts)} from stg_raw").fetchall()[0]
     types = {}
@@ -354,7 +370,16 @@ def _timestamp(expression: str, dtype: str) -> str:
         return f"timezone('UTC', {e})"
     if dtype.startswith("TIMESTAMP") or dtype == "DATE":
         return f"cast({e} as timestamp)"
-    if dtype in ("BIGINT", "INTEGER", "HUGEINT", "SMALLINT", "UBIGINT", "UINTEGER", "DOUBLE", "FLOAT") or dtype.startswith("DECIMAL"):
+    if dtype in (
+        "BIGINT",
+        "INTEGER",
+        "HUGEINT",
+        "SMALLINT",
+        "UBIGINT",
+        "UINTEGER",
+        "DOUBLE",
+        "FLOAT",
+    ) or dtype.startswith("DECIMAL"):
         return epoch.format(x=f"cast({e} as double)")
     text = f"trim(cast({e} as varchar))"
     return (
@@ -367,7 +392,10 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     """Evaluate the feed's column expressions over `stg_raw` into `stg_events_mapped` / `stg_items_mapped`."""
     feed = file.feed
     source_sql, cast_error = _typed_source(con, feed.columns)
-    dtypes = {name: _check_expression(con, source_sql, name, expr, feed, file) for name, expr in feed.columns.items()}
+    dtypes = {
+        name: _check_expression(con, source_sql, name, expr, feed, file)
+        for name, expr in feed.columns.items()
+    }
     allowed = EVENT_COLUMNS if file.kind == "events" else ITEM_COLUMNS
     selects = ["_row", f"{cast_error} as cast_error"]
     for name in allowed:
@@ -408,38 +436,61 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
 
 
 def check_file(con: duckdb.DuckDBPyConnection, file: SourceFile, event_types: tuple[str, ...]) -> None:
-    """Find the rows to quarantine (`stg_*_rejected`) and the duplicates (`stg_*_duplicates`); what is left
-    is the batch to insert, the view `stg_*_new`."""
+    """Find the rows to quarantine (`stg_quarantine`, with raw records) and the duplicates
+    (`stg_*_duplicates`); what is left is the batch to insert, the view `stg_*_new`."""
     prefix = "stg_events" if file.kind == "events" else "stg_items"
     params = {"now": datetime.now(UTC).replace(tzinfo=None), "event_types": list(event_types)}
     rejected_sql = load_sql(f"staging/{prefix}_rejected")
-    con.execute(f"create or replace temp table {prefix}_rejected as {rejected_sql}", params if file.kind == "events" else {})
-    con.execute(f"create or replace temp table {prefix}_duplicates as {load_sql(f'staging/{prefix}_duplicates')}")
+    con.execute(
+        f"create or replace temp table {prefix}_rejected as {rejected_sql}",
+        params if file.kind == "events" else {},
+    )
+    names = list(_raw_columns(con))
+    record = (
+        "to_json(struct_pack(" + ", ".join(f"{quote_ident(n)} := raw.{quote_ident(n)}" for n in names) + "))"
+    )
+    con.execute(
+        f"""
+        create or replace temp table stg_quarantine as
+        select _row, reason, record from stg_rejects
+        union all
+        select rejected._row, rejected.reason, cast({record} as varchar) as record
+        from {prefix}_rejected as rejected
+        join stg_raw as raw on raw._row = rejected._row
+        order by _row
+        """
+    )
+    # The raw rows are no longer needed: free their memory before deduplication and insert.
+    con.execute("drop view stg_raw")
+    con.execute("drop table stg_file")
+    con.execute(
+        f"create or replace temp table {prefix}_duplicates as {load_sql(f'staging/{prefix}_duplicates')}"
+    )
     con.execute(f"create or replace temp view {prefix}_new as {load_sql(f'staging/{prefix}_new')}")
 
 
 def count_file(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> FileOutcome:
     """Fill in the outcome's row counts and top quarantine reasons from the staged tables."""
     prefix = "stg_events" if outcome.kind == "events" else "stg_items"
-    n_rejects, n_staged, n_bad, n_duplicate = con.execute(
+    n_staged, n_quarantined, n_bad, n_duplicate = con.execute(
         f"""
         select
-            (select count(*) from stg_rejects),
             (select count(*) from {prefix}_mapped),
+            (select count(*) from stg_quarantine),
             (select count(*) from {prefix}_rejected),
             (select count(*) from {prefix}_duplicates)
         """
     ).fetchall()[0]
-    outcome.rows_read = n_rejects + n_staged
-    outcome.rows_quarantined = n_rejects + n_bad
+    outcome.rows_read = n_staged + n_quarantined - n_bad
+    outcome.rows_quarantined = n_quarantined
     outcome.rows_duplicate = n_duplicate
     outcome.rows_inserted = n_staged - n_bad - n_duplicate
     outcome.top_reasons = [
         (reason, n)
         for reason, n in con.execute(
-            f"""
+            """
             select regexp_replace(reason, ' \\(.*\\)$', '') as kind, count(*) as n
-            from (select reason from stg_rejects union all select reason from {prefix}_rejected)
+            from stg_quarantine
             group by kind order by n desc, kind limit 5
             """
         ).fetchall()
@@ -460,21 +511,14 @@ def describe_rejection(outcome: FileOutcome, max_bad_fraction: float) -> str:
 
 def quarantine_rows(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> int:
     """Copy the file's bad rows, each with its raw record and reason, into `quarantine`."""
-    prefix = "stg_events" if outcome.kind == "events" else "stg_items"
-    names = list(_raw_columns(con))
-    record = "to_json(struct_pack(" + ", ".join(f"{quote_ident(n)} := raw.{quote_ident(n)}" for n in names) + "))"
-    params = {"source": outcome.source, "file": outcome.file, "batch_id": outcome.batch_id, "at": datetime.now(UTC).replace(tzinfo=None)}
     con.execute(
-        f"""
-        insert into quarantine
-        select $source, $file, _row, reason, record, $batch_id, $at from stg_rejects
-        union all
-        select $source, $file, rejected._row, rejected.reason, cast({record} as varchar), $batch_id, $at
-        from {prefix}_rejected as rejected
-        join stg_raw as raw on raw._row = rejected._row
-        order by 3
-        """,
-        params,
+        "insert into quarantine select $source, $file, _row, reason, record, $batch_id, $at from stg_quarantine",
+        {
+            "source": outcome.source,
+            "file": outcome.file,
+            "batch_id": outcome.batch_id,
+            "at": datetime.now(UTC).replace(tzinfo=None),
+        },
     )
     return outcome.rows_quarantined
 
@@ -521,7 +565,7 @@ def record_manifest(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> Non
 
 
 STAGING_VIEWS = ("stg_raw", "stg_events_new", "stg_items_new")
-STAGING_TABLES = ("stg_file", "stg_rejects", "stg_row_gaps", "stg_lines", "stg_reject_errors", "stg_reject_scans",
+STAGING_TABLES = ("stg_file", "stg_quarantine", "stg_rejects", "stg_row_gaps", "stg_lines", "stg_reject_errors", "stg_reject_scans",
                   "stg_events_mapped", "stg_events_rejected", "stg_events_duplicates", "stg_items_mapped",
                   "stg_items_rejected", "stg_items_duplicates")  # fmt: skip
 

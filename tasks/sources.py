@@ -180,7 +180,7 @@ def parse_source_spec(spec_path: Path) -> SourceSpec:
 
     check_keys(raw, SPEC_KEYS, "")
     if not isinstance(raw.get("name"), str) or not raw["name"].strip():
-        raise SourceSpecError(f"{spec_path.name}: missing `name = \"...\"` (recorded as events.source)")
+        raise SourceSpecError(f'{spec_path.name}: missing `name = "..."` (recorded as events.source)')
     if "events" not in raw:
         raise SourceSpecError(f"{spec_path.name}: missing the [events] table (path and columns)")
 
@@ -190,7 +190,7 @@ def parse_source_spec(spec_path: Path) -> SourceSpec:
             raise SourceSpecError(f"{where('', kind)}: {kind} must be a table ([{kind}])")
         check_keys(table, FEED_KEYS, kind)
         if "path" not in table:
-            raise SourceSpecError(f"{where(kind)}: [{kind}] needs path = \"...\" (file, folder or glob)")
+            raise SourceSpecError(f'{where(kind)}: [{kind}] needs path = "..." (file, folder or glob)')
         if table.get("format") is not None and table["format"] not in FORMATS:
             raise SourceSpecError(
                 f"{where(kind, 'format')}: unknown format {table['format']!r}; allowed: {', '.join(FORMATS)}"
@@ -198,7 +198,9 @@ def parse_source_spec(spec_path: Path) -> SourceSpec:
         columns = table.get("columns")
         section = f"{kind}.columns"
         allowed, required = (
-            (EVENT_COLUMNS, REQUIRED_EVENT_COLUMNS) if kind == "events" else (ITEM_COLUMNS, REQUIRED_ITEM_COLUMNS)
+            (EVENT_COLUMNS, REQUIRED_EVENT_COLUMNS)
+            if kind == "events"
+            else (ITEM_COLUMNS, REQUIRED_ITEM_COLUMNS)
         )
         if not isinstance(columns, dict):
             raise SourceSpecError(
@@ -224,7 +226,11 @@ def parse_source_spec(spec_path: Path) -> SourceSpec:
         path = table["path"]
         if not Path(path).is_absolute():
             path = str(spec_path.parent.resolve() / path)
-        options = {key: table[key] for key in ("format", "delimiter", "header", "file_columns", "encoding") if key in table}
+        options = {
+            key: table[key]
+            for key in ("format", "delimiter", "header", "file_columns", "encoding")
+            if key in table
+        }
         return Feed(
             kind=kind,
             path=path,
@@ -256,7 +262,13 @@ def movielens_spec(folder: Path) -> SourceSpec:
     folder = Path(folder).expanduser().resolve()
     if not folder.is_dir():
         raise SourceSpecError(f"movielens:{folder}: not a folder")
-    rating = {"user_id": "userId", "item_id": "movieId", "event_type": "'rate'", "ts": "timestamp", "value": "rating"}
+    rating = {
+        "user_id": "userId",
+        "item_id": "movieId",
+        "event_type": "'rate'",
+        "ts": "timestamp",
+        "value": "rating",
+    }
     # Several tags by one user on one movie share a timestamp: the tag text makes each a distinct event.
     tag = {
         "user_id": "userId",
@@ -316,7 +328,14 @@ def movielens_spec(folder: Path) -> SourceSpec:
                     delimiter="|",
                     header=False,
                     encoding="latin-1",
-                    file_columns=["movieId", "title", "release_date", "video_release_date", "imdb_url", *flags],
+                    file_columns=[
+                        "movieId",
+                        "title",
+                        "release_date",
+                        "video_release_date",
+                        "imdb_url",
+                        *flags,
+                    ],
                     columns={
                         "item_id": "movieId",
                         "title": "title",

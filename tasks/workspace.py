@@ -78,7 +78,13 @@ class Workspace(BaseSettings):
         return self.root / ".lock"
 
     def create(self) -> Workspace:
-        for folder in (self.root, self.mlartifacts_dir, self.reports_dir, self.exports_dir, self.prefect_home):
+        for folder in (
+            self.root,
+            self.mlartifacts_dir,
+            self.reports_dir,
+            self.exports_dir,
+            self.prefect_home,
+        ):
             folder.mkdir(parents=True, exist_ok=True)
         return self
 

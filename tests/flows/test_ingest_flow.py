@@ -7,13 +7,12 @@ import sys
 import time
 
 import duckdb
+import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.ingest import ingest_events
 from tests.conftest import ML_LATEST_SMALL, needs_ml_latest_small
-
-import pytest
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 runner = CliRunner()
@@ -35,14 +34,19 @@ def test_movielens_latest_small_lands_exactly_and_a_second_ingest_adds_nothing(w
         ("events", "ingested", 100_836, 100_836),
         ("events", "ingested", 3_683, 3_683),
     ]
-    assert query(workspace, "select count(*), count(distinct user_id) from events where event_type = 'rate'") == [(100_836, 610)]
-    assert query(workspace, "select min(value), max(value), min(ts)::varchar from events where event_type = 'rate'") == [
-        (0.5, 5.0, "1996-03-29 18:36:55")
-    ]
+    assert query(
+        workspace, "select count(*), count(distinct user_id) from events where event_type = 'rate'"
+    ) == [(100_836, 610)]
+    assert query(
+        workspace, "select min(value), max(value), min(ts)::varchar from events where event_type = 'rate'"
+    ) == [(0.5, 5.0, "1996-03-29 18:36:55")]
     assert query(workspace, "select title, category from items where item_id = '1'") == [
         ("Toy Story (1995)", "Adventure|Animation|Children|Comedy|Fantasy")
     ]
-    manifest = query(workspace, "select count(*) from ingest_manifest where rows_read = rows_inserted + rows_duplicate + rows_quarantined")
+    manifest = query(
+        workspace,
+        "select count(*) from ingest_manifest where rows_read = rows_inserted + rows_duplicate + rows_quarantined",
+    )
     assert manifest == [(3,)]
 
     again = ingest_events(source=f"movielens:{ML_LATEST_SMALL}", workspace=str(workspace))

@@ -37,7 +37,23 @@ def given_mapped(con, rows: list[tuple]) -> None:
 
 def row(n, user="u1", item="i1", event_type="view", ts=datetime(2024, 5, 1), ts_text="2024-05-01", value=None,
         value_text=None, cast_error=None, event_id=None):  # fmt: skip
-    return (n, cast_error, user, item, event_type, ts, ts_text, value, value_text, None, None, None, event_id, None, None)
+    return (
+        n,
+        cast_error,
+        user,
+        item,
+        event_type,
+        ts,
+        ts_text,
+        value,
+        value_text,
+        None,
+        None,
+        None,
+        event_id,
+        None,
+        None,
+    )
 
 
 def test_stg_events_rejected_gives_the_first_reason_of_each_bad_row(con):
@@ -53,7 +69,9 @@ def test_stg_events_rejected_gives_the_first_reason_of_each_bad_row(con):
         row(9, user=None, cast_error="column qty: not a BIGINT ('x')"),
     ])  # fmt: skip
     sql = load_sql("staging/stg_events_rejected")
-    got = con.execute(f"select _row, reason from ({sql}) order by _row", {"now": NOW, "event_types": ["view"]}).fetchall()
+    got = con.execute(
+        f"select _row, reason from ({sql}) order by _row", {"now": NOW, "event_types": ["view"]}
+    ).fetchall()
     assert got == [
         (2, "user_id: missing (null or empty)"),
         (3, "ts: does not parse as a timestamp ('soon')"),
@@ -74,9 +92,17 @@ def test_stg_events_duplicates_finds_repeats_in_the_batch_and_events_already_sto
         row(1), row(2), row(3, value=1.0, value_text="1"), row(4, item="i9"), row(5, user="u2", event_id="e7"),
         row(6, user="u3", event_id="e8"), row(7, user="u4", event_id="e8"), row(8, user=None),
     ])  # fmt: skip
-    con.execute(f"create table stg_events_rejected as {load_sql('staging/stg_events_rejected')}", {"now": NOW, "event_types": ["view"]})
+    con.execute(
+        f"create table stg_events_rejected as {load_sql('staging/stg_events_rejected')}",
+        {"now": NOW, "event_types": ["view"]},
+    )
     con.execute(f"create table stg_events_duplicates as {load_sql('staging/stg_events_duplicates')}")
-    assert con.execute("select _row from stg_events_duplicates order by 1").fetchall() == [(2,), (4,), (5,), (7,)]
+    assert con.execute("select _row from stg_events_duplicates order by 1").fetchall() == [
+        (2,),
+        (4,),
+        (5,),
+        (7,),
+    ]
     new = con.execute(f"select _row from ({load_sql('staging/stg_events_new')}) order by 1").fetchall()
     assert new == [(1,), (3,), (6,)]  # row 8 is rejected: no user_id
 

@@ -24,8 +24,12 @@ def test_the_same_seed_writes_the_same_files_and_another_seed_does_not(tmp_path)
 def test_chunked_writing_gives_the_same_users_as_one_chunk_would_per_chunk_seed(tmp_path):
     counts = write_demo_data(tmp_path / "d", DemoConfig(n_users=250, chunk_users=100))
     con = duckdb.connect()
-    users = con.execute(f"select count(*), count(distinct user_id) from read_csv('{tmp_path / 'd' / 'users.csv'}')").fetchall()
-    events = con.execute(f"select count(*), count(distinct user_id) from read_csv('{tmp_path / 'd' / 'events.csv'}')").fetchall()
+    users = con.execute(
+        f"select count(*), count(distinct user_id) from read_csv('{tmp_path / 'd' / 'users.csv'}')"
+    ).fetchall()
+    events = con.execute(
+        f"select count(*), count(distinct user_id) from read_csv('{tmp_path / 'd' / 'events.csv'}')"
+    ).fetchall()
     assert users == [(250, 250)]
     assert events == [(counts["events"], 250)]
 
@@ -40,7 +44,7 @@ def test_default_demo_has_about_3000_users_and_150k_events_with_all_segments(tmp
         select u.segment,
                count(*) filter (where e.event_type = 'purchase') / count(*) filter (where e.event_type = 'view') as buy_rate,
                avg(hour(e.ts)) as mean_hour
-        from read_csv('{tmp_path / 'demo' / 'events.csv'}') e join read_csv('{tmp_path / 'demo' / 'users.csv'}') u using (user_id)
+        from read_csv('{tmp_path / "demo" / "events.csv"}') e join read_csv('{tmp_path / "demo" / "users.csv"}') u using (user_id)
         group by 1 order by 1
         """
     ).fetchall()

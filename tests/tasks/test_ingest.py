@@ -32,7 +32,9 @@ value = "value"
 """
 
 
-def write_source(folder: Path, rows: list[str], spec: str = SPEC, header: str = HEADER, name: str = "events.csv") -> Path:
+def write_source(
+    folder: Path, rows: list[str], spec: str = SPEC, header: str = HEADER, name: str = "events.csv"
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_text(header + "".join(rows))
     (folder / "source.toml").write_text(spec)
@@ -64,7 +66,9 @@ def test_clean_file_is_inserted_whole_and_a_second_ingest_changes_nothing(tmp_pa
     again = ingest(spec, workspace)
     assert [f.status for f in again.files] == ["skipped"]
     assert {t: query(workspace, f"select * from {t} order by all") for t in tables} == before
-    assert query(workspace, "select source, count(*), count(distinct user_id) from events group by source") == [("shop", 100, 7)]
+    assert query(
+        workspace, "select source, count(*), count(distinct user_id) from events group by source"
+    ) == [("shop", 100, 7)]
 
 
 @pytest.mark.parametrize(
@@ -85,7 +89,9 @@ def test_clean_file_is_inserted_whole_and_a_second_ingest_changes_nothing(tmp_pa
         ('x,"u1"u,i1,view,2024-03-01 10:00:00,\n', "malformed line: unquoted value"),
     ],
 )
-def test_each_kind_of_bad_row_is_quarantined_with_its_reason_and_raw_record(tmp_path, workspace, bad_row, reason):
+def test_each_kind_of_bad_row_is_quarantined_with_its_reason_and_raw_record(
+    tmp_path, workspace, bad_row, reason
+):
     rows = GOOD_ROWS[:50] + [bad_row] + GOOD_ROWS[50:]
     report = ingest(write_source(tmp_path / "src", rows), workspace)
     (outcome,) = report.files
@@ -103,7 +109,10 @@ def test_each_kind_of_bad_row_is_quarantined_with_its_reason_and_raw_record(tmp_
 def test_event_type_is_lowercased_and_trimmed_before_the_check(tmp_path, workspace):
     rows = ["a,u1,i1, VIEW ,2024-03-01 10:00:00,\n", "b,u1,i1,Purchase,2024-03-01 10:00:00,9.5\n"]
     ingest(write_source(tmp_path / "src", rows), workspace)
-    assert query(workspace, "select event_type, value from events order by event_type") == [("purchase", 9.5), ("view", None)]
+    assert query(workspace, "select event_type, value from events order by event_type") == [
+        ("purchase", 9.5),
+        ("view", None),
+    ]
 
 
 def test_quarantined_rows_of_many_kinds_keep_their_file_row_numbers(tmp_path, workspace):
@@ -121,8 +130,16 @@ def test_every_row_is_accounted_for(tmp_path, workspace):
     rows = GOOD_ROWS + [GOOD_ROWS[0], GOOD_ROWS[1], "x,,i1,view,2024-03-01 10:00:00,\n", "x,u1\n"]
     report = ingest(write_source(tmp_path / "src", rows), workspace)
     (outcome,) = report.files
-    assert (outcome.rows_read, outcome.rows_inserted, outcome.rows_duplicate, outcome.rows_quarantined) == (104, 100, 2, 2)
-    manifest = query(workspace, "select rows_read, rows_inserted, rows_duplicate, rows_quarantined, status from ingest_manifest")
+    assert (outcome.rows_read, outcome.rows_inserted, outcome.rows_duplicate, outcome.rows_quarantined) == (
+        104,
+        100,
+        2,
+        2,
+    )
+    manifest = query(
+        workspace,
+        "select rows_read, rows_inserted, rows_duplicate, rows_quarantined, status from ingest_manifest",
+    )
     assert manifest == [(104, 100, 2, 2, "ingested")]
     assert query(workspace, "select count(*) from events") == [(100,)]
     assert query(workspace, "select count(*) from quarantine") == [(2,)]
@@ -130,7 +147,9 @@ def test_every_row_is_accounted_for(tmp_path, workspace):
 
 def test_an_event_equal_to_one_already_ingested_from_another_file_is_a_duplicate(tmp_path, workspace):
     ingest(write_source(tmp_path / "a", GOOD_ROWS[:60]), workspace)
-    report = ingest(write_source(tmp_path / "b", GOOD_ROWS[40:] + ["new,u99,i1,view,2024-03-02 10:00:00,\n"]), workspace)
+    report = ingest(
+        write_source(tmp_path / "b", GOOD_ROWS[40:] + ["new,u99,i1,view,2024-03-02 10:00:00,\n"]), workspace
+    )
     (outcome,) = report.files
     assert (outcome.rows_read, outcome.rows_inserted, outcome.rows_duplicate) == (61, 41, 20)
     assert query(workspace, "select count(*) from events") == [(101,)]
@@ -145,7 +164,11 @@ def test_a_mapped_event_id_seen_before_makes_a_duplicate(tmp_path, workspace):
 
 
 def test_a_file_with_too_many_bad_rows_is_rejected_then_accepted_with_a_higher_threshold(tmp_path, workspace):
-    rows = GOOD_ROWS[:90] + ["x,u1,i1,teleport,2024-03-01 10:00:00,\n"] * 6 + ["x,,i1,view,2024-03-01 10:00:00,\n"] * 4
+    rows = (
+        GOOD_ROWS[:90]
+        + ["x,u1,i1,teleport,2024-03-01 10:00:00,\n"] * 6
+        + ["x,,i1,view,2024-03-01 10:00:00,\n"] * 4
+    )
     spec = write_source(tmp_path / "src", rows)
     with pytest.raises(FileRejectedError) as raised:
         ingest(spec, workspace)
@@ -154,7 +177,9 @@ def test_a_file_with_too_many_bad_rows_is_rejected_then_accepted_with_a_higher_t
     assert "event_type: not in the configured set (6); user_id: missing (4)" in message
     assert query(workspace, "select count(*) from events") == [(0,)]
     assert query(workspace, "select count(*) from quarantine") == [(0,)]
-    assert query(workspace, "select status, rows_read, rows_quarantined from ingest_manifest") == [("rejected", 100, 10)]
+    assert query(workspace, "select status, rows_read, rows_quarantined from ingest_manifest") == [
+        ("rejected", 100, 10)
+    ]
 
     report = ingest(spec, workspace, max_bad_fraction=0.2)
     assert [(f.status, f.rows_inserted, f.rows_quarantined) for f in report.files] == [("ingested", 90, 10)]
@@ -183,11 +208,15 @@ price = "list_price"
 """
     folder = tmp_path / "shop"
     (folder / "exports").mkdir(parents=True)
-    lines = ["customer,sku,qty,unit_price,order_time"] + [f"{c},A-{c % 3},{1 if c % 4 else -1},2.5,2024-05-0{1 + c % 9}T08:00:00Z" for c in range(20)]
+    lines = ["customer,sku,qty,unit_price,order_time"] + [
+        f"{c},A-{c % 3},{1 if c % 4 else -1},2.5,2024-05-0{1 + c % 9}T08:00:00Z" for c in range(20)
+    ]
     lines.append("7,A-1,many,2.5,2024-05-01T08:00:00Z")
     with gzip.open(folder / "exports" / "part-1.csv.gz", "wt") as handle:
         handle.write("\n".join(lines) + "\n")
-    catalogue = [{"sku": f"A-{k}", "name": f"thing {k}", "department": "tools", "list_price": 2.5} for k in range(3)]
+    catalogue = [
+        {"sku": f"A-{k}", "name": f"thing {k}", "department": "tools", "list_price": 2.5} for k in range(3)
+    ]
     (folder / "catalogue.jsonl").write_text("\n".join(json.dumps(r) for r in catalogue) + "\n{broken\n")
     (folder / "source.toml").write_text(spec)
     report = ingest(folder / "source.toml", workspace, max_bad_fraction=0.3)
@@ -200,7 +229,12 @@ price = "list_price"
     assert query(workspace, "select reason from quarantine order by reason") == [
         ("column qty: not a BIGINT ('many')",), ("malformed line: not a JSON object",),
     ]  # fmt: skip
-    assert query(workspace, "select item_id, title, category, price from items order by 1")[0] == ("A-0", "thing 0", "tools", 2.5)
+    assert query(workspace, "select item_id, title, category, price from items order by 1")[0] == (
+        "A-0",
+        "thing 0",
+        "tools",
+        2.5,
+    )
     assert query(workspace, "select min(ts) from events") == [(datetime(2024, 5, 1, 8, 0),)]
 
 
@@ -216,9 +250,16 @@ def test_parquet_and_tsv_files_and_epoch_timestamps(tmp_path, workspace):
     spec = 'name = "mixed"\n[events]\npath = "."\n[events.columns]\nuser_id = "uid"\nitem_id = "iid"\nevent_type = "kind"\nts = "epoch"\n'
     (folder / "source.toml").write_text(spec)
     report = ingest(folder / "source.toml", workspace)
-    assert sorted((Path(f.file).name, f.rows_inserted) for f in report.files) == [("more.tsv", 1), ("plays.parquet", 30)]
-    assert query(workspace, "select ts from events where user_id = 'u9'") == [(datetime(2023, 11, 14, 22, 13, 20),)]
-    assert query(workspace, "select min(ts) from events where event_type = 'play'") == [(datetime(2023, 11, 14, 22, 13, 20),)]
+    assert sorted((Path(f.file).name, f.rows_inserted) for f in report.files) == [
+        ("more.tsv", 1),
+        ("plays.parquet", 30),
+    ]
+    assert query(workspace, "select ts from events where user_id = 'u9'") == [
+        (datetime(2023, 11, 14, 22, 13, 20),)
+    ]
+    assert query(workspace, "select min(ts) from events where event_type = 'play'") == [
+        (datetime(2023, 11, 14, 22, 13, 20),)
+    ]
 
 
 def test_an_expression_duckdb_rejects_names_its_line_and_the_file_columns(tmp_path, workspace):
@@ -242,7 +283,11 @@ def test_movielens_100k_layout(tmp_path, workspace):
     (folder / "u.data").write_text("196\t242\t3\t881250949\n186\t302\t3\t891717742\n196\t302\t5\t881251000\n")
     flags = "|".join(["0"] * 19)
     item = "242|Kolya (1996)|24-Jan-1997||http://x|" + "|".join(["0"] * 5 + ["1"] + ["0"] * 13) + "\n"
-    item += "302|L.A. Confidential (1997)|01-Jan-1997||http://y|" + "|".join(["0"] * 6 + ["1"] + ["0"] * 9 + ["1"] + ["0"] * 2) + "\n"
+    item += (
+        "302|L.A. Confidential (1997)|01-Jan-1997||http://y|"
+        + "|".join(["0"] * 6 + ["1"] + ["0"] * 9 + ["1"] + ["0"] * 2)
+        + "\n"
+    )
     item += "303|Caf\xe9 (1997)|01-Jan-1997||http://z|" + flags + "\n"
     (folder / "u.item").write_bytes(item.encode("latin-1"))
     ingest_events(source=f"movielens:{folder}", workspace=str(workspace))
@@ -257,13 +302,19 @@ def test_movielens_100k_layout(tmp_path, workspace):
 def test_movielens_1m_layout(tmp_path, workspace):
     folder = tmp_path / "ml-1m"
     folder.mkdir()
-    (folder / "ratings.dat").write_text("1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n")
+    (folder / "ratings.dat").write_text(
+        "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n"
+    )
     (folder / "movies.dat").write_bytes(
-        '1193::One Flew Over the Cuckoo\'s Nest (1975)::Drama\n661::"Great" Peach (1996)::Animation|Children\'s\n'.encode("latin-1")
+        "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n661::\"Great\" Peach (1996)::Animation|Children's\n".encode(
+            "latin-1"
+        )
     )
     report = ingest_events(source=f"movielens:{folder}", workspace=str(workspace))
     assert [(f.kind, f.rows_inserted) for f in report.files] == [("items", 2), ("events", 3)]
-    assert query(workspace, "select count(*), count(distinct user_id), sum(value) from events") == [(3, 2, 12.0)]
+    assert query(workspace, "select count(*), count(distinct user_id), sum(value) from events") == [
+        (3, 2, 12.0)
+    ]
     assert query(workspace, "select title from items where item_id = '661'") == [('"Great" Peach (1996)',)]
 
 

@@ -43,25 +43,54 @@ def test_the_documented_spec_parses(tmp_path):
     assert events.columns["value"] == "qty * unit_price"
     assert events.origins["value"] == "shop.toml line 10"
     (items,) = spec.items
-    assert items.columns == {"item_id": "sku", "title": "name", "category": "department", "price": "list_price"}
+    assert items.columns == {
+        "item_id": "sku",
+        "title": "name",
+        "category": "department",
+        "price": "list_price",
+    }
     assert spec.event_types == DEFAULT_EVENT_TYPES
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (("value = ", "valeu = "), "shop.toml line 10: unknown column 'valeu' in [events.columns]; allowed: user_id, item_id, event_type, ts, value, quantity, session_id, event_id, item_title, item_category"),
-        (('ts = "order_time"\n', ""), "shop.toml line 5: [events.columns] is missing required column(s) ts; required: user_id, item_id, event_type, ts"),
-        (('item_id = "sku"\ntitle', 'title'), "shop.toml line 13: [items.columns] is missing required column(s) item_id"),
-        (("title = ", "name = "), "shop.toml line 15: unknown column 'name' in [items.columns]; allowed: item_id, title, category, price, text"),
-        (('format = "csv"', 'format = "xlsx"'), "shop.toml line 4: unknown format 'xlsx'; allowed: csv, tsv, parquet, jsonl"),
-        (('format = "csv"', 'sep = ";"'), "shop.toml line 4: unknown key 'sep' in [events]; allowed: path, format, columns"),
-        (('name = "online_shop"', 'title = "x"'), "shop.toml line 1: unknown key 'title' in the top level; allowed: name"),
+        (
+            ("value = ", "valeu = "),
+            "shop.toml line 10: unknown column 'valeu' in [events.columns]; allowed: user_id, item_id, event_type, ts, value, quantity, session_id, event_id, item_title, item_category",
+        ),
+        (
+            ('ts = "order_time"\n', ""),
+            "shop.toml line 5: [events.columns] is missing required column(s) ts; required: user_id, item_id, event_type, ts",
+        ),
+        (
+            ('item_id = "sku"\ntitle', "title"),
+            "shop.toml line 13: [items.columns] is missing required column(s) item_id",
+        ),
+        (
+            ("title = ", "name = "),
+            "shop.toml line 15: unknown column 'name' in [items.columns]; allowed: item_id, title, category, price, text",
+        ),
+        (
+            ('format = "csv"', 'format = "xlsx"'),
+            "shop.toml line 4: unknown format 'xlsx'; allowed: csv, tsv, parquet, jsonl",
+        ),
+        (
+            ('format = "csv"', 'sep = ";"'),
+            "shop.toml line 4: unknown key 'sep' in [events]; allowed: path, format, columns",
+        ),
+        (
+            ('name = "online_shop"', 'title = "x"'),
+            "shop.toml line 1: unknown key 'title' in the top level; allowed: name",
+        ),
         (('path = "exports/*.csv.gz"', 'paths = "x"'), "shop.toml line 3: unknown key 'paths' in [events]"),
-        (('item_id = "sku"\nevent_type', 'item_id = ""\nevent_type'), "shop.toml line 7: item_id must be a non-empty DuckDB SQL expression"),
+        (
+            ('item_id = "sku"\nevent_type', 'item_id = ""\nevent_type'),
+            "shop.toml line 7: item_id must be a non-empty DuckDB SQL expression",
+        ),
         (("[events]", "[evnts]"), "shop.toml line 2: unknown key 'evnts' in the top level"),
         (('name = "online_shop"', 'name = ""'), "shop.toml: missing `name"),
-        (("user_id = \"CAST", "user_id = CAST"), "shop.toml: not valid TOML"),
+        (('user_id = "CAST', "user_id = CAST"), "shop.toml: not valid TOML"),
     ],
 )
 def test_each_bad_spec_names_the_line_and_the_allowed_names(tmp_path, change, message):
