@@ -6,6 +6,8 @@ Prints, per size, the wall time of `segflow ingest` (a fresh workspace, the whol
 hashing, staging, checks, dedup, insert) and of raw DuckDB (`create table ... as select * from read_csv(...)`)
 in a fresh process, the peak RSS of each, then the fixed overhead and the marginal ratio
 (segflow 4M - segflow 1M) / (raw 4M - raw 1M). Target: marginal ratio <= 1.5, peak RSS < 2 GB.
+The ingest includes the validation gate; the time the `events_batch` suite takes on the smaller batch is
+printed on its own (target: at most ~2 s for 1M rows).
 """
 
 from __future__ import annotations
@@ -82,6 +84,26 @@ def segflow_ingest(spec_path: Path, workspace: Path) -> tuple[float, float]:
     return timed([str(SEGFLOW), "ingest", "--source", str(spec_path), "--workspace", str(workspace)])
 
 
+def time_validation(warehouse_path: Path) -> tuple[float, int]:
+    """Seconds to run the events_batch suite over the ingested events, as the gate does, and the rows."""
+    sys.path.insert(0, str(ROOT))
+    import great_expectations  # noqa: F401 - imported once, outside the timing, as in a running pipeline
+
+    from tasks.sources import DEFAULT_EVENT_TYPES
+    from validation.events_batch import events_batch_suite
+    from validation.gate import ValidationSettings, run_suite
+
+    con = duckdb.connect(str(warehouse_path), read_only=True)
+    settings = ValidationSettings()
+    n_rows = con.execute("select count(*) from events").fetchall()[0][0]
+    start = time.perf_counter()
+    result = run_suite(con, events_batch_suite(con, "events", DEFAULT_EVENT_TYPES, settings, None), "bench", settings)
+    elapsed = time.perf_counter() - start
+    con.close()
+    assert result.success, result.describe_failures()
+    return elapsed, n_rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -113,6 +135,8 @@ def main() -> None:
                   f"segflow ingest {seg_s:6.2f} s ({seg_mb:5.0f} MB RSS)", flush=True)  # fmt: skip
         (small, (raw_small, seg_small)), (large, (raw_large, seg_large)) = sorted(results.items())
         marginal = (seg_large - seg_small) / (raw_large - raw_small)
+        validation_s, n_validated = time_validation(base / f"rows-{small}" / "workspace" / "warehouse.duckdb")
+        print(f"validation gate (events_batch suite) on {n_validated:,} rows: {validation_s:.2f} s  (target <= ~2 s)")
         print(f"fixed overhead (segflow - raw at {small:,} rows): {seg_small - raw_small:.2f} s")
         print(
             f"marginal ratio (segflow {large:,} - {small:,}) / (raw {large:,} - {small:,}): {marginal:.2f}  (target <= 1.5)"

@@ -62,6 +62,9 @@ def _print_ingest(report) -> None:
             f"{outcome.rows_inserted:,}", f"{outcome.rows_duplicate:,}", f"{outcome.rows_quarantined:,}", style=style,
         )  # fmt: skip
     console.print(table)
+    for outcome in report.files:
+        for warning in outcome.warnings:
+            console.print(f"[yellow]warning[/] {Path(outcome.file).name}: {warning}", highlight=False)
 
 
 def _print_warehouse(ws: Workspace) -> None:
@@ -77,16 +80,19 @@ def _print_warehouse(ws: Workspace) -> None:
 
 def _run_ingest(ws: Workspace, source: str, max_bad_fraction: float):
     from flows.ingest import ingest_events
-    from tasks.ingest import FileRejectedError
+    from tasks.ingest import IngestFailedError
     from tasks.sources import SourceSpecError
 
     try:
         with console.status(f"ingesting {source} ..."):
             report = ingest_events(source=source, workspace=str(ws.root), max_bad_fraction=max_bad_fraction)
-    except FileRejectedError as error:
+    except IngestFailedError as error:
         if error.report is not None:
             _print_ingest(error.report)
-        _fail(f"{error}\nNo event of a rejected file was inserted; raise --max-bad-fraction to accept it.")
+        _fail(
+            f"{error}\nNothing of a rejected or failed file was inserted. Raise --max-bad-fraction to accept a "
+            "rejected file; see the validation report for a failed one."
+        )
     except (SourceSpecError, WorkspaceBusyError) as error:
         _fail(str(error))
     _print_ingest(report)
@@ -115,6 +121,36 @@ def run(
     ws = _prepare(workspace)
     _run_ingest(ws, source, max_bad_fraction)
     _print_warehouse(ws)
+
+
+@app.command()
+def validate(workspace: WorkspaceOption = Path("workspace")) -> None:
+    """Re-run the validation suites on the current warehouse and print what each found."""
+    ws = _prepare(workspace)
+    from flows.validate import validate_warehouse
+
+    try:
+        with console.status("validating the warehouse ..."):
+            results = validate_warehouse(workspace=str(ws.root))
+    except WorkspaceBusyError as error:
+        _fail(str(error))
+    table = Table(title="validation", title_justify="left")
+    for column in ("suite", "expectation", "severity", "status", "observed"):
+        table.add_column(column)
+    for result in results:
+        for check in result.checks:
+            status = (
+                "[green]passed[/]"
+                if check.success
+                else ("[red]FAILED[/]" if check.severity == "critical" else "[yellow]warning[/]")
+            )
+            table.add_row(result.suite, check.description, check.severity, status, check.observed)
+    console.print(table)
+    for result in results:
+        console.print(f"report: {result.report_path}", highlight=False)
+    console.print(f"all reports: {ws.reports_dir / 'validation' / 'index.html'}", highlight=False)
+    if any(not result.success for result in results):
+        raise typer.Exit(code=1)
 
 
 @app.command("demo-data")

@@ -9,8 +9,9 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks import ingest
-from tasks.ingest import FileOutcome, FileRejectedError, SourceFile
+from tasks.ingest import FileOutcome, IngestFailedError, SourceFile
 from tasks.sources import SourceSpec, resolve_source
+from tasks.validate import validate_staged_batch
 from tasks.warehouse import connect_warehouse, transaction
 from tasks.workspace import hold_workspace, open_workspace
 
@@ -57,6 +58,16 @@ def stage(
     return outcome
 
 
+@task(cache_policy=NO_CACHE, task_run_name="validate {outcome.file}")
+def validate(
+    con: duckdb.DuckDBPyConnection, outcome: FileOutcome, spec: SourceSpec, reports_dir: str
+) -> None:
+    """The gate: run the batch's Great Expectations suite; a critical failure stops the file."""
+    from pathlib import Path
+
+    validate_staged_batch(con, outcome, spec.event_types, spec.validation, Path(reports_dir))
+
+
 @task(cache_policy=NO_CACHE, task_run_name="quarantine {outcome.file}")
 def quarantine(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> int:
     """Keep every bad row of the file, with its raw record and reason."""
@@ -81,7 +92,8 @@ def ingest_events(
 ) -> IngestReport:
     """Ingest every file of a source (demo, movielens:DIR or a source spec .toml) into the warehouse.
 
-    A file already ingested is skipped; a file with more than `max_bad_fraction` bad rows is rejected whole.
+    A file already ingested is skipped; a file with more than `max_bad_fraction` bad rows is rejected whole;
+    a file whose batch fails a critical expectation is not inserted (`failed_validation`).
     """
     ws = open_workspace(workspace)
     report = IngestReport(source=source)
@@ -93,18 +105,20 @@ def ingest_events(
             for file in files:
                 outcome = stage(con, file, spec, max_bad_fraction)
                 if outcome.status == "staged":
+                    validate(con, outcome, spec, str(ws.reports_dir / "validation"))
+                if outcome.status == "staged":
                     with transaction(con):
                         quarantine(con, outcome)
                         insert(con, outcome)
                         outcome.status = "ingested"
                         record(con, outcome)
-                elif outcome.status == "rejected":
+                elif outcome.status in ("rejected", "failed_validation"):
                     record(con, outcome)
                 report.files.append(outcome)
             ingest.drop_staging(con)
         finally:
             con.close()
-    rejected = [outcome.message for outcome in report.files if outcome.status == "rejected"]
-    if rejected:
-        raise FileRejectedError("\n".join(rejected), report)
+    failed = [o.message for o in report.files if o.status in ("rejected", "failed_validation")]
+    if failed:
+        raise IngestFailedError("\n".join(failed), report)
     return report

@@ -98,6 +98,9 @@ title = "title"
 category = "category"
 price = "price"
 text = "text"
+
+[validation.value_ranges]
+purchase = [0.0, 100000.0]
 """
 
 

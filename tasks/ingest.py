@@ -40,8 +40,8 @@ TYPE_INFERENCE_SHARE = 0.9
 INFERRED_TYPES = ("BIGINT", "DOUBLE", "TIMESTAMP")
 
 
-class FileRejectedError(RuntimeError):
-    """A file had more bad rows than the source allows; nothing of it was inserted."""
+class IngestFailedError(RuntimeError):
+    """A file was rejected (too many bad rows) or failed validation; nothing of it was inserted."""
 
     def __init__(self, message: str, report: object = None) -> None:
         super().__init__(message)
@@ -78,6 +78,7 @@ class FileOutcome:
     rows_quarantined: int = 0
     message: str | None = None
     top_reasons: list[tuple[str, int]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def bad_fraction(self) -> float:

@@ -13,7 +13,9 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+
+from validation.gate import ValidationSettings
 
 EVENT_COLUMNS = (
     "user_id",
@@ -108,7 +110,7 @@ class SourceSpec(BaseModel):
     events: list[Feed]
     items: list[Feed] = Field(default_factory=list)
     event_types: tuple[str, ...] = DEFAULT_EVENT_TYPES
-    validation: dict = Field(default_factory=dict)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
 
 
 def format_of(path: Path) -> str | None:
@@ -242,12 +244,23 @@ def parse_source_spec(spec_path: Path) -> SourceSpec:
     event_types = raw.get("event_types", DEFAULT_EVENT_TYPES)
     if not isinstance(event_types, list | tuple) or not all(isinstance(t, str) for t in event_types):
         raise SourceSpecError(f"{where('', 'event_types')}: event_types must be a list of strings")
+    try:
+        validation = ValidationSettings(**raw.get("validation", {}))
+    except (ValidationError, TypeError) as error:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in getattr(error, "errors", lambda: [])()
+        ) or str(error)
+        allowed = ", ".join(ValidationSettings.model_fields)
+        raise SourceSpecError(
+            f"{where('validation')}: bad [validation] table: {details}; allowed: {allowed}"
+        ) from None
     return SourceSpec(
         name=raw["name"].strip(),
         events=[read_feed("events")],
         items=[read_feed("items")] if "items" in raw else [],
         event_types=tuple(t.strip().lower() for t in event_types),
-        validation=raw.get("validation", {}),
+        validation=validation,
     )
 
 
@@ -348,4 +361,9 @@ def movielens_spec(folder: Path) -> SourceSpec:
         raise SourceSpecError(
             f"movielens:{folder}: no MovieLens files found (expected ratings.csv, ratings.dat or u.data)"
         )
-    return SourceSpec(name=f"movielens-{folder.name}", events=events, items=items)
+    return SourceSpec(
+        name=f"movielens-{folder.name}",
+        events=events,
+        items=items,
+        validation=ValidationSettings(value_ranges={"rate": (0.5, 5.0)}),
+    )

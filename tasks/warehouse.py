@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-WAREHOUSE_TABLES = ("events", "items", "quarantine", "ingest_manifest")
+WAREHOUSE_TABLES = ("events", "items", "quarantine", "ingest_manifest", "validation_runs")
 
 
 @cache
@@ -65,3 +65,11 @@ def describe_warehouse(path: Path | str) -> dict[str, int]:
     finally:
         con.close()
     return dict(zip(("events", "users", "items", "quarantine"), row, strict=True))
+
+
+def warehouse_event_types(con: duckdb.DuckDBPyConnection) -> tuple[str, ...]:
+    """The allowed event types: the defaults plus every type a source was configured to accept and stored."""
+    from tasks.sources import DEFAULT_EVENT_TYPES
+
+    stored = [t for (t,) in con.execute("select distinct event_type from events order by 1").fetchall()]
+    return tuple(dict.fromkeys([*DEFAULT_EVENT_TYPES, *stored]))

@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from flows.ingest import ingest_events
-from tasks.ingest import FileRejectedError
+from tasks.ingest import IngestFailedError
 from tasks.sources import SourceSpecError
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -170,7 +170,7 @@ def test_a_file_with_too_many_bad_rows_is_rejected_then_accepted_with_a_higher_t
         + ["x,,i1,view,2024-03-01 10:00:00,\n"] * 4
     )
     spec = write_source(tmp_path / "src", rows)
-    with pytest.raises(FileRejectedError) as raised:
+    with pytest.raises(IngestFailedError) as raised:
         ingest(spec, workspace)
     message = str(raised.value)
     assert "events.csv: 10 of 100 rows are bad (10.0% > max-bad-fraction 5.0%)" in message

@@ -1,0 +1,64 @@
+"""Validation as a pipeline step: pick the suite for a batch or a table, run it, report it, record it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from tasks.ingest import FileOutcome
+from validation.events_batch import events_batch_suite
+from validation.gate import SuiteResult, ValidationSettings, record_validation_run, run_suite
+from validation.items import items_suite
+from validation.report import write_report
+
+
+def validate_table(
+    con: duckdb.DuckDBPyConnection,
+    suite_name: str,
+    table: str,
+    batch_id: str,
+    reports_dir: Path,
+    settings: ValidationSettings,
+    event_types: tuple[str, ...] = (),
+    compare_table: str | None = None,
+) -> SuiteResult:
+    """Run one suite over one table, write its report under `reports_dir`, record it in `validation_runs`."""
+    if suite_name == "events_batch":
+        suite = events_batch_suite(con, table, event_types, settings, compare_table=compare_table)
+    elif suite_name == "items":
+        suite = items_suite(table)
+    else:
+        raise ValueError(f"unknown suite {suite_name!r}")
+    result = run_suite(con, suite, batch_id, settings)
+    write_report(result, reports_dir)
+    record_validation_run(con, result)
+    return result
+
+
+def validate_staged_batch(
+    con: duckdb.DuckDBPyConnection,
+    outcome: FileOutcome,
+    event_types: tuple[str, ...],
+    settings: ValidationSettings,
+    reports_dir: Path,
+) -> SuiteResult:
+    """The gate for one staged file: a critical failure marks it `failed_validation` (nothing gets inserted)."""
+    if outcome.kind == "events":
+        result = validate_table(
+            con,
+            "events_batch",
+            "stg_events_new",
+            outcome.batch_id,
+            reports_dir,
+            settings,
+            event_types,
+            "events",
+        )
+    else:
+        result = validate_table(con, "items", "stg_items_new", outcome.batch_id, reports_dir, settings)
+    outcome.warnings = [f"{c.description}: {c.observed}" for c in result.warnings]
+    if not result.success:
+        outcome.status = "failed_validation"
+        outcome.message = f"{outcome.file}: " + result.describe_failures()
+    return result

@@ -1,0 +1,168 @@
+"""Each expectation of the suites on a crafted batch that breaks it, and on one that passes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+import pytest
+
+from tasks.warehouse import create_warehouse_tables
+from validation.events_batch import events_batch_suite
+from validation.gate import ValidationSettings, run_suite
+from validation.items import items_suite
+from validation.report import write_report
+
+TYPES = ("view", "purchase", "rate")
+GOOD = [
+    ("u1", "i1", "view", datetime(2024, 1, 1), None, "e1"),
+    ("u1", "i2", "purchase", datetime(2024, 1, 2), 12.5, "e2"),
+    ("u2", "i1", "rate", datetime(2024, 1, 3), 4.0, "e3"),
+    ("u3", "i3", "view", datetime(2024, 1, 4), None, "e4"),
+]
+
+
+@pytest.fixture
+def con():
+    con = duckdb.connect(":memory:")
+    create_warehouse_tables(con)
+    con.execute(
+        "create table batch (user_id varchar, item_id varchar, event_type varchar, ts timestamp, value double, event_id varchar)"
+    )
+    yield con
+    con.close()
+
+
+def validate(con, rows, settings=None, with_catalogue=False, stored=()):
+    if rows:
+        con.executemany("insert into batch values (?, ?, ?, ?, ?, ?)", rows)
+    if with_catalogue:
+        con.execute("insert into items select 'i' || i, null, null, null, null, now() from range(1, 4) t(i)")
+    for event_type in stored:
+        con.execute(
+            f"insert into events (user_id, item_id, event_type, ts, source, batch_id, ingested_at) values ('s', 'i1', '{event_type}', '2024-01-01', 's', 'b', now())"
+        )
+    settings = settings or ValidationSettings(value_ranges={"rate": (0.5, 5.0)})
+    result = run_suite(con, events_batch_suite(con, "batch", TYPES, settings), "b1", settings)
+    return result, {c.name: c for c in result.checks}
+
+
+def test_a_good_batch_passes_every_expectation(con):
+    result, checks = validate(con, GOOD, with_catalogue=True, stored=("view", "purchase", "rate", "view"))
+    assert result.success and not result.warnings
+    assert set(checks) == {
+        "not_null:user_id", "not_null:item_id", "not_null:event_type", "not_null:ts", "event_type_in_set",
+        "ts_in_range", "at_least_one_row", "value_range:rate", "event_id_unique", "items_in_catalogue", "event_type_mix",
+    }  # fmt: skip
+    assert checks["event_type_in_set"].observed == "0 of 4 rows unexpected"
+
+
+@pytest.mark.parametrize(
+    ("bad_row", "check", "observed"),
+    [
+        (
+            (None, "i1", "view", datetime(2024, 1, 5), None, "e9"),
+            "not_null:user_id",
+            "1 of 5 rows unexpected",
+        ),
+        (
+            ("u9", None, "view", datetime(2024, 1, 5), None, "e9"),
+            "not_null:item_id",
+            "1 of 5 rows unexpected",
+        ),
+        (
+            ("u9", "i1", "teleport", datetime(2024, 1, 5), None, "e9"),
+            "event_type_in_set",
+            "1 of 5 rows unexpected, e.g. 'teleport'",
+        ),
+        (("u9", "i1", "view", datetime(1985, 1, 5), None, "e9"), "ts_in_range", "1 of 5 rows unexpected"),
+        (
+            ("u9", "i1", "rate", datetime(2024, 1, 5), 7.0, "e9"),
+            "value_range:rate",
+            "1 of 2 rows unexpected, e.g. 7.0",
+        ),
+        (
+            ("u9", "i1", "view", datetime(2024, 1, 5), None, "e1"),
+            "event_id_unique",
+            "2 of 5 rows unexpected, e.g. 'e1'",
+        ),
+    ],
+)
+def test_each_critical_expectation_fails_on_a_batch_that_breaks_it(con, bad_row, check, observed):
+    result, checks = validate(con, [*GOOD, bad_row])
+    assert [c.name for c in result.failures] == [check]
+    assert checks[check].observed.startswith(observed)
+    assert f"{checks[check].description}: {observed}" in result.describe_failures()
+
+
+def test_an_empty_batch_fails_at_least_one_row(con):
+    result, _ = validate(con, [])
+    assert [c.name for c in result.failures] == ["at_least_one_row"]
+
+
+def test_too_many_events_on_items_missing_from_the_catalogue_fail(con):
+    rows = [*GOOD, ("u9", "i404", "view", datetime(2024, 1, 5), None, "e9")]
+    result, checks = validate(con, rows, with_catalogue=True)
+    assert [c.name for c in result.failures] == ["items_in_catalogue"]
+    assert checks["items_in_catalogue"].observed == "1 of 5 rows unexpected, e.g. 'i404'"
+    lenient = ValidationSettings(max_missing_item_share=0.25)
+    con.execute("delete from batch")
+    result, _ = validate(con, rows, settings=lenient)  # the catalogue is already there
+    assert result.success
+
+
+def test_a_shifted_event_type_mix_is_a_warning_not_a_failure(con):
+    result, checks = validate(con, GOOD, stored=("purchase",) * 9 + ("view",))
+    assert result.success
+    assert [c.name for c in result.warnings] == ["event_type_mix"]
+    assert (
+        checks["event_type_mix"].observed
+        == "2 of 3 event types unexpected, e.g. 0.4 (event_type=view), 0.65 (event_type=purchase)"
+    )
+
+
+def test_severity_is_configurable(con):
+    settings = ValidationSettings(severity={"event_type_in_set": "warning"})
+    result, _ = validate(
+        con, [*GOOD, ("u9", "i1", "teleport", datetime(2024, 1, 5), None, "e9")], settings=settings
+    )
+    assert result.success and [c.name for c in result.warnings] == ["event_type_in_set"]
+
+
+def test_chunks_add_up_exactly_and_keep_uniqueness_across_chunks(con):
+    rows = [
+        (f"u{i}", "i1", "view" if i % 10 else "teleport", datetime(2024, 1, 1), None, f"e{i}")
+        for i in range(1000)
+    ]
+    rows.append(("u0", "i1", "view", datetime(2024, 1, 2), None, "e500"))
+    settings = ValidationSettings(chunk_rows=100)
+    result, checks = validate(con, rows, settings=settings)
+    assert checks["event_type_in_set"].observed.startswith("100 of 1,001 rows unexpected, e.g. 'teleport'")
+    assert checks["event_id_unique"].observed.startswith("2 of 1,001 rows unexpected, e.g. 'e500'")
+    assert checks["at_least_one_row"].observed == "1,001 rows"
+
+
+def test_items_suite(con):
+    con.execute(
+        "insert into items values ('a', null, null, 3.0, null, now()), ('b', null, null, -1.0, null, now())"
+    )
+    result = run_suite(con, items_suite("items"), "b", ValidationSettings())
+    assert [c.name for c in result.failures] == ["price_not_negative"]
+    assert result.failures[0].observed == "1 of 2 rows unexpected, e.g. -1.0 (item_id=b)"
+
+
+def test_the_report_is_self_contained_names_the_failure_and_is_indexed(con, tmp_path):
+    result, _ = validate(con, [*GOOD, ("u9", "i1", "teleport", datetime(2024, 1, 5), None, "e9")])
+    html_path = write_report(result, tmp_path)
+    html = html_path.read_text()
+    assert (
+        "event_type in set" in html
+        and "FAILED" in html
+        and "1 of 5 rows unexpected, e.g. &#x27;teleport&#x27;" in html
+    )
+    assert "http://" not in html and "https://" not in html and "<link" not in html and "<script" not in html
+    assert html_path.with_suffix(".json").exists()
+    second, _ = validate(con, [])
+    write_report(second, tmp_path)
+    index = (tmp_path / "index.html").read_text()
+    assert index.index(second.report_path.split("/")[-1]) < index.index(html_path.name)

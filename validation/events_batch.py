@@ -1,0 +1,127 @@
+"""The `events_batch` suite: a staged batch of events, after quarantine and before insert."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+
+from validation.gate import Check, Suite, SuitePart, ValidationSettings
+
+REQUIRED = ("user_id", "item_id", "event_type", "ts")
+
+
+def events_batch_suite(
+    con: duckdb.DuckDBPyConnection,
+    batch_table: str,
+    event_types: tuple[str, ...],
+    settings: ValidationSettings,
+    compare_table: str | None = "events",
+) -> Suite:
+    """Expectations on `batch_table` (a staged batch, or `events` itself for `segflow validate`).
+
+    `compare_table` is what the event-type mix is compared with (the warehouse so far); None skips it.
+    """
+    import great_expectations as gx
+
+    e = gx.expectations
+    now = datetime.now(UTC).replace(tzinfo=None)
+    has_catalogue = con.execute("select count(*) > 0 from items").fetchall()[0][0]
+    has_event_ids = con.execute(f"select count(event_id) > 0 from {batch_table}").fetchall()[0][0]
+    rows_sql = f"""
+        select
+            batch.user_id, batch.item_id, batch.event_type, batch.ts, batch.value, batch.event_id,
+            case when items.item_id is null then batch.item_id end as missing_item_id,
+        from {batch_table} as batch
+        left join items on items.item_id = batch.item_id
+    """
+    checks = [
+        *(
+            Check(f"not_null:{c}", f"{c} not null", e.ExpectColumnValuesToNotBeNull(column=c))
+            for c in REQUIRED
+        ),
+        Check(
+            "event_type_in_set",
+            "event_type in set",
+            e.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(event_types)),
+        ),
+        Check(
+            "ts_in_range",
+            "ts within [1990-01-01, now + 1 day]",
+            e.ExpectColumnValuesToBeBetween(
+                column="ts", min_value=datetime(1990, 1, 1), max_value=now + timedelta(days=1)
+            ),
+        ),
+        Check("at_least_one_row", "at least one row", e.ExpectTableRowCountToBeBetween(min_value=1)),
+    ]
+    for event_type, (low, high) in sorted(settings.value_ranges.items()):
+        checks.append(
+            Check(
+                f"value_range:{event_type}",
+                f"value of '{event_type}' events within [{low:g}, {high:g}]",
+                e.ExpectColumnValuesToBeBetween(
+                    column="value",
+                    min_value=low,
+                    max_value=high,
+                    row_condition=f'event_type=="{event_type}"',
+                    condition_parser="pandas",
+                ),
+            )
+        )
+    if has_event_ids:
+        checks.append(
+            Check("event_id_unique", "event_id unique", e.ExpectColumnValuesToBeUnique(column="event_id"))
+        )
+    if has_catalogue:
+        share = settings.max_missing_item_share
+        checks.append(
+            Check(
+                "items_in_catalogue",
+                f"item_id in the catalogue (at most {share:.0%} missing)",
+                e.ExpectColumnValuesToBeNull(column="missing_item_id", mostly=1 - share),
+            )
+        )
+    parts = [
+        SuitePart(
+            "rows",
+            rows_sql,
+            checks,
+            chunk_key="coalesce(event_id, user_id || '|' || item_id || '|' || cast(ts as varchar))",
+        )
+    ]
+    if compare_table is not None:
+        shift = settings.max_event_type_shift
+        mix_sql = f"""
+            with batch as (
+                select event_type, count(*) / sum(count(*)) over () as share from {batch_table} group by 1
+            ),
+            stored as (
+                select event_type, count(*) / sum(count(*)) over () as share from {compare_table} group by 1
+            ),
+            final as (
+                select
+                    coalesce(batch.event_type, stored.event_type) as event_type,
+                    round(abs(coalesce(batch.share, 0) - coalesce(stored.share, 0)), 4) as shift,
+                from batch
+                full join stored on stored.event_type = batch.event_type
+                where exists (select 1 from stored)
+            )
+            select * from final
+        """
+        parts.append(
+            SuitePart(
+                "event_type_mix",
+                mix_sql,
+                [
+                    Check(
+                        "event_type_mix",
+                        f"event_type mix within {shift:.0%} of the warehouse",
+                        e.ExpectColumnValuesToBeBetween(column="shift", max_value=shift),
+                        severity="warning",
+                        unit="event types",
+                    )
+                ],
+                id_columns=["event_type"],
+            )
+        )
+    return Suite("events_batch", parts)
