@@ -97,7 +97,9 @@ def time_validation(warehouse_path: Path) -> tuple[float, int]:
     settings = ValidationSettings()
     n_rows = con.execute("select count(*) from events").fetchall()[0][0]
     start = time.perf_counter()
-    result = run_suite(con, events_batch_suite(con, "events", DEFAULT_EVENT_TYPES, settings, None), "bench", settings)
+    result = run_suite(
+        con, events_batch_suite(con, "events", DEFAULT_EVENT_TYPES, settings, None), "bench", settings
+    )
     elapsed = time.perf_counter() - start
     con.close()
     assert result.success, result.describe_failures()
@@ -136,7 +138,9 @@ def main() -> None:
         (small, (raw_small, seg_small)), (large, (raw_large, seg_large)) = sorted(results.items())
         marginal = (seg_large - seg_small) / (raw_large - raw_small)
         validation_s, n_validated = time_validation(base / f"rows-{small}" / "workspace" / "warehouse.duckdb")
-        print(f"validation gate (events_batch suite) on {n_validated:,} rows: {validation_s:.2f} s  (target <= ~2 s)")
+        print(
+            f"validation gate (events_batch suite) on {n_validated:,} rows: {validation_s:.2f} s  (target <= ~2 s)"
+        )
         print(f"fixed overhead (segflow - raw at {small:,} rows): {seg_small - raw_small:.2f} s")
         print(
             f"marginal ratio (segflow {large:,} - {small:,}) / (raw {large:,} - {small:,}): {marginal:.2f}  (target <= 1.5)"

@@ -10,6 +10,7 @@ STACK.md), so frames always come from DuckDB as pandas, and every result's `exce
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -38,7 +39,7 @@ class ValidationSettings(BaseModel):
     max_event_type_shift: float = Field(
         0.25, ge=0, le=1, description="largest change of one event type's share vs the warehouse"
     )
-    chunk_rows: int = Field(500_000, gt=0, description="rows handed to Great Expectations at once")
+    chunk_rows: int = Field(1_000_000, gt=0, description="rows handed to Great Expectations at once")
     severity: dict[str, Severity] = Field(
         default_factory=dict, description="check name -> critical | warning"
     )
@@ -53,6 +54,7 @@ class Check:
     expectation: Any  # a great_expectations.expectations.Expectation
     severity: Severity = "critical"
     unit: str = "rows"
+    format_example: Callable[[Any], str] | None = None  # how an unexpected value is shown
 
 
 @dataclass
@@ -137,8 +139,9 @@ class SuiteResult:
         return data
 
 
-def _example(value: Any, ids: dict[str, Any] | None = None) -> str:
-    text = repr(value.item() if hasattr(value, "item") else value)
+def _example(value: Any, ids: dict[str, Any] | None = None, fmt: Callable[[Any], str] | None = None) -> str:
+    value = value.item() if hasattr(value, "item") else value
+    text = fmt(value) if fmt else repr(value)
     if ids:
         text += " (" + ", ".join(f"{k}={v}" for k, v in ids.items()) + ")"
     return text
@@ -149,8 +152,12 @@ def _new_context():
 
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.execution_engine import pandas_execution_engine
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    # GX fingerprints every pandas batch by hashing all of it (~40% of validation time); segflow never uses
+    # the fingerprint (batches are identified by batch_id), so skip it.
+    pandas_execution_engine.HASH_THRESHOLD = 0
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
@@ -164,11 +171,18 @@ def _chunks(con: duckdb.DuckDBPyConnection, part: SuitePart, chunk_rows: int):
     if n_chunks == 1 or part.chunk_key is None:
         yield con.execute(part.sql, part.params).df()
         return
-    for chunk in range(n_chunks):
-        sql = f"select * exclude (_chunk) from (select *, hash({part.chunk_key}) % {n_chunks} as _chunk from ({part.sql})) where _chunk = {chunk}"
-        frame = con.execute(sql, part.params).df()
-        if len(frame):
-            yield frame
+    con.execute(
+        f"create or replace temp table val_chunks as select *, hash({part.chunk_key}) % {n_chunks} as _chunk "
+        f"from ({part.sql})",
+        part.params,
+    )
+    try:
+        for chunk in range(n_chunks):
+            frame = con.execute(f"select * exclude (_chunk) from val_chunks where _chunk = {chunk}").df()
+            if len(frame):
+                yield frame
+    finally:
+        con.execute("drop table if exists val_chunks")
 
 
 def run_suite(
@@ -237,10 +251,11 @@ def _add_chunk_result(total: CheckResult, item: Any, check: Check, id_columns: l
                     value = (
                         row.get(check.expectation.column) if hasattr(check.expectation, "column") else None
                     )
-                    total.examples.append(_example(value, {k: row[k] for k in id_columns if k in row}))
+                    ids = {k: row[k] for k in id_columns if k in row}
+                    total.examples.append(_example(value, ids, check.format_example))
             else:
                 for value in (result.get("partial_unexpected_list") or [])[: 5 - len(total.examples)]:
-                    total.examples.append(_example(value))
+                    total.examples.append(_example(value, None, check.format_example))
     else:
         observed = result.get("observed_value")
         if isinstance(total.observed_value, int | float) and isinstance(observed, int | float):
