@@ -1,0 +1,193 @@
+"""Evaluation: intrinsic cluster metrics, stability, and how well segment top lists predict held-out items.
+
+The recommendation protocol: users with >= 5 distinct items; the last 20% (at least 1) of their distinct
+items by first interaction are held out; segments are fit on the rest; each user is recommended the top items
+of their segment's list they have not seen; Recall@k and NDCG@k against the held-out items, next to global
+popularity measured the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import scipy.sparse as sp
+from sklearn.metrics import (
+    adjusted_rand_score,
+    calinski_harabasz_score,
+    davies_bouldin_score,
+    normalized_mutual_info_score,
+    silhouette_score,
+)
+
+from tasks.warehouse import load_sql
+
+MIN_ITEMS = 5
+HOLDOUT_FRACTION = 0.2
+
+
+def make_holdout(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    """Create `table(user_id, item_id)`: the held-out items of `seg_events` (see module doc); returns its size."""
+    con.execute(
+        f"create or replace temp table {table} as {load_sql('segments/seg_holdout')}",
+        {"min_items": MIN_ITEMS, "fraction": HOLDOUT_FRACTION},
+    )
+    return con.execute(f"select count(*) from {table}").fetchall()[0][0]
+
+
+@dataclass
+class Interactions:
+    """Binary user-item matrix with its index maps."""
+
+    users: np.ndarray
+    items: np.ndarray
+    matrix: sp.csr_matrix  # users x items, 1 where the user touched the item
+
+    def user_positions(self, user_ids) -> np.ndarray:
+        index = {u: i for i, u in enumerate(self.users)}
+        return np.array([index.get(u, -1) for u in user_ids])
+
+
+def load_interactions(con: duckdb.DuckDBPyConnection, table: str = "fct_interactions") -> Interactions:
+    rows = con.execute(f"select user_id, item_id from {table} order by user_id, item_id").fetchall()
+    users = np.array(sorted({u for u, _ in rows}), dtype=object)
+    items = np.array(sorted({t for _, t in rows}), dtype=object)
+    user_index = {u: i for i, u in enumerate(users)}
+    item_index = {t: i for i, t in enumerate(items)}
+    r = np.array([user_index[u] for u, _ in rows], dtype=np.int64)
+    c = np.array([item_index[t] for _, t in rows], dtype=np.int64)
+    matrix = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (r, c)), shape=(len(users), len(items)))
+    return Interactions(users, items, matrix)
+
+
+def segment_item_scores(train: Interactions, labels: np.ndarray) -> np.ndarray:
+    """(n_segments, n_items): the share of each segment's members who interacted with each item.
+
+    `labels` are per row of `train.users`; segment -1 (noise) gets the global shares."""
+    n_segments = int(labels.max()) + 1 if len(labels) else 0
+    members = sp.csr_matrix(
+        (np.ones(int((labels >= 0).sum())), (labels[labels >= 0], np.flatnonzero(labels >= 0))),
+        shape=(n_segments, len(labels)),
+    )
+    counts = np.asarray((members @ train.matrix).todense())
+    sizes = np.maximum(np.asarray(members.sum(axis=1)).ravel(), 1)
+    return counts / sizes[:, None]
+
+
+def global_item_scores(train: Interactions) -> np.ndarray:
+    return np.asarray(train.matrix.mean(axis=0)).ravel()
+
+
+def top_unseen(scores: np.ndarray, seen: np.ndarray, k: int, tie_break: np.ndarray) -> np.ndarray:
+    """Indices of the k best items by score (ties by `tie_break`), skipping `seen` indices."""
+    adjusted = scores + 1e-9 * tie_break
+    adjusted = adjusted.copy()
+    adjusted[seen] = -np.inf
+    k = min(k, len(adjusted))
+    top = np.argpartition(-adjusted, k - 1)[:k]
+    top = top[np.argsort(-adjusted[top])]
+    return top[np.isfinite(adjusted[top])]
+
+
+def ranking_metrics(
+    train: Interactions,
+    heldout: dict[str, set[str]],
+    score_rows: np.ndarray,
+    row_of_user: dict[str, int],
+    ks: tuple[int, ...] = (10, 20),
+) -> dict[str, float]:
+    """Mean Recall@k and NDCG@k over held-out users, recommending each user the top unseen items of their row."""
+    item_index = {t: i for i, t in enumerate(train.items)}
+    user_index = {u: i for i, u in enumerate(train.users)}
+    tie_break = global_item_scores(train)
+    max_k = max(ks)
+    sums = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg")}
+    n_users = 0
+    discounts = 1.0 / np.log2(np.arange(2, max_k + 2))
+    for user, items in heldout.items():
+        if user not in user_index or user not in row_of_user:
+            continue
+        u = user_index[user]
+        seen = train.matrix.indices[train.matrix.indptr[u] : train.matrix.indptr[u + 1]]
+        top = top_unseen(score_rows[row_of_user[user]], seen, max_k, tie_break)
+        relevant = {item_index[t] for t in items if t in item_index}
+        hits = np.array([1.0 if i in relevant else 0.0 for i in top])
+        n_users += 1
+        for k in ks:
+            hits_k = hits[:k]
+            sums[f"recall@{k}"] += hits_k.sum() / len(items)
+            ideal = discounts[: min(k, len(items))].sum()
+            sums[f"ndcg@{k}"] += float((hits_k * discounts[: len(hits_k)]).sum() / ideal)
+    return {name: (total / n_users if n_users else 0.0) for name, total in sums.items()} | {
+        "n_eval_users": n_users
+    }
+
+
+def load_heldout(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, set[str]]:
+    heldout: dict[str, set[str]] = {}
+    for user, item in con.execute(f"select user_id, item_id from {table}").fetchall():
+        heldout.setdefault(user, set()).add(item)
+    return heldout
+
+
+def segment_usefulness(
+    train: Interactions, heldout: dict[str, set[str]], user_ids: np.ndarray, labels: np.ndarray
+) -> dict[str, float]:
+    """Recall / NDCG @10 and @20 of segment top lists, and of global popularity, with the lift."""
+    positions = train.user_positions(user_ids)
+    train_labels = np.full(len(train.users), -1)
+    train_labels[positions[positions >= 0]] = labels[positions >= 0]
+    scores = segment_item_scores(train, train_labels)
+    popularity = global_item_scores(train)
+    rows = np.vstack([scores, popularity[None, :]]) if scores.size else popularity[None, :]
+    global_row = len(rows) - 1
+    row_of_user = {u: (int(l) if l >= 0 else global_row) for u, l in zip(user_ids, labels, strict=True)}
+    segment = ranking_metrics(train, heldout, rows, row_of_user)
+    baseline = ranking_metrics(train, heldout, popularity[None, :], dict.fromkeys(user_ids, 0))
+    result = {f"segments/{k}": v for k, v in segment.items()}
+    result |= {f"popularity/{k}": v for k, v in baseline.items()}
+    for k in ("recall@10", "ndcg@10"):
+        base = baseline[k]
+        result[f"lift/{k}"] = segment[k] / base if base else float("nan")
+    return result
+
+
+def intrinsic_metrics(
+    vectors: np.ndarray, labels: np.ndarray, seed: int = 0, sample: int = 5000
+) -> dict[str, float]:
+    """Silhouette (sampled), Davies-Bouldin, Calinski-Harabasz, within-cluster variance, mean distance between
+    centroids, and size balance (smallest / largest share, entropy). Noise (-1) is left out."""
+    mask = labels >= 0
+    x, y = vectors[mask], labels[mask]
+    segments, sizes = np.unique(y, return_counts=True)
+    shares = sizes / sizes.sum() if len(sizes) else np.array([1.0])
+    metrics = {
+        "n_segments": float(len(segments)),
+        "noise_share": float(1 - mask.mean()) if len(mask) else 0.0,
+        "smallest_share": float(shares.min()),
+        "largest_share": float(shares.max()),
+        "size_entropy": float(-(shares * np.log(shares)).sum() / np.log(len(shares)))
+        if len(shares) > 1
+        else 0.0,
+    }
+    if len(segments) < 2:
+        return metrics
+    centroids = np.vstack([x[y == s].mean(axis=0) for s in segments])
+    within = np.mean([((x[y == s] - centroids[i]) ** 2).sum(axis=1).mean() for i, s in enumerate(segments)])
+    between = np.linalg.norm(centroids[:, None, :] - centroids[None, :, :], axis=2)
+    metrics |= {
+        "silhouette": float(silhouette_score(x, y, sample_size=min(sample, len(x)), random_state=seed)),
+        "davies_bouldin": float(davies_bouldin_score(x, y)),
+        "calinski_harabasz": float(calinski_harabasz_score(x, y)),
+        "within_variance": float(within),
+        "between_centroid_distance": float(between[np.triu_indices(len(segments), 1)].mean()),
+    }
+    return metrics
+
+
+def agreement(labels_a: np.ndarray, labels_b: np.ndarray) -> dict[str, float]:
+    return {
+        "ari": float(adjusted_rand_score(labels_a, labels_b)),
+        "nmi": float(normalized_mutual_info_score(labels_a, labels_b)),
+    }

@@ -1,0 +1,82 @@
+"""Features: per-user behaviour in SQL (sql/features/*.sql) and the wide user-feature table in Polars.
+
+Every feature query reads the `seg_events` view, which `use_events` points at all events or at the training
+part of them (for the evaluation holdout), so one code path serves fitting and evaluation.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+from pydantic import BaseModel, Field
+
+from tasks.warehouse import load_sql
+
+FEATURE_TABLES = (
+    "fct_interactions",
+    "fct_user_activity",
+    "fct_user_time",
+    "fct_user_category",
+    "fct_user_popularity",
+)
+
+
+class InteractionWeights(BaseModel):
+    """How much each event type counts in the user-item matrix; `rate` events weigh their rating."""
+
+    view: float = 1.0
+    click: float = 1.0
+    add_to_cart: float = Field(3.0, alias="cart")
+    purchase: float = 5.0
+    tag: float = 2.0
+    play: float = 1.0
+    like: float = 3.0
+    share: float = 3.0
+    other: float = 1.0
+
+    model_config = {"populate_by_name": True}
+
+    def as_params(self) -> dict[str, float]:
+        return {
+            "w_view": self.view,
+            "w_click": self.click,
+            "w_cart": self.add_to_cart,
+            "w_purchase": self.purchase,
+            "w_tag": self.tag,
+            "w_play": self.play,
+            "w_like": self.like,
+            "w_share": self.share,
+            "w_other": self.other,
+        }
+
+
+def use_events(con: duckdb.DuckDBPyConnection, *holdout_tables: str) -> None:
+    """Point `seg_events` at all events, less the (user_id, item_id) pairs held out in `holdout_tables`."""
+    sql = "select events.* from events"
+    for table in holdout_tables:
+        sql += f" anti join {table} on {table}.user_id = events.user_id and {table}.item_id = events.item_id"
+    con.execute(f"create or replace temp view seg_events as {sql}")
+
+
+def build_features(con: duckdb.DuckDBPyConnection, weights: InteractionWeights) -> list[str]:
+    """Materialise the feature tables from `seg_events`; returns their names."""
+    con.execute(
+        f"create or replace temp table fct_interactions as {load_sql('features/fct_interactions')}",
+        weights.as_params(),
+    )
+    for table in FEATURE_TABLES[1:]:
+        con.execute(f"create or replace temp table {table} as {load_sql(f'features/{table}')}")
+    return list(FEATURE_TABLES)
+
+
+def user_feature_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """One row per user, one column per feature (category TF-IDF pivoted to `cat:<name>` columns)."""
+    activity = con.sql("select * from fct_user_activity").pl()
+    time = con.sql("select * from fct_user_time").pl()
+    popularity = con.sql("select * from fct_user_popularity").pl()
+    categories = con.sql("select user_id, 'cat:' || category as category, tfidf from fct_user_category").pl()
+    frame = activity.join(time, on="user_id", how="left").join(popularity, on="user_id", how="left")
+    if categories.height:
+        wide = categories.pivot(on="category", index="user_id", values="tfidf", aggregate_function="sum")
+        frame = frame.join(wide, on="user_id", how="left")
+    return frame.sort("user_id")

@@ -1,0 +1,91 @@
+"""Fitting segments: features -> embedding -> clustering, with K chosen on the training data only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import duckdb
+import numpy as np
+from pydantic import BaseModel, Field
+
+from tasks.cluster import CLUSTERERS, Clustering, choose_k, fit_clusters, silhouette
+from tasks.embed import EMBEDDINGS, Embedding, embed_users
+from tasks.evaluate import load_heldout, load_interactions, make_holdout, segment_usefulness
+from tasks.features import InteractionWeights, build_features, use_events
+
+SWEEP_SAMPLE = 5_000
+
+
+class SegmentSettings(BaseModel):
+    """How segments are made. The defaults are what `segflow run` uses."""
+
+    embedding: Literal[EMBEDDINGS] = "combined"  # type: ignore[valid-type]
+    clusterer: Literal[CLUSTERERS] = "kmeans"  # type: ignore[valid-type]
+    k: int | Literal["auto"] = "auto"
+    k_min: int = Field(2, ge=2)
+    k_max: int = Field(30, ge=2)
+    seed: int = 0
+    n_recommendations: int = Field(100, ge=1)
+    weights: InteractionWeights = Field(default_factory=InteractionWeights)
+
+
+@dataclass
+class SegmentFit:
+    embedding: Embedding
+    clustering: Clustering
+    sweep: list[dict] = field(default_factory=list)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.clustering.labels
+
+
+def sweep_k(
+    con: duckdb.DuckDBPyConnection, settings: SegmentSettings, exclude: tuple[str, ...]
+) -> list[dict]:
+    """Score K = k_min..k_max by silhouette and inner-validation NDCG@10, on `seg_events` less `exclude`."""
+    use_events(con, *exclude)
+    make_holdout(con, "seg_inner_holdout")
+    use_events(con, *exclude, "seg_inner_holdout")
+    build_features(con, settings.weights)
+    embedding = embed_users(con, settings.embedding, settings.seed)
+    train = load_interactions(con)
+    heldout = load_heldout(con, "seg_inner_holdout")
+    rng = np.random.default_rng(settings.seed)
+    sample = np.sort(
+        rng.choice(len(embedding.user_ids), size=min(SWEEP_SAMPLE, len(embedding.user_ids)), replace=False)
+    )
+    vectors, users = embedding.vectors[sample], embedding.user_ids[sample]
+    rows = []
+    for k in range(settings.k_min, min(settings.k_max, len(users) - 1) + 1):
+        clustering = fit_clusters(vectors, settings.clusterer, k, settings.seed)
+        useful = segment_usefulness(train, heldout, users, clustering.labels)
+        rows.append(
+            {
+                "k": k,
+                "silhouette": silhouette(vectors, clustering.labels, settings.seed),
+                "usefulness": useful["segments/ndcg@10"],
+                "recall@10": useful["segments/recall@10"],
+            }
+        )
+    return rows
+
+
+def fit_segments(
+    con: duckdb.DuckDBPyConnection, settings: SegmentSettings, exclude: tuple[str, ...] = ()
+) -> SegmentFit:
+    """Segments of the users in `events` less the `exclude` holdout tables."""
+    sweep: list[dict] = []
+    k = settings.k
+    if settings.clusterer == "hdbscan":
+        k = 0
+    elif k == "auto":
+        sweep = sweep_k(con, settings, exclude)
+        k = choose_k(sweep)
+    use_events(con, *exclude)
+    build_features(con, settings.weights)
+    embedding = embed_users(con, settings.embedding, settings.seed)
+    clustering = fit_clusters(embedding.vectors, settings.clusterer, int(k), settings.seed)
+    clustering.sweep = sweep
+    return SegmentFit(embedding, clustering, sweep)
