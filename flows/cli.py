@@ -116,11 +116,125 @@ def run(
     source: SourceOption = "demo",
     workspace: WorkspaceOption = Path("workspace"),
     max_bad_fraction: MaxBadOption = 0.05,
+    embedding: Annotated[str, typer.Option(help="behaviour, svd or combined.")] = "combined",
+    clusterer: Annotated[str, typer.Option(help="kmeans, hdbscan or agglomerative.")] = "kmeans",
+    k: Annotated[str, typer.Option("--k", help="Number of segments, or auto.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """Run the whole pipeline on a source and print a summary of what it did."""
+    """Run the whole pipeline on a source: ingest, validate, features, embed, cluster, evaluate, publish."""
     ws = _prepare(workspace)
-    _run_ingest(ws, source, max_bad_fraction)
+    from flows.segment_users import segment_users
+    from tasks.ingest import IngestFailedError
+    from tasks.segment import SegmentSettings
+    from tasks.sources import SourceSpecError
+    from validation.gate import ValidationFailedError
+
+    try:
+        settings = SegmentSettings(
+            embedding=embedding, clusterer=clusterer, k=k if k == "auto" else int(k), seed=seed
+        )
+    except ValueError as error:
+        _fail(f"bad segment settings: {error}")
+    try:
+        with console.status(
+            f"segmenting users of {source} (ingest, features, embed, cluster, evaluate, publish) ..."
+        ):
+            summary = segment_users(
+                source=source, workspace=str(ws.root), settings=settings, max_bad_fraction=max_bad_fraction
+            )
+    except IngestFailedError as error:
+        if error.report is not None:
+            _print_ingest(error.report)
+        _fail(f"{error}\nNothing was published; the previous segments are unchanged.")
+    except (SourceSpecError, WorkspaceBusyError, ValidationFailedError) as error:
+        _fail(f"{error}\nNothing was published; the previous segments are unchanged.")
+    _print_ingest(summary.ingest)
     _print_warehouse(ws)
+    _print_segments(summary.profiles)
+    _print_metrics(summary.metrics)
+    for name, where in summary.locations.items():
+        console.print(f"[bold]{name}[/]: {where}", highlight=False)
+
+
+def _print_segments(profiles: list[dict]) -> None:
+    table = Table(title="segments", title_justify="left")
+    for column in ("id", "label", "users", "share", "top categories"):
+        table.add_column(column, justify="right" if column in ("id", "users", "share") else "left")
+    for p in profiles:
+        table.add_row(
+            str(p["segment_id"]),
+            p["label"],
+            f"{p['size']:,}",
+            f"{p['share']:.1%}",
+            ", ".join(p["top_categories"]),
+        )
+    console.print(table)
+
+
+def _print_metrics(metrics: dict[str, float]) -> None:
+    from tasks.report import headline_metrics
+
+    table = Table(title="how good the segments are", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for label, value in headline_metrics(metrics):
+        table.add_row(label, value)
+    console.print(table)
+
+
+@app.command()
+def segments(workspace: WorkspaceOption = Path("workspace")) -> None:
+    """Print the current segments."""
+    ws = _prepare(workspace)
+    from tasks.warehouse import read_published
+
+    profiles = read_published(ws.warehouse_path, "select * from segment_profiles order by segment_id")
+    if profiles is None:
+        _fail(f"no segments published in {ws.root} yet: run `segflow run` first")
+    run = read_published(
+        ws.warehouse_path,
+        "select run_id, created_at, source, embedding, clusterer, k from segment_runs where is_current",
+    )
+    if run:
+        r = run[0]
+        console.print(
+            f"run {r['run_id']} ({r['created_at']:%Y-%m-%d %H:%M}) on {r['source']}: {r['embedding']} + {r['clusterer']}, K = {r['k']}",
+            highlight=False,
+        )
+    _print_segments(profiles)
+
+
+@app.command()
+def user(
+    user_id: Annotated[str, typer.Argument(help="The user's id, as in events.user_id.")],
+    workspace: WorkspaceOption = Path("workspace"),
+    n: Annotated[int, typer.Option("-n", help="How many recommendations.")] = 10,
+) -> None:
+    """Print a user's segment, its label and the user's top recommendations (items they have seen excluded)."""
+    ws = _prepare(workspace)
+    from tasks.warehouse import read_published, recommend_for_user
+
+    found = read_published(
+        ws.warehouse_path,
+        "select s.segment_id, p.label, s.distance from user_segments s join segment_profiles p using (segment_id) where s.user_id = $user",
+        {"user": user_id},
+    )
+    if found is None:
+        _fail(f"no segments published in {ws.root} yet: run `segflow run` first")
+    if not found:
+        _fail(f"user {user_id!r} has no segment (not in the events of the last run); the global list applies")
+    segment = found[0]
+    console.print(
+        f"user [bold]{user_id}[/] is in segment {segment['segment_id']}: {segment['label']}", highlight=False
+    )
+    table = Table(title=f"top {n} recommendations (seen items excluded)", title_justify="left")
+    for column in ("rank", "item", "title", "score"):
+        table.add_column(column)
+    for i, row in enumerate(
+        recommend_for_user(ws.warehouse_path, user_id, segment["segment_id"], n), start=1
+    ):
+        table.add_row(str(i), row["item_id"], row["title"] or "", f"{row['score']:.3f}")
+    console.print(table)
 
 
 @app.command()

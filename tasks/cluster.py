@@ -46,7 +46,7 @@ def _relabel_by_size(labels: np.ndarray) -> np.ndarray:
     values, counts = np.unique(valid, return_counts=True)
     order = values[np.lexsort((values, -counts))]
     mapping = {old: new for new, old in enumerate(order)}
-    return np.array([mapping.get(l, -1) for l in labels])
+    return np.array([mapping.get(label, -1) for label in labels])
 
 
 def fit_kmeans(vectors: np.ndarray, k: int, seed: int = 0) -> Clustering:

@@ -112,5 +112,9 @@ def write_embedding(con: duckdb.DuckDBPyConnection, embedding: Embedding) -> str
     frame = pl.DataFrame({"user_id": embedding.user_ids.astype(str)}).with_columns(
         [pl.Series(f"dim_{i}", embedding.vectors[:, i]) for i in range(embedding.vectors.shape[1])]
     )
-    con.execute(f"create or replace table {table} as select * from frame")
+    con.register("emb_frame", frame.to_arrow())
+    try:
+        con.execute(f"create or replace table {table} as select * from emb_frame")
+    finally:
+        con.unregister("emb_frame")
     return table

@@ -142,7 +142,7 @@ def segment_usefulness(
     popularity = global_item_scores(train)
     rows = np.vstack([scores, popularity[None, :]]) if scores.size else popularity[None, :]
     global_row = len(rows) - 1
-    row_of_user = {u: (int(l) if l >= 0 else global_row) for u, l in zip(user_ids, labels, strict=True)}
+    row_of_user = {u: (int(s) if s >= 0 else global_row) for u, s in zip(user_ids, labels, strict=True)}
     segment = ranking_metrics(train, heldout, rows, row_of_user)
     baseline = ranking_metrics(train, heldout, popularity[None, :], dict.fromkeys(user_ids, 0))
     result = {f"segments/{k}": v for k, v in segment.items()}

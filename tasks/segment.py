@@ -11,7 +11,14 @@ from pydantic import BaseModel, Field
 
 from tasks.cluster import CLUSTERERS, Clustering, choose_k, fit_clusters, silhouette
 from tasks.embed import EMBEDDINGS, Embedding, embed_users
-from tasks.evaluate import load_heldout, load_interactions, make_holdout, segment_usefulness
+from tasks.evaluate import (
+    agreement,
+    intrinsic_metrics,
+    load_heldout,
+    load_interactions,
+    make_holdout,
+    segment_usefulness,
+)
 from tasks.features import InteractionWeights, build_features, use_events
 
 SWEEP_SAMPLE = 5_000
@@ -89,3 +96,44 @@ def fit_segments(
     clustering = fit_clusters(embedding.vectors, settings.clusterer, int(k), settings.seed)
     clustering.sweep = sweep
     return SegmentFit(embedding, clustering, sweep)
+
+
+def evaluate_on_holdout(con: duckdb.DuckDBPyConnection, settings: SegmentSettings) -> dict[str, float]:
+    """The recommendation protocol (tasks/evaluate.py): fit on the rest, score against the held-out items."""
+    use_events(con)
+    n_heldout = make_holdout(con, "seg_holdout")
+    fit = fit_segments(con, settings, ("seg_holdout",))
+    use_events(con, "seg_holdout")
+    build_features(con, settings.weights)
+    train = load_interactions(con)
+    heldout = load_heldout(con, "seg_holdout")
+    metrics = segment_usefulness(train, heldout, fit.embedding.user_ids, fit.labels)
+    metrics |= {"holdout/n_items": float(n_heldout), "holdout/k": float(fit.clustering.k)}
+    use_events(con)
+    return metrics
+
+
+def describe_fit(
+    fit: SegmentFit, settings: SegmentSettings, truth: dict[str, int] | None
+) -> dict[str, float]:
+    """Intrinsic metrics, stability (ARI of a refit with another seed) and, with planted truth, ARI / NMI."""
+    vectors, labels = fit.embedding.vectors, fit.labels
+    metrics = {f"intrinsic/{k}": v for k, v in intrinsic_metrics(vectors, labels, settings.seed).items()}
+    refit = fit_clusters(vectors, settings.clusterer, fit.clustering.k, settings.seed + 1)
+    metrics["stability/ari"] = agreement(labels, refit.labels)["ari"]
+    if truth:
+        known = [i for i, u in enumerate(fit.embedding.user_ids) if str(u) in truth]
+        if known:
+            planted = np.array([truth[str(fit.embedding.user_ids[i])] for i in known])
+            scores = agreement(planted, labels[known])
+            metrics |= {"planted/ari": scores["ari"], "planted/nmi": scores["nmi"]}
+    metrics["k"] = float(fit.clustering.k)
+    return metrics
+
+
+def distances_to_own_centroid(fit: SegmentFit) -> np.ndarray:
+    labels, vectors, centroids = fit.labels, fit.embedding.vectors, fit.clustering.centroids
+    distances = np.full(len(labels), np.nan)
+    valid = labels >= 0
+    distances[valid] = np.linalg.norm(vectors[valid] - centroids[labels[valid]], axis=1)
+    return distances

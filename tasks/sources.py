@@ -7,6 +7,7 @@ this one shape.
 
 from __future__ import annotations
 
+import csv
 import glob
 import re
 import tomllib
@@ -59,7 +60,7 @@ EXTENSION_FORMATS = {
     ".ndjson.gz": "jsonl",
 }
 FEED_KEYS = ("path", "format", "columns", "delimiter", "header", "file_columns", "encoding")
-SPEC_KEYS = ("name", "events", "items", "event_types", "validation")
+SPEC_KEYS = ("name", "events", "items", "event_types", "validation", "ground_truth")
 
 
 class SourceSpecError(ValueError):
@@ -111,6 +112,14 @@ class SourceSpec(BaseModel):
     items: list[Feed] = Field(default_factory=list)
     event_types: tuple[str, ...] = DEFAULT_EVENT_TYPES
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    # Optional CSV of (user_id, segment): known segments to score the found ones against (ARI / NMI).
+    ground_truth: str | None = None
+
+    def truth(self) -> dict[str, int] | None:
+        if not self.ground_truth or not Path(self.ground_truth).is_file():
+            return None
+        with open(self.ground_truth, newline="") as handle:
+            return {row["user_id"]: int(row["segment"]) for row in csv.DictReader(handle)}
 
 
 def format_of(path: Path) -> str | None:
@@ -261,6 +270,9 @@ def parse_source_spec(spec_path: Path) -> SourceSpec:
         items=[read_feed("items")] if "items" in raw else [],
         event_types=tuple(t.strip().lower() for t in event_types),
         validation=validation,
+        ground_truth=str(spec_path.parent.resolve() / raw["ground_truth"])
+        if raw.get("ground_truth")
+        else None,
     )
 
 

@@ -10,6 +10,7 @@ from tasks.ingest import FileOutcome
 from validation.events_batch import events_batch_suite
 from validation.gate import SuiteResult, ValidationSettings, record_validation_run, run_suite
 from validation.items import items_suite
+from validation.published_segments import published_segments_suite
 from validation.report import write_report
 
 
@@ -28,6 +29,11 @@ def validate_table(
         suite = events_batch_suite(con, table, event_types, settings, compare_table=compare_table)
     elif suite_name == "items":
         suite = items_suite(table)
+    elif suite_name == "published_segments":
+        # `table` is the prefix of the three segment tables: "" for the published ones, "seg_" for staging.
+        suite = published_segments_suite(
+            f"{table}user_segments", f"{table}segment_profiles", f"{table}segment_recommendations"
+        )
     else:
         raise ValueError(f"unknown suite {suite_name!r}")
     result = run_suite(con, suite, batch_id, settings)

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-WAREHOUSE_TABLES = ("events", "items", "quarantine", "ingest_manifest", "validation_runs")
+WAREHOUSE_TABLES = ("events", "items", "quarantine", "ingest_manifest", "validation_runs", "segment_runs")
 
 
 @cache
@@ -73,3 +73,44 @@ def warehouse_event_types(con: duckdb.DuckDBPyConnection) -> tuple[str, ...]:
 
     stored = [t for (t,) in con.execute("select distinct event_type from events order by 1").fetchall()]
     return tuple(dict.fromkeys([*DEFAULT_EVENT_TYPES, *stored]))
+
+
+def read_published(path: Path | str, sql: str, params: dict | None = None) -> list[dict] | None:
+    """Rows of a query over the published tables as dicts; None when nothing was published yet."""
+    if not Path(path).exists():
+        return None
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        if not con.execute(
+            "select count(*) from information_schema.tables where table_name = 'user_segments'"
+        ).fetchall()[0][0]:
+            return None
+        result = con.execute(sql, params or {})
+        names = [d[0] for d in result.description]
+        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+    finally:
+        con.close()
+
+
+def recommend_for_user(path: Path | str, user_id: str, segment_id: int, n: int) -> list[dict]:
+    """The user's segment list without the items the user has interacted with, topped up from the global list."""
+    sql = """
+        with seen as (select distinct item_id from events where user_id = $user),
+        candidates as (
+            select recs.item_id, recs.score, recs.rank, 0 as list_order
+            from segment_recommendations as recs where recs.segment_id = $segment
+            union all
+            select recs.item_id, recs.score, recs.rank, 1 as list_order
+            from segment_recommendations as recs where recs.segment_id = -1
+        ),
+        unseen as (
+            select candidates.*, row_number() over (partition by item_id order by list_order, rank) as n_listed
+            from candidates anti join seen using (item_id)
+        )
+        select unseen.item_id, items.title, unseen.score
+        from unseen left join items using (item_id)
+        where n_listed = 1
+        order by list_order, rank
+        limit $n
+    """
+    return read_published(path, sql, {"user": user_id, "segment": segment_id, "n": n}) or []

@@ -39,7 +39,7 @@ class ValidationSettings(BaseModel):
     max_event_type_shift: float = Field(
         0.25, ge=0, le=1, description="largest change of one event type's share vs the warehouse"
     )
-    chunk_rows: int = Field(1_000_000, gt=0, description="rows handed to Great Expectations at once")
+    chunk_rows: int = Field(500_000, gt=0, description="rows handed to Great Expectations at once")
     severity: dict[str, Severity] = Field(
         default_factory=dict, description="check name -> critical | warning"
     )

@@ -1,0 +1,138 @@
+"""What a segment is, for people and for recommenders: its top items, its profile and a readable label."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from tasks.warehouse import load_sql
+
+DAYPARTS = {
+    "share_night": "nights",
+    "share_early": "early mornings",
+    "share_morning": "mornings",
+    "share_afternoon": "afternoons",
+    "share_evening": "evenings",
+    "share_late": "late evenings",
+}
+
+
+def write_assignments(
+    con: duckdb.DuckDBPyConnection, user_ids: np.ndarray, labels: np.ndarray, distances: np.ndarray
+) -> None:
+    """`seg_assignments(user_id, segment_id, distance)`: the segment of every user."""
+    frame = pl.DataFrame(
+        {
+            "user_id": user_ids.astype(str),
+            "segment_id": labels.astype(np.int64),
+            "distance": distances.astype(float),
+        }
+    )
+    con.register("assignments_frame", frame.to_arrow())
+    try:
+        con.execute("create or replace temp table seg_assignments as select * from assignments_frame")
+    finally:
+        con.unregister("assignments_frame")
+
+
+def build_recommendations(con: duckdb.DuckDBPyConnection, run_id: str, n_items: int) -> str:
+    con.execute(
+        f"create or replace table seg_segment_recommendations as {load_sql('segments/seg_segment_recommendations')}",
+        {"n_items": n_items, "run_id": run_id},
+    )
+    return "seg_segment_recommendations"
+
+
+def _label(segment: dict, overall: dict, categories: list[tuple[str, float, float]]) -> str:
+    """A short name from what sets the segment apart: taste, activity, funnel, ratings, time of day."""
+    parts = []
+    distinct = [name for name, share, lift in categories if lift >= 1.2 and share >= 0.05][:2]
+    if distinct:
+        parts.append(" & ".join(distinct))
+    elif categories:
+        parts.append(f"mixed taste, mostly {categories[0][0]}")
+    if overall["median_events"]:
+        ratio = segment["median_events"] / overall["median_events"]
+        if ratio >= 1.5:
+            parts.append("heavy users")
+        elif ratio <= 0.67:
+            parts.append("light users")
+    if overall["purchase_share"]:
+        ratio = (segment["purchase_share"] or 0) / overall["purchase_share"]
+        if ratio >= 1.4:
+            parts.append("frequent buyers")
+        elif ratio <= 0.6:
+            parts.append("browsers")
+    if overall["mean_rating"] is not None and segment["mean_rating"] is not None:
+        delta = segment["mean_rating"] - overall["mean_rating"]
+        if delta >= 0.3:
+            parts.append("generous raters")
+        elif delta <= -0.3:
+            parts.append("harsh raters")
+    lifts = {name: (segment[name] or 0) / overall[name] for name in DAYPARTS if overall[name]}
+    if lifts:
+        peak = max(lifts, key=lifts.get)
+        if lifts[peak] >= 1.3:
+            parts.append(DAYPARTS[peak])
+    if (overall["share_weekend"] or 0) > 0 and (segment["share_weekend"] or 0) / overall[
+        "share_weekend"
+    ] >= 1.4:
+        parts.append("weekends")
+    return " · ".join(parts) if parts else "typical users"
+
+
+def build_profiles(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
+    """`seg_segment_profiles`: size, share, label, top categories and items, and the numbers behind the label."""
+    stats = con.sql(load_sql("segments/seg_segment_stats")).pl()
+    overall = stats.filter(pl.col("segment_id").is_null()).to_dicts()[0]
+    categories = con.sql(load_sql("segments/seg_segment_categories")).pl()
+    titles = con.sql(
+        """
+        select rec.segment_id, list(coalesce(items.title, rec.item_id) order by rec.rank) as titles
+        from seg_segment_recommendations as rec
+        left join items on items.item_id = rec.item_id
+        where rec.rank <= 5
+        group by rec.segment_id
+        """
+    ).pl()
+    titles_of = {row["segment_id"]: row["titles"] for row in titles.to_dicts()}
+    rows = []
+    for segment in stats.filter(pl.col("segment_id").is_not_null()).to_dicts():
+        segment_id = segment["segment_id"]
+        cats = [
+            (row["category"], row["share"], row["lift"])
+            for row in categories.filter(pl.col("segment_id") == segment_id).to_dicts()
+        ]
+        by_share = sorted(cats, key=lambda c: -c[1])
+        dayparts = {DAYPARTS[name]: segment[name] or 0 for name in DAYPARTS}
+        rows.append(
+            {
+                "segment_id": segment_id,
+                "size": segment["size"],
+                "share": round(segment["share"], 4),
+                "label": "no segment (noise)" if segment_id < 0 else _label(segment, overall, cats),
+                "top_categories": [c[0] for c in sorted(cats, key=lambda c: -(c[1] * c[2]))[:3]]
+                or [c[0] for c in by_share[:3]],
+                "top_items": titles_of.get(segment_id, []),
+                "median_events": segment["median_events"],
+                "purchase_share": segment["purchase_share"],
+                "view_to_cart": segment["view_to_cart"],
+                "cart_to_purchase": segment["cart_to_purchase"],
+                "mean_rating": segment["mean_rating"],
+                "peak_daypart": max(dayparts, key=dayparts.get),
+                "weekend_share": segment["share_weekend"],
+                "run_id": run_id,
+            }
+        )
+    frame = pl.DataFrame(
+        rows, schema_overrides={"top_categories": pl.List(pl.String), "top_items": pl.List(pl.String)}
+    )
+    con.register("profiles_frame", frame.to_arrow())
+    try:
+        con.execute(
+            "create or replace table seg_segment_profiles as select * from profiles_frame order by segment_id"
+        )
+    finally:
+        con.unregister("profiles_frame")
+    return "seg_segment_profiles"

@@ -1,0 +1,66 @@
+"""Publishing segments atomically: stage, validate, write exports, swap in one transaction, switch
+`exports/current`. A failure at any step leaves the published tables and `exports/current` as they were."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from tasks.warehouse import transaction
+
+PUBLISHED_TABLES = ("user_segments", "segment_recommendations", "segment_profiles")
+
+
+def stage_user_segments(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
+    con.execute(
+        """
+        create or replace table seg_user_segments as
+        select user_id, segment_id, $run_id as run_id, round(distance, 6) as distance, $at as assigned_at,
+        from seg_assignments
+        order by user_id
+        """,
+        {"run_id": run_id, "at": datetime.now(UTC).replace(tzinfo=None)},
+    )
+    return "seg_user_segments"
+
+
+def write_exports(con: duckdb.DuckDBPyConnection, exports_dir: Path, run_id: str) -> Path:
+    """The staged tables as Parquet in `exports/<run_id>/` (not yet current)."""
+    out_dir = exports_dir / run_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for table in PUBLISHED_TABLES:
+        con.execute(f"copy seg_{table} to '{out_dir / f'{table}.parquet'}' (format parquet)")
+    return out_dir
+
+
+def swap_published(con: duckdb.DuckDBPyConnection, run: dict) -> None:
+    """Replace the published tables with the staged ones and make `run` the current one, all or nothing."""
+    with transaction(con):
+        for table in PUBLISHED_TABLES:
+            con.execute(f"create or replace table {table} as select * from seg_{table}")
+        con.execute("update segment_runs set is_current = false where is_current")
+        con.execute(
+            """
+            insert into segment_runs values (
+                $run_id, $created_at, $source, $embedding, $clusterer, $k, $metrics, $mlflow_run_id, true
+            )
+            """,
+            {**run, "metrics": json.dumps(run["metrics"], default=float)},
+        )
+    for table in PUBLISHED_TABLES:
+        con.execute(f"drop table if exists seg_{table}")
+
+
+def switch_current_export(exports_dir: Path, run_id: str) -> Path:
+    """Point `exports/current` at `exports/<run_id>` with one atomic rename."""
+    current = exports_dir / "current"
+    temporary = exports_dir / f".current-{run_id}"
+    if temporary.is_symlink() or temporary.exists():
+        temporary.unlink()
+    temporary.symlink_to(run_id, target_is_directory=True)
+    os.replace(temporary, current)
+    return current

@@ -1,0 +1,73 @@
+"""The run report: one self-contained HTML page (charts inlined as PNG data) with the segments, the metrics
+and where everything is."""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+from pathlib import Path
+
+from validation.report import STYLE
+
+HEADLINE = (
+    ("segments/recall@10", "Recall@10 (segments)"),
+    ("popularity/recall@10", "Recall@10 (popularity)"),
+    ("lift/recall@10", "lift over popularity (Recall@10)"),
+    ("segments/ndcg@10", "NDCG@10 (segments)"),
+    ("popularity/ndcg@10", "NDCG@10 (popularity)"),
+    ("lift/ndcg@10", "lift over popularity (NDCG@10)"),
+    ("segments/recall@20", "Recall@20 (segments)"),
+    ("segments/ndcg@20", "NDCG@20 (segments)"),
+    ("intrinsic/silhouette", "silhouette"),
+    ("intrinsic/davies_bouldin", "Davies-Bouldin"),
+    ("intrinsic/calinski_harabasz", "Calinski-Harabasz"),
+    ("intrinsic/within_variance", "within-segment variance"),
+    ("intrinsic/between_centroid_distance", "mean distance between centroids"),
+    ("intrinsic/smallest_share", "smallest segment share"),
+    ("intrinsic/largest_share", "largest segment share"),
+    ("intrinsic/size_entropy", "size entropy (0-1)"),
+    ("stability/ari", "stability (ARI, two seeds)"),
+    ("planted/ari", "ARI vs planted segments"),
+    ("planted/nmi", "NMI vs planted segments"),
+)
+
+
+def headline_metrics(metrics: dict[str, float]) -> list[tuple[str, str]]:
+    return [(label, f"{metrics[key]:.4g}") for key, label in HEADLINE if key in metrics]
+
+
+def write_run_report(
+    path: Path,
+    run_id: str,
+    summary: dict,
+    profiles: list[dict],
+    metrics: dict[str, float],
+    charts: dict[str, bytes],
+) -> Path:
+    rows = "".join(
+        f"<tr><td>{p['segment_id']}</td><td>{escape(p['label'])}</td><td>{p['size']:,}</td><td>{p['share']:.1%}</td>"
+        f"<td>{escape(', '.join(p['top_categories']))}</td><td>{escape(', '.join(p['top_items'][:3]))}</td></tr>"
+        for p in profiles
+    )
+    metric_rows = "".join(f"<tr><td>{escape(k)}</td><td>{v}</td></tr>" for k, v in headline_metrics(metrics))
+    where = "".join(
+        f"<tr><td>{escape(k)}</td><td><code>{escape(str(v))}</code></td></tr>" for k, v in summary.items()
+    )
+    images = "".join(
+        f"<figure><img alt='{escape(name)}' style='max-width:100%' src='data:image/png;base64,"
+        f"{base64.b64encode(png).decode()}'></figure>"
+        for name, png in charts.items()
+    )
+    body = (
+        f"<h1>segflow run <code>{escape(run_id)}</code></h1>"
+        f"<h2>Segments</h2><table><tr><th>id</th><th>label</th><th>users</th><th>share</th><th>top categories</th>"
+        f"<th>top items</th></tr>{rows}</table>"
+        f"<h2>Metrics</h2><table><tr><th>metric</th><th>value</th></tr>{metric_rows}</table>"
+        f"<h2>Where everything is</h2><table>{where}</table><h2>Charts</h2>{images}"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>segflow run {escape(run_id)}</title>"
+        f"<style>{STYLE} figure {{ margin: 1rem 0; }}</style></head><body>{body}</body></html>\n"
+    )
+    return path

@@ -1,0 +1,113 @@
+"""The `published_segments` suite: the segment tables, staged, before they replace the published ones."""
+
+from __future__ import annotations
+
+from validation.gate import Check, Suite, SuitePart
+
+
+def published_segments_suite(user_segments: str, profiles: str, recommendations: str) -> Suite:
+    import great_expectations as gx
+
+    e = gx.expectations
+    users_sql = f"""
+        select
+            segments.user_id,
+            segments.segment_id,
+            case when profiles.segment_id is null then segments.segment_id end as segment_without_profile,
+        from {user_segments} as segments
+        left join {profiles} as profiles on profiles.segment_id = segments.segment_id
+    """
+    coverage_sql = f"""
+        select users.user_id, case when segments.user_id is null then users.user_id end as user_without_segment,
+        from (select distinct user_id from events) as users
+        left join {user_segments} as segments on segments.user_id = users.user_id
+    """
+    ranks_sql = f"""
+        select segment_id, min(rank) as min_rank, max(rank) as max_rank, count(*) as n_ranks,
+            count(distinct rank) as n_distinct_ranks,
+        from {recommendations}
+        group by segment_id
+    """
+    items_sql = f"""
+        select recs.segment_id, recs.item_id,
+            case when items.item_id is null and seen.item_id is null then recs.item_id end as unknown_item_id,
+        from {recommendations} as recs
+        left join items on items.item_id = recs.item_id
+        left join (select distinct item_id from events) as seen on seen.item_id = recs.item_id
+    """
+    return Suite(
+        "published_segments",
+        [
+            SuitePart(
+                "user_segments",
+                users_sql,
+                [
+                    Check(
+                        "user_id_not_null",
+                        "user_segments.user_id not null",
+                        e.ExpectColumnValuesToNotBeNull(column="user_id"),
+                    ),
+                    Check(
+                        "user_id_unique",
+                        "user_segments.user_id unique",
+                        e.ExpectColumnValuesToBeUnique(column="user_id"),
+                    ),
+                    Check(
+                        "segment_has_profile",
+                        "every segment_id present in segment_profiles",
+                        e.ExpectColumnValuesToBeNull(column="segment_without_profile"),
+                    ),
+                ],
+                chunk_key="user_id",
+            ),
+            SuitePart(
+                "coverage",
+                coverage_sql,
+                [
+                    Check(
+                        "every_user_segmented",
+                        "every user with events has a segment",
+                        e.ExpectColumnValuesToBeNull(column="user_without_segment"),
+                    )
+                ],
+                chunk_key="user_id",
+            ),
+            SuitePart(
+                "ranks",
+                ranks_sql,
+                [
+                    Check(
+                        "ranks_start_at_1",
+                        "recommendation ranks start at 1 in every segment",
+                        e.ExpectColumnValuesToBeBetween(column="min_rank", min_value=1, max_value=1),
+                        unit="segments",
+                    ),
+                    Check(
+                        "ranks_contiguous",
+                        "recommendation ranks contiguous in every segment",
+                        e.ExpectColumnPairValuesToBeEqual(column_A="max_rank", column_B="n_distinct_ranks"),
+                        unit="segments",
+                    ),
+                    Check(
+                        "ranks_unique",
+                        "recommendation ranks unique in every segment",
+                        e.ExpectColumnPairValuesToBeEqual(column_A="n_ranks", column_B="n_distinct_ranks"),
+                        unit="segments",
+                    ),
+                ],
+                id_columns=["segment_id"],
+            ),
+            SuitePart(
+                "recommended_items",
+                items_sql,
+                [
+                    Check(
+                        "recommended_items_known",
+                        "every recommended item is in items or events",
+                        e.ExpectColumnValuesToBeNull(column="unknown_item_id"),
+                    )
+                ],
+                chunk_key="item_id",
+            ),
+        ],
+    )
