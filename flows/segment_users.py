@@ -147,6 +147,7 @@ def segment_users(
             }  # fmt: skip
             current = publish_segments(con, str(ws.exports_dir), run)
         finally:
+            publish.drop_staged(con)
             con.close()
     report_path = ws.reports_dir / f"run-{run_id}.html"
     locations = {

@@ -51,6 +51,11 @@ def swap_published(con: duckdb.DuckDBPyConnection, run: dict) -> None:
             """,
             {**run, "metrics": json.dumps(run["metrics"], default=float)},
         )
+    drop_staged(con)
+
+
+def drop_staged(con: duckdb.DuckDBPyConnection) -> None:
+    """Remove the staged `seg_*` copies (after a swap, or when a run stops before it)."""
     for table in PUBLISHED_TABLES:
         con.execute(f"drop table if exists seg_{table}")
 

@@ -1,0 +1,164 @@
+"""`segment-users` end to end on small demo data under Prefect's test harness; publish atomicity; the
+`segflow segments` / `segflow user` commands; and the quality target on MovieLens latest-small."""
+
+from __future__ import annotations
+
+import os
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.segment_users import segment_users
+from tasks import profile
+from tasks.segment import SegmentSettings
+from tests.conftest import ML_LATEST_SMALL, needs_ml_latest_small
+from validation.gate import ValidationFailedError
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+runner = CliRunner()
+PUBLISHED = ("user_segments", "segment_recommendations", "segment_profiles", "segment_runs")
+
+
+def query(workspace, sql):
+    con = duckdb.connect(str(workspace / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def snapshot(workspace) -> dict:
+    tables = {t: query(workspace, f"select * from {t} order by all") for t in PUBLISHED}
+    return tables | {"current": os.readlink(workspace / "exports" / "current")}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    workspace = tmp_path_factory.mktemp("demo") / "workspace"
+    settings = SegmentSettings(k_max=10)
+    summary = segment_users(source="demo:400", workspace=str(workspace), settings=settings)
+    return workspace, summary
+
+
+def test_demo_segments_recover_the_planted_ones_and_beat_popularity(demo_run):
+    workspace, summary = demo_run
+    assert summary.metrics["planted/ari"] >= 0.95
+    assert summary.metrics["k"] == 7
+    assert summary.metrics["lift/recall@10"] > 1.5
+    assert query(workspace, "select count(*), count(distinct user_id) from user_segments") == [(400, 400)]
+    assert query(workspace, "select count(*) from segment_profiles") == [(7,)]
+    assert query(workspace, "select count(*), count(*) filter (where is_current) from segment_runs") == [
+        (1, 1)
+    ]
+    # Every segment has a readable label and a full top-100 list; -1 is the global fallback list.
+    labels = [label for (label,) in query(workspace, "select label from segment_profiles")]
+    assert all(label and label != "typical users" for label in labels)
+    ranks = query(
+        workspace,
+        "select segment_id, count(*), min(rank), max(rank) from segment_recommendations group by 1 order by 1",
+    )
+    assert [r[0] for r in ranks] == [-1, 0, 1, 2, 3, 4, 5, 6]
+    assert all(r[2] == 1 and r[3] == r[1] for r in ranks)
+
+
+def test_demo_run_writes_exports_report_and_mlflow_runs(demo_run):
+    workspace, summary = demo_run
+    current = workspace / "exports" / "current"
+    assert os.readlink(current) == summary.run_id
+    assert sorted(p.name for p in current.iterdir()) == [
+        "segment_profiles.parquet", "segment_recommendations.parquet", "user_segments.parquet",
+    ]  # fmt: skip
+    assert duckdb.execute(f"select count(*) from '{current / 'user_segments.parquet'}'").fetchall() == [
+        (400,)
+    ]
+    report = (workspace / "reports" / f"run-{summary.run_id}.html").read_text()
+    assert (
+        "ARI vs planted segments" in report and "data:image/png;base64," in report and "<script" not in report
+    )
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("segflow")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 2  # the parent and the nested embedding/clusterer run
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.data.metrics["planted/ari"] == pytest.approx(summary.metrics["planted/ari"])
+    assert parent.data.params["segments.embedding"] == "combined"
+    mlflow_run_id = query(workspace, "select mlflow_run_id from segment_runs where is_current")[0][0]
+    assert mlflow_run_id == parent.info.run_id
+    child = next(r for r in runs if "mlflow.parentRunId" in r.data.tags)
+    artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+    assert {"k_sweep.png", "projection.png", "segment_sizes.png", "segment_profiles.json"} <= artifacts
+
+
+def test_segments_and_user_commands(demo_run):
+    workspace, _ = demo_run
+    result = runner.invoke(app, ["segments", "--workspace", str(workspace)])
+    assert result.exit_code == 0, result.output
+    assert "combined + kmeans, K = 7" in result.output
+    user_id, segment_id, label = query(
+        workspace,
+        "select s.user_id, s.segment_id, p.label from user_segments s join segment_profiles p using (segment_id) order by 1 limit 1",
+    )[0]
+    result = runner.invoke(app, ["user", user_id, "--workspace", str(workspace), "-n", "5"])
+    assert result.exit_code == 0, result.output
+    assert f"is in segment {segment_id}" in result.output
+    seen = {
+        item
+        for (item,) in query(workspace, f"select distinct item_id from events where user_id = '{user_id}'")
+    }
+    shown = [line.split("│")[2].strip() for line in result.output.splitlines() if line.startswith("│")]
+    assert len(shown) == 5 and not seen & set(shown)
+    result = runner.invoke(app, ["user", "nobody", "--workspace", str(workspace)])
+    assert result.exit_code == 1 and "has no segment" in result.output
+
+
+def test_a_failed_publish_gate_leaves_the_published_segments_and_exports_as_they_were(demo_run, monkeypatch):
+    workspace, _ = demo_run
+    before = snapshot(workspace)
+    real = profile.build_recommendations
+
+    def build_with_a_gap(con, run_id, n_items):  # injected fault: segment 0's list loses its rank 1
+        table = real(con, run_id, n_items)
+        con.execute("delete from seg_segment_recommendations where segment_id = 0 and rank = 1")
+        return table
+
+    monkeypatch.setattr(profile, "build_recommendations", build_with_a_gap)
+    with pytest.raises(
+        ValidationFailedError,
+        match="recommendation ranks start at 1 in every segment: 1 of 8 segments unexpected",
+    ):
+        segment_users(source="demo:400", workspace=str(workspace), settings=SegmentSettings(k=7))
+    assert snapshot(workspace) == before
+
+
+def test_a_failure_inside_the_swap_rolls_every_table_back(demo_run):
+    from tasks.publish import swap_published
+
+    workspace, summary = demo_run
+    before = snapshot(workspace)
+    con = duckdb.connect(str(workspace / "warehouse.duckdb"))
+    try:
+        for table in ("user_segments", "segment_recommendations", "segment_profiles"):
+            con.execute(f"create or replace table seg_{table} as select * from {table} limit 1")
+        run = {"run_id": summary.run_id, "created_at": None, "source": "x", "embedding": "e", "clusterer": "c",
+               "k": 1, "metrics": {}, "mlflow_run_id": None}  # fmt: skip
+        with pytest.raises(duckdb.Error):  # run_id already exists: the last statement fails
+            swap_published(con, run)
+    finally:
+        con.close()
+    assert snapshot(workspace) == before
+
+
+@pytest.mark.slow
+@needs_ml_latest_small
+def test_movielens_latest_small_segments_reach_the_recall_target(tmp_path):
+    summary = segment_users(source=f"movielens:{ML_LATEST_SMALL}", workspace=str(tmp_path / "workspace"))
+    assert summary.metrics["popularity/recall@10"] == pytest.approx(
+        0.039, abs=0.002
+    )  # the reference protocol
+    assert summary.metrics["segments/recall@10"] >= 0.050
+    assert summary.metrics["segments/n_eval_users"] == 610

@@ -1,0 +1,118 @@
+"""Feature and segment SQL on a few given events, with the exact rows they must produce."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+import pytest
+
+from tasks.features import InteractionWeights
+from tasks.warehouse import create_warehouse_tables, load_sql
+
+EVENTS = [
+    # user, item, type, ts, value
+    ("a", "i1", "view", datetime(2024, 1, 1, 9), None),
+    ("a", "i1", "add_to_cart", datetime(2024, 1, 1, 9, 5), None),
+    ("a", "i1", "purchase", datetime(2024, 1, 1, 9, 10), 20.0),
+    ("a", "i2", "view", datetime(2024, 1, 6, 22), None),  # a Saturday
+    ("b", "i2", "rate", datetime(2024, 1, 10, 14), 4.5),
+    ("b", "i3", "rate", datetime(2024, 1, 10, 15), 2.0),
+]
+
+
+@pytest.fixture
+def con():
+    con = duckdb.connect(":memory:")
+    create_warehouse_tables(con)
+    con.executemany(
+        "insert into events (user_id, item_id, event_type, ts, value, source, batch_id, ingested_at) values (?, ?, ?, ?, ?, 's', 'b', now())",
+        EVENTS,
+    )
+    con.execute(
+        "insert into items (item_id, category, updated_at) values ('i1', 'tea', now()), ('i2', 'tea|books', now()), ('i3', 'books', now())"
+    )
+    con.execute("create view seg_events as select * from events")
+    con.execute(
+        f"create table fct_interactions as {load_sql('features/fct_interactions')}",
+        InteractionWeights().as_params(),
+    )
+    yield con
+    con.close()
+
+
+def test_fct_interactions_weighs_each_event_type(con):
+    rows = con.execute(
+        "select user_id, item_id, weight, n_events from fct_interactions order by all"
+    ).fetchall()
+    assert rows == [("a", "i1", 9.0, 3), ("a", "i2", 1.0, 1), ("b", "i2", 4.5, 1), ("b", "i3", 2.0, 1)]
+
+
+def test_fct_user_activity(con):
+    rows = con.execute(
+        f"""select user_id, n_events, n_items, active_days, round(recency_days, 4), monetary, share_purchase,
+        view_to_cart, cart_to_purchase, mean_rating from ({load_sql("features/fct_user_activity")}) order by 1"""
+    ).fetchall()
+    assert rows == [
+        (
+            "a",
+            4,
+            2,
+            2,
+            round((datetime(2024, 1, 10, 15) - datetime(2024, 1, 6, 22)).total_seconds() / 86400, 4),
+            20.0,
+            0.25,
+            0.5,
+            1.0,
+            None,
+        ),
+        ("b", 2, 2, 1, 0.0, 0.0, 0.0, None, None, 3.25),
+    ]
+
+
+def test_fct_user_time(con):
+    rows = con.execute(
+        f"select user_id, share_morning, share_afternoon, share_late, share_weekend from ({load_sql('features/fct_user_time')}) order by 1"
+    ).fetchall()
+    assert rows == [("a", 0.75, 0.0, 0.25, 0.25), ("b", 0.0, 1.0, 0.0, 0.0)]
+
+
+def test_fct_user_category_splits_multi_valued_categories_and_weighs_by_idf(con):
+    rows = con.execute(
+        f"select user_id, category, round(share, 4), round(tfidf, 4) from ({load_sql('features/fct_user_category')}) order by 1, 2"
+    ).fetchall()
+    # a: i1 (tea, 9) + i2 (tea|books, 1 split in two) -> tea 9.5, books 0.5 of 10.
+    # b: i2 (4.5 split: 2.25 each) + i3 (books, 2) -> books 4.25, tea 2.25 of 6.5.
+    # Both users touch both categories, so idf = ln(3/3) + 1 = 1.
+    assert rows == [
+        ("a", "books", 0.05, 0.05),
+        ("a", "tea", 0.95, 0.95),
+        ("b", "books", 0.6538, 0.6538),
+        ("b", "tea", 0.3462, 0.3462),
+    ]
+
+
+def test_holdout_keeps_the_last_fifth_of_each_eligible_users_items(con):
+    con.executemany(
+        "insert into events (user_id, item_id, event_type, ts, source, batch_id, ingested_at) values (?, ?, 'view', ?, 's', 'b', now())",
+        [("c", f"j{i}", datetime(2024, 2, 1 + i)) for i in range(11)],
+    )
+    rows = con.execute(
+        f"select user_id, item_id from ({load_sql('segments/seg_holdout')}) order by all",
+        {"min_items": 5, "fraction": 0.2},
+    ).fetchall()
+    assert rows == [("c", "j10"), ("c", "j9")]  # 11 items: floor(2.2) = 2 held out; a and b have < 5 items
+
+
+def test_segment_recommendations_rank_by_member_share_with_a_global_list(con):
+    con.execute(
+        "create table seg_assignments as select * from (values ('a', 0, 0.0), ('b', 1, 0.0)) t(user_id, segment_id, distance)"
+    )
+    rows = con.execute(
+        load_sql("segments/seg_segment_recommendations"), {"n_items": 2, "run_id": "r"}
+    ).fetchall()
+    assert rows == [
+        (-1, 1, "i2", 1.0, "r"), (-1, 2, "i1", 0.5, "r"),
+        (0, 1, "i2", 1.0, "r"), (0, 2, "i1", 1.0, "r"),
+        (1, 1, "i2", 1.0, "r"), (1, 2, "i3", 1.0, "r"),
+    ]  # fmt: skip

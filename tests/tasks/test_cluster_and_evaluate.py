@@ -1,0 +1,84 @@
+"""Clustering recovers well-separated blobs; the K rule; each metric against a hand-computed small case."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from tasks.cluster import choose_k, fit_clusters
+from tasks.evaluate import Interactions, agreement, intrinsic_metrics, ranking_metrics, segment_usefulness
+
+
+def blobs(n_per: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 0, 10]], dtype=float)
+    truth = np.repeat(np.arange(4), n_per)
+    return centres[truth] + rng.normal(0, 0.5, size=(len(truth), 3)), truth
+
+
+@pytest.mark.parametrize("clusterer", ["kmeans", "agglomerative", "hdbscan"])
+def test_each_clusterer_recovers_well_separated_blobs(clusterer):
+    vectors, truth = blobs()
+    clustering = fit_clusters(vectors, clusterer, 4, seed=0)
+    assert agreement(truth, clustering.labels)["ari"] == pytest.approx(1.0)
+    assert clustering.centroids.shape == (4, 3)
+    # Segment 0 is the largest; with equal sizes every id 0..3 is used once.
+    assert sorted(np.unique(clustering.labels)) == [0, 1, 2, 3]
+
+
+def test_the_k_rule_takes_the_smallest_useful_k_among_the_well_separated():
+    sweep = [
+        {"k": 2, "silhouette": 0.20, "usefulness": 0.10},
+        {"k": 3, "silhouette": 0.50, "usefulness": 0.195},
+        {"k": 4, "silhouette": 0.40, "usefulness": 0.199},
+        {"k": 5, "silhouette": 0.30, "usefulness": 0.200},
+        {"k": 6, "silhouette": 0.10, "usefulness": 0.300},  # most useful, but not distinct (< half the best)
+    ]
+    assert choose_k(sweep) == 4  # 0.195 < 0.98 * 0.200; 0.199 is within 2%
+
+
+def test_intrinsic_metrics_on_a_hand_computed_case():
+    vectors = np.array([[0.0, 0.0], [0.0, 2.0], [4.0, 0.0], [4.0, 2.0]])
+    labels = np.array([0, 0, 1, 1])
+    metrics = intrinsic_metrics(vectors, labels)
+    # Each point: a = 2 (its partner), b = mean(4, sqrt(20)) -> s = 1 - 2 / b.
+    b = (4 + np.sqrt(20)) / 2
+    assert metrics["silhouette"] == pytest.approx(1 - 2 / b)
+    assert metrics["within_variance"] == pytest.approx(1.0)  # squared distance to centroid is 1 for all
+    assert metrics["between_centroid_distance"] == pytest.approx(4.0)
+    assert metrics["davies_bouldin"] == pytest.approx((1 + 1) / 4)
+    assert (metrics["smallest_share"], metrics["largest_share"], metrics["size_entropy"]) == (
+        0.5,
+        0.5,
+        pytest.approx(1.0),
+    )
+
+
+def test_ranking_metrics_on_a_hand_computed_case():
+    # 3 items; user u has seen item a, and held out b and c. Its list ranks a (seen, skipped), c, b.
+    train = Interactions(np.array(["u", "v"], dtype=object), np.array(["a", "b", "c"], dtype=object),
+                         sp.csr_matrix(np.array([[1, 0, 0], [1, 1, 0]], dtype=np.float32)))  # fmt: skip
+    scores = np.array([[0.9, 0.1, 0.5]])
+    metrics = ranking_metrics(train, {"u": {"c"}}, scores, {"u": 0}, ks=(1, 2))
+    assert metrics["recall@1"] == 1.0 and metrics["ndcg@1"] == 1.0
+    metrics = ranking_metrics(train, {"u": {"b"}}, scores, {"u": 0}, ks=(1, 2))
+    assert metrics["recall@1"] == 0.0 and metrics["recall@2"] == 1.0
+    assert metrics["ndcg@2"] == pytest.approx((1 / np.log2(3)) / 1.0)
+
+
+def test_segment_lists_beat_popularity_when_segments_differ():
+    # Two groups with disjoint tastes; popularity mixes them.
+    users = np.array([f"u{i}" for i in range(6)], dtype=object)
+    items = np.array(["x1", "x2", "x3", "y1", "y2", "y3"], dtype=object)
+    dense = np.zeros((6, 6), dtype=np.float32)
+    dense[0:3, 0:2] = 1  # x-lovers saw x1, x2
+    dense[3:6, 3:5] = 1  # y-lovers saw y1, y2
+    dense[0, 2] = dense[3, 5] = 1
+    train = Interactions(users, items, sp.csr_matrix(dense))
+    heldout = {"u1": {"x3"}, "u4": {"y3"}}
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    metrics = segment_usefulness(train, heldout, users, labels)
+    assert metrics["segments/recall@10"] == 1.0
+    assert metrics["segments/ndcg@10"] == 1.0
+    assert metrics["popularity/ndcg@10"] < 1.0
