@@ -52,7 +52,9 @@ def itemknn_metrics(warehouse: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args()
     sources = {"demo (3,000 users)": "demo"}
@@ -77,7 +79,9 @@ def main() -> None:
              + (f", planted ARI {m['planted/ari']:.3f}" if "planted/ari" in m else "")),
         ]  # fmt: skip
         for method, recall, ndcg, recall20, note in rows:
-            print(f"{label:<22}{method:<12}{recall:>10.4f}{ndcg:>10.4f}{recall20:>10.4f}   {note}", flush=True)
+            print(
+                f"{label:<22}{method:<12}{recall:>10.4f}{ndcg:>10.4f}{recall20:>10.4f}   {note}", flush=True
+            )
 
 
 if __name__ == "__main__":

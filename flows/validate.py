@@ -6,7 +6,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.validate import validate_table
-from tasks.warehouse import connect_warehouse, warehouse_event_types
+from tasks.warehouse import connect_warehouse, has_table, warehouse_event_types
 from tasks.workspace import hold_workspace, open_workspace
 from validation.gate import SuiteResult, ValidationSettings
 
@@ -25,16 +25,20 @@ def validate(con, suite: str, table: str, reports_dir: str, event_types: tuple[s
 
 @flow(name="validate-warehouse")
 def validate_warehouse(workspace: str | None = None) -> list[SuiteResult]:
-    """Validate the warehouse's `events` and `items` tables with the default thresholds."""
+    """Validate the warehouse's `events` and `items` tables (default thresholds) and the published segments."""
     ws = open_workspace(workspace)
     with hold_workspace(ws):
         con = connect_warehouse(ws.warehouse_path, ws.duckdb_memory_limit)
         try:
             reports_dir = str(ws.reports_dir / "validation")
             event_types = warehouse_event_types(con)
-            return [
+            results = [
                 validate(con, "events_batch", "events", reports_dir, event_types),
                 validate(con, "items", "items", reports_dir, ()),
             ]
+            if has_table(con, "user_segments"):
+                # "" is the prefix of the published tables (staging uses "seg_").
+                results.append(validate(con, "published_segments", "", reports_dir, ()))
+            return results
         finally:
             con.close()

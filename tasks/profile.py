@@ -49,7 +49,8 @@ def _label(segment: dict, overall: dict, categories: list[tuple[str, float, floa
     parts = []
     distinct = [name for name, share, lift in categories if lift >= 1.2 and share >= 0.05][:2]
     if distinct:
-        parts.append(" & ".join(distinct))
+        # "coffee & tea, kitchen": category names may hold "&" themselves.
+        parts.append(", ".join(distinct) if any("&" in name for name in distinct) else " & ".join(distinct))
     elif categories:
         parts.append(f"mixed taste, mostly {categories[0][0]}")
     if overall["median_events"]:

@@ -114,3 +114,10 @@ def recommend_for_user(path: Path | str, user_id: str, segment_id: int, n: int) 
         limit $n
     """
     return read_published(path, sql, {"user": user_id, "segment": segment_id, "n": n}) or []
+
+
+def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    found = con.execute(
+        "select count(*) from information_schema.tables where table_name = $name", {"name": name}
+    )
+    return found.fetchall()[0][0] > 0
