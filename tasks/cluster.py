@@ -60,7 +60,7 @@ def fit_kmeans(vectors: np.ndarray, k: int, seed: int = 0) -> Clustering:
 
 def fit_hdbscan(vectors: np.ndarray, seed: int = 0) -> Clustering:
     min_size = max(5, len(vectors) // 100)
-    labels = _relabel_by_size(HDBSCAN(min_cluster_size=min_size).fit_predict(vectors))
+    labels = _relabel_by_size(HDBSCAN(min_cluster_size=min_size, copy=True).fit_predict(vectors))
     return Clustering(labels, _centroids(vectors, labels), int(labels.max()) + 1)
 
 

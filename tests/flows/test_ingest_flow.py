@@ -6,24 +6,15 @@ import subprocess
 import sys
 import time
 
-import duckdb
 import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.ingest import ingest_events
-from tests.conftest import ML_LATEST_SMALL, needs_ml_latest_small
+from tests.helpers import ML_LATEST_SMALL, needs_ml_latest_small, query
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 runner = CliRunner()
-
-
-def query(workspace, sql):
-    con = duckdb.connect(str(workspace / "warehouse.duckdb"), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 @needs_ml_latest_small

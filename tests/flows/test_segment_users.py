@@ -13,20 +13,12 @@ from flows.cli import app
 from flows.segment_users import segment_users
 from tasks import profile
 from tasks.segment import SegmentSettings
-from tests.conftest import ML_LATEST_SMALL, needs_ml_latest_small
+from tests.helpers import ML_LATEST_SMALL, needs_ml_latest_small, query
 from validation.gate import ValidationFailedError
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 runner = CliRunner()
 PUBLISHED = ("user_segments", "segment_recommendations", "segment_profiles", "segment_runs")
-
-
-def query(workspace, sql):
-    con = duckdb.connect(str(workspace / "warehouse.duckdb"), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def snapshot(workspace) -> dict:

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.ingest import ingest_events
 from tasks.ingest import IngestFailedError
+from tests.helpers import query
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 runner = CliRunner()
@@ -35,14 +36,6 @@ def write(folder: Path, name: str, rows: list[str]) -> Path:
     spec = folder / f"{name}.toml"
     spec.write_text(SPEC.format(file=name))
     return spec
-
-
-def query(workspace: Path, sql: str):
-    con = duckdb.connect(str(workspace / "warehouse.duckdb"), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_a_critical_failure_stops_the_batch_before_anything_is_written(tmp_path, workspace):

@@ -14,6 +14,7 @@ import pytest
 from flows.ingest import ingest_events
 from tasks.ingest import IngestFailedError
 from tasks.sources import SourceSpecError
+from tests.helpers import query
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -43,14 +44,6 @@ def write_source(
 
 def ingest(spec_path: Path, workspace: Path, max_bad_fraction: float = 0.05):
     return ingest_events(source=str(spec_path), workspace=str(workspace), max_bad_fraction=max_bad_fraction)
-
-
-def query(workspace: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(workspace / "warehouse.duckdb"), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def quarantined(workspace: Path) -> list[tuple]:

@@ -1,0 +1,24 @@
+"""Helpers the tests share: where the shared data lives, and a read-only look into a workspace's warehouse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ML_LATEST_SMALL = SHARED_DATA / "ml-latest-small"
+needs_ml_latest_small = pytest.mark.skipif(
+    not (ML_LATEST_SMALL / "ratings.csv").exists(),
+    reason=f"MovieLens latest-small not found at {ML_LATEST_SMALL} (the shared data folder is absent)",
+)
+
+
+def query(workspace: Path, sql: str) -> list[tuple]:
+    """Rows of `sql` over the workspace's warehouse, opened read-only (as a user would look)."""
+    con = duckdb.connect(str(workspace / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
