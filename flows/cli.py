@@ -125,7 +125,7 @@ def run(
     ws = _prepare(workspace)
     from flows.segment_users import segment_users
     from tasks.ingest import IngestFailedError
-    from tasks.segment import SegmentSettings
+    from tasks.segment import SegmentationError, SegmentSettings
     from tasks.sources import SourceSpecError
     from validation.gate import ValidationFailedError
 
@@ -146,7 +146,7 @@ def run(
         if error.report is not None:
             _print_ingest(error.report)
         _fail(f"{error}\nNothing was published; the previous segments are unchanged.")
-    except (SourceSpecError, WorkspaceBusyError, ValidationFailedError) as error:
+    except (SourceSpecError, WorkspaceBusyError, ValidationFailedError, SegmentationError) as error:
         _fail(f"{error}\nNothing was published; the previous segments are unchanged.")
     _print_ingest(summary.ingest)
     _print_warehouse(ws)

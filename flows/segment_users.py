@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,7 +125,7 @@ def segment_users(
     """Ingest a source, then build, evaluate and publish user segments for recommenders."""
     settings = settings or SegmentSettings()
     ws = open_workspace(workspace)
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     with hold_workspace(ws):
         report = ingest_events(source=source, workspace=str(ws.root), max_bad_fraction=max_bad_fraction)
         con = connect_warehouse(ws.warehouse_path, ws.duckdb_memory_limit)

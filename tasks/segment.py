@@ -24,6 +24,10 @@ from tasks.features import InteractionWeights, build_features, use_events
 SWEEP_SAMPLE = 5_000
 
 
+class SegmentationError(ValueError):
+    """The data cannot be segmented as asked (e.g. fewer users than segments)."""
+
+
 class SegmentSettings(BaseModel):
     """How segments are made. The defaults are what `segflow run` uses."""
 
@@ -83,6 +87,11 @@ def fit_segments(
     con: duckdb.DuckDBPyConnection, settings: SegmentSettings, exclude: tuple[str, ...] = ()
 ) -> SegmentFit:
     """Segments of the users in `events` less the `exclude` holdout tables."""
+    use_events(con, *exclude)
+    n_users = con.execute("select count(distinct user_id) from seg_events").fetchall()[0][0]
+    needed = 2 * settings.k_min if settings.k == "auto" else max(2, int(settings.k))
+    if n_users < needed:
+        raise SegmentationError(f"{n_users} users with events: segmenting needs at least {needed}")
     sweep: list[dict] = []
     k = settings.k
     if settings.clusterer == "hdbscan":

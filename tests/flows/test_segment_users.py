@@ -154,3 +154,20 @@ def test_movielens_latest_small_segments_reach_the_recall_target(tmp_path):
     )  # the reference protocol
     assert summary.metrics["segments/recall@10"] >= 0.050
     assert summary.metrics["segments/n_eval_users"] == 610
+
+
+def test_too_few_users_is_a_clear_error_and_publishes_nothing(tmp_path):
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    (folder / "e.csv").write_text("user,item,day\nu1,i1,2024-01-01\nu2,i2,2024-01-02\nu3,i1,2024-01-03\n")
+    (folder / "s.toml").write_text(
+        'name = "tiny"\n[events]\npath = "e.csv"\n[events.columns]\nuser_id = "user"\nitem_id = "item"\n'
+        'event_type = "\'view\'"\nts = "day"\n'
+    )
+    workspace = tmp_path / "workspace"
+    result = runner.invoke(app, ["run", "--source", str(folder / "s.toml"), "--workspace", str(workspace)])
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert "3 users with events: segmenting needs at least 4" in output
+    assert "Nothing was published" in output
+    assert query(workspace, "select count(*) from segment_runs") == [(0,)]
