@@ -164,12 +164,18 @@ def _new_context():
     return context
 
 
+def _frame(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]):
+    """A pandas frame of the query's rows, through Arrow: 3-4x faster than `.df()` for text columns."""
+    relation = con.sql(sql, params=params) if params else con.sql(sql)
+    return relation.to_arrow_table().to_pandas()
+
+
 def _chunks(con: duckdb.DuckDBPyConnection, part: SuitePart, chunk_rows: int):
     """The part's rows as pandas frames of at most ~chunk_rows rows, partitioned by its chunk key."""
     n_rows = con.execute(f"select count(*) from ({part.sql})", part.params).fetchall()[0][0]
     n_chunks = max(1, math.ceil(n_rows / chunk_rows))
     if n_chunks == 1 or part.chunk_key is None:
-        yield con.execute(part.sql, part.params).df()
+        yield _frame(con, part.sql, part.params)
         return
     con.execute(
         f"create or replace temp table val_chunks as select *, hash({part.chunk_key}) % {n_chunks} as _chunk "
@@ -178,7 +184,7 @@ def _chunks(con: duckdb.DuckDBPyConnection, part: SuitePart, chunk_rows: int):
     )
     try:
         for chunk in range(n_chunks):
-            frame = con.execute(f"select * exclude (_chunk) from val_chunks where _chunk = {chunk}").df()
+            frame = _frame(con, f"select * exclude (_chunk) from val_chunks where _chunk = {chunk}", {})
             if len(frame):
                 yield frame
     finally:
