@@ -23,9 +23,6 @@ class IngestReport:
     source: str
     files: list[FileOutcome] = field(default_factory=list)
 
-    def count(self, status: str) -> int:
-        return sum(1 for outcome in self.files if outcome.status == status)
-
 
 @task(cache_policy=NO_CACHE)
 def discover(source: str, sources_dir: str) -> tuple[SourceSpec, list[SourceFile]]:

@@ -43,8 +43,11 @@ def evaluate(con: duckdb.DuckDBPyConnection, settings: SegmentSettings) -> dict[
 
 @task(cache_policy=NO_CACHE)
 def fit(con: duckdb.DuckDBPyConnection, settings: SegmentSettings) -> SegmentFit:
-    """Features, embedding and clustering on all events: the segments that get published."""
-    return segment.fit_segments(con, settings)
+    """Features, embedding and clustering on all events: the segments that get published. The feature tables
+    and the embedding (`emb_<name>`) stay in the warehouse for the models."""
+    fitted = segment.fit_segments(con, settings)
+    segment.store_fit(con, fitted)
+    return fitted
 
 
 @task(cache_policy=NO_CACHE)

@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from tasks.cluster import CLUSTERERS, Clustering, choose_k, fit_clusters, silhouette
-from tasks.embed import EMBEDDINGS, Embedding, embed_users
+from tasks.embed import EMBEDDINGS, Embedding, embed_users, write_embedding
 from tasks.evaluate import (
     agreement,
     intrinsic_metrics,
@@ -19,7 +19,7 @@ from tasks.evaluate import (
     make_holdout,
     segment_usefulness,
 )
-from tasks.features import InteractionWeights, build_features, use_events
+from tasks.features import FEATURE_TABLES, InteractionWeights, build_features, use_events
 
 SWEEP_SAMPLE = 5_000
 
@@ -105,6 +105,13 @@ def fit_segments(
     clustering = fit_clusters(embedding.vectors, settings.clusterer, int(k), settings.seed)
     clustering.sweep = sweep
     return SegmentFit(embedding, clustering, sweep)
+
+
+def store_fit(con: duckdb.DuckDBPyConnection, fit: SegmentFit) -> list[str]:
+    """Keep the final fit's feature tables and its embedding (`emb_<name>`) in the warehouse for the models."""
+    for table in FEATURE_TABLES:
+        con.execute(f"create or replace table main.{table} as select * from temp.{table}")
+    return [*FEATURE_TABLES, write_embedding(con, fit.embedding)]
 
 
 def evaluate_on_holdout(con: duckdb.DuckDBPyConnection, settings: SegmentSettings) -> dict[str, float]:

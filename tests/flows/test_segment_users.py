@@ -171,3 +171,14 @@ def test_too_few_users_is_a_clear_error_and_publishes_nothing(tmp_path):
     assert "3 users with events: segmenting needs at least 4" in output
     assert "Nothing was published" in output
     assert query(workspace, "select count(*) from segment_runs") == [(0,)]
+
+
+def test_the_features_and_the_embedding_stay_in_the_warehouse(demo_run):
+    workspace, _ = demo_run
+    assert query(workspace, "select count(*), count(distinct user_id) from emb_combined") == [(400, 400)]
+    n_dims = query(
+        workspace, "select count(*) from information_schema.columns where table_name = 'emb_combined'"
+    )[0][0]
+    assert n_dims > 33  # user_id, the behaviour block and the 32 SVD dimensions
+    assert query(workspace, "select count(distinct user_id) from fct_interactions") == [(400,)]
+    assert query(workspace, "select count(*) from fct_user_activity") == [(400,)]
