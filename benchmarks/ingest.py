@@ -110,7 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rows", type=int, nargs=2, default=[1_000_000, 4_000_000])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 4_000_000], help="two or more sizes")
     parser.add_argument("--keep", type=Path, help="keep the files here instead of a temporary folder")
     args = parser.parse_args()
     base = args.keep or Path(tempfile.mkdtemp(prefix="segflow-bench-"))
@@ -135,7 +135,8 @@ def main() -> None:
             results[n_rows] = (raw_s, seg_s)
             print(f"{n_rows:>10,} rows ({size_mb:,.0f} MB)  raw duckdb {raw_s:6.2f} s ({raw_mb:5.0f} MB RSS)   "
                   f"segflow ingest {seg_s:6.2f} s ({seg_mb:5.0f} MB RSS)", flush=True)  # fmt: skip
-        (small, (raw_small, seg_small)), (large, (raw_large, seg_large)) = sorted(results.items())
+        ordered = sorted(results.items())
+        (small, (raw_small, seg_small)), (large, (raw_large, seg_large)) = ordered[0], ordered[-1]
         marginal = (seg_large - seg_small) / (raw_large - raw_small)
         validation_s, n_validated = time_validation(base / f"rows-{small}" / "workspace" / "warehouse.duckdb")
         print(

@@ -56,7 +56,7 @@ def _print_ingest(report) -> None:
             column, justify="right" if column in ("read", "inserted", "duplicate", "quarantined") else "left"
         )
     for outcome in report.files:
-        style = {"rejected": "red", "skipped": "dim"}.get(outcome.status, "")
+        style = {"rejected": "red", "failed_validation": "red", "skipped": "dim"}.get(outcome.status, "")
         table.add_row(
             Path(outcome.file).name, outcome.kind, outcome.status, f"{outcome.rows_read:,}",
             f"{outcome.rows_inserted:,}", f"{outcome.rows_duplicate:,}", f"{outcome.rows_quarantined:,}", style=style,
