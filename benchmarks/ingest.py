@@ -110,7 +110,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 4_000_000], help="two or more sizes")
+    parser.add_argument(
+        "--rows", type=int, nargs="+", default=[1_000_000, 4_000_000], help="two or more sizes"
+    )
     parser.add_argument("--keep", type=Path, help="keep the files here instead of a temporary folder")
     args = parser.parse_args()
     base = args.keep or Path(tempfile.mkdtemp(prefix="segflow-bench-"))

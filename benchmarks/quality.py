@@ -30,8 +30,8 @@ for name, value in DEFAULT_ENVIRONMENT.items():
 
 
 def itemknn_metrics(warehouse: Path) -> dict[str, float]:
-    from tasks.evaluate import load_heldout, load_interactions, make_holdout, ranking_metrics
-    from tasks.features import InteractionWeights, build_features, use_events
+    from tasks.evaluate import load_heldout, make_holdout, ranking_metrics
+    from tasks.features import InteractionWeights, build_features, load_interactions, use_events
 
     con = duckdb.connect(str(warehouse))
     try:

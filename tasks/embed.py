@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from sklearn.decomposition import TruncatedSVD
 from sklearn.preprocessing import StandardScaler, normalize
 
-from tasks.features import user_feature_frame
+from tasks.features import load_interactions, user_feature_frame
 
 EMBEDDINGS = ("behaviour", "svd", "combined")
 LOG_SCALED = (
@@ -53,25 +53,9 @@ def behaviour_embedding(con: duckdb.DuckDBPyConnection) -> Embedding:
     return Embedding("behaviour", users, np.nan_to_num(scaled).astype(np.float32))
 
 
-def interaction_matrix(con: duckdb.DuckDBPyConnection) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
-    """Users, items and the user-item weight matrix from `fct_interactions` (positive weights only)."""
-    rows = con.sql(
-        """
-        select user_id, item_id, weight from fct_interactions where weight > 0 order by user_id, item_id
-        """
-    ).pl()
-    users = np.array(sorted(set(rows["user_id"].to_list())), dtype=object)
-    items = np.array(sorted(set(rows["item_id"].to_list())), dtype=object)
-    user_index = {u: i for i, u in enumerate(users)}
-    item_index = {t: i for i, t in enumerate(items)}
-    r = np.fromiter((user_index[u] for u in rows["user_id"].to_list()), dtype=np.int64, count=rows.height)
-    c = np.fromiter((item_index[t] for t in rows["item_id"].to_list()), dtype=np.int64, count=rows.height)
-    matrix = sp.csr_matrix((rows["weight"].to_numpy(), (r, c)), shape=(len(users), len(items)))
-    return users, items, matrix
-
-
 def svd_embedding(con: duckdb.DuckDBPyConnection, n_components: int = 32, seed: int = 0) -> Embedding:
-    users, _, matrix = interaction_matrix(con)
+    interactions = load_interactions(con)
+    users, matrix = interactions.users, interactions.weights
     # TF-IDF: dampen heavy users' weights (log) and down-weight items everyone touches (idf).
     tf = matrix.copy()
     tf.data = np.log1p(tf.data)

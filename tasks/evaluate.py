@@ -8,8 +8,6 @@ popularity measured the same way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import duckdb
 import numpy as np
 import scipy.sparse as sp
@@ -21,6 +19,7 @@ from sklearn.metrics import (
     silhouette_score,
 )
 
+from tasks.features import Interactions
 from tasks.warehouse import load_sql
 
 MIN_ITEMS = 5
@@ -34,31 +33,6 @@ def make_holdout(con: duckdb.DuckDBPyConnection, table: str) -> int:
         {"min_items": MIN_ITEMS, "fraction": HOLDOUT_FRACTION},
     )
     return con.execute(f"select count(*) from {table}").fetchall()[0][0]
-
-
-@dataclass
-class Interactions:
-    """Binary user-item matrix with its index maps."""
-
-    users: np.ndarray
-    items: np.ndarray
-    matrix: sp.csr_matrix  # users x items, 1 where the user touched the item
-
-    def user_positions(self, user_ids) -> np.ndarray:
-        index = {u: i for i, u in enumerate(self.users)}
-        return np.array([index.get(u, -1) for u in user_ids])
-
-
-def load_interactions(con: duckdb.DuckDBPyConnection, table: str = "fct_interactions") -> Interactions:
-    rows = con.execute(f"select user_id, item_id from {table} order by user_id, item_id").fetchall()
-    users = np.array(sorted({u for u, _ in rows}), dtype=object)
-    items = np.array(sorted({t for _, t in rows}), dtype=object)
-    user_index = {u: i for i, u in enumerate(users)}
-    item_index = {t: i for i, t in enumerate(items)}
-    r = np.array([user_index[u] for u, _ in rows], dtype=np.int64)
-    c = np.array([item_index[t] for _, t in rows], dtype=np.int64)
-    matrix = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (r, c)), shape=(len(users), len(items)))
-    return Interactions(users, items, matrix)
 
 
 def segment_item_scores(train: Interactions, labels: np.ndarray) -> np.ndarray:

@@ -6,8 +6,12 @@ part of them (for the evaluation holdout), so one code path serves fitting and e
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import duckdb
+import numpy as np
 import polars as pl
+import scipy.sparse as sp
 from pydantic import BaseModel, Field
 
 from tasks.warehouse import load_sql
@@ -80,3 +84,54 @@ def user_feature_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
         wide = categories.pivot(on="category", index="user_id", values="tfidf", aggregate_function="sum")
         frame = frame.join(wide, on="user_id", how="left")
     return frame.sort("user_id")
+
+
+@dataclass
+class Interactions:
+    """`fct_interactions` as sparse matrices: users x items, rows and columns in id order."""
+
+    users: np.ndarray
+    items: np.ndarray
+    matrix: sp.csr_matrix  # 1 where the user touched the item (any event, whatever its weight)
+    weights: sp.csr_matrix  # the interaction weights, positive ones only
+
+    def user_positions(self, user_ids) -> np.ndarray:
+        index = {u: i for i, u in enumerate(self.users)}
+        return np.array([index.get(u, -1) for u in user_ids])
+
+
+def load_interactions(con: duckdb.DuckDBPyConnection) -> Interactions:
+    """Read `fct_interactions` into sparse matrices; ids are coded in DuckDB, so no Python loop per row."""
+    coded = con.sql(
+        """
+        with users as (
+            select user_id, row_number() over (order by user_id) - 1 as u
+            from (select distinct user_id from fct_interactions)
+        ),
+        items as (
+            select item_id, row_number() over (order by item_id) - 1 as i
+            from (select distinct item_id from fct_interactions)
+        )
+        select users.u, items.i, greatest(fct_interactions.weight, 0) as weight
+        from fct_interactions
+        join users using (user_id)
+        join items using (item_id)
+        """
+    ).to_arrow_table()
+    users = np.array(
+        [u for (u,) in con.execute("select distinct user_id from fct_interactions order by 1").fetchall()],
+        dtype=object,
+    )
+    items = np.array(
+        [i for (i,) in con.execute("select distinct item_id from fct_interactions order by 1").fetchall()],
+        dtype=object,
+    )
+    rows = coded.column("u").to_numpy().astype(np.int64)
+    columns = coded.column("i").to_numpy().astype(np.int64)
+    shape = (len(users), len(items))
+    matrix = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, columns)), shape=shape)
+    weights = sp.csr_matrix(
+        (coded.column("weight").to_numpy().astype(np.float64), (rows, columns)), shape=shape
+    )
+    weights.eliminate_zeros()
+    return Interactions(users, items, matrix, weights)

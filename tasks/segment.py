@@ -15,11 +15,10 @@ from tasks.evaluate import (
     agreement,
     intrinsic_metrics,
     load_heldout,
-    load_interactions,
     make_holdout,
     segment_usefulness,
 )
-from tasks.features import FEATURE_TABLES, InteractionWeights, build_features, use_events
+from tasks.features import FEATURE_TABLES, InteractionWeights, build_features, load_interactions, use_events
 
 SWEEP_SAMPLE = 5_000
 

@@ -7,7 +7,8 @@ import pytest
 import scipy.sparse as sp
 
 from tasks.cluster import choose_k, fit_clusters
-from tasks.evaluate import Interactions, agreement, intrinsic_metrics, ranking_metrics, segment_usefulness
+from tasks.evaluate import agreement, intrinsic_metrics, ranking_metrics, segment_usefulness
+from tasks.features import Interactions
 
 
 def blobs(n_per: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -57,8 +58,10 @@ def test_intrinsic_metrics_on_a_hand_computed_case():
 
 def test_ranking_metrics_on_a_hand_computed_case():
     # 3 items; user u has seen item a, and held out b and c. Its list ranks a (seen, skipped), c, b.
-    train = Interactions(np.array(["u", "v"], dtype=object), np.array(["a", "b", "c"], dtype=object),
-                         sp.csr_matrix(np.array([[1, 0, 0], [1, 1, 0]], dtype=np.float32)))  # fmt: skip
+    seen = sp.csr_matrix(np.array([[1, 0, 0], [1, 1, 0]], dtype=np.float32))
+    train = Interactions(
+        np.array(["u", "v"], dtype=object), np.array(["a", "b", "c"], dtype=object), seen, seen
+    )
     scores = np.array([[0.9, 0.1, 0.5]])
     metrics = ranking_metrics(train, {"u": {"c"}}, scores, {"u": 0}, ks=(1, 2))
     assert metrics["recall@1"] == 1.0 and metrics["ndcg@1"] == 1.0
@@ -75,7 +78,7 @@ def test_segment_lists_beat_popularity_when_segments_differ():
     dense[0:3, 0:2] = 1  # x-lovers saw x1, x2
     dense[3:6, 3:5] = 1  # y-lovers saw y1, y2
     dense[0, 2] = dense[3, 5] = 1
-    train = Interactions(users, items, sp.csr_matrix(dense))
+    train = Interactions(users, items, sp.csr_matrix(dense), sp.csr_matrix(dense))
     heldout = {"u1": {"x3"}, "u4": {"y3"}}
     labels = np.array([0, 0, 0, 1, 1, 1])
     metrics = segment_usefulness(train, heldout, users, labels)
