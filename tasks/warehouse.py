@@ -94,25 +94,7 @@ def read_published(path: Path | str, sql: str, params: dict | None = None) -> li
 
 def recommend_for_user(path: Path | str, user_id: str, segment_id: int, n: int) -> list[dict]:
     """The user's segment list without the items the user has interacted with, topped up from the global list."""
-    sql = """
-        with seen as (select distinct item_id from events where user_id = $user),
-        candidates as (
-            select recs.item_id, recs.score, recs.rank, 0 as list_order
-            from segment_recommendations as recs where recs.segment_id = $segment
-            union all
-            select recs.item_id, recs.score, recs.rank, 1 as list_order
-            from segment_recommendations as recs where recs.segment_id = -1
-        ),
-        unseen as (
-            select candidates.*, row_number() over (partition by item_id order by list_order, rank) as n_listed
-            from candidates anti join seen using (item_id)
-        )
-        select unseen.item_id, items.title, unseen.score
-        from unseen left join items using (item_id)
-        where n_listed = 1
-        order by list_order, rank
-        limit $n
-    """
+    sql = load_sql("segments/user_recommendations")
     return read_published(path, sql, {"user": user_id, "segment": segment_id, "n": n}) or []
 
 
