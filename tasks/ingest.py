@@ -1,11 +1,12 @@
 """Ingest: raw files into the warehouse, each row inserted once, counted as a duplicate, or quarantined.
 
-A file goes through four steps, all in DuckDB so nothing large is held in Python:
+A file goes through three steps, all in DuckDB so nothing large is held in Python:
   stage      read it as text (CSV/TSV/JSONL) or as is (Parquet); malformed lines become rejects;
   map        evaluate the source's column expressions into canonical columns;
-  check      give every row that cannot be inserted a reason (sql/staging/stg_*_checked.sql);
-  dedupe     flag rows equal to earlier ones of the batch or to the warehouse (sql/staging/stg_*_new.sql);
-then `write_file_batch` inserts, quarantines and records the manifest row in one transaction.
+  check      give every row that cannot be inserted a reason (sql/staging/stg_*_rejected.sql) and find the
+             duplicates of earlier rows or of the warehouse (sql/staging/stg_*_duplicates.sql); what is
+             left is the batch, the view `stg_*_new`;
+then the flow validates the batch and runs quarantine_rows, insert_rows and record_manifest in one transaction.
 """
 
 from __future__ import annotations
@@ -31,13 +32,10 @@ from tasks.sources import (
 )
 from tasks.warehouse import load_sql, quote_ident
 
-TEXT_CANONICALS = {"user_id", "item_id", "event_type", "session_id", "event_id", "item_title", "item_category",
-                   "title", "category", "text"}  # fmt: skip
 NUMERIC_CANONICALS = {"value", "quantity", "price"}
 # A column used inside an expression takes the type that at least this share of its values have;
 # the rest of its rows are quarantined with a reason naming the column.
 TYPE_INFERENCE_SHARE = 0.9
-INFERRED_TYPES = ("BIGINT", "DOUBLE", "TIMESTAMP")
 
 
 class IngestFailedError(RuntimeError):
