@@ -397,6 +397,7 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     }
     allowed = EVENT_COLUMNS if file.kind == "events" else ITEM_COLUMNS
     selects = ["_row", f"{cast_error} as cast_error"]
+    converted: list[str] = []
     for name in allowed:
         expression = feed.columns.get(name)
         if expression is None:
@@ -408,26 +409,27 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
         elif name == "event_type":
             selects.append(f"lower({_text(expression)}) as event_type")
         elif name == "ts":
-            # The text is kept only where conversion failed: the reason quotes it, nothing else needs it.
-            converted = _timestamp(expression, dtypes[name])
-            selects.append(f"{converted} as ts")
-            selects.append(f"case when {converted} is null then {_text(expression)} end as ts_text")
+            selects.append(f"{_timestamp(expression, dtypes[name])} as ts")
+            selects.append(f"{_text(expression)} as ts_text")
+            converted.append("ts")
         elif name in NUMERIC_CANONICALS:
-            converted = f"try_cast(({expression}) as double)"
-            selects.append(f"{converted} as {name}")
-            selects.append(f"case when {converted} is null then {_text(expression)} end as {name}_text")
+            selects.append(f"try_cast(({expression}) as double) as {name}")
+            selects.append(f"{_text(expression)} as {name}_text")
+            converted.append(name)
         else:
             selects.append(f"{_text(expression)} as {name}")
-    table = "stg_events_mapped" if file.kind == "events" else "stg_items_mapped"
-    keys = ""
+    # The text of a converted column is kept only where conversion failed: the reason quotes it.
+    texts = ", ".join(f"case when {name} is null then {name}_text end as {name}_text" for name in converted)
+    outer = f"* replace ({texts})" if texts else "*"
     if file.kind == "events":
-        keys = (
+        outer += (
             ", case when event_id is null then hash(user_id, item_id, event_type, ts) "
             "else hash('event_id', event_id) end as dedup_key"
         )
+    table = "stg_events_mapped" if file.kind == "events" else "stg_items_mapped"
     con.execute(
         f"create or replace temp table {table} as "
-        f"select *{keys} from (select {', '.join(selects)} from ({source_sql}) as src)"
+        f"select {outer} from (select {', '.join(selects)} from ({source_sql}) as src)"
     )
 
 
