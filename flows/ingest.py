@@ -33,6 +33,12 @@ def discover(source: str, sources_dir: str) -> tuple[SourceSpec, list[SourceFile
     return spec, ingest.discover_files(spec)
 
 
+@task(cache_policy=NO_CACHE)
+def remember_source(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> None:
+    """Keep the source's event types and validation settings, for `segflow validate`."""
+    ingest.record_source(con, spec)
+
+
 @task(cache_policy=NO_CACHE, task_run_name="stage {file.path.name}")
 def stage(
     con: duckdb.DuckDBPyConnection, file: SourceFile, spec: SourceSpec, max_bad_fraction: float
@@ -99,6 +105,7 @@ def ingest_events(
         report.source = spec.name
         con = connect_warehouse(ws.warehouse_path, ws.duckdb_memory_limit)
         try:
+            remember_source(con, spec)
             for file in files:
                 outcome = stage(con, file, spec, max_bad_fraction)
                 if outcome.status == "staged":

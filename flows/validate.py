@@ -2,43 +2,53 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.ingest import new_batch_id
 from tasks.validate import validate_table
-from tasks.warehouse import connect_warehouse, has_table, warehouse_event_types
+from tasks.warehouse import connect_warehouse, has_table, source_settings, use_source_events
 from tasks.workspace import hold_workspace, open_workspace
 from validation.gate import SuiteResult, ValidationSettings
 
 
-@task(cache_policy=NO_CACHE, task_run_name="validate {table}")
-def validate(con, suite: str, table: str, reports_dir: str, event_types: tuple[str, ...]) -> SuiteResult:
-    """Run one suite over one warehouse table."""
-    from pathlib import Path
-
-    from tasks.ingest import new_batch_id
-
-    return validate_table(
-        con, suite, table, f"warehouse-{new_batch_id()}", Path(reports_dir), ValidationSettings(), event_types
-    )
+@task(cache_policy=NO_CACHE, task_run_name="validate {suite} {label}")
+def validate(
+    con,
+    suite: str,
+    table: str,
+    label: str,
+    reports_dir: str,
+    settings: ValidationSettings,
+    event_types: tuple[str, ...],
+) -> SuiteResult:
+    """Run one suite over one warehouse table or view."""
+    batch_id = f"warehouse-{label}-{new_batch_id()}"
+    return validate_table(con, suite, table, batch_id, Path(reports_dir), settings, event_types)
 
 
 @flow(name="validate-warehouse")
 def validate_warehouse(workspace: str | None = None) -> list[SuiteResult]:
-    """Validate the warehouse's `events` and `items` tables (default thresholds) and the published segments."""
+    """Validate each source's events with that source's settings, the items, and the published segments."""
     ws = open_workspace(workspace)
     with hold_workspace(ws):
         con = connect_warehouse(ws.warehouse_path, ws.duckdb_memory_limit)
         try:
             reports_dir = str(ws.reports_dir / "validation")
-            event_types = warehouse_event_types(con)
-            results = [
-                validate(con, "events_batch", "events", reports_dir, event_types),
-                validate(con, "items", "items", reports_dir, ()),
-            ]
+            results = []
+            for source, event_types, settings in source_settings(con):
+                view = use_source_events(con, source)
+                results.append(
+                    validate(con, "events_batch", view, source, reports_dir, settings, event_types)
+                )
+            results.append(validate(con, "items", "items", "items", reports_dir, ValidationSettings(), ()))
             if has_table(con, "user_segments"):
                 # "" is the prefix of the published tables (staging uses "seg_").
-                results.append(validate(con, "published_segments", "", reports_dir, ()))
+                results.append(
+                    validate(con, "published_segments", "", "segments", reports_dir, ValidationSettings(), ())
+                )
             return results
         finally:
             con.close()

@@ -94,6 +94,19 @@ def discover_files(spec: SourceSpec) -> list[SourceFile]:
     return found
 
 
+def record_source(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> None:
+    """Keep the source's event types and validation settings in `sources` (unchanged settings: no write)."""
+    con.execute(
+        load_sql("warehouse/upsert_source"),
+        {
+            "name": spec.name,
+            "event_types": list(spec.event_types),
+            "validation": spec.validation.model_dump_json(),
+            "updated_at": datetime.now(UTC).replace(tzinfo=None),
+        },
+    )
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

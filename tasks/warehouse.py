@@ -9,8 +9,18 @@ from pathlib import Path
 
 import duckdb
 
+from validation.gate import ValidationSettings
+
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-WAREHOUSE_TABLES = ("events", "items", "quarantine", "ingest_manifest", "validation_runs", "segment_runs")
+WAREHOUSE_TABLES = (
+    "events",
+    "items",
+    "quarantine",
+    "ingest_manifest",
+    "validation_runs",
+    "segment_runs",
+    "sources",
+)
 
 
 @cache
@@ -67,12 +77,36 @@ def describe_warehouse(path: Path | str) -> dict[str, int]:
     return dict(zip(("events", "users", "items", "quarantine"), row, strict=True))
 
 
-def warehouse_event_types(con: duckdb.DuckDBPyConnection) -> tuple[str, ...]:
-    """The allowed event types: the defaults plus every type a source was configured to accept and stored."""
+def source_settings(con: duckdb.DuckDBPyConnection) -> list[tuple[str, tuple[str, ...], ValidationSettings]]:
+    """Each source with events, its event types and its validation settings (defaults for a source ingested
+    before `sources` existed)."""
     from tasks.sources import DEFAULT_EVENT_TYPES
 
-    stored = [t for (t,) in con.execute("select distinct event_type from events order by 1").fetchall()]
-    return tuple(dict.fromkeys([*DEFAULT_EVENT_TYPES, *stored]))
+    rows = con.execute(
+        """
+        select stored.source, sources.event_types, sources.validation
+        from (select distinct source from events) as stored
+        left join sources on sources.name = stored.source
+        order by stored.source
+        """
+    ).fetchall()
+    return [
+        (
+            source,
+            tuple(event_types) if event_types else DEFAULT_EVENT_TYPES,
+            ValidationSettings.model_validate_json(validation) if validation else ValidationSettings(),
+        )
+        for source, event_types, validation in rows
+    ]
+
+
+def use_source_events(con: duckdb.DuckDBPyConnection, source: str) -> str:
+    """A temp view of one source's events (view definitions cannot take parameters: the name is quoted)."""
+    literal = "'" + source.replace("'", "''") + "'"
+    con.execute(
+        f"create or replace temp view val_source_events as select * from events where source = {literal}"
+    )
+    return "val_source_events"
 
 
 def read_published(path: Path | str, sql: str, params: dict | None = None) -> list[dict] | None:

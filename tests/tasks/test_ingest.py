@@ -54,7 +54,7 @@ def test_clean_file_is_inserted_whole_and_a_second_ingest_changes_nothing(tmp_pa
     spec = write_source(tmp_path / "src", GOOD_ROWS)
     report = ingest(spec, workspace)
     assert [(f.status, f.rows_read, f.rows_inserted) for f in report.files] == [("ingested", 100, 100)]
-    tables = ("events", "items", "quarantine", "ingest_manifest")
+    tables = ("events", "items", "quarantine", "ingest_manifest", "sources")
     before = {t: query(workspace, f"select * from {t} order by all") for t in tables}
     again = ingest(spec, workspace)
     assert [f.status for f in again.files] == ["skipped"]
