@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,7 +50,7 @@ def swap_published(con: duckdb.DuckDBPyConnection, run: dict) -> None:
                 $run_id, $created_at, $source, $embedding, $clusterer, $k, $metrics, $mlflow_run_id, true
             )
             """,
-            {**run, "metrics": json.dumps(run["metrics"], default=float)},
+            {**run, "metrics": metrics_json(run["metrics"])},
         )
     drop_staged(con)
 
@@ -58,6 +59,12 @@ def drop_staged(con: duckdb.DuckDBPyConnection) -> None:
     """Remove the staged `seg_*` copies (after a swap, or when a run stops before it)."""
     for table in PUBLISHED_TABLES:
         con.execute(f"drop table if exists seg_{table}")
+
+
+def metrics_json(metrics: dict) -> str:
+    """Metrics as strict JSON: NaN and infinity (e.g. a lift over a zero baseline) become null."""
+    clean = {k: (float(v) if math.isfinite(float(v)) else None) for k, v in metrics.items()}
+    return json.dumps(clean)
 
 
 def switch_current_export(exports_dir: Path, run_id: str) -> Path:

@@ -98,14 +98,21 @@ def test_segflow_validate_reruns_the_suites_and_exits_non_zero_on_a_critical_fai
 
 
 def test_segflow_validate_checks_each_source_with_its_own_settings(tmp_path, workspace):
-    ingest_events(source=str(write(tmp_path, "ok.csv", ["u1,m1,rate,2024-01-02,4\n"])), workspace=str(workspace))
-    assert query(workspace, "select name, event_types[1], validation->>'$.value_ranges.rate' from sources") == [
-        ("ratings", "view", "[0.5,5.0]")
-    ]
+    ingest_events(
+        source=str(write(tmp_path, "ok.csv", ["u1,m1,rate,2024-01-02,4\n"])), workspace=str(workspace)
+    )
+    assert query(
+        workspace, "select name, event_types[1], validation->>'$.value_ranges.rate' from sources"
+    ) == [("ratings", "view", "[0.5,5.0]")]
     con = duckdb.connect(str(workspace / "warehouse.duckdb"))
     con.execute("update events set value = 9 where user_id = 'u1'")  # a bad value that slipped in by hand
     con.close()
     result = runner.invoke(app, ["validate", "--workspace", str(workspace)])
     assert result.exit_code == 1
-    report = sorted((workspace / "reports" / "validation").glob("*events_batch-warehouse-ratings-*.html"))[-1].read_text()
-    assert "value of &#x27;rate&#x27; events within [0.5, 5]" in report and "1 of 1 rows unexpected, e.g. 9.0" in report
+    report = sorted((workspace / "reports" / "validation").glob("*events_batch-warehouse-ratings-*.html"))[
+        -1
+    ].read_text()
+    assert (
+        "value of &#x27;rate&#x27; events within [0.5, 5]" in report
+        and "1 of 1 rows unexpected, e.g. 9.0" in report
+    )

@@ -85,3 +85,14 @@ def test_segment_lists_beat_popularity_when_segments_differ():
     assert metrics["segments/recall@10"] == 1.0
     assert metrics["segments/ndcg@10"] == 1.0
     assert metrics["popularity/ndcg@10"] < 1.0
+
+
+def test_metrics_json_is_strict_json():
+    import json
+
+    from tasks.publish import metrics_json
+
+    assert json.loads(metrics_json({"lift/recall@10": float("nan"), "k": np.float64(7)})) == {
+        "lift/recall@10": None,
+        "k": 7.0,
+    }
