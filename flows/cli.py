@@ -180,6 +180,12 @@ def _print_metrics(metrics: dict[str, float]) -> None:
     for label, value in headline_metrics(metrics):
         table.add_row(label, value)
     console.print(table)
+    if "segments/recall@10" not in metrics:
+        console.print(
+            "[yellow]note[/] no user has 5 or more distinct items, so how well segments predict what users do "
+            "next was not measured",
+            highlight=False,
+        )
 
 
 @app.command()

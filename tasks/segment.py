@@ -122,7 +122,8 @@ def evaluate_on_holdout(con: duckdb.DuckDBPyConnection, settings: SegmentSetting
     build_features(con, settings.weights)
     train = load_interactions(con)
     heldout = load_heldout(con, "seg_holdout")
-    metrics = segment_usefulness(train, heldout, fit.embedding.user_ids, fit.labels)
+    # Without users that have >= 5 distinct items there is nothing to hold out: usefulness is not measured.
+    metrics = segment_usefulness(train, heldout, fit.embedding.user_ids, fit.labels) if heldout else {}
     metrics |= {"holdout/n_items": float(n_heldout), "holdout/k": float(fit.clustering.k)}
     use_events(con)
     return metrics

@@ -182,3 +182,20 @@ def test_the_features_and_the_embedding_stay_in_the_warehouse(demo_run):
     assert n_dims > 33  # user_id, the behaviour block and the 32 SVD dimensions
     assert query(workspace, "select count(distinct user_id) from fct_interactions") == [(400,)]
     assert query(workspace, "select count(*) from fct_user_activity") == [(400,)]
+
+
+def test_without_users_of_five_items_usefulness_is_not_measured_but_segments_publish(tmp_path):
+    folder = tmp_path / "short"
+    folder.mkdir()
+    rows = "".join(f"u{u},i{(u * 3 + i) % 7},2024-01-0{1 + i}\n" for u in range(12) for i in range(3))
+    (folder / "e.csv").write_text("user,item,day\n" + rows)
+    (folder / "s.toml").write_text(
+        'name = "short"\n[events]\npath = "e.csv"\n[events.columns]\nuser_id = "user"\nitem_id = "item"\n'
+        'event_type = "\'view\'"\nts = "day"\n'
+    )
+    workspace = tmp_path / "workspace"
+    summary = segment_users(source=str(folder / "s.toml"), workspace=str(workspace))
+    assert "segments/recall@10" not in summary.metrics and "lift/recall@10" not in summary.metrics
+    assert query(workspace, "select count(*) from user_segments") == [(12,)]
+    metrics = query(workspace, "select metrics from segment_runs where is_current")[0][0]
+    assert '"holdout/n_items": 0.0' in metrics
