@@ -68,7 +68,8 @@ def sweep_k(
     )
     vectors, users = embedding.vectors[sample], embedding.user_ids[sample]
     rows = []
-    for k in range(settings.k_min, min(settings.k_max, len(users) - 1) + 1):
+    n_distinct = len(np.unique(vectors, axis=0))  # more segments than distinct users cannot be told apart
+    for k in range(settings.k_min, max(settings.k_min, min(settings.k_max, n_distinct - 1)) + 1):
         clustering = fit_clusters(vectors, settings.clusterer, k, settings.seed)
         useful = segment_usefulness(train, heldout, users, clustering.labels)
         rows.append(

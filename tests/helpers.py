@@ -22,3 +22,15 @@ def query(workspace: Path, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+def write_csv_source(folder: Path, rows: list[str], event_type: str = "kind") -> Path:
+    """A one-file CSV source (`user,item,kind,day`) and its spec; `event_type` is the mapping expression."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "e.csv").write_text("user,item,kind,day\n" + "".join(rows))
+    spec = folder / "s.toml"
+    spec.write_text(
+        f'name = "{folder.name}"\n[events]\npath = "e.csv"\n[events.columns]\nuser_id = "user"\n'
+        f'item_id = "item"\nevent_type = "{event_type}"\nts = "day"\n'
+    )
+    return spec

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.ingest import ingest_events
-from tests.helpers import ML_LATEST_SMALL, needs_ml_latest_small, query
+from tests.helpers import ML_LATEST_SMALL, needs_ml_latest_small, query, write_csv_source
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 runner = CliRunner()
@@ -58,14 +58,10 @@ def test_segflow_ingest_on_demo_data_prints_what_it_did(workspace):
 
 
 def test_a_rejected_file_exits_non_zero_with_the_fraction_and_reasons(tmp_path, workspace):
-    folder = tmp_path / "src"
-    folder.mkdir()
-    rows = "".join(f"u{i},i1,{'view' if i < 8 else 'teleport'},2024-01-01\n" for i in range(10))
-    (folder / "e.csv").write_text("user,item,kind,day\n" + rows)
-    (folder / "s.toml").write_text(
-        'name = "s"\n[events]\npath = "e.csv"\n[events.columns]\nuser_id = "user"\nitem_id = "item"\nevent_type = "kind"\nts = "day"\n'
+    spec = write_csv_source(
+        tmp_path / "src", [f"u{i},i1,{'view' if i < 8 else 'teleport'},2024-01-01\n" for i in range(10)]
     )
-    result = runner.invoke(app, ["ingest", "--source", str(folder / "s.toml"), "--workspace", str(workspace)])
+    result = runner.invoke(app, ["ingest", "--source", str(spec), "--workspace", str(workspace)])
     assert result.exit_code == 1
     output = " ".join(result.output.split())
     assert "e.csv: 2 of 10 rows are bad (20.0% > max-bad-fraction 5.0%)" in output

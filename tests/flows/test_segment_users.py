@@ -13,7 +13,7 @@ from flows.cli import app
 from flows.segment_users import segment_users
 from tasks import profile
 from tasks.segment import SegmentSettings
-from tests.helpers import ML_LATEST_SMALL, needs_ml_latest_small, query
+from tests.helpers import ML_LATEST_SMALL, needs_ml_latest_small, query, write_csv_source
 from validation.gate import ValidationFailedError
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -157,15 +157,10 @@ def test_movielens_latest_small_segments_reach_the_recall_target(tmp_path):
 
 
 def test_too_few_users_is_a_clear_error_and_publishes_nothing(tmp_path):
-    folder = tmp_path / "tiny"
-    folder.mkdir()
-    (folder / "e.csv").write_text("user,item,day\nu1,i1,2024-01-01\nu2,i2,2024-01-02\nu3,i1,2024-01-03\n")
-    (folder / "s.toml").write_text(
-        'name = "tiny"\n[events]\npath = "e.csv"\n[events.columns]\nuser_id = "user"\nitem_id = "item"\n'
-        'event_type = "\'view\'"\nts = "day"\n'
-    )
+    rows = ["u1,i1,x,2024-01-01\n", "u2,i2,x,2024-01-02\n", "u3,i1,x,2024-01-03\n"]
+    spec = write_csv_source(tmp_path / "tiny", rows, event_type="'view'")
     workspace = tmp_path / "workspace"
-    result = runner.invoke(app, ["run", "--source", str(folder / "s.toml"), "--workspace", str(workspace)])
+    result = runner.invoke(app, ["run", "--source", str(spec), "--workspace", str(workspace)])
     assert result.exit_code == 1
     output = " ".join(result.output.split())
     assert "3 users with events: segmenting needs at least 4" in output
@@ -185,16 +180,10 @@ def test_the_features_and_the_embedding_stay_in_the_warehouse(demo_run):
 
 
 def test_without_users_of_five_items_usefulness_is_not_measured_but_segments_publish(tmp_path):
-    folder = tmp_path / "short"
-    folder.mkdir()
-    rows = "".join(f"u{u},i{(u * 3 + i) % 7},2024-01-0{1 + i}\n" for u in range(12) for i in range(3))
-    (folder / "e.csv").write_text("user,item,day\n" + rows)
-    (folder / "s.toml").write_text(
-        'name = "short"\n[events]\npath = "e.csv"\n[events.columns]\nuser_id = "user"\nitem_id = "item"\n'
-        'event_type = "\'view\'"\nts = "day"\n'
-    )
+    rows = [f"u{u},i{(u * 3 + i) % 7},x,2024-01-0{1 + i}\n" for u in range(12) for i in range(3)]
+    spec = write_csv_source(tmp_path / "short", rows, event_type="'view'")
     workspace = tmp_path / "workspace"
-    summary = segment_users(source=str(folder / "s.toml"), workspace=str(workspace))
+    summary = segment_users(source=str(spec), workspace=str(workspace))
     assert "segments/recall@10" not in summary.metrics and "lift/recall@10" not in summary.metrics
     assert query(workspace, "select count(*) from user_segments") == [(12,)]
     metrics = query(workspace, "select metrics from segment_runs where is_current")[0][0]
