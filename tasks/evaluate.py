@@ -24,6 +24,7 @@ from tasks.warehouse import load_sql
 
 MIN_ITEMS = 5
 HOLDOUT_FRACTION = 0.2
+MAX_EVAL_USERS = 50_000  # past this, a fixed random sample of the held-out users is scored
 
 
 def make_holdout(con: duckdb.DuckDBPyConnection, table: str) -> int:
@@ -98,10 +99,15 @@ def ranking_metrics(
     }
 
 
-def load_heldout(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, set[str]]:
+def load_heldout(con: duckdb.DuckDBPyConnection, table: str, seed: int = 0) -> dict[str, set[str]]:
+    """user -> held-out items; at most MAX_EVAL_USERS users (a fixed sample past that)."""
     heldout: dict[str, set[str]] = {}
     for user, item in con.execute(f"select user_id, item_id from {table}").fetchall():
         heldout.setdefault(user, set()).add(item)
+    if len(heldout) > MAX_EVAL_USERS:
+        users = sorted(heldout)
+        keep = np.random.default_rng(seed).choice(len(users), size=MAX_EVAL_USERS, replace=False)
+        heldout = {users[i]: heldout[users[i]] for i in sorted(keep)}
     return heldout
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from tasks.warehouse import load_sql
 
+MAX_CATEGORY_COLUMNS = 50
 FEATURE_TABLES = (
     "fct_interactions",
     "fct_user_activity",
@@ -81,6 +82,20 @@ def user_feature_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     categories = con.sql("select user_id, 'cat:' || category as category, tfidf from fct_user_category").pl()
     frame = activity.join(time, on="user_id", how="left").join(popularity, on="user_id", how="left")
     if categories.height:
+        # A large catalogue can have thousands of categories: the most widespread ones keep their own column,
+        # the rest share one, so the frame stays narrow.
+        top = (
+            categories.group_by("category")
+            .len()
+            .sort(["len", "category"], descending=[True, False])
+            .head(MAX_CATEGORY_COLUMNS)
+        )
+        categories = categories.with_columns(
+            pl.when(pl.col("category").is_in(top["category"].implode()))
+            .then(pl.col("category"))
+            .otherwise(pl.lit("cat:(other)"))
+            .alias("category")
+        )
         wide = categories.pivot(on="category", index="user_id", values="tfidf", aggregate_function="sum")
         frame = frame.join(wide, on="user_id", how="left")
     return frame.sort("user_id")

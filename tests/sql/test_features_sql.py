@@ -116,3 +116,24 @@ def test_segment_recommendations_rank_by_member_share_with_a_global_list(con):
         (0, 1, "i2", 1.0, "r"), (0, 2, "i1", 1.0, "r"),
         (1, 1, "i2", 1.0, "r"), (1, 2, "i3", 1.0, "r"),
     ]  # fmt: skip
+
+
+def test_the_user_feature_frame_keeps_the_50_most_widespread_categories_and_pools_the_rest(con):
+    from tasks.features import MAX_CATEGORY_COLUMNS, user_feature_frame
+
+    con.execute("drop view seg_events")
+    con.execute("create table seg_events as select * from events")
+    con.execute(
+        "insert into seg_events (user_id, item_id, event_type, ts, source, batch_id, ingested_at) "
+        "select 'u' || (i % 3), 'x' || i, 'view', timestamp '2024-01-01' + to_hours(i), 's', 'b', now() from range(70) t(i)"
+    )
+    con.execute(
+        "insert into items (item_id, category, updated_at) select 'x' || i, 'c' || i, now() from range(70) t(i)"
+    )
+    from tasks.features import InteractionWeights, build_features
+
+    build_features(con, InteractionWeights())
+    frame = user_feature_frame(con)
+    category_columns = [c for c in frame.columns if c.startswith("cat:")]
+    assert len(category_columns) == MAX_CATEGORY_COLUMNS + 1 and "cat:(other)" in category_columns
+    assert frame.height == 5  # a, b and u0..u2
