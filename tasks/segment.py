@@ -118,9 +118,9 @@ def evaluate_on_holdout(con: duckdb.DuckDBPyConnection, settings: SegmentSetting
     """The recommendation protocol (tasks/evaluate.py): fit on the rest, score against the held-out items."""
     use_events(con)
     n_heldout = make_holdout(con, "seg_holdout")
-    fit = fit_segments(con, settings, ("seg_holdout",))
-    use_events(con, "seg_holdout")
-    build_features(con, settings.weights)
+    fit = fit_segments(
+        con, settings, ("seg_holdout",)
+    )  # leaves the feature tables built on the training view
     train = load_interactions(con)
     heldout = load_heldout(con, "seg_holdout")
     # Without users that have >= 5 distinct items there is nothing to hold out: usefulness is not measured.
