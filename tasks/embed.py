@@ -16,6 +16,7 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.preprocessing import StandardScaler, normalize
 
 from tasks.features import load_interactions, user_feature_frame
+from tasks.warehouse import create_table_from_frame
 
 EMBEDDINGS = ("behaviour", "svd", "combined")
 LOG_SCALED = (
@@ -96,9 +97,4 @@ def write_embedding(con: duckdb.DuckDBPyConnection, embedding: Embedding) -> str
     frame = pl.DataFrame({"user_id": embedding.user_ids.astype(str)}).with_columns(
         [pl.Series(f"dim_{i}", embedding.vectors[:, i]) for i in range(embedding.vectors.shape[1])]
     )
-    con.register("emb_frame", frame.to_arrow())
-    try:
-        con.execute(f"create or replace table {table} as select * from emb_frame")
-    finally:
-        con.unregister("emb_frame")
-    return table
+    return create_table_from_frame(con, table, frame)

@@ -6,7 +6,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from tasks.warehouse import load_sql
+from tasks.warehouse import create_table_from_frame, load_sql
 
 DAYPARTS = {
     "share_night": "nights",
@@ -29,11 +29,7 @@ def write_assignments(
             "distance": distances.astype(float),
         }
     )
-    con.register("assignments_frame", frame.to_arrow())
-    try:
-        con.execute("create or replace temp table seg_assignments as select * from assignments_frame")
-    finally:
-        con.unregister("assignments_frame")
+    create_table_from_frame(con, "seg_assignments", frame, temp=True)
 
 
 def build_recommendations(con: duckdb.DuckDBPyConnection, run_id: str, n_items: int) -> str:
@@ -129,11 +125,4 @@ def build_profiles(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
     frame = pl.DataFrame(
         rows, schema_overrides={"top_categories": pl.List(pl.String), "top_items": pl.List(pl.String)}
     )
-    con.register("profiles_frame", frame.to_arrow())
-    try:
-        con.execute(
-            "create or replace table seg_segment_profiles as select * from profiles_frame order by segment_id"
-        )
-    finally:
-        con.unregister("profiles_frame")
-    return "seg_segment_profiles"
+    return create_table_from_frame(con, "seg_segment_profiles", frame, order_by="segment_id")

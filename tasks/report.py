@@ -7,7 +7,7 @@ import base64
 from html import escape
 from pathlib import Path
 
-from validation.report import STYLE
+from validation.report import html_page
 
 HEADLINE = (
     ("segments/recall@10", "Recall@10 (segments)"),
@@ -66,8 +66,5 @@ def write_run_report(
         f"<h2>Where everything is</h2><table>{where}</table><h2>Charts</h2>{images}"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>segflow run {escape(run_id)}</title>"
-        f"<style>{STYLE} figure {{ margin: 1rem 0; }}</style></head><body>{body}</body></html>\n"
-    )
+    path.write_text(html_page(f"segflow run {run_id}", body, extra_style=" figure { margin: 1rem 0; }"))
     return path

@@ -8,6 +8,7 @@ from functools import cache
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
 from validation.gate import ValidationSettings
 
@@ -137,3 +138,21 @@ def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
         "select count(*) from information_schema.tables where table_name = $name", {"name": name}
     )
     return found.fetchall()[0][0] > 0
+
+
+def create_table_from_frame(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    frame: pl.DataFrame,
+    temp: bool = False,
+    order_by: str | None = None,
+) -> str:
+    """`create or replace [temp] table <table>` holding a Polars frame's rows (handed over through Arrow)."""
+    con.register("frame_to_store", frame.to_arrow())
+    try:
+        order = f" order by {order_by}" if order_by else ""
+        kind = "temp table" if temp else "table"
+        con.execute(f"create or replace {kind} {table} as select * from frame_to_store{order}")
+    finally:
+        con.unregister("frame_to_store")
+    return table

@@ -19,10 +19,11 @@ th { background: #f6f8fa; } .pass { color: #1a7f37; font-weight: 600; } .fail { 
 """
 
 
-def _page(title: str, body: str) -> str:
+def html_page(title: str, body: str, extra_style: str = "") -> str:
+    """A self-contained page: inline CSS, no external assets (readable offline)."""
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-        f"<style>{STYLE}</style></head><body>{body}</body></html>\n"
+        f"<style>{STYLE}{extra_style}</style></head><body>{body}</body></html>\n"
     )
 
 
@@ -50,7 +51,7 @@ def render_result(result: SuiteResult) -> str:
         f"<a href='index.html'>all reports</a></div>"
         f"<table><tr><th>status</th><th>expectation</th><th>severity</th><th>observed</th></tr>{rows}</table>"
     )
-    return _page(f"{result.suite} {result.batch_id}", body)
+    return html_page(f"{result.suite} {result.batch_id}", body)
 
 
 def write_report(result: SuiteResult, reports_dir: Path) -> Path:
@@ -85,5 +86,5 @@ def write_index(reports_dir: Path) -> Path:
         f"{rows}</table>"
     )
     index_path = reports_dir / "index.html"
-    index_path.write_text(_page("segflow validation reports", body))
+    index_path.write_text(html_page("segflow validation reports", body))
     return index_path
