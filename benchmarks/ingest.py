@@ -89,7 +89,7 @@ def time_validation(warehouse_path: Path) -> tuple[float, int]:
     sys.path.insert(0, str(ROOT))
     import great_expectations  # noqa: F401 - imported once, outside the timing, as in a running pipeline
 
-    from tasks.sources import DEFAULT_EVENT_TYPES
+    from tasks.ingest.sources import DEFAULT_EVENT_TYPES
     from validation.events_batch import events_batch_suite
     from validation.gate import ValidationSettings, run_suite
 

@@ -80,8 +80,8 @@ def _print_warehouse(ws: Workspace) -> None:
 
 def _run_ingest(ws: Workspace, source: str, max_bad_fraction: float):
     from flows.ingest import ingest_events
-    from tasks.ingest import IngestFailedError
-    from tasks.sources import SourceSpecError
+    from tasks.ingest.files import IngestFailedError
+    from tasks.ingest.sources import SourceSpecError
 
     try:
         with console.status(f"ingesting {source} ..."):
@@ -124,9 +124,9 @@ def run(
     """Run the whole pipeline on a source: ingest, validate, features, embed, cluster, evaluate, publish."""
     ws = _prepare(workspace)
     from flows.segment_users import segment_users
-    from tasks.ingest import IngestFailedError
+    from tasks.ingest.files import IngestFailedError
+    from tasks.ingest.sources import SourceSpecError
     from tasks.segment import SegmentationError, SegmentSettings
-    from tasks.sources import SourceSpecError
     from validation.gate import ValidationFailedError
 
     try:
@@ -172,7 +172,7 @@ def _print_segments(profiles: list[dict]) -> None:
 
 
 def _print_metrics(metrics: dict[str, float]) -> None:
-    from tasks.report import headline_metrics
+    from tasks.track.report import headline_metrics
 
     table = Table(title="how good the segments are", title_justify="left")
     table.add_column("metric")
@@ -282,7 +282,7 @@ def demo_data(
     ] = 42,
 ) -> None:
     """Write the demo shop as files: events.csv, items.csv, users.csv (planted segments) and source.toml."""
-    from tasks.demo import DemoConfig, write_demo_data
+    from tasks.ingest.demo import DemoConfig, write_demo_data
 
     counts = write_demo_data(out, DemoConfig(n_users=users, seed=seed))
     console.print(

@@ -8,9 +8,9 @@ import duckdb
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import ingest
-from tasks.ingest import FileOutcome, IngestFailedError, SourceFile
-from tasks.sources import SourceSpec, resolve_source
+from tasks.ingest import files as ingest_files
+from tasks.ingest.files import FileOutcome, IngestFailedError, SourceFile
+from tasks.ingest.sources import SourceSpec, resolve_source
 from tasks.validate import validate_staged_batch
 from tasks.warehouse import connect_warehouse, transaction
 from tasks.workspace import hold_workspace, open_workspace
@@ -30,13 +30,13 @@ def discover(source: str, sources_dir: str) -> tuple[SourceSpec, list[SourceFile
     from pathlib import Path
 
     spec = resolve_source(source, Path(sources_dir))
-    return spec, ingest.discover_files(spec)
+    return spec, ingest_files.discover_files(spec)
 
 
 @task(cache_policy=NO_CACHE)
 def remember_source(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> None:
     """Keep the source's event types and validation settings, for `segflow validate`."""
-    ingest.record_source(con, spec)
+    ingest_files.record_source(con, spec)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="stage {file.path.name}")
@@ -45,19 +45,19 @@ def stage(
 ) -> FileOutcome:
     """Stage, map, check and dedupe one file; skip it when its content was ingested before."""
     outcome = FileOutcome(
-        source=file.source, file=str(file.path), kind=file.kind, sha256=ingest.file_sha256(file.path),
-        batch_id=ingest.new_batch_id(),
+        source=file.source, file=str(file.path), kind=file.kind, sha256=ingest_files.file_sha256(file.path),
+        batch_id=ingest_files.new_batch_id(),
     )  # fmt: skip
-    if ingest.is_already_ingested(con, file.kind, outcome.sha256):
+    if ingest_files.is_already_ingested(con, file.kind, outcome.sha256):
         outcome.status = "skipped"
         return outcome
-    ingest.stage_file(con, file)
-    ingest.map_file(con, file)
-    ingest.check_file(con, file, spec.event_types)
-    ingest.count_file(con, outcome)
+    ingest_files.stage_file(con, file)
+    ingest_files.map_file(con, file)
+    ingest_files.check_file(con, file, spec.event_types)
+    ingest_files.count_file(con, outcome)
     if outcome.bad_fraction > max_bad_fraction:
         outcome.status = "rejected"
-        outcome.message = ingest.describe_rejection(outcome, max_bad_fraction)
+        outcome.message = ingest_files.describe_rejection(outcome, max_bad_fraction)
     return outcome
 
 
@@ -74,19 +74,19 @@ def validate(
 @task(cache_policy=NO_CACHE, task_run_name="quarantine {outcome.file}")
 def quarantine(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> int:
     """Keep every bad row of the file, with its raw record and reason."""
-    return ingest.quarantine_rows(con, outcome)
+    return ingest_files.quarantine_rows(con, outcome)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="insert {outcome.file}")
 def insert(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> int:
     """Insert the file's new rows."""
-    return ingest.insert_rows(con, outcome)
+    return ingest_files.insert_rows(con, outcome)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="record {outcome.file}")
 def record(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> None:
     """Write the file's manifest row."""
-    ingest.record_manifest(con, outcome)
+    ingest_files.record_manifest(con, outcome)
 
 
 @flow(name="ingest-events", log_prints=True)
@@ -119,7 +119,7 @@ def ingest_events(
                 elif outcome.status in ("rejected", "failed_validation"):
                     record(con, outcome)
                 report.files.append(outcome)
-            ingest.drop_staging(con)
+            ingest_files.drop_staging(con)
         finally:
             con.close()
     failed = [o.message for o in report.files if o.status in ("rejected", "failed_validation")]

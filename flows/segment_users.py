@@ -13,10 +13,12 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.ingest import IngestReport, ingest_events
-from tasks import charts, profile, publish, segment, tracking
-from tasks.report import headline_metrics, write_run_report
+from tasks import segment
+from tasks.ingest.sources import resolve_source
+from tasks.publish import profile, publish
 from tasks.segment import SegmentFit, SegmentSettings
-from tasks.sources import resolve_source
+from tasks.track import charts, tracking
+from tasks.track.report import headline_metrics, write_run_report
 from tasks.validate import validate_table
 from tasks.warehouse import connect_warehouse
 from tasks.workspace import Workspace, hold_workspace, open_workspace

@@ -7,7 +7,7 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.ingest import new_batch_id
+from tasks.ingest.files import new_batch_id
 from tasks.validate import validate_table
 from tasks.warehouse import connect_warehouse, has_table, source_settings, use_source_events
 from tasks.workspace import hold_workspace, open_workspace

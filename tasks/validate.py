@@ -6,7 +6,7 @@ from pathlib import Path
 
 import duckdb
 
-from tasks.ingest import FileOutcome
+from tasks.ingest.files import FileOutcome
 from validation.events_batch import events_batch_suite
 from validation.gate import SuiteResult, ValidationSettings, record_validation_run, run_suite
 from validation.items import items_suite

@@ -81,7 +81,7 @@ def describe_warehouse(path: Path | str) -> dict[str, int]:
 def source_settings(con: duckdb.DuckDBPyConnection) -> list[tuple[str, tuple[str, ...], ValidationSettings]]:
     """Each source with events, its event types and its validation settings (defaults for a source ingested
     before `sources` existed)."""
-    from tasks.sources import DEFAULT_EVENT_TYPES
+    from tasks.ingest.sources import DEFAULT_EVENT_TYPES
 
     rows = con.execute(
         """

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.segment_users import segment_users
-from tasks import profile
+from tasks.publish import profile
 from tasks.segment import SegmentSettings
 from tests.helpers import ML_LATEST_SMALL, needs_ml_latest_small, query, write_csv_source
 from validation.gate import ValidationFailedError
@@ -128,7 +128,7 @@ def test_a_failed_publish_gate_leaves_the_published_segments_and_exports_as_they
 
 
 def test_a_failure_inside_the_swap_rolls_every_table_back(demo_run):
-    from tasks.publish import swap_published
+    from tasks.publish.publish import swap_published
 
     workspace, summary = demo_run
     before = snapshot(workspace)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.ingest import ingest_events
-from tasks.ingest import IngestFailedError
+from tasks.ingest.files import IngestFailedError
 from tests.helpers import query
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

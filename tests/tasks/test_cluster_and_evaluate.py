@@ -90,7 +90,7 @@ def test_segment_lists_beat_popularity_when_segments_differ():
 def test_metrics_json_is_strict_json():
     import json
 
-    from tasks.publish import metrics_json
+    from tasks.publish.publish import metrics_json
 
     assert json.loads(metrics_json({"lift/recall@10": float("nan"), "k": np.float64(7)})) == {
         "lift/recall@10": None,

@@ -6,7 +6,7 @@ import hashlib
 
 import duckdb
 
-from tasks.demo import PLANTED_SEGMENTS, DemoConfig, write_demo_data
+from tasks.ingest.demo import PLANTED_SEGMENTS, DemoConfig, write_demo_data
 
 
 def digest(folder) -> dict[str, str]:

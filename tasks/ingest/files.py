@@ -23,7 +23,7 @@ from pathlib import Path
 
 import duckdb
 
-from tasks.sources import (
+from tasks.ingest.sources import (
     EVENT_COLUMNS,
     ITEM_COLUMNS,
     Feed,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.sources import DEFAULT_EVENT_TYPES, SourceSpecError, movielens_spec, parse_source_spec
+from tasks.ingest.sources import DEFAULT_EVENT_TYPES, SourceSpecError, movielens_spec, parse_source_spec
 
 GOOD = """name = "online_shop"                  # recorded as events.source
 [events]

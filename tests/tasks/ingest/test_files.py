@@ -12,8 +12,8 @@ import duckdb
 import pytest
 
 from flows.ingest import ingest_events
-from tasks.ingest import IngestFailedError
-from tasks.sources import SourceSpecError
+from tasks.ingest.files import IngestFailedError
+from tasks.ingest.sources import SourceSpecError
 from tests.helpers import query
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

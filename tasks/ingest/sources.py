@@ -133,7 +133,7 @@ def format_of(path: Path) -> str | None:
 def resolve_source(source: str, sources_dir: Path) -> SourceSpec:
     """`demo`, `movielens:DIR` or `PATH.toml` to a SourceSpec."""
     if source == "demo" or source.startswith("demo:"):
-        from tasks.demo import DemoConfig, write_demo_data
+        from tasks.ingest.demo import DemoConfig, write_demo_data
 
         n_users = int(source.split(":", 1)[1]) if ":" in source else DemoConfig().n_users
         out_dir = sources_dir / f"demo-{n_users}"
