@@ -1,4 +1,4 @@
-"""Segment quality against baselines, by the recommendation protocol of tasks/evaluate.py, per data set.
+"""Segment quality against baselines, by the recommendation protocol of tasks/evaluate/, per data set.
 
     .venv/bin/python benchmarks/quality.py [--data ../shared/data]
 
@@ -16,7 +16,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import duckdb
 import numpy as np
 from sklearn.preprocessing import normalize
 
@@ -30,25 +29,23 @@ for name, value in DEFAULT_ENVIRONMENT.items():
 
 
 def itemknn_metrics(warehouse: Path) -> dict[str, float]:
-    from tasks.evaluate import load_heldout, make_holdout, ranking_metrics
-    from tasks.features import InteractionWeights, build_features, load_interactions, use_events
+    from tasks.evaluate.holdout import split_events
+    from tasks.evaluate.metrics import ranking_metrics
+    from tasks.features.events import read_warehouse_events
+    from tasks.features.interactions import interaction_matrix
+    from tasks.features.user_features import FeatureModel
+    from tasks.segment.settings import SegmentSettings
 
-    con = duckdb.connect(str(warehouse))
-    try:
-        use_events(con)
-        make_holdout(con, "bench_holdout")
-        use_events(con, "bench_holdout")
-        build_features(con, InteractionWeights())
-        train = load_interactions(con)
-        heldout = load_heldout(con, "bench_holdout")
-    finally:
-        con.close()
+    events, item_categories = read_warehouse_events(warehouse)
+    split = split_events(events)
+    _, features = FeatureModel.fit(split.train, item_categories, SegmentSettings().weights)
+    train = interaction_matrix(features.interactions)
     columns = normalize(train.matrix.T.tocsr().astype(np.float64))
     similarity = (columns @ columns.T).tocsr()
     similarity.setdiag(0)
     scores = np.asarray((train.matrix @ similarity).todense())
     rows = {u: i for i, u in enumerate(train.users)}
-    return ranking_metrics(train, heldout, scores, rows)
+    return ranking_metrics(train, split.heldout, scores, rows)
 
 
 def main() -> None:

@@ -126,7 +126,8 @@ def run(
     from flows.segment_users import segment_users
     from tasks.ingest.files import IngestFailedError
     from tasks.ingest.sources import SourceSpecError
-    from tasks.segment import SegmentationError, SegmentSettings
+    from tasks.segment.segmenter import SegmentationError
+    from tasks.segment.settings import SegmentSettings
     from validation.gate import ValidationFailedError
 
     try:

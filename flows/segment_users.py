@@ -1,28 +1,47 @@
-"""The `segment-users` flow: ingest, validate, features, embed, cluster, evaluate, publish."""
+"""The `segment-users` flow: ingest, then each stage of segmenting as its own task, visible in the run graph.
+
+holdout split -> choose K -> (features -> embed -> cluster -> evaluate) on the training part ->
+(features -> embed -> cluster -> assign) on all events -> describe -> profile -> validate -> save -> track ->
+publish. Tasks take and return values (frames, fitted objects) or paths, never a connection.
+"""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
+import polars as pl
+import pyarrow as pa
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.ingest import IngestReport, ingest_events
-from tasks import segment
+from tasks.clock import new_id, utc_now
+from tasks.cluster.base import Clusterer
+from tasks.cluster.choose_k import choose_k
+from tasks.cluster.registry import FINDS_ITS_OWN_K
+from tasks.embed.base import Embedder, Embedding
+from tasks.evaluate.holdout import EventSplit, split_events
+from tasks.features.events import read_warehouse_events
+from tasks.features.user_features import FeatureModel, UserFeatures
 from tasks.ingest.sources import resolve_source
 from tasks.publish import profile, publish
-from tasks.segment import SegmentFit, SegmentSettings
+from tasks.segment import segmenter as seg
+from tasks.segment.evaluate import describe_segments, score_holdout
+from tasks.segment.segmenter import Segmenter
+from tasks.segment.settings import SegmentSettings
+from tasks.segment.sweep import sweep_k
 from tasks.track import charts, tracking
 from tasks.track.report import headline_metrics, write_run_report
 from tasks.validate import validate_table
 from tasks.warehouse import connect_warehouse
 from tasks.workspace import Workspace, hold_workspace, open_workspace
 from validation.gate import ValidationFailedError, ValidationSettings
+
+# Pure computation is not retried (the same inputs fail the same way); I/O that can fail for a passing
+# reason (MLflow's SQLite store, file writes) is.
+IO_RETRIES = {"retries": 2, "retry_delay_seconds": 1}
 
 
 @dataclass
@@ -38,86 +57,180 @@ class RunSummary:
 
 
 @task(cache_policy=NO_CACHE)
-def evaluate(con: duckdb.DuckDBPyConnection, settings: SegmentSettings) -> dict[str, float]:
-    """Fit segments on all but the held-out items and score their top lists against those items."""
-    return segment.evaluate_on_holdout(con, settings)
+def load_events(
+    warehouse_path: str, memory_limit: str, settings: SegmentSettings
+) -> tuple[pa.Table, pa.Table]:
+    """Every event of the warehouse and the catalogue's item categories; refuses data too small to segment."""
+    events, item_categories = read_warehouse_events(warehouse_path, memory_limit)
+    seg.check_segmentable(events, settings)
+    return events, item_categories
 
 
 @task(cache_policy=NO_CACHE)
-def fit(con: duckdb.DuckDBPyConnection, settings: SegmentSettings) -> SegmentFit:
-    """Features, embedding and clustering on all events: the segments that get published. The feature tables
-    and the embedding (`emb_<name>`) stay in the warehouse for the models."""
-    fitted = segment.fit_segments(con, settings)
-    segment.store_fit(con, fitted)
-    return fitted
+def split_holdout(events: pa.Table, seed: int) -> EventSplit:
+    """Hold out each user's last 20% of items (users with >= 5): the training part is all a fit may read."""
+    return split_events(events, seed)
+
+
+@task(cache_policy=NO_CACHE)
+def choose_segment_count(
+    train: pa.Table, item_categories: pa.Table, settings: SegmentSettings
+) -> tuple[int, list[dict]]:
+    """K: as given, found by the clusterer, or by the K rule over a sweep on the training part."""
+    if settings.clusterer in FINDS_ITS_OWN_K:
+        return 0, []
+    if settings.k != "auto":
+        return int(settings.k), []
+    sweep = sweep_k(train, item_categories, settings)
+    return choose_k(sweep), sweep
+
+
+@task(cache_policy=NO_CACHE, task_run_name="features ({part})")
+def features(
+    events: pa.Table, item_categories: pa.Table, settings: SegmentSettings, part: str
+) -> tuple[FeatureModel, UserFeatures]:
+    """Per-user features (sql/features/) with the statistics they are fitted with."""
+    return seg.fit_features(events, item_categories, settings)
+
+
+@task(cache_policy=NO_CACHE, task_run_name="embed ({part})")
+def embed(user_features: UserFeatures, settings: SegmentSettings, part: str) -> tuple[Embedder, Embedding]:
+    """Fit the embedder and embed the users."""
+    return seg.fit_embedder(user_features, settings)
+
+
+@task(cache_policy=NO_CACHE, task_run_name="cluster ({part})")
+def cluster(embedding: Embedding, settings: SegmentSettings, k: int, part: str) -> Clusterer:
+    """Fit the clusterer: the segments."""
+    return seg.fit_clusterer(embedding, settings, k)
+
+
+@task(cache_policy=NO_CACHE)
+def evaluate(
+    user_features: UserFeatures, embedding: Embedding, clusterer: Clusterer, split: EventSplit
+) -> dict[str, float]:
+    """Score the training part's segment lists against the held-out items, next to popularity."""
+    return score_holdout(user_features, embedding, clusterer, split)
+
+
+@task(cache_policy=NO_CACHE)
+def assign(embedding: Embedding, clusterer: Clusterer) -> pl.DataFrame:
+    """Every user's segment and distance, as the saved segmenter assigns them."""
+    return seg.assignment_frame(embedding, clusterer)
 
 
 @task(cache_policy=NO_CACHE)
 def describe(
-    fitted: SegmentFit, settings: SegmentSettings, source: str, sources_dir: str
+    embedding: Embedding,
+    assignments: pl.DataFrame,
+    clusterer: Clusterer,
+    settings: SegmentSettings,
+    source: str,
+    sources_dir: str,
 ) -> dict[str, float]:
     """Intrinsic metrics, stability and (when the source has planted segments) agreement with them."""
     truth = resolve_source(source, Path(sources_dir)).truth()
-    return segment.describe_fit(fitted, settings, truth)
+    labels = assignments["segment_id"].to_numpy()
+    return describe_segments(embedding, labels, settings.clusterer, clusterer.k, settings.seed, truth)
 
 
 @task(cache_policy=NO_CACHE)
-def stage_segments(
-    con: duckdb.DuckDBPyConnection, fitted: SegmentFit, run_id: str, settings: SegmentSettings
-) -> list[dict]:
-    """Stage user_segments, segment_recommendations and segment_profiles as `seg_*` tables."""
-    profile.write_assignments(
-        con, fitted.embedding.user_ids, fitted.labels, segment.distances_to_own_centroid(fitted)
-    )
-    profile.build_recommendations(con, run_id, settings.n_recommendations)
-    profile.build_profiles(con, run_id)
-    publish.stage_user_segments(con, run_id)
-    return con.sql("select * from seg_segment_profiles order by segment_id").pl().to_dicts()
+def profile_segments(
+    warehouse_path: str, memory_limit: str, user_features: UserFeatures, embedding: Embedding,
+    assignments: pl.DataFrame, run_id: str, settings: SegmentSettings,
+) -> list[dict]:  # fmt: skip
+    """Stage user_segments, segment_recommendations and segment_profiles (labels, top lists) as `seg_*`."""
+    con = connect_warehouse(warehouse_path, memory_limit)
+    try:
+        profile.store_features(con, user_features, embedding)
+        profile.write_assignments(con, assignments)
+        profile.build_recommendations(con, run_id, settings.n_recommendations)
+        profile.build_profiles(con, run_id)
+        publish.stage_user_segments(con, run_id)
+        return con.sql("select * from seg_segment_profiles order by segment_id").pl().to_dicts()
+    finally:
+        con.close()
 
 
 @task(cache_policy=NO_CACHE)
-def validate_segments(con: duckdb.DuckDBPyConnection, run_id: str, reports_dir: str) -> None:
+def validate_segments(warehouse_path: str, memory_limit: str, run_id: str, reports_dir: str) -> None:
     """The gate before publishing: a critical failure stops here, leaving the published tables as they were."""
-    result = validate_table(
-        con, "published_segments", "seg_", run_id, Path(reports_dir), ValidationSettings()
-    )
+    con = connect_warehouse(warehouse_path, memory_limit)
+    try:
+        result = validate_table(
+            con, "published_segments", "seg_", run_id, Path(reports_dir), ValidationSettings()
+        )
+    finally:
+        con.close()
     if not result.success:
         raise ValidationFailedError(result.describe_failures())
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def save_segmenter(segmenter: Segmenter, profiles: list[dict], workspace_root: str, run_id: str) -> str:
+    """The fitted segmenter, with its segment labels, saved in the workspace."""
+    labelled = segmenter.with_labels({p["segment_id"]: p["label"] for p in profiles})
+    return str(labelled.save(seg.segmenter_path(workspace_root, run_id)))
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
 def track(
-    ws_root: str, run_id: str, params: dict, metrics: dict, fitted: SegmentFit, profiles: list[dict]
-) -> tuple[str, dict[str, bytes]]:
-    """Log the run to MLflow; returns its run id and the charts."""
+    ws_root: str, run_id: str, params: dict, metrics: dict, embedding: Embedding, assignments: pl.DataFrame,
+    sweep: list[dict], k: int, profiles: list[dict], segmenter_path: str, events: pa.Table,
+) -> tuple[str, dict[str, bytes]]:  # fmt: skip
+    """Log the run to MLflow (params, metrics, charts, the segmenter as a pyfunc model); returns its run id."""
+    import json
+
     ws = Workspace(workspace=Path(ws_root))
     figures = {
         "segment_sizes.png": charts.sizes_chart(
             [f"{p['segment_id']}: {p['label']}" for p in profiles], [p["size"] for p in profiles]
         ),
-        "projection.png": charts.projection_chart(fitted.embedding.vectors, fitted.labels),
+        "projection.png": charts.projection_chart(embedding.vectors, assignments["segment_id"].to_numpy()),
     }
-    if fitted.sweep:
-        figures = {"k_sweep.png": charts.k_sweep_chart(fitted.sweep, fitted.clustering.k), **figures}
-    import json
-
+    if sweep:
+        figures = {"k_sweep.png": charts.k_sweep_chart(sweep, k), **figures}
     tables = {
         "segment_profiles.json": json.dumps(profiles, indent=2, default=str),
-        "k_sweep.json": json.dumps(fitted.sweep, indent=2),
+        "k_sweep.json": json.dumps(sweep, indent=2),
     }
+    example = pl.from_arrow(events.slice(0, 20)).to_pandas()
     mlflow_run_id = tracking.log_run(
         ws.mlflow_uri, ws.mlartifacts_dir, run_id, params, metrics,
         f"{params['segments']['embedding']}/{params['segments']['clusterer']}", {**figures, **tables},
+        segmenter_path=segmenter_path, input_example=example,
     )  # fmt: skip
     return mlflow_run_id, figures
 
 
-@task(cache_policy=NO_CACHE)
-def publish_segments(con: duckdb.DuckDBPyConnection, exports_dir: str, run: dict) -> str:
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def publish_segments(
+    warehouse_path: str, memory_limit: str, exports_dir: str, run: dict, segmenter_path: str
+) -> str:
     """Write exports/<run_id>/, swap the published tables in one transaction, then switch exports/current."""
-    publish.write_exports(con, Path(exports_dir), run["run_id"])
-    publish.swap_published(con, run)
+    con = connect_warehouse(warehouse_path, memory_limit)
+    try:
+        publish.write_exports(con, Path(exports_dir), run["run_id"], Path(segmenter_path))
+        publish.swap_published(con, run)
+    finally:
+        con.close()
     return str(publish.switch_current_export(Path(exports_dir), run["run_id"]))
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def mark_published(ws_root: str, mlflow_run_id: str) -> None:
+    """Tag the MLflow run as published (it stays `false` when a run stops between tracking and publishing)."""
+    tracking.mark_published(Workspace(workspace=Path(ws_root)).mlflow_uri, mlflow_run_id)
+
+
+@task(cache_policy=NO_CACHE)
+def discard_staged(warehouse_path: str, memory_limit: str) -> None:
+    """Drop the staged `seg_*` tables (after a publish, or when a run stops before it)."""
+    con = connect_warehouse(warehouse_path, memory_limit)
+    try:
+        publish.drop_staged(con)
+    finally:
+        con.close()
 
 
 @flow(name="segment-users")
@@ -130,38 +243,60 @@ def segment_users(
     """Ingest a source, then build, evaluate and publish user segments for recommenders."""
     settings = settings or SegmentSettings()
     ws = open_workspace(workspace)
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    run_id = new_id()
+    warehouse, memory = str(ws.warehouse_path), ws.duckdb_memory_limit
     with hold_workspace(ws):
         report = ingest_events(source=source, workspace=str(ws.root), max_bad_fraction=max_bad_fraction)
-        con = connect_warehouse(ws.warehouse_path, ws.duckdb_memory_limit)
         try:
-            metrics = evaluate(con, settings)
-            fitted = fit(con, settings)
-            metrics |= describe(fitted, settings, source, str(ws.sources_dir))
-            profiles = stage_segments(con, fitted, run_id, settings)
-            validate_segments(con, run_id, str(ws.reports_dir / "validation"))
+            events, item_categories = load_events(warehouse, memory, settings)
+            split = split_holdout(events, settings.seed)
+            k, sweep = choose_segment_count(split.train, item_categories, settings)
+
+            train_model, train_features = features(split.train, item_categories, settings, "train")
+            _, train_embedding = embed(train_features, settings, "train")
+            train_clusterer = cluster(train_embedding, settings, k, "train")
+            metrics = evaluate(train_features, train_embedding, train_clusterer, split)
+
+            model, user_features = features(events, item_categories, settings, "all")
+            embedder, embedding = embed(user_features, settings, "all")
+            clusterer = cluster(embedding, settings, k, "all")
+            assignments = assign(embedding, clusterer)
+            metrics |= describe(embedding, assignments, clusterer, settings, source, str(ws.sources_dir))
+
+            profiles = profile_segments(
+                warehouse, memory, user_features, embedding, assignments, run_id, settings
+            )
+            validate_segments(warehouse, memory, run_id, str(ws.reports_dir / "validation"))
+            segmenter_path = save_segmenter(
+                Segmenter(model, embedder, clusterer, settings), profiles, str(ws.root), run_id
+            )
             params = {
                 "source": source,
                 "max_bad_fraction": max_bad_fraction,
                 "segments": settings.model_dump(),
             }
-            mlflow_run_id, figures = track(str(ws.root), run_id, params, metrics, fitted, profiles)
+            mlflow_run_id, figures = track(
+                str(ws.root), run_id, params, metrics, embedding, assignments, sweep, clusterer.k, profiles,
+                segmenter_path, events,
+            )  # fmt: skip
             run = {
-                "run_id": run_id, "created_at": datetime.now(UTC).replace(tzinfo=None), "source": report.source,
-                "embedding": settings.embedding, "clusterer": settings.clusterer, "k": fitted.clustering.k,
+                "run_id": run_id, "created_at": utc_now(), "source": report.source,
+                "embedding": settings.embedding, "clusterer": settings.clusterer, "k": clusterer.k,
                 "metrics": metrics, "mlflow_run_id": mlflow_run_id,
             }  # fmt: skip
-            current = publish_segments(con, str(ws.exports_dir), run)
+            current = publish_segments(warehouse, memory, str(ws.exports_dir), run, segmenter_path)
+            mark_published(str(ws.root), mlflow_run_id)
         finally:
-            publish.drop_staged(con)
-            con.close()
+            discard_staged(warehouse, memory)
     report_path = ws.reports_dir / f"run-{run_id}.html"
     locations = {
         "warehouse": str(ws.warehouse_path),
         "exports": current,
+        "segmenter": segmenter_path,
         "run report": str(report_path),
         "validation reports": str(ws.reports_dir / "validation" / "index.html"),
         "MLflow UI": f"mlflow ui --backend-store-uri {ws.mlflow_uri} --workers 1",
+        "MLflow model": f"runs:/{mlflow_run_id}/segmenter",
     }
     write_run_report(report_path, run_id, locations, profiles, metrics, figures)
     create_markdown_artifact(

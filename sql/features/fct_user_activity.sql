@@ -1,10 +1,7 @@
 -- Per user: activity, recency / frequency / monetary, event-type shares, funnel rates and sessions.
--- Recency is measured from the last event in `seg_events`, so it does not drift with the wall clock.
-with bounds as (
-    select max(seg_events.ts) as end_ts from seg_events
-),
-
-per_user as (
+-- Recency is measured from the fitted reference time $end_ts (the last event the fit saw), so it does not
+-- drift with the wall clock and a user scored later is measured on the same scale.
+with per_user as (
     select
         seg_events.user_id,
         count(*) as n_events,
@@ -29,8 +26,8 @@ final as (
         per_user.n_events,
         per_user.n_items,
         per_user.active_days,
-        date_diff('second', per_user.last_ts, bounds.end_ts) / 86400.0 as recency_days,
-        per_user.active_days / greatest(date_diff('second', per_user.first_ts, bounds.end_ts) / 86400.0, 1.0)
+        greatest(date_diff('second', per_user.last_ts, $end_ts) / 86400.0, 0.0) as recency_days,
+        per_user.active_days / greatest(date_diff('second', per_user.first_ts, $end_ts) / 86400.0, 1.0)
             as frequency,
         per_user.monetary,
         per_user.n_views / per_user.n_events as share_view,
@@ -43,7 +40,6 @@ final as (
         per_user.n_sessions,
         case when per_user.n_sessions > 0 then per_user.n_events / per_user.n_sessions end as events_per_session,
     from per_user
-    cross join bounds
 )
 
 select * from final

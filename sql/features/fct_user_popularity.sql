@@ -1,26 +1,12 @@
--- Per user: affinity for popular vs niche items and diversity. Popularity is the item's share of users;
--- niche items are outside the top 20% most popular; entropy is over the user's categories.
-with item_users as (
-    select fct_interactions.item_id, count(*) as n_users,
-    from fct_interactions
-    group by fct_interactions.item_id
-),
-
-ranked as (
-    select
-        item_users.item_id,
-        item_users.n_users,
-        percent_rank() over (order by item_users.n_users desc) as popularity_rank,
-    from item_users
-),
-
-per_user as (
+-- Per user: affinity for popular vs niche items (fit_item_popularity: an item the fit never saw counts as
+-- seen by one user, and niche) and the diversity of the user's categories.
+with per_user as (
     select
         fct_interactions.user_id,
-        avg(ln(ranked.n_users)) as mean_log_popularity,
-        avg(case when ranked.popularity_rank > 0.2 then 1.0 else 0.0 end) as share_niche,
+        avg(ln(coalesce(fit_item_popularity.n_users, 1))) as mean_log_popularity,
+        avg(case when coalesce(fit_item_popularity.is_niche, true) then 1.0 else 0.0 end) as share_niche,
     from fct_interactions
-    join ranked on ranked.item_id = fct_interactions.item_id
+    left join fit_item_popularity on fit_item_popularity.item_id = fct_interactions.item_id
     group by fct_interactions.user_id
 ),
 

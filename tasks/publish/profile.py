@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import duckdb
-import numpy as np
 import polars as pl
 
+from tasks.embed.base import Embedding, embedding_frame
+from tasks.features.user_features import UserFeatures
 from tasks.warehouse import create_table_from_frame, load_sql
 
 DAYPARTS = {
@@ -18,18 +19,16 @@ DAYPARTS = {
 }
 
 
-def write_assignments(
-    con: duckdb.DuckDBPyConnection, user_ids: np.ndarray, labels: np.ndarray, distances: np.ndarray
-) -> None:
-    """`seg_assignments(user_id, segment_id, distance)`: the segment of every user."""
-    frame = pl.DataFrame(
-        {
-            "user_id": user_ids.astype(str),
-            "segment_id": labels.astype(np.int64),
-            "distance": distances.astype(float),
-        }
-    )
-    create_table_from_frame(con, "seg_assignments", frame, temp=True)
+def write_assignments(con: duckdb.DuckDBPyConnection, assignments: pl.DataFrame) -> str:
+    """`seg_assignments(user_id, segment_id, distance)`: the segment of every user, as the segmenter assigns."""
+    return create_table_from_frame(con, "seg_assignments", assignments, temp=True)
+
+
+def store_features(con: duckdb.DuckDBPyConnection, features: UserFeatures, embedding: Embedding) -> list[str]:
+    """The run's feature tables (`fct_*`) and its embedding (`emb_<name>`) in the warehouse, for profiles and
+    for whoever trains on them next."""
+    stored = [create_table_from_frame(con, table, frame) for table, frame in features.tables.items()]
+    return [*stored, create_table_from_frame(con, f"emb_{embedding.name}", embedding_frame(embedding))]
 
 
 def build_recommendations(con: duckdb.DuckDBPyConnection, run_id: str, n_items: int) -> str:

@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import math
 import os
-from datetime import UTC, datetime
+import shutil
 from pathlib import Path
 
 import duckdb
 
+from tasks.clock import utc_now
 from tasks.warehouse import transaction
 
 PUBLISHED_TABLES = ("user_segments", "segment_recommendations", "segment_profiles")
+SEGMENTER_FILE = "segmenter.pkl"
 
 
 def stage_user_segments(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
@@ -24,17 +26,23 @@ def stage_user_segments(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
         from seg_assignments
         order by user_id
         """,
-        {"run_id": run_id, "at": datetime.now(UTC).replace(tzinfo=None)},
+        {"run_id": run_id, "at": utc_now()},
     )
     return "seg_user_segments"
 
 
-def write_exports(con: duckdb.DuckDBPyConnection, exports_dir: Path, run_id: str) -> Path:
-    """The staged tables as Parquet in `exports/<run_id>/` (not yet current)."""
+def write_exports(
+    con: duckdb.DuckDBPyConnection, exports_dir: Path, run_id: str, segmenter_path: Path | None = None
+) -> Path:
+    """The staged tables as Parquet, and the run's segmenter, in `exports/<run_id>/` (not yet current)."""
     out_dir = exports_dir / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
     for table in PUBLISHED_TABLES:
-        con.execute(f"copy seg_{table} to '{out_dir / f'{table}.parquet'}' (format parquet)")
+        con.execute(
+            f"copy seg_{table} to $path (format parquet)", {"path": str(out_dir / f"{table}.parquet")}
+        )
+    if segmenter_path is not None:
+        shutil.copyfile(segmenter_path, out_dir / SEGMENTER_FILE)
     return out_dir
 
 
@@ -59,6 +67,7 @@ def drop_staged(con: duckdb.DuckDBPyConnection) -> None:
     """Remove the staged `seg_*` copies (after a swap, or when a run stops before it)."""
     for table in PUBLISHED_TABLES:
         con.execute(f"drop table if exists seg_{table}")
+    con.execute("drop table if exists seg_assignments")
 
 
 def metrics_json(metrics: dict) -> str:

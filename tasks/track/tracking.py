@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 EXPERIMENT = "segflow"
+PUBLISHED_TAG = "segflow.published"
 
 
 def metric_key(name: str) -> str:
@@ -34,8 +35,11 @@ def log_run(
     metrics: dict[str, float],
     nested_name: str,
     artifacts: dict[str, bytes | str],
+    segmenter_path: str | None = None,
+    input_example=None,
 ) -> str:
-    """Log a pipeline run; returns the parent MLflow run id."""
+    """Log a pipeline run (and its segmenter as a pyfunc model, tagged unpublished until `mark_published`);
+    returns the parent MLflow run id."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -49,6 +53,7 @@ def log_run(
         metric_key(k): float(v) for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v)
     }
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as parent:
+        mlflow.set_tag(PUBLISHED_TAG, "false")
         mlflow.log_params(flatten(params))
         mlflow.log_metrics(clean)
         with mlflow.start_run(experiment_id=experiment_id, run_name=nested_name, nested=True):
@@ -60,7 +65,19 @@ def log_run(
                 else:
                     mlflow.log_text(content, name)
         mlflow.log_text(json.dumps(metrics, indent=2, default=float), "evaluation.json")
+        if segmenter_path is not None:
+            from tasks.track.pyfunc import log_segmenter
+
+            log_segmenter(segmenter_path, input_example)
         return parent.info.run_id
+
+
+def mark_published(tracking_uri: str, mlflow_run_id: str) -> None:
+    """Tag the run as published: a run that crashed between tracking and publishing stays `false`."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.MlflowClient().set_tag(mlflow_run_id, PUBLISHED_TAG, "true")
 
 
 def _image(content: bytes):

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.segment_users import segment_users
 from tasks.publish import profile
-from tasks.segment import SegmentSettings
+from tasks.segment.settings import SegmentSettings
 from tests.helpers import ML_LATEST_SMALL, needs_ml_latest_small, query, write_csv_source
 from validation.gate import ValidationFailedError
 
@@ -60,7 +60,7 @@ def test_demo_run_writes_exports_report_and_mlflow_runs(demo_run):
     current = workspace / "exports" / "current"
     assert os.readlink(current) == summary.run_id
     assert sorted(p.name for p in current.iterdir()) == [
-        "segment_profiles.parquet", "segment_recommendations.parquet", "user_segments.parquet",
+        "segment_profiles.parquet", "segment_recommendations.parquet", "segmenter.pkl", "user_segments.parquet",
     ]  # fmt: skip
     assert duckdb.execute(f"select count(*) from '{current / 'user_segments.parquet'}'").fetchall() == [
         (400,)
@@ -84,6 +84,53 @@ def test_demo_run_writes_exports_report_and_mlflow_runs(demo_run):
     child = next(r for r in runs if "mlflow.parentRunId" in r.data.tags)
     artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
     assert {"k_sweep.png", "projection.png", "segment_sizes.png", "segment_profiles.json"} <= artifacts
+
+
+def test_the_segmenter_reloaded_from_mlflow_reproduces_the_published_assignment(demo_run):
+    import mlflow
+
+    workspace, summary = demo_run
+    mlflow_run_id = query(workspace, "select mlflow_run_id from segment_runs where is_current")[0][0]
+    assert summary.locations["MLflow model"] == f"runs:/{mlflow_run_id}/segmenter"
+    mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(f"runs:/{mlflow_run_id}/segmenter")
+    con = duckdb.connect(str(workspace / "warehouse.duckdb"), read_only=True)
+    try:
+        events = con.sql(
+            "select user_id, item_id, event_type, ts, value, quantity, session_id from events"
+        ).df()
+    finally:
+        con.close()
+    predicted = model.predict(events).sort_values("user_id").reset_index(drop=True)
+    published = query(workspace, "select user_id, segment_id, distance from user_segments order by user_id")
+    assert len(predicted) == len(published) == 400
+    assert list(predicted["segment_id"]) == [segment for _, segment, _ in published]
+    assert predicted["distance"].round(6).tolist() == pytest.approx([d for *_, d in published], abs=1e-6)
+    assert mlflow.get_run(mlflow_run_id).data.tags["segflow.published"] == "true"
+    # The same segmenter is kept in the workspace and beside the published tables.
+    assert summary.locations["segmenter"].endswith(f"segmenters/{summary.run_id}.pkl")
+
+
+def test_the_run_graph_shows_each_stage_as_a_task(demo_run):
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter
+
+    with get_client(sync_client=True) as client:
+        flow_runs = client.read_flow_runs()
+        run = next(
+            r
+            for r in flow_runs
+            if r.parameters.get("workspace") == str(demo_run[0]) and "settings" in r.parameters
+        )
+        names = {
+            t.name.rsplit("-", 1)[0]
+            for t in client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [run.id]}))
+        }
+    assert {
+        "load_events", "split_holdout", "choose_segment_count", "features (train)", "embed (train)",
+        "cluster (train)", "evaluate", "features (all)", "embed (all)", "cluster (all)", "assign", "describe",
+        "profile_segments", "validate_segments", "save_segmenter", "track", "publish_segments", "mark_published",
+    } <= names, names  # fmt: skip
 
 
 def test_segments_and_user_commands(demo_run):

@@ -7,7 +7,7 @@ from datetime import datetime
 import duckdb
 import pytest
 
-from tasks.features import InteractionWeights
+from tasks.features.interactions import InteractionWeights
 from tasks.warehouse import create_warehouse_tables, load_sql
 
 EVENTS = [
@@ -33,10 +33,14 @@ def con():
         "insert into items (item_id, category, updated_at) values ('i1', 'tea', now()), ('i2', 'tea|books', now()), ('i3', 'books', now())"
     )
     con.execute("create view seg_events as select * from events")
+    con.execute("create view seg_items as select item_id, category from items")
     con.execute(
         f"create table fct_interactions as {load_sql('features/fct_interactions')}",
         InteractionWeights().as_params(),
     )
+    con.execute(f"create table fct_user_category_share as {load_sql('features/fct_user_category_share')}")
+    con.execute(f"create table fit_category_idf as {load_sql('features/fit_category_idf')}")
+    con.execute(f"create table fit_item_popularity as {load_sql('features/fit_item_popularity')}")
     yield con
     con.close()
 
@@ -51,7 +55,8 @@ def test_fct_interactions_weighs_each_event_type(con):
 def test_fct_user_activity(con):
     rows = con.execute(
         f"""select user_id, n_events, n_items, active_days, round(recency_days, 4), monetary, share_purchase,
-        view_to_cart, cart_to_purchase, mean_rating from ({load_sql("features/fct_user_activity")}) order by 1"""
+        view_to_cart, cart_to_purchase, mean_rating from ({load_sql("features/fct_user_activity")}) order by 1""",
+        {"end_ts": datetime(2024, 1, 10, 15)},
     ).fetchall()
     assert rows == [
         (
@@ -79,7 +84,8 @@ def test_fct_user_time(con):
 
 def test_fct_user_category_splits_multi_valued_categories_and_weighs_by_idf(con):
     rows = con.execute(
-        f"select user_id, category, round(share, 4), round(tfidf, 4) from ({load_sql('features/fct_user_category')}) order by 1, 2"
+        f"select user_id, category, round(share, 4), round(tfidf, 4) from ({load_sql('features/fct_user_category')}) order by 1, 2",
+        {"unseen_idf": 99.0},
     ).fetchall()
     # a: i1 (tea, 9) + i2 (tea|books, 1 split in two) -> tea 9.5, books 0.5 of 10.
     # b: i2 (4.5 split: 2.25 each) + i3 (books, 2) -> books 4.25, tea 2.25 of 6.5.
@@ -118,22 +124,27 @@ def test_segment_recommendations_rank_by_member_share_with_a_global_list(con):
     ]  # fmt: skip
 
 
-def test_the_user_feature_frame_keeps_the_50_most_widespread_categories_and_pools_the_rest(con):
-    from tasks.features import MAX_CATEGORY_COLUMNS, user_feature_frame
+def test_an_unseen_category_gets_the_idf_of_a_category_no_user_touched(con):
+    con.execute("insert into fct_user_category_share values ('c', 'garden', 1.0)")
+    rows = con.execute(
+        f"select category, tfidf from ({load_sql('features/fct_user_category')}) where user_id = 'c'",
+        {"unseen_idf": 2.5},
+    ).fetchall()
+    assert rows == [("garden", 2.5)]
 
-    con.execute("drop view seg_events")
-    con.execute("create table seg_events as select * from events")
-    con.execute(
-        "insert into seg_events (user_id, item_id, event_type, ts, source, batch_id, ingested_at) "
-        "select 'u' || (i % 3), 'x' || i, 'view', timestamp '2024-01-01' + to_hours(i), 's', 'b', now() from range(70) t(i)"
-    )
-    con.execute(
-        "insert into items (item_id, category, updated_at) select 'x' || i, 'c' || i, now() from range(70) t(i)"
-    )
-    from tasks.features import InteractionWeights, build_features
 
-    build_features(con, InteractionWeights())
-    frame = user_feature_frame(con)
-    category_columns = [c for c in frame.columns if c.startswith("cat:")]
-    assert len(category_columns) == MAX_CATEGORY_COLUMNS + 1 and "cat:(other)" in category_columns
-    assert frame.height == 5  # a, b and u0..u2
+def test_item_popularity_marks_all_but_the_top_fifth_niche(con):
+    rows = con.execute("select item_id, n_users, is_niche from fit_item_popularity order by 1").fetchall()
+    # i2 has 2 users (rank 0); i1 and i3 have 1 (percent rank 0.5 > 0.2).
+    assert rows == [("i1", 1, True), ("i2", 2, False), ("i3", 1, True)]
+
+
+def test_popularity_features_count_an_unseen_item_as_seen_by_one_user_and_niche(con):
+    con.execute("insert into fct_interactions values ('c', 'new', 1.0, 1, now(), now())")
+    con.execute(
+        f"create table fct_user_category as {load_sql('features/fct_user_category')}", {"unseen_idf": 1.0}
+    )
+    rows = con.execute(
+        f"select user_id, mean_log_popularity, share_niche from ({load_sql('features/fct_user_popularity')}) order by 1"
+    ).fetchall()
+    assert rows[-1] == ("c", 0.0, 1.0)

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from tasks.cluster import choose_k, fit_clusters
-from tasks.evaluate import agreement, intrinsic_metrics, ranking_metrics, segment_usefulness
-from tasks.features import Interactions
+from tasks.cluster.choose_k import choose_k
+from tasks.cluster.registry import CLUSTERERS, fit_clusters, make_clusterer
+from tasks.evaluate.metrics import agreement, intrinsic_metrics, ranking_metrics, segment_usefulness
+from tasks.features.interactions import Interactions
 
 
 def blobs(n_per: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -22,10 +23,41 @@ def blobs(n_per: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def test_each_clusterer_recovers_well_separated_blobs(clusterer):
     vectors, truth = blobs()
     clustering = fit_clusters(vectors, clusterer, 4, seed=0)
-    assert agreement(truth, clustering.labels)["ari"] == pytest.approx(1.0)
+    labels, distances = clustering.predict(vectors)
+    assert agreement(truth, labels)["ari"] == pytest.approx(1.0)
     assert clustering.centroids.shape == (4, 3)
     # Segment 0 is the largest; with equal sizes every id 0..3 is used once.
-    assert sorted(np.unique(clustering.labels)) == [0, 1, 2, 3]
+    assert sorted(np.unique(labels)) == [0, 1, 2, 3]
+    # The distance is to the segment's own centroid.
+    assert np.allclose(distances, np.linalg.norm(vectors - clustering.centroids[labels], axis=1))
+
+
+@pytest.mark.parametrize("clusterer", sorted(CLUSTERERS))
+def test_a_saved_clusterer_places_new_points_like_the_fitted_one(clusterer, tmp_path):
+    vectors, truth = blobs()
+    fitted = fit_clusters(vectors, clusterer, 4, seed=0)
+    loaded = type(fitted).load(fitted.save(tmp_path / "clusterer.pkl"))
+    new_points, new_truth = blobs(n_per=5, seed=1)
+    labels = loaded.predict(new_points)[0]
+    assert np.array_equal(labels, fitted.predict(new_points)[0])
+    # A new point near a blob's centre lands in that blob's segment.
+    own = {t: np.bincount(fitted.labels_[truth == t]).argmax() for t in range(4)}
+    assert [own[t] for t in new_truth] == labels.tolist()
+
+
+def test_hdbscan_calls_a_point_far_from_every_segment_noise():
+    vectors, _ = blobs()
+    fitted = fit_clusters(vectors, "hdbscan", 0)
+    labels, distances = fitted.predict(np.array([[50.0, 50.0, 50.0], [0.1, 0.0, 0.0]]))
+    assert labels[0] == -1 and np.isnan(distances[0])
+    assert labels[1] >= 0
+
+
+def test_an_unknown_clusterer_names_the_choices():
+    with pytest.raises(
+        ValueError, match="unknown clusterer 'dbscan'; choose one of kmeans, hdbscan, agglomerative"
+    ):
+        make_clusterer("dbscan")
 
 
 def test_the_k_rule_takes_the_smallest_useful_k_among_the_well_separated():

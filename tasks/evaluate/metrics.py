@@ -1,4 +1,4 @@
-"""Evaluation: intrinsic cluster metrics, stability, and how well segment top lists predict held-out items.
+"""Metrics: intrinsic cluster metrics, stability, and how well segment top lists predict held-out items.
 
 The recommendation protocol: users with >= 5 distinct items; the last 20% (at least 1) of their distinct
 items by first interaction are held out; segments are fit on the rest; each user is recommended the top items
@@ -8,7 +8,6 @@ popularity measured the same way.
 
 from __future__ import annotations
 
-import duckdb
 import numpy as np
 import scipy.sparse as sp
 from sklearn.metrics import (
@@ -19,21 +18,7 @@ from sklearn.metrics import (
     silhouette_score,
 )
 
-from tasks.features import Interactions
-from tasks.warehouse import load_sql
-
-MIN_ITEMS = 5
-HOLDOUT_FRACTION = 0.2
-MAX_EVAL_USERS = 50_000  # past this, a fixed random sample of the held-out users is scored
-
-
-def make_holdout(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    """Create `table(user_id, item_id)`: the held-out items of `seg_events` (see module doc); returns its size."""
-    con.execute(
-        f"create or replace temp table {table} as {load_sql('segments/seg_holdout')}",
-        {"min_items": MIN_ITEMS, "fraction": HOLDOUT_FRACTION},
-    )
-    return con.execute(f"select count(*) from {table}").fetchall()[0][0]
+from tasks.features.interactions import Interactions
 
 
 def segment_item_scores(train: Interactions, labels: np.ndarray) -> np.ndarray:
@@ -97,18 +82,6 @@ def ranking_metrics(
     return {name: (total / n_users if n_users else 0.0) for name, total in sums.items()} | {
         "n_eval_users": n_users
     }
-
-
-def load_heldout(con: duckdb.DuckDBPyConnection, table: str, seed: int = 0) -> dict[str, set[str]]:
-    """user -> held-out items; at most MAX_EVAL_USERS users (a fixed sample past that)."""
-    heldout: dict[str, set[str]] = {}
-    for user, item in con.execute(f"select user_id, item_id from {table}").fetchall():
-        heldout.setdefault(user, set()).add(item)
-    if len(heldout) > MAX_EVAL_USERS:
-        users = sorted(heldout)
-        keep = np.random.default_rng(seed).choice(len(users), size=MAX_EVAL_USERS, replace=False)
-        heldout = {users[i]: heldout[users[i]] for i in sorted(keep)}
-    return heldout
 
 
 def segment_usefulness(

@@ -1,0 +1,32 @@
+-- Per user and category: the user's share of their interaction weight. Multi-valued categories
+-- ('Action|Comedy') split evenly. Reads fct_interactions and seg_items(item_id, category).
+with interactions as (
+    select * from fct_interactions where weight > 0
+),
+
+categorised as (
+    select
+        interactions.user_id,
+        trim(category.unnest) as category,
+        interactions.weight / len(string_split(seg_items.category, '|')) as weight,
+    from interactions
+    join seg_items on seg_items.item_id = interactions.item_id
+    cross join unnest(string_split(seg_items.category, '|')) as category
+    where seg_items.category is not null
+),
+
+per_user as (
+    select categorised.user_id, categorised.category, sum(categorised.weight) as weight,
+    from categorised
+    group by categorised.user_id, categorised.category
+),
+
+final as (
+    select
+        per_user.user_id,
+        per_user.category,
+        per_user.weight / sum(per_user.weight) over (partition by per_user.user_id) as share,
+    from per_user
+)
+
+select * from final

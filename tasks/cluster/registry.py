@@ -1,0 +1,32 @@
+"""Every clusterer family by name: a new family is one module and one entry here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from tasks.cluster.agglomerative import AgglomerativeClusterer
+from tasks.cluster.base import Clusterer
+from tasks.cluster.hdbscan import HdbscanClusterer
+from tasks.cluster.kmeans import KMeansClusterer
+
+CLUSTERERS: dict[str, Callable[[int], Clusterer]] = {
+    "kmeans": KMeansClusterer,
+    "hdbscan": HdbscanClusterer,
+    "agglomerative": AgglomerativeClusterer,
+}
+# Families that find the number of segments themselves: no K sweep.
+FINDS_ITS_OWN_K = ("hdbscan",)
+
+
+def make_clusterer(name: str, seed: int = 0) -> Clusterer:
+    """A new, unfitted clusterer of the family `name`."""
+    if name not in CLUSTERERS:
+        raise ValueError(f"unknown clusterer {name!r}; choose one of {', '.join(CLUSTERERS)}")
+    return CLUSTERERS[name](seed)
+
+
+def fit_clusters(vectors: np.ndarray, name: str, k: int, seed: int = 0) -> Clusterer:
+    """A clusterer of the family `name` fitted on `vectors` with `k` segments."""
+    return make_clusterer(name, seed).fit(vectors, k)

@@ -1,0 +1,23 @@
+"""Every embedder family by name: a new family is one module and one entry here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tasks.embed.base import Embedder
+from tasks.embed.behaviour import BehaviourEmbedder
+from tasks.embed.combined import CombinedEmbedder
+from tasks.embed.svd import SvdEmbedder
+
+EMBEDDERS: dict[str, Callable[[int], Embedder]] = {
+    "behaviour": BehaviourEmbedder,
+    "svd": SvdEmbedder,
+    "combined": CombinedEmbedder,
+}
+
+
+def make_embedder(name: str, seed: int = 0) -> Embedder:
+    """A new, unfitted embedder of the family `name`."""
+    if name not in EMBEDDERS:
+        raise ValueError(f"unknown embedding {name!r}; choose one of {', '.join(EMBEDDERS)}")
+    return EMBEDDERS[name](seed)

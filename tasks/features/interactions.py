@@ -1,0 +1,73 @@
+"""The user-item interaction matrix: the weights of each event type, and the matrix as sparse arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+from pydantic import BaseModel, Field
+
+
+class InteractionWeights(BaseModel):
+    """How much each event type counts in the user-item matrix; `rate` events weigh their rating."""
+
+    view: float = Field(1.0, description="Weight of a view.")
+    click: float = Field(1.0, description="Weight of a click or a search.")
+    add_to_cart: float = Field(3.0, alias="cart", description="Weight of an add-to-cart.")
+    purchase: float = Field(5.0, description="Weight of a purchase.")
+    tag: float = Field(2.0, description="Weight of a tag.")
+    play: float = Field(1.0, description="Weight of a play, times ln(1 + plays).")
+    like: float = Field(3.0, description="Weight of a like.")
+    share: float = Field(3.0, description="Weight of a share.")
+    other: float = Field(1.0, description="Weight of any other event type.")
+
+    model_config = {"populate_by_name": True}
+
+    def as_params(self) -> dict[str, float]:
+        return {
+            "w_view": self.view,
+            "w_click": self.click,
+            "w_cart": self.add_to_cart,
+            "w_purchase": self.purchase,
+            "w_tag": self.tag,
+            "w_play": self.play,
+            "w_like": self.like,
+            "w_share": self.share,
+            "w_other": self.other,
+        }
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """`fct_interactions` as sparse matrices: users x items, rows and columns in the order given."""
+
+    users: np.ndarray
+    items: np.ndarray
+    matrix: sp.csr_matrix  # 1 where the user touched the item (any event, whatever its weight)
+    weights: sp.csr_matrix  # the interaction weights, positive ones only
+
+    def user_positions(self, user_ids) -> np.ndarray:
+        index = {u: i for i, u in enumerate(self.users)}
+        return np.array([index.get(u, -1) for u in user_ids])
+
+
+def interaction_matrix(
+    frame: pl.DataFrame, users: np.ndarray | None = None, items: np.ndarray | None = None
+) -> Interactions:
+    """`fct_interactions` rows (user_id, item_id, weight) as sparse matrices. Rows follow `users` and columns
+    `items` when given (pairs outside them are dropped); otherwise all of the frame's, in id order."""
+    users = np.array(sorted(frame["user_id"].unique().to_list()), dtype=object) if users is None else users
+    items = np.array(sorted(frame["item_id"].unique().to_list()), dtype=object) if items is None else items
+    coded = (
+        frame.select("user_id", "item_id", pl.col("weight").cast(pl.Float64).clip(lower_bound=0))
+        .join(pl.DataFrame({"user_id": users.astype(str), "u": np.arange(len(users))}), on="user_id")
+        .join(pl.DataFrame({"item_id": items.astype(str), "i": np.arange(len(items))}), on="item_id")
+    )
+    rows, columns = coded["u"].to_numpy(), coded["i"].to_numpy()
+    shape = (len(users), len(items))
+    matrix = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, columns)), shape=shape)
+    weights = sp.csr_matrix((coded["weight"].to_numpy(), (rows, columns)), shape=shape)
+    weights.eliminate_zeros()
+    return Interactions(users, items, matrix, weights)

@@ -1,0 +1,100 @@
+"""The Segmenter: everything a fit learned (feature statistics, embedder, clusterer, segment labels), saved
+as one file; `assign(events)` gives any users, old or new, a segment and their distance to it.
+
+A fit is three steps, each a task of the flow: `fit_features`, `fit_embedder`, `fit_clusterer`.
+`fit_segmenter` runs them in a row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from tasks.cluster.base import Clusterer
+from tasks.cluster.registry import make_clusterer
+from tasks.embed.base import Embedder, Embedding
+from tasks.embed.registry import make_embedder
+from tasks.features.user_features import FeatureModel, UserFeatures
+from tasks.fitted import Saveable
+from tasks.segment.settings import SegmentSettings
+
+
+class SegmentationError(ValueError):
+    """The data cannot be segmented as asked (e.g. fewer users than segments)."""
+
+
+@dataclass(frozen=True)
+class Segmenter(Saveable):
+    features: FeatureModel
+    embedder: Embedder
+    clusterer: Clusterer
+    settings: SegmentSettings
+    segment_labels: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def k(self) -> int:
+        return self.clusterer.k
+
+    def embed(self, events) -> Embedding:
+        """The vectors of the users in `events` (a frame of the canonical event columns)."""
+        return self.embedder.transform(self.features.transform(events))
+
+    def assign(self, events) -> pl.DataFrame:
+        """`user_id, segment_id, distance` for every user in `events`; -1 is no segment (hdbscan noise)."""
+        return assignment_frame(self.embed(events), self.clusterer)
+
+    def with_labels(self, labels: dict[int, str]) -> Segmenter:
+        return replace(self, segment_labels=dict(labels))
+
+
+def assignment_frame(embedding: Embedding, clusterer: Clusterer) -> pl.DataFrame:
+    labels, distances = clusterer.predict(embedding.vectors)
+    return pl.DataFrame(
+        {
+            "user_id": embedding.user_ids.astype(str),
+            "segment_id": labels.astype(np.int64),
+            "distance": distances.astype(np.float64),
+        }
+    )
+
+
+def check_segmentable(events: pa.Table, settings: SegmentSettings) -> int:
+    """The number of users; a SegmentationError when there are too few for the settings."""
+    n_users = len(pa.compute.unique(events.column("user_id")))
+    needed = 2 * settings.k_min if settings.k == "auto" else int(settings.k)
+    if n_users < needed:
+        raise SegmentationError(f"{n_users} users with events: segmenting needs at least {needed}")
+    return n_users
+
+
+def fit_features(
+    events: pa.Table, item_categories: pa.Table, settings: SegmentSettings
+) -> tuple[FeatureModel, UserFeatures]:
+    return FeatureModel.fit(events, item_categories, settings.weights)
+
+
+def fit_embedder(features: UserFeatures, settings: SegmentSettings) -> tuple[Embedder, Embedding]:
+    embedder = make_embedder(settings.embedding, settings.seed).fit(features)
+    return embedder, embedder.transform(features)
+
+
+def fit_clusterer(embedding: Embedding, settings: SegmentSettings, k: int) -> Clusterer:
+    return make_clusterer(settings.clusterer, settings.seed).fit(embedding.vectors, k)
+
+
+def fit_segmenter(
+    events: pa.Table, item_categories: pa.Table, settings: SegmentSettings, k: int
+) -> Segmenter:
+    """Features, embedder and clusterer fitted on `events`, in one call."""
+    model, features = fit_features(events, item_categories, settings)
+    embedder, embedding = fit_embedder(features, settings)
+    return Segmenter(model, embedder, fit_clusterer(embedding, settings, k), settings)
+
+
+def segmenter_path(workspace_root: Path | str, run_id: str) -> Path:
+    """Where a run keeps its segmenter in the workspace."""
+    return Path(workspace_root) / "segmenters" / f"{run_id}.pkl"
