@@ -1,11 +1,22 @@
-"""Where a run keeps everything it writes, and the one-writer-at-a-time lock over it."""
+"""Where a run keeps everything it writes, the one-writer-at-a-time lock over it, and the local Prefect server
+a command's flows run against."""
 
 from __future__ import annotations
 
+import atexit
+import ctypes
 import fcntl
 import os
-from collections.abc import Iterator
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field
@@ -21,10 +32,22 @@ DEFAULT_ENVIRONMENT = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "PREFECT_LOGGING_LEVEL": "WARNING",
 }
+# Without --verbose the console gets segflow's own lines only. Prefect keeps sending every log to its API
+# (the UI still shows them): only the console handler is turned down.
+QUIET_ENVIRONMENT = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}
+VERBOSE_ENVIRONMENT = {"PREFECT_LOGGING_LEVEL": "INFO", "SEGFLOW_VERBOSE": "1"}
+
+
+class WorkspaceError(ValueError):
+    """The path given as the workspace cannot be one (a file, or no workspace there for a read)."""
 
 
 class WorkspaceBusyError(RuntimeError):
     """Another segflow process is writing this workspace."""
+
+
+class PrefectServerError(RuntimeError):
+    """The local Prefect server a command starts for its flows did not come up."""
 
 
 class Workspace(BaseSettings):
@@ -89,18 +112,67 @@ class Workspace(BaseSettings):
         return self
 
 
+def _settings(workspace: str | Path | None) -> Workspace:
+    return Workspace() if workspace is None else Workspace(workspace=Path(workspace))
+
+
 def open_workspace(workspace: str | Path | None = None) -> Workspace:
-    """The workspace at `workspace` (or from the environment), created on first use."""
-    settings = Workspace() if workspace is None else Workspace(workspace=Path(workspace))
-    return settings.create()
+    """For writing: the workspace at `workspace` (or from the environment), created on first use."""
+    ws = _settings(workspace)
+    if ws.root.exists() and not ws.root.is_dir():
+        raise WorkspaceError(
+            f"workspace {ws.root} is a file, not a folder: pass a folder with --workspace (it is created if missing)"
+        )
+    try:
+        return ws.create()
+    except OSError as error:
+        raise WorkspaceError(
+            f"cannot create the workspace {ws.root} ({error.strerror}): pass a folder you can write with --workspace"
+        ) from None
 
 
-def configure_environment(workspace: Workspace) -> None:
-    """Set the offline/telemetry defaults and point Prefect at the workspace, before Prefect is imported."""
+def find_workspace(workspace: str | Path | None = None) -> Workspace:
+    """For reading: the workspace at `workspace` as it is; never creates anything."""
+    ws = _settings(workspace)
+    if not ws.root.is_dir() or not (ws.warehouse_path.exists() or ws.exports_dir.is_dir()):
+        what = "is a file" if ws.root.exists() and not ws.root.is_dir() else "holds no workspace"
+        raise WorkspaceError(
+            f"{ws.root} {what}: pass the folder a `segflow run` wrote with --workspace (env SEGFLOW_WORKSPACE)"
+        )
+    return ws
+
+
+def configure_environment(workspace: Workspace, verbose: bool = False) -> None:
+    """Set the offline/telemetry defaults, how much Prefect prints, and point Prefect at the workspace, before
+    Prefect is imported. A user's own environment wins, except that `verbose` turns the logs up."""
     for name, value in DEFAULT_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
+    if verbose:
+        os.environ.update(VERBOSE_ENVIRONMENT)
+    else:
+        for name, value in QUIET_ENVIRONMENT.items():
+            os.environ.setdefault(name, value)
     if not os.environ.get("PREFECT_API_URL"):
         os.environ.setdefault("PREFECT_HOME", str(workspace.prefect_home))
+
+
+def find_writer_pid(workspace: Workspace) -> int | None:
+    """The pid of the segflow process writing the workspace now, if any; looks without taking the lock, so a
+    reader never stands in a writer's way."""
+    try:
+        text = workspace.lock_path.read_text().strip()
+    except OSError:
+        return None
+    if not text.isdigit():
+        return None
+    pid = int(text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # a writer killed with SIGKILL leaves its pid behind
+    except PermissionError:
+        pass
+    return pid
 
 
 _held_locks: dict[Path, int] = {}
@@ -133,3 +205,95 @@ def hold_workspace(workspace: Workspace) -> Iterator[None]:
         os.ftruncate(fd, 0)
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+@dataclass
+class PrefectServer:
+    """A Prefect API server started by this process for its flows. On Linux the kernel kills it the moment
+    this process dies, even by SIGKILL, so no server outlives the command that started it."""
+
+    process: subprocess.Popen
+    api_url: str
+    log_path: Path
+
+    def wait_until_ready(self, timeout_s: float) -> None:
+        """Block until the API answers its health check; PrefectServerError if it exits or times out."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise PrefectServerError(
+                    f"the local Prefect server exited with code {self.process.returncode}: see {self.log_path}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        raise PrefectServerError(
+            f"the local Prefect server did not answer within {timeout_s:.0f} s: see {self.log_path}, or raise "
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A pre-exec hook that asks the kernel to SIGKILL the child when its parent dies (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork: the hook must not import
+    parent_pid = os.getpid()
+
+    def hook() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent_pid:  # the parent died before the line above took effect
+            os._exit(1)
+
+    return hook
+
+
+def start_prefect_server(workspace: Workspace) -> PrefectServer:
+    """Start Prefect's API server (what Prefect itself would start as its temporary server) as a child that
+    dies with this process, on a socket bound here so its address is known before it is up. Call it after
+    `configure_environment` and before Prefect is imported; it does not wait: see `wait_until_ready`."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    port = listener.getsockname()[1]
+    workspace.prefect_home.mkdir(parents=True, exist_ok=True)
+    log_path = workspace.prefect_home / "server.log"
+    env = {
+        **os.environ,
+        # The same settings Prefect gives its temporary server: no UI, the ephemeral profile of services.
+        "PREFECT_UI_ENABLED": "0",
+        "PREFECT__SERVER_EPHEMERAL": "1",
+        "PREFECT__SERVER_FINAL": "1",
+    }
+    env.pop("PREFECT_API_URL", None)
+    command = [
+        sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
+        "--fd", str(listener.fileno()), "--log-level", "error", "--lifespan", "on",
+    ]  # fmt: skip
+    try:
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                pass_fds=(listener.fileno(),), preexec_fn=_die_with_parent(),
+            )  # fmt: skip
+    finally:
+        listener.close()
+    server = PrefectServer(process, f"http://127.0.0.1:{port}/api", log_path)
+    atexit.register(server.stop)  # registered before Prefect's own exit hooks, so it runs after them
+    return server

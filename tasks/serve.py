@@ -1,0 +1,147 @@
+"""The read side: segments and recommendations from the published snapshot (the Parquet under
+`exports/current`), queried on an in-memory DuckDB, so a reader never waits for a writer and never sees half
+a run. The queries are `sql/serving/*.sql`.
+
+What the exports do not hold (a user's seen items, item titles, how a run was made) is read from the
+warehouse only when no writer has it, and without waiting: otherwise the caller goes on without it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from tasks.warehouse import load_sql
+from tasks.workspace import Workspace, find_writer_pid
+
+PUBLISHED_FILES = ("user_segments", "segment_profiles", "segment_recommendations")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One published run's export folder, resolved once: a switch of `exports/current` while a command runs
+    cannot mix two runs."""
+
+    folder: Path
+
+    def path(self, table: str) -> str:
+        return str(self.folder / f"{table}.parquet")
+
+
+def find_snapshot(exports_dir: Path) -> Snapshot | None:
+    """The snapshot `exports/current` points at now; None when nothing has been published."""
+    folder = Path(os.path.realpath(exports_dir / "current"))
+    if not all((folder / f"{table}.parquet").is_file() for table in PUBLISHED_FILES):
+        return None
+    return Snapshot(folder)
+
+
+def _rows(con: duckdb.DuckDBPyConnection, name: str, params: dict) -> list[dict]:
+    result = con.execute(load_sql(f"serving/{name}"), params)
+    names = [d[0] for d in result.description]
+    return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+
+
+def query_snapshot(name: str, params: dict) -> list[dict]:
+    """Rows of `sql/serving/<name>.sql` as dicts, on a fresh in-memory connection (nothing is shared)."""
+    con = duckdb.connect(":memory:")
+    try:
+        return _rows(con, name, params)
+    finally:
+        con.close()
+
+
+def read_profiles(snapshot: Snapshot) -> list[dict]:
+    return query_snapshot("segment_profiles", {"segment_profiles": snapshot.path("segment_profiles")})
+
+
+def read_published_run(snapshot: Snapshot) -> dict:
+    """run_id, assigned_at, n_users and k, from the snapshot alone."""
+    params = {name: snapshot.path(name) for name in ("user_segments", "segment_profiles")}
+    return query_snapshot("published_run", params)[0]
+
+
+def read_user_segment(snapshot: Snapshot, user_id: str) -> dict | None:
+    """The user's segment_id, label and distance; None when the user is not in the snapshot."""
+    params = {name: snapshot.path(name) for name in ("user_segments", "segment_profiles")}
+    found = query_snapshot("user_segment", {**params, "user": user_id})
+    return found[0] if found else None
+
+
+def read_recommendations(
+    snapshot: Snapshot, segment_id: int, n: int, seen_items: Sequence[str] = ()
+) -> list[dict]:
+    """The segment's list less `seen_items`, topped up from the global list: item_id and score, best first."""
+    params = {
+        "segment_recommendations": snapshot.path("segment_recommendations"),
+        "segment": segment_id,
+        "seen_items": list(seen_items),
+        "n": n,
+    }
+    return query_snapshot("user_recommendations", params)
+
+
+@dataclass(frozen=True)
+class WarehouseLook:
+    """A read-only connection to the warehouse, or why there is none."""
+
+    con: duckdb.DuckDBPyConnection | None
+    unavailable: str | None = None
+
+
+@contextmanager
+def look_into_warehouse(workspace: Workspace) -> Iterator[WarehouseLook]:
+    """A read-only look into the warehouse when no writer has it. Never waits: while a segflow run holds the
+    workspace, or any process holds the file for writing, `con` is None and `unavailable` says why. Keep the
+    block short: a writer cannot open the file while a reader has it."""
+    writer_pid = find_writer_pid(workspace)
+    if writer_pid is not None and writer_pid != os.getpid():
+        yield WarehouseLook(None, f"segflow process {writer_pid} is writing the warehouse")
+        return
+    if not workspace.warehouse_path.exists():
+        yield WarehouseLook(None, f"there is no warehouse in {workspace.root}")
+        return
+    try:
+        con = duckdb.connect(str(workspace.warehouse_path), read_only=True)
+    except duckdb.IOException as error:
+        holder = re.search(r"\(PID (\d+)\)", str(error))
+        who = f"process {holder.group(1)}" if holder else "another process"
+        yield WarehouseLook(None, f"{who} has the warehouse open for writing")
+        return
+    try:
+        yield WarehouseLook(con)
+    finally:
+        con.close()
+
+
+def _warehouse_rows(look: WarehouseLook, name: str, params: dict) -> list[dict] | None:
+    if look.con is None:
+        return None
+    try:
+        return _rows(look.con, name, params)
+    except duckdb.CatalogException:  # a warehouse from before the table existed
+        return None
+
+
+def read_seen_items(look: WarehouseLook, user_id: str) -> list[str] | None:
+    """The items the user has interacted with; None when the warehouse could not be read."""
+    rows = _warehouse_rows(look, "user_seen_items", {"user": user_id})
+    return None if rows is None else [row["item_id"] for row in rows]
+
+
+def read_item_titles(look: WarehouseLook, item_ids: Sequence[str]) -> dict[str, str | None]:
+    """item_id -> title from the catalogue; empty when the warehouse could not be read."""
+    rows = _warehouse_rows(look, "item_titles", {"item_ids": list(item_ids)}) or []
+    return {row["item_id"]: row["title"] for row in rows}
+
+
+def read_segment_run(look: WarehouseLook, run_id: str) -> dict | None:
+    """source, embedding, clusterer, k and created_at of the run; None when unknown or unreadable."""
+    rows = _warehouse_rows(look, "segment_run", {"run_id": run_id})
+    return rows[0] if rows else None
