@@ -1,24 +1,198 @@
-"""The `segflow` command line. It sets the environment up, then starts flows; it holds no logic of its own."""
+"""The `segflow` command line. It sets the environment up, then starts flows (writers) or reads the published
+snapshot (readers); it holds no logic of its own.
+
+Exit codes: 0 ok; 1 refused or failed (data rejected, failed validation, nothing publishable or published,
+a busy workspace, an unexpected error); 2 usage (a bad option value, an unknown source, a bad workspace).
+Every failure is one `error:` line; the traceback and the libraries' logs only with `--verbose`.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
+import traceback
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
 
-from tasks.workspace import Workspace, WorkspaceBusyError, configure_environment, open_workspace
+from tasks.workspace import (
+    PrefectServer,
+    Workspace,
+    configure_environment,
+    find_workspace,
+    hold_workspace,
+    open_workspace,
+    start_prefect_server,
+)
+
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+# Failures the program explains itself, by class name (matched along the MRO, so subclasses count), with
+# their exit code. Names, not imports: the handler must work even when a stage's module fails to import.
+KNOWN_FAILURES = {
+    "WorkspaceError": EXIT_USAGE,
+    "SourceSpecError": EXIT_USAGE,
+    "WorkspaceBusyError": EXIT_REFUSED,
+    "PrefectServerError": EXIT_REFUSED,
+    "IngestFailedError": EXIT_REFUSED,
+    "ValidationFailedError": EXIT_REFUSED,
+    "SegmentationError": EXIT_REFUSED,
+}
+MAX_FILES_IN_TABLE = 10  # past this an ingest prints a summary; --details prints the table anyway
+MAX_WARNING_LINES = 10
+PROGRESS_LOGGER = "segflow.progress"  # flows/ingest.py logs one record per file here
+NOT_PUBLISHED = "Nothing was published; the previous segments are unchanged."
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def print_line(*parts: str | tuple[str, str], err: bool = False) -> None:
+    """One line of plain text (styled parts as (text, style)): data is never read as Rich markup, and the
+    line is never wrapped, so a message stays one line whatever the terminal's width."""
+    (err_console if err else console).print(Text.assemble(*parts), soft_wrap=True)
+
+
+def print_error(message: str) -> None:
+    first, *rest = message.splitlines() or [""]
+    print_line(("error: ", "bold red"), first, err=True)
+    for line in rest:
+        print_line(line, err=True)
+
+
+def fail(message: str, code: int = EXIT_REFUSED) -> NoReturn:
+    print_error(message)
+    raise typer.Exit(code=code)
+
+
+def is_verbose(ctx: typer.Context | None) -> bool:
+    if ctx is not None and isinstance(ctx.obj, dict) and "verbose" in ctx.obj:
+        return bool(ctx.obj["verbose"])
+    return os.environ.get("SEGFLOW_VERBOSE", "").lower() in ("1", "true", "yes")
+
+
+def describe_failure(error: BaseException) -> tuple[int, str] | None:
+    """The exit code and message of a failure the program knows; None for an unexpected one."""
+    for cls in type(error).__mro__:
+        if cls.__name__ in KNOWN_FAILURES:
+            return KNOWN_FAILURES[cls.__name__], str(error)
+    return None
+
+
+class SegflowGroup(TyperGroup):
+    """Turns every failure of a command into an `error:` line and an exit code. The traceback is printed only
+    with --verbose."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort):
+            raise
+        except typer.TyperException as error:
+            # Usage errors (exit code 2) raised while parsing a command's options: one line, not a panel.
+            if getattr(error, "exit_code", 1) != EXIT_USAGE or type(error).__name__ == "NoArgsIsHelpError":
+                raise
+            failed_ctx = getattr(error, "ctx", None)
+            command = f"segflow {failed_ctx.info_name}" if failed_ctx and failed_ctx.parent else "segflow"
+            fail(f"{error.format_message()} (see `{command} --help`)", EXIT_USAGE)
+        except KeyboardInterrupt:
+            fail("interrupted", EXIT_INTERRUPTED)
+        except Exception as error:
+            verbose = is_verbose(ctx)
+            if verbose:
+                traceback.print_exception(error, file=sys.stderr)
+            known = describe_failure(error)
+            if known is not None:
+                fail(known[1], known[0])
+            summary = str(error).strip().splitlines()
+            print_error(f"{type(error).__name__}: {summary[0] if summary else 'no message'}")
+            if not verbose:
+                print_line("run with --verbose for the traceback", err=True)
+            raise typer.Exit(code=EXIT_REFUSED) from None
+
 
 app = typer.Typer(
+    cls=SegflowGroup,
     help="segflow: raw user-behaviour events in, user segments that recommenders can use out.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            envvar="SEGFLOW_VERBOSE",
+            help="Print tracebacks and the libraries' logs (Prefect, Great Expectations, MLflow).",
+        ),
+    ] = False,
+) -> None:
+    """segflow: raw user-behaviour events in, user segments that recommenders can use out.
+
+    Exit codes: 0 ok, 1 data refused or the run failed, 2 usage (bad option, source or workspace)."""
+    ctx.obj = {"verbose": verbose}
+    # What a command sets in the environment is its own: restored when it ends (matters when the app is
+    # invoked in-process, as the tests do).
+    saved = dict(os.environ)
+    ctx.call_on_close(lambda: (os.environ.clear(), os.environ.update(saved)))
+    if verbose:
+        os.environ["SEGFLOW_VERBOSE"] = "1"
+    else:
+        warnings.filterwarnings("ignore")
+
+
+def check_source(value: str) -> str:
+    """A usage error for a source that cannot be right, before anything starts."""
+    if value == "demo":
+        return value
+    kind, _, rest = value.partition(":")
+    if kind == "demo":
+        if not rest.isdigit() or int(rest) < 1:
+            raise typer.BadParameter(f"{value!r}: demo:N needs a whole number of users, e.g. demo:300")
+        return value
+    if kind == "movielens" and rest:
+        if not Path(rest).expanduser().is_dir():
+            raise typer.BadParameter(f"{value!r}: {rest} is not a folder (the unzipped MovieLens data set)")
+        return value
+    if value.endswith(".toml"):
+        from tasks.ingest.sources import SourceSpecError, parse_source_spec
+
+        try:
+            parse_source_spec(Path(value))
+        except SourceSpecError as error:
+            raise typer.BadParameter(str(error)) from None
+        return value
+    raise typer.BadParameter(f"unknown source {value!r}: use demo, demo:N, movielens:DIR or PATH.toml")
+
+
+def check_n(value: int) -> int:
+    if value < 1:
+        raise typer.BadParameter(f"{value}: ask for at least 1 recommendation")
+    return value
+
+
+def check_k(value: str) -> str:
+    if value == "auto" or (value.isdigit() and int(value) >= 2):
+        return value
+    raise typer.BadParameter(f"{value!r}: use auto or a whole number of segments, at least 2")
+
 
 WorkspaceOption = Annotated[
     Path,
@@ -28,7 +202,12 @@ WorkspaceOption = Annotated[
 ]
 SourceOption = Annotated[
     str,
-    typer.Option("--source", "-s", help="demo, demo:N_USERS, movielens:DIR, or PATH.toml (a source spec)."),
+    typer.Option(
+        "--source",
+        "-s",
+        callback=check_source,
+        help="demo, demo:N_USERS, movielens:DIR, or PATH.toml (a source spec).",
+    ),
 ]
 MaxBadOption = Annotated[
     float,
@@ -36,242 +215,391 @@ MaxBadOption = Annotated[
         "--max-bad-fraction", help="Reject a file whose share of bad rows is above this.", min=0, max=1
     ),
 ]
+DetailsOption = Annotated[
+    bool, typer.Option("--details", help="Print every file's row in the ingest table, however many.")
+]
 
 
-def _prepare(workspace: Path) -> Workspace:
-    ws = open_workspace(workspace)
-    configure_environment(ws)
-    return ws
-
-
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code=1)
-
-
-def _print_ingest(report) -> None:
-    table = Table(title=f"ingest of {report.source}", title_justify="left")
-    for column in ("file", "kind", "status", "read", "inserted", "duplicate", "quarantined"):
-        table.add_column(
-            column, justify="right" if column in ("read", "inserted", "duplicate", "quarantined") else "left"
+def prepare_writer(
+    ctx: typer.Context, workspace: Path, must_exist: bool = False
+) -> tuple[Workspace, PrefectServer | None]:
+    """Open (or create) the workspace, hold its writer lock for the whole command (a second writer is told
+    at once, before anything starts), set the environment and start the Prefect server the flows will use
+    (None when one is given or already in use)."""
+    ws = find_workspace(workspace) if must_exist else open_workspace(workspace)
+    ctx.with_resource(hold_workspace(ws))
+    configure_environment(ws, verbose=is_verbose(ctx))
+    # A server given by PREFECT_API_URL, or a process that already imported Prefect (a test harness), is
+    # used as it is. Otherwise this command starts its own, which dies with it even on SIGKILL; Prefect's
+    # own temporary server would outlive a killed command.
+    if os.environ.get("PREFECT_API_URL") or "prefect" in sys.modules:
+        return ws, None
+    server = start_prefect_server(ws)
+    os.environ["PREFECT_API_URL"] = server.api_url
+    if is_verbose(ctx):
+        print_line(
+            f"Prefect API {server.api_url}: a local server for this command, log {server.log_path}", err=True
         )
-    for outcome in report.files:
-        style = {"rejected": "red", "failed_validation": "red", "skipped": "dim"}.get(outcome.status, "")
-        table.add_row(
-            Path(outcome.file).name, outcome.kind, outcome.status, f"{outcome.rows_read:,}",
-            f"{outcome.rows_inserted:,}", f"{outcome.rows_duplicate:,}", f"{outcome.rows_quarantined:,}", style=style,
-        )  # fmt: skip
-    console.print(table)
-    for outcome in report.files:
-        for warning in outcome.warnings:
-            console.print(f"[yellow]warning[/] {Path(outcome.file).name}: {warning}", highlight=False)
+    return ws, server
 
 
-def _print_warehouse(ws: Workspace) -> None:
+def wait_for_prefect(server: PrefectServer | None) -> None:
+    if server is not None:
+        server.wait_until_ready(float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 90)))
+
+
+class ProgressHandler(logging.Handler):
+    """Moves the progress bar on each `segflow.progress` record (one per ingested file)."""
+
+    def __init__(self, progress: Progress, task: TaskID, after_ingest: str | None) -> None:
+        super().__init__(logging.INFO)
+        self.progress, self.task, self.after_ingest = progress, task, after_ingest
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            done, total = int(record.file_index), int(record.n_files)  # type: ignore[attr-defined]
+            rows = int(getattr(record, "rows_read_total", 0) or 0)
+        except (AttributeError, TypeError, ValueError):
+            return  # a record without the contract's fields: nothing to show
+        self.progress.update(
+            self.task, total=total, completed=done, files=f"file {done:,} of {total:,}", rows=f"{rows:,} rows"
+        )
+        if done >= total and self.after_ingest:
+            self.progress.update(self.task, description=self.after_ingest, total=None, files="", rows="")
+
+
+@contextmanager
+def show_progress(description: str, after_ingest: str | None = None) -> Iterator[None]:
+    """A progress bar on the terminal (file n of N, rows so far) while an ingest runs; nothing is left
+    behind, and nothing is drawn when the output is not a terminal."""
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        TextColumn("{task.fields[files]}", markup=False),
+        TextColumn("{task.fields[rows]}", markup=False),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+    if not err_console.is_terminal:  # a log or a pipe gets the summary only
+        yield
+        return
+    task = progress.add_task(description, total=None, files="", rows="")
+    logger = logging.getLogger(PROGRESS_LOGGER)
+    handler = ProgressHandler(progress, task, after_ingest)
+    level, propagate = logger.level, logger.propagate
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # the records are for the bar, not for the console's log lines
+    logger.addHandler(handler)
+    try:
+        with progress:
+            yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def cell(value: object) -> Text:
+    """A table cell that shows data as it is: `[events]` or `coffee [/] tea` are text, not markup."""
+    return Text("" if value is None else str(value))
+
+
+def print_ingest(report: Any, details: bool = False) -> None:
+    """The per-file table when there are few files (or with --details), then one summary: counts by status,
+    row totals, and each refused file on its own line."""
+    files = report.files
+    if details or len(files) <= MAX_FILES_IN_TABLE:
+        table = Table(title=Text(f"ingest of {report.source}"), title_justify="left")
+        numbers = ("read", "inserted", "duplicate", "quarantined")
+        for column in ("file", "kind", "status", *numbers):
+            table.add_column(column, justify="right" if column in numbers else "left")
+        for f in files:
+            style = {"rejected": "red", "failed_validation": "red", "skipped": "dim"}.get(f.status, "")
+            table.add_row(
+                cell(Path(f.file).name), cell(f.kind), cell(f.status), cell(f"{f.rows_read:,}"),
+                cell(f"{f.rows_inserted:,}"), cell(f"{f.rows_duplicate:,}"), cell(f"{f.rows_quarantined:,}"),
+                style=style,
+            )  # fmt: skip
+        console.print(table)
+    status = Counter(f.status for f in files)
+    rows = {name: sum(getattr(f, f"rows_{name}") for f in files) for name in ("read", "inserted", "duplicate", "quarantined")}  # fmt: skip
+    print_line(
+        f"ingest of {report.source}: {len(files):,} files: {status['ingested']:,} ingested, "
+        f"{status['skipped']:,} skipped, {status['rejected']:,} rejected, "
+        f"{status['failed_validation']:,} failed validation; rows: {rows['read']:,} read, "
+        f"{rows['inserted']:,} inserted, {rows['duplicate']:,} duplicate, {rows['quarantined']:,} quarantined"
+    )
+    for f in files:
+        if f.status in ("rejected", "failed_validation"):
+            message = f.message or Path(f.file).name
+            first, *rest = message.splitlines() or [""]
+            print_line((f"{f.status} ", "red"), first)
+            for line in rest:
+                print_line(line)
+    warned = [(Path(f.file).name, w) for f in files for w in f.warnings]
+    shown = warned if details else warned[:MAX_WARNING_LINES]
+    for name, warning in shown:
+        print_line(("warning ", "yellow"), f"{name}: {warning}")
+    if len(warned) > len(shown):
+        print_line(
+            f"... and {len(warned) - len(shown):,} more warnings: see the validation reports, or use --details"
+        )
+
+
+def print_warehouse(ws: Workspace) -> None:
+    import duckdb
+
     from tasks.warehouse import describe_warehouse
 
-    counts = describe_warehouse(ws.warehouse_path)
-    console.print(
-        f"warehouse [bold]{ws.warehouse_path}[/]: {counts['events']:,} events from {counts['users']:,} users on "
-        f"{counts['items']:,} items; {counts['quarantine']:,} rows in quarantine",
-        highlight=False,
-    )
-
-
-def _run_ingest(ws: Workspace, source: str, max_bad_fraction: float):
-    from flows.ingest import ingest_events
-    from tasks.ingest.files import IngestFailedError
-    from tasks.ingest.sources import SourceSpecError
-
     try:
-        with console.status(f"ingesting {source} ..."):
-            report = ingest_events(source=source, workspace=str(ws.root), max_bad_fraction=max_bad_fraction)
-    except IngestFailedError as error:
-        if error.report is not None:
-            _print_ingest(error.report)
-        _fail(
-            f"{error}\nNothing of a rejected or failed file was inserted. Raise --max-bad-fraction to accept a "
-            "rejected file; see the validation report for a failed one."
-        )
-    except (SourceSpecError, WorkspaceBusyError) as error:
-        _fail(str(error))
-    _print_ingest(report)
-    return report
+        counts = describe_warehouse(ws.warehouse_path)
+    except duckdb.Error:
+        return  # another process has it now; the counts are a courtesy, not the result
+    print_line(
+        "warehouse ", (str(ws.warehouse_path), "bold"),
+        f": {counts['events']:,} events from {counts['users']:,} users on {counts['items']:,} items; "
+        f"{counts['quarantine']:,} rows in quarantine",
+    )  # fmt: skip
+
+
+def refuse_ingest(error: Exception, published_note: str | None = None) -> NoReturn:
+    """An ingest that refused files: the summary (each refused file on its line), then the error line."""
+    report = getattr(error, "report", None)
+    if report is None:
+        fail(str(error) + (f"\n{published_note}" if published_note else ""))
+    print_ingest(report)
+    refused = sum(f.status in ("rejected", "failed_validation") for f in report.files)
+    message = (
+        f"{refused:,} of {len(report.files):,} files refused, nothing of them inserted: raise "
+        "--max-bad-fraction to accept a rejected file; see the validation report for a failed one"
+    )
+    fail(message + (f"\n{published_note}" if published_note else ""))
 
 
 @app.command()
 def ingest(
+    ctx: typer.Context,
     source: SourceOption = "demo",
     workspace: WorkspaceOption = Path("workspace"),
     max_bad_fraction: MaxBadOption = 0.05,
+    details: DetailsOption = False,
 ) -> None:
     """Ingest a source's event files into the workspace's DuckDB warehouse (idempotent)."""
-    ws = _prepare(workspace)
-    _run_ingest(ws, source, max_bad_fraction)
-    _print_warehouse(ws)
+    ws, server = prepare_writer(ctx, workspace)
+    from flows.ingest import ingest_events
+    from tasks.ingest.files import IngestFailedError
+
+    wait_for_prefect(server)
+    try:
+        with show_progress(f"ingesting {source}"):
+            report = ingest_events(source=source, workspace=str(ws.root), max_bad_fraction=max_bad_fraction)
+    except IngestFailedError as error:
+        refuse_ingest(error)
+    print_ingest(report, details)
+    print_warehouse(ws)
+
+
+def parse_segment_settings(embedding: str, clusterer: str, k: str, seed: int) -> Any:
+    """SegmentSettings from the options; a bad value is a usage error naming the option."""
+    from pydantic import ValidationError
+
+    from tasks.segment.settings import SegmentSettings
+
+    try:
+        return SegmentSettings(
+            embedding=embedding, clusterer=clusterer, k=k if k == "auto" else int(k), seed=seed
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        option = "--" + str(first["loc"][0]) if first["loc"] else "a segment setting"
+        raise typer.BadParameter(f"{first['input']!r}: {first['msg']}", param_hint=option) from None
 
 
 @app.command()
 def run(
+    ctx: typer.Context,
     source: SourceOption = "demo",
     workspace: WorkspaceOption = Path("workspace"),
     max_bad_fraction: MaxBadOption = 0.05,
     embedding: Annotated[str, typer.Option(help="behaviour, svd or combined.")] = "combined",
     clusterer: Annotated[str, typer.Option(help="kmeans, hdbscan or agglomerative.")] = "kmeans",
-    k: Annotated[str, typer.Option("--k", help="Number of segments, or auto.")] = "auto",
+    k: Annotated[
+        str, typer.Option("--k", callback=check_k, help="Number of segments (2 or more), or auto.")
+    ] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    details: DetailsOption = False,
 ) -> None:
     """Run the whole pipeline on a source: ingest, validate, features, embed, cluster, evaluate, publish."""
-    ws = _prepare(workspace)
+    settings = parse_segment_settings(embedding, clusterer, k, seed)
+    ws, server = prepare_writer(ctx, workspace)
     from flows.segment_users import segment_users
-    from tasks.ingest.files import IngestFailedError
-    from tasks.ingest.sources import SourceSpecError
-    from tasks.segment.segmenter import SegmentationError
-    from tasks.segment.settings import SegmentSettings
-    from validation.gate import ValidationFailedError
 
+    wait_for_prefect(server)
     try:
-        settings = SegmentSettings(
-            embedding=embedding, clusterer=clusterer, k=k if k == "auto" else int(k), seed=seed
-        )
-    except ValueError as error:
-        _fail(f"bad segment settings: {error}")
-    try:
-        with console.status(
-            f"segmenting users of {source} (ingest, features, embed, cluster, evaluate, publish) ..."
+        with show_progress(
+            f"ingesting {source}",
+            after_ingest="segmenting users: features, embed, cluster, evaluate, publish",
         ):
             summary = segment_users(
                 source=source, workspace=str(ws.root), settings=settings, max_bad_fraction=max_bad_fraction
             )
-    except IngestFailedError as error:
-        if error.report is not None:
-            _print_ingest(error.report)
-        _fail(f"{error}\nNothing was published; the previous segments are unchanged.")
-    except (SourceSpecError, WorkspaceBusyError, ValidationFailedError, SegmentationError) as error:
-        _fail(f"{error}\nNothing was published; the previous segments are unchanged.")
-    _print_ingest(summary.ingest)
-    _print_warehouse(ws)
-    _print_segments(summary.profiles)
-    _print_metrics(summary.metrics)
+    except Exception as error:
+        known = describe_failure(error)
+        if known is None or known[0] != EXIT_REFUSED:
+            raise
+        if hasattr(error, "report"):
+            refuse_ingest(error, NOT_PUBLISHED)
+        fail(f"{error}\n{NOT_PUBLISHED}")
+    print_ingest(summary.ingest, details)
+    print_warehouse(ws)
+    print_segments(summary.profiles)
+    print_metrics(summary.metrics)
     for name, where in summary.locations.items():
-        console.print(f"[bold]{name}[/]: {where}", highlight=False)
+        print_line((name, "bold"), f": {where}")
 
 
-def _print_segments(profiles: list[dict]) -> None:
+def print_segments(profiles: list[dict]) -> None:
     table = Table(title="segments", title_justify="left")
     for column in ("id", "label", "users", "share", "top categories"):
         table.add_column(column, justify="right" if column in ("id", "users", "share") else "left")
     for p in profiles:
         table.add_row(
-            str(p["segment_id"]),
-            p["label"],
-            f"{p['size']:,}",
-            f"{p['share']:.1%}",
-            ", ".join(p["top_categories"]),
+            cell(p["segment_id"]),
+            cell(p["label"]),
+            cell(f"{p['size']:,}"),
+            cell(f"{p['share']:.1%}"),
+            cell(", ".join(p["top_categories"] or [])),
         )
     console.print(table)
 
 
-def _print_metrics(metrics: dict[str, float]) -> None:
+def print_metrics(metrics: dict[str, float]) -> None:
     from tasks.track.report import headline_metrics
 
     table = Table(title="how good the segments are", title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for label, value in headline_metrics(metrics):
-        table.add_row(label, value)
+        table.add_row(cell(label), cell(value))
     console.print(table)
     if "segments/recall@10" not in metrics:
-        console.print(
-            "[yellow]note[/] no user has 5 or more distinct items, so how well segments predict what users do "
-            "next was not measured",
-            highlight=False,
+        print_line(
+            ("note ", "yellow"),
+            "no user has 5 or more distinct items, so how well segments predict what users do next was not measured",
         )
+
+
+def find_published(workspace: Path) -> tuple[Workspace, Any]:
+    """The workspace (never created) and its published snapshot, resolved once for the whole command."""
+    from tasks.serve import find_snapshot
+
+    ws = find_workspace(workspace)
+    snapshot = find_snapshot(ws.exports_dir)
+    if snapshot is None:
+        fail(f"no segments published in {ws.root} yet: run `segflow run --workspace {ws.root}` first")
+    return ws, snapshot
 
 
 @app.command()
 def segments(workspace: WorkspaceOption = Path("workspace")) -> None:
-    """Print the current segments."""
-    ws = _prepare(workspace)
-    from tasks.warehouse import read_published
+    """Print the current segments (from the published snapshot: never waits for a run in progress)."""
+    from tasks.serve import look_into_warehouse, read_profiles, read_published_run, read_segment_run
 
-    profiles = read_published(ws.warehouse_path, "select * from segment_profiles order by segment_id")
-    if profiles is None:
-        _fail(f"no segments published in {ws.root} yet: run `segflow run` first")
-    run = read_published(
-        ws.warehouse_path,
-        "select run_id, created_at, source, embedding, clusterer, k from segment_runs where is_current",
-    )
-    if run:
-        r = run[0]
-        console.print(
-            f"run {r['run_id']} ({r['created_at']:%Y-%m-%d %H:%M}) on {r['source']}: {r['embedding']} + {r['clusterer']}, K = {r['k']}",
-            highlight=False,
+    ws, snapshot = find_published(workspace)
+    profiles = read_profiles(snapshot)
+    published = read_published_run(snapshot)
+    with look_into_warehouse(ws) as look:
+        run_made = read_segment_run(look, published["run_id"])
+    if run_made is not None:
+        print_line(
+            f"run {run_made['run_id']} ({run_made['created_at']:%Y-%m-%d %H:%M}) on {run_made['source']}: "
+            f"{run_made['embedding']} + {run_made['clusterer']}, K = {run_made['k']}"
         )
-    _print_segments(profiles)
+    else:
+        print_line(
+            f"run {published['run_id']} (published {published['assigned_at']:%Y-%m-%d %H:%M}): "
+            f"{published['n_users']:,} users, K = {published['k']}"
+        )
+    print_segments(profiles)
 
 
 @app.command()
 def user(
     user_id: Annotated[str, typer.Argument(help="The user's id, as in events.user_id.")],
     workspace: WorkspaceOption = Path("workspace"),
-    n: Annotated[int, typer.Option("-n", help="How many recommendations.")] = 10,
+    n: Annotated[int, typer.Option("-n", callback=check_n, help="How many recommendations.")] = 10,
 ) -> None:
-    """Print a user's segment, its label and the user's top recommendations (items they have seen excluded)."""
-    ws = _prepare(workspace)
-    from tasks.warehouse import read_published, recommend_for_user
+    """Print a user's segment, its label and the user's top recommendations (items they have seen excluded),
+    from the published snapshot: never waits for a run in progress."""
+    from tasks.serve import (
+        look_into_warehouse,
+        read_item_titles,
+        read_recommendations,
+        read_seen_items,
+        read_user_segment,
+    )
 
-    found = read_published(
-        ws.warehouse_path,
-        "select s.segment_id, p.label, s.distance from user_segments s join segment_profiles p using (segment_id) where s.user_id = $user",
-        {"user": user_id},
-    )
+    ws, snapshot = find_published(workspace)
+    found = read_user_segment(snapshot, user_id)
     if found is None:
-        _fail(f"no segments published in {ws.root} yet: run `segflow run` first")
-    if not found:
-        _fail(f"user {user_id!r} has no segment (not in the events of the last run); the global list applies")
-    segment = found[0]
-    console.print(
-        f"user [bold]{user_id}[/] is in segment {segment['segment_id']}: {segment['label']}", highlight=False
-    )
-    table = Table(title=f"top {n} recommendations (seen items excluded)", title_justify="left")
+        fail(f"user {user_id!r} has no segment (not in the events of the last run); the global list applies")
+    with look_into_warehouse(ws) as look:
+        seen = read_seen_items(look, user_id)
+        recommendations = read_recommendations(snapshot, found["segment_id"], n, seen or ())
+        titles = read_item_titles(look, [r["item_id"] for r in recommendations])
+    print_line("user ", (user_id, "bold"), f" is in segment {found['segment_id']}: {found['label']}")
+    if seen is None:
+        print_line(
+            ("note ", "yellow"),
+            f"{look.unavailable}, so items the user has seen are not excluded and titles are not shown; "
+            "ask again when it is done",
+        )
+    title = f"top {n} recommendations" + (" (seen items excluded)" if seen is not None else "")
+    table = Table(title=title, title_justify="left")
     for column in ("rank", "item", "title", "score"):
         table.add_column(column)
-    for i, row in enumerate(
-        recommend_for_user(ws.warehouse_path, user_id, segment["segment_id"], n), start=1
-    ):
-        table.add_row(str(i), row["item_id"], row["title"] or "", f"{row['score']:.3f}")
+    for i, row in enumerate(recommendations, start=1):
+        table.add_row(
+            cell(i), cell(row["item_id"]), cell(titles.get(row["item_id"])), cell(f"{row['score']:.3f}")
+        )
     console.print(table)
 
 
 @app.command()
-def validate(workspace: WorkspaceOption = Path("workspace")) -> None:
+def validate(ctx: typer.Context, workspace: WorkspaceOption = Path("workspace")) -> None:
     """Re-run the validation suites on the current warehouse and print what each found."""
-    ws = _prepare(workspace)
+    ws, server = prepare_writer(ctx, workspace, must_exist=True)
     from flows.validate import validate_warehouse
 
-    try:
-        with console.status("validating the warehouse ..."):
-            results = validate_warehouse(workspace=str(ws.root))
-    except WorkspaceBusyError as error:
-        _fail(str(error))
+    wait_for_prefect(server)
+    with err_console.status("validating the warehouse ..."):
+        results = validate_warehouse(workspace=str(ws.root))
     table = Table(title="validation", title_justify="left")
     for column in ("suite", "expectation", "severity", "status", "observed"):
         table.add_column(column)
     for result in results:
         for check in result.checks:
-            status = (
-                "[green]passed[/]"
-                if check.success
-                else ("[red]FAILED[/]" if check.severity == "critical" else "[yellow]warning[/]")
+            if check.success:
+                status = Text("passed", style="green")
+            elif check.severity == "critical":
+                status = Text("FAILED", style="red")
+            else:
+                status = Text("warning", style="yellow")
+            table.add_row(
+                cell(result.suite),
+                cell(check.description),
+                cell(check.severity),
+                status,
+                cell(check.observed),
             )
-            table.add_row(result.suite, check.description, check.severity, status, check.observed)
     console.print(table)
     for result in results:
-        console.print(f"report: {result.report_path}", highlight=False)
-    console.print(f"all reports: {ws.reports_dir / 'validation' / 'index.html'}", highlight=False)
+        print_line(f"report: {result.report_path}")
+    print_line(f"all reports: {ws.reports_dir / 'validation' / 'index.html'}")
     if any(not result.success for result in results):
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=EXIT_REFUSED)
 
 
 @app.command("demo-data")
@@ -286,11 +614,10 @@ def demo_data(
     from tasks.ingest.demo import DemoConfig, write_demo_data
 
     counts = write_demo_data(out, DemoConfig(n_users=users, seed=seed))
-    console.print(
-        f"wrote {counts['events']:,} events of {counts['users']:,} users on {counts['items']:,} items to {out}\n"
-        f"ingest them with: segflow ingest --source {out / 'source.toml'}",
-        highlight=False,
+    print_line(
+        f"wrote {counts['events']:,} events of {counts['users']:,} users on {counts['items']:,} items to {out}"
     )
+    print_line(f"ingest them with: segflow ingest --source {out / 'source.toml'}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

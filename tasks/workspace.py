@@ -193,7 +193,8 @@ def hold_workspace(workspace: Workspace) -> Iterator[None]:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
         raise WorkspaceBusyError(
-            f"workspace is busy (pid {holder}): another segflow process is writing {workspace.root}"
+            f"workspace is busy (pid {holder}): another segflow process is writing {workspace.root}; run "
+            "this again when it has finished"
         ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
