@@ -39,7 +39,7 @@ def build_recommendations(con: duckdb.DuckDBPyConnection, run_id: str, n_items: 
     return "seg_segment_recommendations"
 
 
-def _label(segment: dict, overall: dict, categories: list[tuple[str, float, float]]) -> str:
+def segment_label(segment: dict, overall: dict, categories: list[tuple[str, float, float]]) -> str:
     """A short name from what sets the segment apart: taste, activity, funnel, ratings, time of day."""
     parts = []
     distinct = [name for name, share, lift in categories if lift >= 1.2 and share >= 0.05][:2]
@@ -107,7 +107,7 @@ def build_profiles(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
                 "segment_id": segment_id,
                 "size": segment["size"],
                 "share": round(segment["share"], 4),
-                "label": "no segment (noise)" if segment_id < 0 else _label(segment, overall, cats),
+                "label": "no segment (noise)" if segment_id < 0 else segment_label(segment, overall, cats),
                 "top_categories": [c[0] for c in sorted(cats, key=lambda c: -(c[1] * c[2]))[:3]]
                 or [c[0] for c in by_share[:3]],
                 "top_items": titles_of.get(segment_id, []),

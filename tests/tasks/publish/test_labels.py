@@ -1,0 +1,44 @@
+"""Segment labels name what sets a segment apart: taste, activity, funnel, ratings and time of day."""
+
+from __future__ import annotations
+
+from tasks.publish.profile import segment_label
+
+DAYPARTS = ("share_night", "share_early", "share_morning", "share_afternoon", "share_evening", "share_late")
+
+
+def stats(**values) -> dict:
+    base = {"median_events": 10, "purchase_share": 0.1, "mean_rating": None, "share_weekend": 0.28}
+    return base | dict.fromkeys(DAYPARTS, 1 / 6) | values
+
+
+def test_a_label_names_distinctive_categories_activity_funnel_and_time():
+    segment = stats(median_events=20, purchase_share=0.2, share_morning=0.5)
+    categories = [("coffee", 0.5, 2.0), ("kitchen", 0.3, 1.5), ("books", 0.2, 1.0)]
+    assert (
+        segment_label(segment, stats(), categories)
+        == "coffee & kitchen · heavy users · frequent buyers · mornings"
+    )
+
+
+def test_category_names_holding_an_ampersand_are_joined_by_a_comma():
+    categories = [("coffee & tea", 0.6, 2.0), ("kitchen", 0.3, 1.3)]
+    assert segment_label(stats(), stats(), categories) == "coffee & tea, kitchen"
+
+
+def test_without_a_distinctive_category_the_label_says_mixed_taste():
+    segment = stats(median_events=5, purchase_share=0.03)
+    assert (
+        segment_label(segment, stats(), [("books", 0.4, 1.1)])
+        == "mixed taste, mostly books · light users · browsers"
+    )
+
+
+def test_raters_and_weekends():
+    segment = stats(mean_rating=4.4, share_weekend=0.5)
+    assert segment_label(segment, stats(mean_rating=3.5), []) == "generous raters · weekends"
+    assert segment_label(stats(mean_rating=2.9), stats(mean_rating=3.5), []) == "harsh raters"
+
+
+def test_a_segment_like_everyone_is_typical_users():
+    assert segment_label(stats(), stats(), []) == "typical users"

@@ -1,0 +1,142 @@
+"""The fitted segmenter on the demo shop: every embedding and clusterer end to end, save and reload, and
+assigning users the fit never saw (copies of typical members, unseen items and categories)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from tasks.features.events import as_events_table
+from tasks.features.user_features import MAX_CATEGORY_COLUMNS, OTHER_CATEGORY, FeatureModel
+from tasks.ingest.demo import DemoConfig, write_demo_data
+from tasks.segment.segmenter import Segmenter, fit_segmenter
+from tasks.segment.settings import SegmentSettings
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory) -> tuple[pa.Table, pa.Table, pl.DataFrame]:
+    """The demo shop's events, item categories and planted segments (300 users, 7 planted segments)."""
+    out = tmp_path_factory.mktemp("shop")
+    write_demo_data(out, DemoConfig(n_users=300, seed=7))
+    events = as_events_table(pl.read_csv(out / "events.csv", try_parse_dates=True))
+    items = pl.read_csv(out / "items.csv").select("item_id", "category").to_arrow()
+    truth = pl.read_csv(out / "users.csv").select("user_id", "segment")
+    return events, items, truth
+
+
+@pytest.fixture(scope="module")
+def fitted(shop) -> Segmenter:
+    events, items, _ = shop
+    return fit_segmenter(events, items, SegmentSettings(), 7)
+
+
+def planted_ari(assignments: pl.DataFrame, truth: pl.DataFrame) -> float:
+    joined = assignments.join(truth, on="user_id")
+    return adjusted_rand_score(joined["segment"], joined["segment_id"])
+
+
+@pytest.mark.parametrize(
+    ("embedding", "clusterer", "min_ari"),
+    [
+        ("combined", "kmeans", 0.95),
+        ("behaviour", "kmeans", 0.9),
+        ("svd", "kmeans", 0.6),  # taste only: segments that share a taste and differ in how they shop merge
+        ("combined", "agglomerative", 0.9),
+        ("combined", "hdbscan", 0.6),
+    ],
+)
+def test_each_embedding_and_clusterer_finds_the_planted_segments(shop, embedding, clusterer, min_ari):
+    events, items, truth = shop
+    segmenter = fit_segmenter(events, items, SegmentSettings(embedding=embedding, clusterer=clusterer), 7)
+    assignments = segmenter.assign(events)
+    assert assignments.height == 300 and assignments["user_id"].n_unique() == 300
+    assert planted_ari(assignments, truth) >= min_ari
+    assigned = assignments.filter(pl.col("segment_id") >= 0)
+    assert assigned["distance"].min() >= 0 and assigned["distance"].is_finite().all()
+
+
+def test_a_reloaded_segmenter_assigns_exactly_as_the_fitted_one(fitted, shop, tmp_path):
+    events, _, _ = shop
+    reloaded = Segmenter.load(fitted.with_labels({0: "zero"}).save(tmp_path / "segmenter.pkl"))
+    assert reloaded.segment_labels == {0: "zero"} and reloaded.k == fitted.k == 7
+    # From a pandas frame, as MLflow's pyfunc hands it over: the same segments and distances.
+    again = reloaded.assign(pl.from_arrow(events).to_pandas())
+    assert again.equals(fitted.assign(events))
+
+
+def test_a_new_user_who_copies_a_typical_member_lands_in_that_segment(fitted, shop):
+    events, _, _ = shop
+    assignments = fitted.assign(events)
+    frame = pl.from_arrow(events)
+    for segment_id in range(fitted.k):
+        typical = assignments.filter(pl.col("segment_id") == segment_id).sort("distance")["user_id"][0]
+        copy = frame.filter(pl.col("user_id") == typical).with_columns(pl.lit("newcomer").alias("user_id"))
+        placed = fitted.assign(copy)
+        assert placed["segment_id"].to_list() == [segment_id]
+
+
+def test_a_user_with_unseen_items_and_categories_gets_a_segment(fitted):
+    new = pl.DataFrame(
+        {
+            "user_id": ["stranger"] * 3,
+            "item_id": ["never-seen-1", "never-seen-2", "never-seen-1"],
+            "event_type": ["view", "view", "purchase"],
+            "ts": [datetime(2030, 1, 1, 8), datetime(2030, 1, 2, 9), datetime(2030, 1, 2, 9, 5)],
+            "item_category": ["astronomy", "astronomy", "astronomy"],
+        }
+    )  # no value, quantity or session_id: optional columns may be absent
+    placed = fitted.assign(new)
+    assert placed["user_id"].to_list() == ["stranger"]
+    assert 0 <= placed["segment_id"][0] < fitted.k and np.isfinite(placed["distance"][0])
+
+
+def test_events_without_a_required_column_are_refused_by_name(fitted):
+    with pytest.raises(ValueError, match="events need the columns ts"):
+        fitted.assign(pl.DataFrame({"user_id": ["u"], "item_id": ["i"], "event_type": ["view"]}))
+
+
+def test_the_feature_model_keeps_the_50_most_widespread_categories_and_pools_the_rest():
+    rows = [("u" + str(i % 3), f"x{i}", "view", datetime(2024, 1, 1, i % 24), f"c{i}") for i in range(70)]
+    events = as_events_table(
+        pl.DataFrame(rows, schema=["user_id", "item_id", "event_type", "ts", "item_category"], orient="row")
+    )
+    model, features = FeatureModel.fit(
+        events, pa.table({"item_id": [], "category": []}), SegmentSettings().weights
+    )
+    category_columns = [c for c in features.frame.columns if c.startswith("cat:")]
+    assert len(category_columns) == MAX_CATEGORY_COLUMNS + 1 and OTHER_CATEGORY in category_columns
+    assert features.frame.height == 3 and list(model.columns) == features.frame.columns[1:]
+    # A later user's features have the same columns in the same order, whatever categories they touch.
+    later = model.transform(events.slice(0, 5))
+    assert later.frame.columns == features.frame.columns
+
+
+def test_recency_is_measured_from_the_fitted_reference_time(fitted, shop):
+    events, _, _ = shop
+    frame = pl.from_arrow(events)
+    last = frame["ts"].max()
+    late = frame.filter(pl.col("user_id") == frame["user_id"][0]).with_columns(
+        pl.lit("late").alias("user_id"), (pl.col("ts") + pl.duration(days=30)).alias("ts")
+    )
+    activity = fitted.features.transform(late).tables["fct_user_activity"]
+    assert fitted.features.end_ts == last
+    assert activity["recency_days"].to_list() == [0.0]  # events after the reference time are not negative
+
+
+def test_the_combined_embedding_is_the_behaviour_block_beside_the_svd_block(fitted, shop):
+    events, _, _ = shop
+    features = fitted.features.transform(events)
+    combined = fitted.embedder.transform(features).vectors
+    behaviour = fitted.embedder.behaviour.transform(features).vectors
+    svd = fitted.embedder.svd.transform(features).vectors
+    assert combined.shape == (300, behaviour.shape[1] + svd.shape[1]) and svd.shape[1] == 32
+    np.testing.assert_allclose(combined[:, behaviour.shape[1] :], svd, rtol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(svd, axis=1), 1.0, rtol=1e-5)  # svd rows are L2-normalised
+    # The standardised behaviour block: mean 0 and variance 1 per column over the fit's users.
+    np.testing.assert_allclose(behaviour.mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(behaviour.std(axis=0), 1.0, rtol=1e-3)
