@@ -1,15 +1,21 @@
-"""The `ingest-events` flow: every file of a source into the warehouse, once."""
+"""The `ingest-events` flow: every file of a source into the warehouse, once.
+
+The file's steps share the flow's DuckDB connection: its staging tables are temporary tables of that
+connection, and quarantine, insert and record run in one transaction on it. Each task returns a new
+FileOutcome and changes none of its arguments.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.ingest import files as ingest_files
-from tasks.ingest.files import FileOutcome, IngestFailedError, SourceFile
+from tasks.ingest.files import FileOutcome, FileStatus, IngestFailedError, SourceFile
 from tasks.ingest.sources import SourceSpec, resolve_source
 from tasks.validate import validate_staged_batch
 from tasks.warehouse import connect_warehouse, transaction
@@ -27,8 +33,6 @@ class IngestReport:
 @task(cache_policy=NO_CACHE)
 def discover(source: str, sources_dir: str) -> tuple[SourceSpec, list[SourceFile]]:
     """Resolve the source and list its files."""
-    from pathlib import Path
-
     spec = resolve_source(source, Path(sources_dir))
     return spec, ingest_files.discover_files(spec)
 
@@ -49,26 +53,16 @@ def stage(
         batch_id=ingest_files.new_batch_id(),
     )  # fmt: skip
     if ingest_files.is_already_ingested(con, file.kind, outcome.sha256):
-        outcome.status = "skipped"
-        return outcome
-    ingest_files.stage_file(con, file)
-    ingest_files.map_file(con, file)
-    ingest_files.check_file(con, file, spec.event_types)
-    ingest_files.count_file(con, outcome)
-    if outcome.bad_fraction > max_bad_fraction:
-        outcome.status = "rejected"
-        outcome.message = ingest_files.describe_rejection(outcome, max_bad_fraction)
-    return outcome
+        return ingest_files.with_status(outcome, FileStatus.SKIPPED)
+    return ingest_files.prepare_file(con, outcome, file, spec.event_types, max_bad_fraction)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="validate {outcome.file}")
 def validate(
     con: duckdb.DuckDBPyConnection, outcome: FileOutcome, spec: SourceSpec, reports_dir: str
-) -> None:
+) -> FileOutcome:
     """The gate: run the batch's Great Expectations suite; a critical failure stops the file."""
-    from pathlib import Path
-
-    validate_staged_batch(con, outcome, spec.event_types, spec.validation, Path(reports_dir))
+    return validate_staged_batch(con, outcome, spec.event_types, spec.validation, Path(reports_dir))
 
 
 @task(cache_policy=NO_CACHE, task_run_name="quarantine {outcome.file}")
@@ -84,9 +78,9 @@ def insert(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> int:
 
 
 @task(cache_policy=NO_CACHE, task_run_name="record {outcome.file}")
-def record(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> None:
-    """Write the file's manifest row."""
-    ingest_files.record_manifest(con, outcome)
+def record(con: duckdb.DuckDBPyConnection, outcome: FileOutcome, status: FileStatus) -> FileOutcome:
+    """Write the file's manifest row with its final status; returns the outcome as recorded."""
+    return ingest_files.record_manifest(con, ingest_files.with_status(outcome, status))
 
 
 @flow(name="ingest-events", log_prints=True)
@@ -95,8 +89,9 @@ def ingest_events(
 ) -> IngestReport:
     """Ingest every file of a source (demo, movielens:DIR or a source spec .toml) into the warehouse.
 
-    A file already ingested is skipped; a file with more than `max_bad_fraction` bad rows is rejected whole;
-    a file whose batch fails a critical expectation is not inserted (`failed_validation`).
+    A file already ingested is skipped; a file with more than `max_bad_fraction` bad rows, or one that cannot
+    be read, is rejected whole; a file whose batch fails a critical expectation is not inserted
+    (`failed_validation`). After each file a record on the `segflow.progress` logger says how far it got.
     """
     ws = open_workspace(workspace)
     report = IngestReport(source=source)
@@ -105,24 +100,27 @@ def ingest_events(
         report.source = spec.name
         con = connect_warehouse(ws.warehouse_path, ws.duckdb_memory_limit)
         try:
+            ingest_files.restrict_access(con, [ws.root, *ingest_files.source_folders(files)])
             remember_source(con, spec)
-            for file in files:
+            for index, file in enumerate(files, start=1):
                 outcome = stage(con, file, spec, max_bad_fraction)
-                if outcome.status == "staged":
-                    validate(con, outcome, spec, str(ws.reports_dir / "validation"))
-                if outcome.status == "staged":
+                if outcome.status is FileStatus.STAGED:
+                    outcome = validate(con, outcome, spec, str(ws.reports_dir / "validation"))
+                if outcome.status is FileStatus.STAGED:
                     with transaction(con):
                         quarantine(con, outcome)
                         insert(con, outcome)
-                        outcome.status = "ingested"
-                        record(con, outcome)
-                elif outcome.status in ("rejected", "failed_validation"):
-                    record(con, outcome)
+                        outcome = record(con, outcome, FileStatus.INGESTED)
+                elif outcome.status is not FileStatus.SKIPPED:
+                    outcome = record(con, outcome, outcome.status)
                 report.files.append(outcome)
+                ingest_files.report_progress(
+                    index, len(files), sum(o.rows_read for o in report.files), outcome
+                )
             ingest_files.drop_staging(con)
         finally:
             con.close()
-    failed = [o.message for o in report.files if o.status in ("rejected", "failed_validation")]
+    failed = [o.message for o in report.files if o.is_refused]
     if failed:
         raise IngestFailedError("\n".join(failed), report)
     return report

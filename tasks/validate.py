@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
 
-from tasks.ingest.files import FileOutcome
+from tasks.ingest.files import FileOutcome, FileStatus, refuse_file
 from validation.events_batch import events_batch_suite
 from validation.gate import SuiteResult, ValidationSettings, record_validation_run, run_suite
 from validation.items import items_suite
@@ -48,8 +49,14 @@ def validate_staged_batch(
     event_types: tuple[str, ...],
     settings: ValidationSettings,
     reports_dir: Path,
-) -> SuiteResult:
-    """The gate for one staged file: a critical failure marks it `failed_validation` (nothing gets inserted)."""
+) -> FileOutcome:
+    """The gate for one staged file: the outcome with the suite's warnings, or `failed_validation` on a
+    critical failure (then nothing of the file is written).
+
+    A file with no new rows (every row a duplicate of the warehouse, e.g. a re-delivery in new bytes, or
+    every row quarantined) has no batch to validate: it passes as it is, so it never blocks its source."""
+    if outcome.rows_inserted == 0:
+        return outcome
     if outcome.kind == "events":
         result = validate_table(
             con,
@@ -63,8 +70,13 @@ def validate_staged_batch(
         )
     else:
         result = validate_table(con, "items", "stg_items_new", outcome.batch_id, reports_dir, settings)
-    outcome.warnings = [f"{c.description}: {c.observed}" for c in result.warnings]
-    if not result.success:
-        outcome.status = "failed_validation"
-        outcome.message = f"{outcome.file}: " + result.describe_failures()
-    return result
+    warnings = tuple(f"{c.description}: {c.observed}" for c in result.warnings)
+    if result.success:
+        return replace(outcome, warnings=outcome.warnings + warnings)
+    message = (
+        f"{outcome.file}: {result.describe_failures()}\n"
+        f"  nothing of it was written (it would have been {outcome.counts()})"
+    )
+    return refuse_file(
+        replace(outcome, warnings=outcome.warnings + warnings), FileStatus.FAILED_VALIDATION, message
+    )

@@ -9,7 +9,9 @@ STACK.md), so frames always come from DuckDB as pandas, and every result's `exce
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +21,34 @@ import duckdb
 from pydantic import BaseModel, ConfigDict, Field
 
 Severity = Literal["critical", "warning"]
+
+# Great Expectations logs at INFO for every batch it validates ("Created temporary directory ... for
+# ephemeral docs site"): 600 lines for 300 files. Quiet unless asked for (`set_verbose`, `SEGFLOW_VERBOSE=1`).
+LIBRARY_LOGGERS = ("great_expectations",)
+_verbose: bool | None = None
+
+
+def set_verbose(verbose: bool | None) -> None:
+    """Show (True) or hide (False) the validation libraries' own log lines; None follows SEGFLOW_VERBOSE."""
+    global _verbose
+    _verbose = verbose
+
+
+def is_verbose() -> bool:
+    if _verbose is not None:
+        return _verbose
+    return os.environ.get("SEGFLOW_VERBOSE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def quiet_library_logs() -> None:
+    """Set the level of every Great Expectations logger: WARNING, or INFO when verbose. Some of its
+    modules set INFO on their own logger, which overrides the parent's level, so each one is set."""
+    level = logging.INFO if is_verbose() else logging.WARNING
+    for name in list(logging.root.manager.loggerDict):
+        if any(name == root or name.startswith(root + ".") for root in LIBRARY_LOGGERS):
+            logging.getLogger(name).setLevel(level)
+    for root in LIBRARY_LOGGERS:
+        logging.getLogger(root).setLevel(level)
 
 
 class ValidationFailedError(RuntimeError):
@@ -147,14 +177,21 @@ def _example(value: Any, ids: dict[str, Any] | None = None, fmt: Callable[[Any],
     return text
 
 
-def _new_context():
-    import logging
-
+def load_great_expectations():
+    """The great_expectations module, imported with its loggers quiet: on import it logs ~200 INFO lines."""
+    quiet_library_logs()
     import great_expectations as gx
+
+    return gx
+
+
+def _new_context():
+    gx = load_great_expectations()
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.execution_engine import pandas_execution_engine
 
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    # After the imports: the loggers exist only once their modules are loaded.
+    quiet_library_logs()
     # GX fingerprints every pandas batch by hashing all of it (~40% of validation time); segflow never uses
     # the fingerprint (batches are identified by batch_id), so skip it.
     pandas_execution_engine.HASH_THRESHOLD = 0
@@ -195,7 +232,7 @@ def run_suite(
     con: duckdb.DuckDBPyConnection, suite: Suite, batch_id: str, settings: ValidationSettings
 ) -> SuiteResult:
     """Validate every part of the suite; results of chunks add up to one result per check."""
-    import great_expectations as gx
+    gx = load_great_expectations()
 
     context = _new_context()
     source = context.data_sources.add_pandas("segflow")

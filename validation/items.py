@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from validation.gate import Check, Suite, SuitePart
+from validation.gate import Check, Suite, SuitePart, load_great_expectations
 
 
 def items_suite(items_table: str) -> Suite:
-    import great_expectations as gx
+    gx = load_great_expectations()
 
     e = gx.expectations
     return Suite(

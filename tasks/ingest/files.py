@@ -1,24 +1,25 @@
 """Ingest: raw files into the warehouse, each row inserted once, counted as a duplicate, or quarantined.
 
 A file goes through three steps, all in DuckDB so nothing large is held in Python:
-  stage      read it as text (CSV/TSV/JSONL) or as is (Parquet); malformed lines become rejects;
+  stage      read it as text (CSV/TSV/JSONL) or as is (Parquet); malformed lines become rejects
+             (tasks/ingest/stage.py); a file that cannot be read at all is refused, an empty one said so;
   map        evaluate the source's column expressions into canonical columns;
   check      give every row that cannot be inserted a reason (sql/staging/stg_*_rejected.sql) and find the
              duplicates of earlier rows or of the warehouse (sql/staging/stg_*_duplicates.sql); what is
              left is the batch, the view `stg_*_new`;
 then the flow validates the batch and runs quarantine_rows, insert_rows and record_manifest in one transaction.
+Every step returns a new FileOutcome; none changes the one it was given.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
 import hashlib
-import io
-import re
+import logging
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 import duckdb
@@ -29,6 +30,15 @@ from tasks.ingest.sources import (
     Feed,
     SourceSpec,
     SourceSpecError,
+    check_feed_expressions,
+    expression_columns,
+)
+from tasks.ingest.stage import (
+    MAX_RECORD_CHARS,
+    EmptyFileError,
+    FileRefusedError,
+    drop_staging,
+    stage_file,
 )
 from tasks.warehouse import load_sql, quote_ident
 
@@ -36,6 +46,24 @@ NUMERIC_CANONICALS = {"value", "quantity", "price"}
 # A column used inside an expression takes the type that at least this share of its values have;
 # the rest of its rows are quarantined with a reason naming the column.
 TYPE_INFERENCE_SHARE = 0.9
+# A value quoted in a reason is cut to this many characters.
+MAX_QUOTED_CHARS = 100
+PROGRESS_LOGGER = "segflow.progress"
+
+__all__ = ["EmptyFileError", "FileRefusedError", "drop_staging", "stage_file"]
+
+
+class FileStatus(StrEnum):
+    """What happened to a file; the value is the manifest's text."""
+
+    STAGED = "staged"  # read and checked, not yet written (never in the manifest)
+    INGESTED = "ingested"
+    REJECTED = "rejected"
+    FAILED_VALIDATION = "failed_validation"
+    SKIPPED = "skipped"  # the same content was ingested before (never in the manifest)
+
+
+REFUSED_STATUSES = (FileStatus.REJECTED, FileStatus.FAILED_VALIDATION)
 
 
 class IngestFailedError(RuntimeError):
@@ -60,27 +88,52 @@ class SourceFile:
         return self.feed.kind
 
 
-@dataclass
+@dataclass(frozen=True)
 class FileOutcome:
-    """What ingest did with one file: the manifest row, plus the top reasons when rows were bad."""
+    """What ingest did with one file: the manifest row, plus the top reasons when rows were bad.
+
+    Frozen: a step returns a new outcome (`dataclasses.replace`), so no change is lost between tasks.
+    """
 
     source: str
     file: str
     kind: str
     sha256: str
     batch_id: str
-    status: str = "staged"
+    status: FileStatus = FileStatus.STAGED
     rows_read: int = 0
     rows_inserted: int = 0
     rows_duplicate: int = 0
     rows_quarantined: int = 0
     message: str | None = None
-    top_reasons: list[tuple[str, int]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    top_reasons: tuple[tuple[str, int], ...] = ()
+    warnings: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def bad_fraction(self) -> float:
         return self.rows_quarantined / self.rows_read if self.rows_read else 0.0
+
+    @property
+    def is_refused(self) -> bool:
+        return self.status in REFUSED_STATUSES
+
+    def counts(self) -> str:
+        return (
+            f"{self.rows_inserted:,} inserted, {self.rows_duplicate:,} duplicate, "
+            f"{self.rows_quarantined:,} quarantined"
+        )
+
+
+def with_status(outcome: FileOutcome, status: FileStatus) -> FileOutcome:
+    return replace(outcome, status=status)
+
+
+def refuse_file(outcome: FileOutcome, status: FileStatus, message: str) -> FileOutcome:
+    """The outcome of a refused file: its rows are read but none is inserted, a duplicate or quarantined
+    (the manifest names no row that is not in those tables); the message says what they would have been."""
+    return replace(
+        outcome, status=status, message=message, rows_inserted=0, rows_duplicate=0, rows_quarantined=0
+    )
 
 
 def discover_files(spec: SourceSpec) -> list[SourceFile]:
@@ -128,155 +181,6 @@ def is_already_ingested(con: duckdb.DuckDBPyConnection, kind: str, sha256: str) 
     return found[0][0] > 0
 
 
-# ---------------------------------------------------------------------------------------------- stage
-
-
-def _open_text(path: Path, encoding: str) -> io.TextIOBase:
-    raw = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115 - the wrapper owns it
-    return io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="")
-
-
-def _delimiter(file: SourceFile) -> str:
-    return file.feed.delimiter or ("\t" if file.format == "tsv" else ",")
-
-
-def _header(file: SourceFile) -> list[str]:
-    if file.feed.file_columns:
-        return list(file.feed.file_columns)
-    delimiter = _delimiter(file)
-    with _open_text(file.path, file.feed.encoding) as handle:
-        first = handle.readline().rstrip("\r\n")
-    if len(delimiter) == 1:
-        names = next(csv.reader([first], delimiter=delimiter), [])
-    else:
-        names = first.split(delimiter)
-    names = [name.strip().lstrip("\ufeff") for name in names]
-    if not file.feed.header:
-        return [f"column{i}" for i in range(len(names))]
-    if not names or any(not name for name in names) or len(set(names)) != len(names):
-        raise SourceSpecError(
-            f"{file.path.name}: the header line has empty or repeated column names: {first!r}"
-        )
-    return names
-
-
-def stage_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
-    """Load the file into `stg_raw` (its own columns plus `_row`, the 1-based data row) and its malformed
-    lines into `stg_rejects(_row, reason, record)`."""
-    drop_staging(con)
-    path = str(file.path)
-    if file.format == "parquet":
-        con.execute("create temp table stg_file as select * from read_parquet($path)", {"path": path})
-        con.execute("create temp view stg_raw as select rowid + 1 as _row, * from stg_file")
-        con.execute("create temp table stg_rejects (_row bigint, reason varchar, record varchar)")
-    elif file.format == "jsonl":
-        _stage_jsonl(con, file)
-    else:
-        _stage_csv(con, file)
-
-
-def _stage_csv(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
-    names = _header(file)
-    columns = "{" + ", ".join(f"'{n.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for n in names) + "}"
-    quote = "" if file.feed.delimiter and len(file.feed.delimiter) > 1 else '"'
-    con.execute(
-        f"""
-        create temp table stg_file as
-        select * from read_csv(
-            $path, columns = {columns}, header = $header, auto_detect = false, delim = $delim,
-            quote = $quote, escape = $quote, encoding = $encoding, ignore_errors = true,
-            store_rejects = true, rejects_table = 'stg_reject_errors', rejects_scan = 'stg_reject_scans'
-        )
-        """,
-        {
-            "path": str(file.path),
-            "header": file.feed.header,
-            "delim": _delimiter(file),
-            "quote": quote,
-            "encoding": file.feed.encoding,
-        },
-    )
-    offset = 1 if file.feed.header else 0
-    con.execute(
-        f"""
-        create temp table stg_rejects as
-        select
-            line - {offset} as _row,
-            'malformed line: ' || lower(arg_min(error_type, coalesce(column_idx, 0)))
-                || ' (' || arg_min(error_message, coalesce(column_idx, 0)) || ')' as reason,
-            any_value(csv_line) as record,
-        from stg_reject_errors
-        group by line
-        order by line
-        """
-    )
-    # Accepted row i (0-based rowid) is data row i + 1 + (rejected rows before it). `gap` is how many
-    # accepted rows precede the j-th reject; an ASOF join finds the count that applies to each row.
-    con.execute(
-        """
-        create temp table stg_row_gaps as
-        select _row - n as gap, max(n) as n_before
-        from (select _row, row_number() over (order by _row) as n from stg_rejects)
-        group by gap
-        """
-    )
-    n_gaps = con.execute("select count(*) from stg_row_gaps").fetchall()[0][0]
-    if n_gaps == 0:
-        con.execute("create temp view stg_raw as select rowid + 1 as _row, * from stg_file")
-    else:
-        con.execute(
-            """
-            create temp view stg_raw as
-            select f.rowid + 1 + coalesce(g.n_before, 0) as _row, f.*
-            from stg_file as f
-            asof left join stg_row_gaps as g on f.rowid >= g.gap
-            """
-        )
-
-
-def _stage_jsonl(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
-    con.execute(
-        """
-        create temp table stg_lines as
-        select
-            line,
-            case when json_valid(line) then json_type(line) = 'OBJECT' else false end as is_object,
-        from read_csv(
-            $path, columns = {'line': 'VARCHAR'}, header = false, auto_detect = false,
-            delim = chr(1), quote = '', escape = '', encoding = $encoding
-        )
-        """,
-        {"path": str(file.path), "encoding": file.feed.encoding},
-    )
-    keys = con.execute(
-        """
-        select json_key from (
-            select unnest(json_keys(line)) as json_key, rowid as line_number from stg_lines where is_object
-        ) group by json_key order by min(line_number), json_key
-        """
-    ).fetchall()
-    names = [key for (key,) in keys]
-    if not names:
-        raise SourceSpecError(f"{file.path.name}: no JSON object lines found")
-    extracts = ", ".join(
-        f"json_extract_string(line, '$.\"{n.replace(chr(39), chr(39) * 2)}\"') as {quote_ident(n)}"
-        for n in names
-    )
-    con.execute(
-        f"create temp table stg_file as select rowid + 1 as _row, {extracts} from stg_lines where is_object"
-    )
-    con.execute("create temp view stg_raw as select * from stg_file")
-    con.execute(
-        """
-        create temp table stg_rejects as
-        select rowid + 1 as _row, 'malformed line: not a JSON object' as reason, line as record,
-        from stg_lines
-        where line is not null and not is_object
-        """
-    )
-    con.execute("drop table stg_lines")
-
-
 # ------------------------------------------------------------------------------------------------ map
 
 
@@ -285,17 +189,11 @@ def _raw_columns(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return {name: dtype for name, dtype, *_ in described if name != "_row"}
 
 
-def _referenced(expression: str, names: list[str]) -> set[str]:
-    found = set()
-    for name in names:
-        pattern = rf'(?<![\w."]){re.escape(name)}(?![\w"])|"{re.escape(name)}"'
-        if re.search(pattern, expression, flags=re.IGNORECASE):
-            found.add(name)
-    return found
-
-
 def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str]) -> dict[str, str]:
-    """For text columns used in expressions: the type most (TYPE_INFERENCE_SHARE) of their values have."""
+    """For text columns used in expressions: the type most (TYPE_INFERENCE_SHARE) of their values have.
+
+    Timestamps are typed with their zone (TIMESTAMPTZ): an offset in the text is honoured, and text without
+    one is UTC (stage_file sets the session's zone)."""
     if not names:
         return {}
     parts = []
@@ -306,7 +204,7 @@ def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str]) -> dict[str, 
         parts.append(
             f"count(try_cast({q} as double)) filter (where try_cast({q} as double) = try_cast({q} as bigint))"
         )
-        parts.append(f"count(try_cast({q} as timestamp))")
+        parts.append(f"count(try_cast({q} as timestamptz))")
     counts = con.execute(f"select {', '.join(parts)} from stg_raw").fetchall()[0]
     types = {}
     for i, name in enumerate(names):
@@ -318,8 +216,17 @@ def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str]) -> dict[str, 
         elif n_double >= TYPE_INFERENCE_SHARE * n_values:
             types[name] = "DOUBLE"
         elif n_timestamp >= TYPE_INFERENCE_SHARE * n_values:
-            types[name] = "TIMESTAMP"
+            types[name] = "TIMESTAMPTZ"
     return types
+
+
+TYPE_LABELS = {"TIMESTAMPTZ": "TIMESTAMP"}
+
+
+def quoted_value(sql: str) -> str:
+    """SQL text for `'value'` inside a reason, cut to MAX_QUOTED_CHARS characters."""
+    cut = f"left({sql}, {MAX_QUOTED_CHARS}) || case when length({sql}) > {MAX_QUOTED_CHARS} then '...' else '' end"
+    return "'''' || " + cut + " || ''''"
 
 
 def _typed_source(con: duckdb.DuckDBPyConnection, expressions: dict[str, str]) -> tuple[str, str]:
@@ -330,13 +237,13 @@ def _typed_source(con: duckdb.DuckDBPyConnection, expressions: dict[str, str]) -
     """
     raw = _raw_columns(con)
     names = list(raw)
-    text_columns = [n for n in names if raw[n] == "VARCHAR"]
-    in_expressions = set()
+    text_columns = {n.lower(): n for n in names if raw[n] == "VARCHAR"}
+    in_expressions: set[str] = set()
     for expression in expressions.values():
         if expression.strip().strip('"') in names:
             continue
-        in_expressions |= _referenced(expression, text_columns)
-    types = _infer_types(con, [n for n in text_columns if n in in_expressions])
+        in_expressions |= {text_columns[c] for c in expression_columns(expression) if c in text_columns}
+    types = _infer_types(con, [n for n in names if n in in_expressions])
     selects, errors = ["_row"], []
     for i, name in enumerate(names):
         q = quote_ident(name)
@@ -345,9 +252,10 @@ def _typed_source(con: duckdb.DuckDBPyConnection, expressions: dict[str, str]) -
             selects.append(f"try_cast({q} as {types[name]}) as {q}")
             selects.append(f"{q} as {raw_alias}")
             label = name.replace("'", "''")
+            type_label = TYPE_LABELS.get(types[name], types[name])
             errors.append(
                 f"when {raw_alias} is not null and {q} is null "
-                f"then 'column {label}: not a {types[name]} (''' || {raw_alias} || ''')'"
+                f"then 'column {label}: not a {type_label} (' || {quoted_value(raw_alias)} || ')'"
             )
         else:
             selects.append(q)
@@ -355,16 +263,19 @@ def _typed_source(con: duckdb.DuckDBPyConnection, expressions: dict[str, str]) -
     return f"select {', '.join(selects)} from stg_raw", cast_error
 
 
+def _origin(feed: Feed, name: str) -> str:
+    return feed.origins.get(name, f"[{feed.kind}.columns]")
+
+
 def _check_expression(con, source_sql: str, name: str, expression: str, feed: Feed, file: SourceFile) -> str:
     """The DuckDB type of one mapping expression, or a SourceSpecError naming where it was written."""
     try:
         described = con.execute(f"describe select ({expression}) as x from ({source_sql}) as src").fetchall()
     except duckdb.Error as error:
-        origin = feed.origins.get(name, f"[{feed.kind}.columns]")
         detail = str(error).splitlines()[0]
         columns = ", ".join(_raw_columns(con))
         raise SourceSpecError(
-            f"{origin}: DuckDB rejects the expression for {name} = {expression!r}: {detail} "
+            f"{_origin(feed, name)}: DuckDB rejects the expression for {name} = {expression!r}: {detail} "
             f"(columns in {file.path.name}: {columns})"
         ) from None
     return described[0][1]
@@ -374,35 +285,39 @@ def _text(expression: str) -> str:
     return f"nullif(trim(cast(({expression}) as varchar)), '')"
 
 
+NUMBER_TYPES = ("BIGINT", "INTEGER", "HUGEINT", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER", "USMALLINT",
+                "UTINYINT", "UHUGEINT", "DOUBLE", "FLOAT")  # fmt: skip
+
+
 def _timestamp(expression: str, dtype: str) -> str:
-    """SQL turning a value of `dtype` into a UTC TIMESTAMP: timestamps, dates, epoch seconds or ms, text."""
+    """SQL turning a value of `dtype` into a UTC TIMESTAMP: timestamps (zoned ones converted), dates,
+    epoch seconds or milliseconds, and text holding any of these (an ISO offset or `Z` honoured; text without
+    a zone is UTC). A value that is none of them becomes null, never an error."""
     e = f"({expression})"
-    epoch = "make_timestamp(cast(case when abs({x}) > 1e11 then {x} * 1000 else {x} * 1000000 end as bigint))"
+    epoch = (
+        "make_timestamp(try_cast(case when abs({x}) > 1e11 then {x} * 1000 else {x} * 1000000 end as bigint))"
+    )
     if dtype == "TIMESTAMP WITH TIME ZONE":
         return f"timezone('UTC', {e})"
     if dtype.startswith("TIMESTAMP") or dtype == "DATE":
         return f"cast({e} as timestamp)"
-    if dtype in (
-        "BIGINT",
-        "INTEGER",
-        "HUGEINT",
-        "SMALLINT",
-        "UBIGINT",
-        "UINTEGER",
-        "DOUBLE",
-        "FLOAT",
-    ) or dtype.startswith("DECIMAL"):
-        return epoch.format(x=f"cast({e} as double)")
+    if dtype in NUMBER_TYPES or dtype.startswith("DECIMAL"):
+        return epoch.format(x=f"try_cast({e} as double)")
     text = f"trim(cast({e} as varchar))"
+    # The zoned cast first: a plain TIMESTAMP cast drops an offset (01:02+02:00 would stay 01:02).
     return (
-        f"coalesce(try_cast({text} as timestamp), timezone('UTC', try_cast({text} as timestamptz)), "
+        f"coalesce(timezone('UTC', try_cast({text} as timestamptz)), try_cast({text} as timestamp), "
         f"{epoch.format(x=f'try_cast({text} as double)')})"
     )
 
 
 def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
-    """Evaluate the feed's column expressions over `stg_raw` into `stg_events_mapped` / `stg_items_mapped`."""
+    """Evaluate the feed's column expressions over `stg_raw` into `stg_events_mapped` / `stg_items_mapped`.
+
+    An expression that fails on a row (a cast or strptime that does not fit) refuses the file, naming it."""
     feed = file.feed
+    # Parsed again here, not only when the spec is read: a feed can be built in code too.
+    check_feed_expressions(feed)
     source_sql, cast_error = _typed_source(con, feed.columns)
     dtypes = {
         name: _check_expression(con, source_sql, name, expr, feed, file)
@@ -440,10 +355,34 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
             "else hash('event_id', event_id) end as dedup_key"
         )
     table = "stg_events_mapped" if file.kind == "events" else "stg_items_mapped"
-    con.execute(
-        f"create or replace temp table {table} as "
-        f"select {outer} from (select {', '.join(selects)} from ({source_sql}) as src)"
-    )
+    try:
+        con.execute(
+            f"create or replace temp table {table} as "
+            f"select {outer} from (select {', '.join(selects)} from ({source_sql}) as src)"
+        )
+    except duckdb.Error as error:
+        raise _failing_expression(con, file, source_sql, error) from None
+
+
+def _failing_expression(
+    con: duckdb.DuckDBPyConnection, file: SourceFile, source_sql: str, error: duckdb.Error
+) -> FileRefusedError:
+    """A refusal naming the expression that fails on a row of the file, and how to quarantine such rows."""
+    n_rows = con.execute("select (select count(*) from stg_raw) + (select count(*) from stg_rejects)")
+    rows_read = n_rows.fetchall()[0][0]
+    for name, expression in file.feed.columns.items():
+        try:
+            con.execute(f"select count(({expression})) from ({source_sql}) as src").fetchall()
+        except duckdb.Error as failed:
+            detail = str(failed).strip().splitlines()[0][:200]
+            return FileRefusedError(
+                f"{file.path.name}: the expression for {name} = {expression!r} ({_origin(file.feed, name)}) "
+                f"fails on a row of this file: {detail}; the file is refused. Use try_cast(...) or "
+                "try_strptime(...) so that such rows are quarantined instead",
+                rows_read=rows_read,
+            )
+    detail = str(error).strip().splitlines()[0][:200]
+    return FileRefusedError(f"{file.path.name}: cannot be mapped: {detail}; the file is refused", rows_read)
 
 
 # ------------------------------------------------------------------------------------- check, dedupe
@@ -468,7 +407,7 @@ def check_file(con: duckdb.DuckDBPyConnection, file: SourceFile, event_types: tu
         create or replace temp table stg_quarantine as
         select _row, reason, record from stg_rejects
         union all
-        select rejected._row, rejected.reason, cast({record} as varchar) as record
+        select rejected._row, rejected.reason, left(cast({record} as varchar), {MAX_RECORD_CHARS}) as record
         from {prefix}_rejected as rejected
         join stg_raw as raw on raw._row = rejected._row
         order by _row
@@ -484,7 +423,7 @@ def check_file(con: duckdb.DuckDBPyConnection, file: SourceFile, event_types: tu
 
 
 def count_file(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> FileOutcome:
-    """Fill in the outcome's row counts and top quarantine reasons from the staged tables."""
+    """The outcome with its row counts and top quarantine reasons, from the staged tables."""
     prefix = "stg_events" if outcome.kind == "events" else "stg_items"
     n_staged, n_quarantined, n_bad, n_duplicate = con.execute(
         f"""
@@ -495,29 +434,57 @@ def count_file(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> FileOutc
             (select count(*) from {prefix}_duplicates)
         """
     ).fetchall()[0]
-    outcome.rows_read = n_staged + n_quarantined - n_bad
-    outcome.rows_quarantined = n_quarantined
-    outcome.rows_duplicate = n_duplicate
-    outcome.rows_inserted = n_staged - n_bad - n_duplicate
-    outcome.top_reasons = [
-        (reason, n)
-        for reason, n in con.execute(
-            """
-            select regexp_replace(reason, ' \\(.*\\)$', '') as kind, count(*) as n
-            from stg_quarantine
-            group by kind order by n desc, kind limit 5
-            """
-        ).fetchall()
-    ]
-    return outcome
+    top_reasons = con.execute(
+        """
+        select regexp_replace(reason, ' \\(.*\\)$', '') as kind, count(*) as n
+        from stg_quarantine
+        group by kind order by n desc, kind limit 5
+        """
+    ).fetchall()
+    return replace(
+        outcome,
+        rows_read=n_staged + n_quarantined - n_bad,
+        rows_quarantined=n_quarantined,
+        rows_duplicate=n_duplicate,
+        rows_inserted=n_staged - n_bad - n_duplicate,
+        top_reasons=tuple((reason, n) for reason, n in top_reasons),
+    )
 
 
 def describe_rejection(outcome: FileOutcome, max_bad_fraction: float) -> str:
     reasons = "; ".join(f"{reason} ({n:,})" for reason, n in outcome.top_reasons)
     return (
         f"{outcome.file}: {outcome.rows_quarantined:,} of {outcome.rows_read:,} rows are bad "
-        f"({outcome.bad_fraction:.1%} > max-bad-fraction {max_bad_fraction:.1%}); top reasons: {reasons}"
+        f"({outcome.bad_fraction:.1%} > max-bad-fraction {max_bad_fraction:.1%}); top reasons: {reasons}; "
+        f"nothing of it was written (it would have been {outcome.counts()})"
     )
+
+
+def judge_file(outcome: FileOutcome, max_bad_fraction: float) -> FileOutcome:
+    """A counted file with more than `max_bad_fraction` bad rows is rejected whole."""
+    if outcome.bad_fraction > max_bad_fraction:
+        return refuse_file(outcome, FileStatus.REJECTED, describe_rejection(outcome, max_bad_fraction))
+    return outcome
+
+
+def prepare_file(
+    con: duckdb.DuckDBPyConnection, outcome: FileOutcome, file: SourceFile, event_types: tuple[str, ...],
+    max_bad_fraction: float,
+) -> FileOutcome:  # fmt: skip
+    """Stage, map, check, count and judge one file: the outcome is `staged` (a batch ready to validate and
+    write), `rejected` (too many bad rows, or a file that cannot be read: the message says why) or, for an
+    empty file, `ingested` with a warning (there is nothing to write, and it must not block the source)."""
+    try:
+        stage_file(con, file)
+        map_file(con, file)
+        check_file(con, file, event_types)
+    except EmptyFileError as empty:
+        warning = str(empty)
+        return replace(outcome, status=FileStatus.INGESTED, message=warning, warnings=(warning,))
+    except FileRefusedError as refused:
+        drop_staging(con)
+        return refuse_file(replace(outcome, rows_read=refused.rows_read), FileStatus.REJECTED, str(refused))
+    return judge_file(count_file(con, outcome), max_bad_fraction)
 
 
 # ----------------------------------------------------------------------------------------------- write
@@ -545,7 +512,7 @@ def insert_rows(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> int:
             load_sql("warehouse/insert_events"),
             {"source": outcome.source, "batch_id": outcome.batch_id, "ingested_at": now},
         )
-        names_items = "select exists (select 1 from stg_events_mapped where item_title is not null or item_category is not null)"
+        names_items = "select exists (select 1 from stg_events_new where item_title is not null or item_category is not null)"
         if con.execute(names_items).fetchall()[0][0]:
             con.execute(load_sql("warehouse/upsert_items_from_events"), {"updated_at": now})
     else:
@@ -553,7 +520,10 @@ def insert_rows(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> int:
     return outcome.rows_inserted
 
 
-def record_manifest(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> None:
+def record_manifest(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> FileOutcome:
+    """Write the file's manifest row; returns the outcome it recorded."""
+    if outcome.status in (FileStatus.STAGED, FileStatus.SKIPPED):
+        raise ValueError(f"a {outcome.status} file has no manifest row: {outcome.file}")
     con.execute(
         """
         insert into ingest_manifest values (
@@ -571,21 +541,46 @@ def record_manifest(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> Non
             "rows_inserted": outcome.rows_inserted,
             "rows_duplicate": outcome.rows_duplicate,
             "rows_quarantined": outcome.rows_quarantined,
-            "status": outcome.status,
+            "status": outcome.status.value,
             "message": outcome.message,
             "at": datetime.now(UTC).replace(tzinfo=None),
         },
     )
+    return outcome
 
 
-STAGING_VIEWS = ("stg_raw", "stg_events_new", "stg_items_new")
-STAGING_TABLES = ("stg_file", "stg_quarantine", "stg_rejects", "stg_row_gaps", "stg_lines", "stg_reject_errors", "stg_reject_scans",
-                  "stg_events_mapped", "stg_events_rejected", "stg_events_duplicates", "stg_items_mapped",
-                  "stg_items_rejected", "stg_items_duplicates")  # fmt: skip
+# --------------------------------------------------------------------------------------- the connection
 
 
-def drop_staging(con: duckdb.DuckDBPyConnection) -> None:
-    for view in STAGING_VIEWS:
-        con.execute(f"drop view if exists {view}")
-    for table in STAGING_TABLES:
-        con.execute(f"drop table if exists {table}")
+def restrict_access(con: duckdb.DuckDBPyConnection, folders: Iterable[Path]) -> None:
+    """Let the connection's database read and write only these folders (the source's files and the
+    workspace): a spec expression that slipped past the parser still cannot read /etc/passwd or write a
+    file elsewhere. DuckDB cannot turn this back on while the database is open: use it on the ingest
+    connection only, which is closed when the ingest ends."""
+    allowed = sorted({str(Path(folder).resolve()).rstrip("/") + "/" for folder in folders})
+    con.execute("set allowed_directories = $folders", {"folders": allowed})
+    con.execute("set enable_external_access = false")
+
+
+def source_folders(files: Iterable[SourceFile]) -> list[Path]:
+    """The folders that hold the source's files."""
+    return sorted({file.path.parent for file in files})
+
+
+def report_progress(index: int, n_files: int, rows_read_total: int, outcome: FileOutcome) -> None:
+    """One INFO record per file on the `segflow.progress` logger, for a progress bar (file n of N, rows)."""
+    logging.getLogger(PROGRESS_LOGGER).info(
+        "file %d of %d: %s %s (%s rows read so far)",
+        index,
+        n_files,
+        Path(outcome.file).name,
+        outcome.status.value,
+        f"{rows_read_total:,}",
+        extra={
+            "file_index": index,
+            "n_files": n_files,
+            "rows_read_total": rows_read_total,
+            "file": outcome.file,
+            "status": outcome.status.value,
+        },
+    )

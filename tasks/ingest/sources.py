@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import csv
 import glob
+import json
 import re
 import tomllib
+from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import duckdb
 from pydantic import BaseModel, Field, ValidationError
 
 from validation.gate import ValidationSettings
@@ -63,8 +66,139 @@ FEED_KEYS = ("path", "format", "columns", "delimiter", "header", "file_columns",
 SPEC_KEYS = ("name", "events", "items", "event_types", "validation", "ground_truth")
 
 
+# Scalar functions that reach outside the row: the environment, settings, sequences, the random state.
+# Table functions (read_text, read_csv, glob, query, ...) are refused by kind, whatever their name.
+DENIED_FUNCTIONS = frozenset(
+    {"getenv", "current_setting", "nextval", "currval", "setseed", "json_execute_serialized_sql"}
+)
+
+
 class SourceSpecError(ValueError):
     """A source spec that cannot be used; the message names the file, the line and the allowed names."""
+
+
+@cache
+def _function_names(kinds: tuple[str, ...]) -> frozenset[str]:
+    """Names of DuckDB's functions of these kinds that have no scalar form."""
+    con = duckdb.connect(":memory:")
+    try:
+        rows = con.execute(
+            """
+            select function_name from duckdb_functions()
+            group by function_name
+            having bool_or(list_contains($kinds, function_type))
+                and not bool_or(function_type in ('scalar', 'macro'))
+            """,
+            {"kinds": list(kinds)},
+        ).fetchall()
+    finally:
+        con.close()
+    return frozenset(name.lower() for (name,) in rows)
+
+
+def _parse_select(sql: str) -> dict[str, Any]:
+    con = duckdb.connect(":memory:")
+    try:
+        return json.loads(con.execute("select json_serialize_sql($sql)", {"sql": sql}).fetchall()[0][0])
+    finally:
+        con.close()
+
+
+def _unsafe_node(node: Any) -> str | None:
+    """Why a parsed expression tree reaches beyond the row it is evaluated on; None when it does not."""
+    if isinstance(node, list):
+        return next((why for child in node if (why := _unsafe_node(child))), None)
+    if not isinstance(node, dict):
+        return None
+    if node.get("class") == "SUBQUERY" or "subquery" in node or "from_table" in node:
+        return "a subquery (select ...) is not allowed"
+    if node.get("type") == "TABLE_FUNCTION":
+        return "a table function is not allowed"
+    if node.get("class") == "STAR":
+        return "* and COLUMNS(...) are not allowed; name the columns"
+    if node.get("class") == "WINDOW":
+        return "a window function (... OVER ...) is not allowed: an expression maps one row"
+    if node.get("class") == "FUNCTION":
+        name = str(node.get("function_name", "")).lower()
+        if name in _function_names(("table", "table_macro", "pragma")):
+            return f"{name}(...) is a table function (it reads files or tables), not allowed"
+        if name in _function_names(("aggregate",)):
+            return f"{name}(...) is an aggregate, not allowed: an expression maps one row"
+        if name in DENIED_FUNCTIONS:
+            return f"{name}(...) reads outside the row, not allowed"
+    return next((why for value in node.values() if (why := _unsafe_node(value))), None)
+
+
+def check_expression(expression: str) -> str | None:
+    """Why a column expression is refused, or None: it must be one scalar expression over the row's own
+    columns. It is parsed by DuckDB (never run): no statements, subqueries, table functions or comments."""
+    if not expression.strip():
+        return "empty expression"
+    sql = f"select {expression}"
+    try:
+        statements = duckdb.extract_statements(sql)
+        tokens = duckdb.tokenize(sql)
+    except duckdb.Error as error:
+        return f"not an SQL expression ({str(error).splitlines()[0]})"
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        kinds = ", ".join(statement.type.name for statement in statements)
+        return f"{len(statements)} statements ({kinds}); an expression cannot contain ';'"
+    if any(kind == duckdb.token_type.operator and sql[offset] == ";" for offset, kind in tokens):
+        return "an expression cannot contain ';'"
+    # The expression is placed inside the ingest query: a comment would hide the text that follows it.
+    if any(kind == duckdb.token_type.comment for _, kind in tokens):
+        return "comments (-- or /* */) are not allowed"
+    parsed = _parse_select(sql)
+    if parsed.get("error") or len(parsed.get("statements", [])) != 1:
+        return "not a single SQL expression"
+    node = parsed["statements"][0]["node"]
+    clauses = ("where_clause", "having", "qualify", "sample")
+    if (
+        node.get("type") != "SELECT_NODE"
+        or node.get("from_table", {}).get("type") != "EMPTY"
+        or any(node.get(clause) for clause in clauses)
+        or node.get("group_expressions")
+        or node.get("modifiers")
+        or node.get("cte_map", {}).get("map")
+    ):
+        return "one expression only: no FROM, WHERE, GROUP BY, ORDER BY, LIMIT, UNION or WITH"
+    if len(node["select_list"]) != 1:
+        return "one expression only (a ',' at the top level makes several)"
+    if node["select_list"][0].get("alias"):
+        return "no alias (AS name): the canonical column names it"
+    return _unsafe_node(node["select_list"][0])
+
+
+def expression_columns(expression: str) -> set[str]:
+    """The column names an expression refers to, lowercased (DuckDB's names are case-insensitive)."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, list):
+            for child in node:
+                walk(child)
+        elif isinstance(node, dict):
+            if node.get("class") == "COLUMN_REF" and node.get("column_names"):
+                found.add(str(node["column_names"][-1]).lower())
+            for value in node.values():
+                walk(value)
+
+    parsed = _parse_select(f"select {expression}")
+    if not parsed.get("error"):
+        walk(parsed["statements"])
+    return found
+
+
+def check_feed_expressions(feed: Feed) -> None:
+    """A SourceSpecError naming the spec line of the first refused expression of the feed."""
+    for name, expression in feed.columns.items():
+        why = check_expression(expression)
+        if why is not None:
+            origin = feed.origins.get(name, f"[{feed.kind}.columns]")
+            raise SourceSpecError(
+                f"{origin}: the expression for {name} = {expression!r} is refused: {why}. A column "
+                "expression is one scalar DuckDB expression over the file's own columns"
+            )
 
 
 class Feed(BaseModel):
@@ -242,13 +376,15 @@ def parse_source_spec(spec_path: Path) -> SourceSpec:
             for key in ("format", "delimiter", "header", "file_columns", "encoding")
             if key in table
         }
-        return Feed(
+        feed = Feed(
             kind=kind,
             path=path,
             columns=columns,
             origins={name: where(section, name) for name in columns},
             **options,
         )
+        check_feed_expressions(feed)
+        return feed
 
     event_types = raw.get("event_types", DEFAULT_EVENT_TYPES)
     if not isinstance(event_types, list | tuple) or not all(isinstance(t, str) for t in event_types):

@@ -27,7 +27,8 @@ def con():
     con = duckdb.connect(":memory:")
     create_warehouse_tables(con)
     con.execute(
-        "create table batch (user_id varchar, item_id varchar, event_type varchar, ts timestamp, value double, event_id varchar)"
+        "create table batch (user_id varchar, item_id varchar, event_type varchar, ts timestamp, value double, "
+        "event_id varchar, item_title varchar, item_category varchar)"
     )
     yield con
     con.close()
@@ -35,7 +36,10 @@ def con():
 
 def validate(con, rows, settings=None, with_catalogue=False, stored=()):
     if rows:
-        con.executemany("insert into batch values (?, ?, ?, ?, ?, ?)", rows)
+        con.executemany(
+            "insert into batch (user_id, item_id, event_type, ts, value, event_id) values (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
     if with_catalogue:
         con.execute("insert into items select 'i' || i, null, null, null, null, now() from range(1, 4) t(i)")
     for event_type in stored:

@@ -168,11 +168,16 @@ def test_a_file_with_too_many_bad_rows_is_rejected_then_accepted_with_a_higher_t
     message = str(raised.value)
     assert "events.csv: 10 of 100 rows are bad (10.0% > max-bad-fraction 5.0%)" in message
     assert "event_type: not in the configured set (6); user_id: missing (4)" in message
+    assert (
+        "nothing of it was written (it would have been 90 inserted, 0 duplicate, 10 quarantined)" in message
+    )
     assert query(workspace, "select count(*) from events") == [(0,)]
     assert query(workspace, "select count(*) from quarantine") == [(0,)]
-    assert query(workspace, "select status, rows_read, rows_quarantined from ingest_manifest") == [
-        ("rejected", 100, 10)
-    ]
+    # The manifest names no row that is not in `events` or `quarantine`: only the rows read.
+    assert query(
+        workspace,
+        "select status, rows_read, rows_inserted, rows_duplicate, rows_quarantined from ingest_manifest",
+    ) == [("rejected", 100, 0, 0, 0)]
 
     report = ingest(spec, workspace, max_bad_fraction=0.2)
     assert [(f.status, f.rows_inserted, f.rows_quarantined) for f in report.files] == [("ingested", 90, 10)]

@@ -1,0 +1,404 @@
+"""Stage: one raw file into the staging tables `stg_raw` (its own columns plus `_row`, the 1-based data row)
+and `stg_rejects(_row, reason, record)` (its malformed lines), or a refusal that says why in one line.
+
+A file is refused whole, before any row is read, when it is not text (binary data named .csv), when its
+gzip stream is truncated, or when DuckDB cannot read it as its format at all; an empty file is said as such.
+CSV is read by DuckDB's parser, which is fast and allows quoted values across lines. A stray quote defeats
+it, though: the quoted value never closes and swallows the lines after it into one malformed record. When
+that happens the file is read again line by line, each physical line one row, so a stray quote costs its
+own row only and every later row is read.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+import pyarrow as pa
+
+from tasks.ingest.sources import SourceSpecError
+from tasks.warehouse import quote_ident
+
+if TYPE_CHECKING:
+    from tasks.ingest.files import SourceFile
+
+# A quarantine record or a reason never holds more than this much of a line: binary junk or a runaway
+# line must not flood the terminal or the warehouse.
+MAX_RECORD_CHARS = 1000
+# How much of a file is looked at to tell text from binary.
+SNIFF_BYTES = 8192
+# Rows handed from Python to DuckDB at once when a file is read line by line.
+LINE_CHUNK_ROWS = 50_000
+MAGIC_NUMBERS = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (xlsx, docx or zip)"),
+    (b"\x1f\x8b", "gzip data (name the file .gz)"),
+    (b"PAR1", "a Parquet file (name it .parquet)"),
+    (b"SQLite format 3", "an SQLite database"),
+    (b"\x7fELF", "an executable"),
+    (b"BZh", "bzip2 data"),
+    (b"\xfd7zXZ", "xz data"),
+)
+# Control bytes other than tab, newline, carriage return and form feed; text has almost none.
+CONTROL_BYTES = frozenset(range(32)) - {9, 10, 12, 13} | {127}
+MAX_CONTROL_SHARE = 0.05
+
+STAGING_VIEWS = ("stg_raw", "stg_events_new", "stg_items_new")
+STAGING_TABLES = ("stg_file", "stg_quarantine", "stg_rejects", "stg_row_gaps", "stg_lines", "stg_reject_errors", "stg_reject_scans",
+                  "stg_events_mapped", "stg_events_rejected", "stg_events_duplicates", "stg_items_mapped",
+                  "stg_items_rejected", "stg_items_duplicates")  # fmt: skip
+
+
+class FileRefusedError(Exception):
+    """The file as a whole cannot be ingested; the message says why in one line and names the file."""
+
+    def __init__(self, message: str, rows_read: int = 0) -> None:
+        super().__init__(message)
+        self.rows_read = rows_read
+
+
+class EmptyFileError(Exception):
+    """The file holds no data rows; the message says which kind of empty (0 bytes, header only)."""
+
+
+def drop_staging(con: duckdb.DuckDBPyConnection) -> None:
+    for view in STAGING_VIEWS:
+        con.execute(f"drop view if exists {view}")
+    for table in STAGING_TABLES:
+        con.execute(f"drop table if exists {table}")
+
+
+def _is_gzip(path: Path) -> bool:
+    return path.name.lower().endswith(".gz")
+
+
+def _open_text(path: Path, encoding: str) -> io.TextIOBase:
+    raw = gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")  # noqa: SIM115 - the wrapper owns it
+    return io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="")
+
+
+def _head(path: Path) -> bytes:
+    """The first bytes of the file's content (decompressed for .gz)."""
+    if not _is_gzip(path):
+        with open(path, "rb") as handle:
+            return handle.read(SNIFF_BYTES)
+    with gzip.open(path, "rb") as handle:
+        try:
+            return handle.read(SNIFF_BYTES)
+        except EOFError:
+            return b""  # truncated before the first block ends: found when the file is read
+
+
+def sniff_file(file: SourceFile) -> None:
+    """Refuse a file that is not text of its format (binary data, not gzip); say so when it is empty."""
+    path = file.path
+    if path.stat().st_size == 0:
+        raise EmptyFileError("empty file (0 bytes): nothing to ingest")
+    try:
+        head = _head(path)
+    except (gzip.BadGzipFile, zlib.error, OSError):
+        raise FileRefusedError(
+            f"{path.name}: not a gzip file although it is named .gz; the file is refused"
+        ) from None
+    if file.format == "parquet":
+        return
+    if not head.strip():
+        raise EmptyFileError("empty file (no data rows): nothing to ingest")
+    what = next((name for magic, name in MAGIC_NUMBERS if head.startswith(magic)), None)
+    if what is None and not file.feed.encoding.lower().replace("-", "").startswith("utf16"):
+        n_control = sum(byte in CONTROL_BYTES for byte in head)
+        if n_control > MAX_CONTROL_SHARE * len(head):
+            what = f"{n_control:,} control bytes in its first {len(head):,}"
+    if what is not None:
+        raise FileRefusedError(
+            f"{path.name}: binary data ({what}), not {file.format} text; the file is refused"
+        )
+
+
+def count_lines(path: Path) -> tuple[int, bool]:
+    """The number of complete lines that can be read, and whether the stream ended early (truncated gzip)."""
+    n_lines = 0
+    opener = gzip.open if _is_gzip(path) else open
+    with opener(path, "rb") as handle:
+        try:
+            while chunk := handle.read(1 << 20):
+                n_lines += chunk.count(b"\n")
+        except (EOFError, zlib.error, gzip.BadGzipFile):
+            return n_lines, True
+    return n_lines, False
+
+
+def stage_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
+    """Load the file into `stg_raw` and its malformed lines into `stg_rejects`; a FileRefusedError (or an
+    EmptyFileError) when the file as a whole cannot be read."""
+    drop_staging(con)
+    # Naive timestamps are UTC: text without a zone must not take the machine's zone when it is parsed.
+    con.execute("set TimeZone = 'UTC'")
+    sniff_file(file)
+    try:
+        if file.format == "parquet":
+            con.execute(
+                "create temp table stg_file as select * from read_parquet($path)", {"path": str(file.path)}
+            )
+            con.execute("create temp view stg_raw as select rowid + 1 as _row, * from stg_file")
+            con.execute("create temp table stg_rejects (_row bigint, reason varchar, record varchar)")
+        elif file.format == "jsonl":
+            _stage_jsonl(con, file)
+        else:
+            _stage_csv(con, file)
+    except duckdb.Error as error:
+        drop_staging(con)
+        raise _refusal(file, error) from None
+    n_rows = con.execute(
+        "select (select count(*) from stg_raw) + (select count(*) from stg_rejects)"
+    ).fetchall()
+    if n_rows[0][0] == 0:
+        drop_staging(con)
+        raise EmptyFileError("empty file (a header but no data rows): nothing to ingest")
+
+
+def _refusal(file: SourceFile, error: duckdb.Error) -> FileRefusedError:
+    """One line that says why DuckDB could not read the file, never a line of the file itself."""
+    name = file.path.name
+    detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+    if _is_gzip(file.path):
+        n_lines, truncated = count_lines(file.path)
+        if truncated:
+            n_rows = max(0, n_lines - (1 if file.feed.header and file.format != "jsonl" else 0))
+            return FileRefusedError(
+                f"{name}: the gzip stream is truncated: it ends after {n_rows:,} readable rows, so the file "
+                "is incomplete; the file is refused: export or download it again",
+                rows_read=n_rows,
+            )
+    return FileRefusedError(f"{name}: cannot be read as {file.format}: {detail}; the file is refused")
+
+
+def _delimiter(file: SourceFile) -> str:
+    return file.feed.delimiter or ("\t" if file.format == "tsv" else ",")
+
+
+def _quote(file: SourceFile) -> str:
+    return "" if file.feed.delimiter and len(file.feed.delimiter) > 1 else '"'
+
+
+def _header(file: SourceFile) -> list[str]:
+    if file.feed.file_columns:
+        return list(file.feed.file_columns)
+    delimiter = _delimiter(file)
+    try:
+        with _open_text(file.path, file.feed.encoding) as handle:
+            first = handle.readline().rstrip("\r\n")
+    except (EOFError, zlib.error, gzip.BadGzipFile):
+        raise FileRefusedError(
+            f"{file.path.name}: the gzip stream is truncated before the first line ends; the file is refused"
+        ) from None
+    if len(delimiter) == 1:
+        names = next(csv.reader([first], delimiter=delimiter), [])
+    else:
+        names = first.split(delimiter)
+    names = [name.strip().lstrip("\ufeff") for name in names]
+    if not file.feed.header:
+        return [f"column{i}" for i in range(len(names))]
+    if not names or any(not name for name in names) or len(set(names)) != len(names):
+        raise SourceSpecError(
+            f"{file.path.name}: the header line has empty or repeated column names: {first[:200]!r}"
+        )
+    return names
+
+
+def _stage_csv(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
+    names = _header(file)
+    columns = "{" + ", ".join(f"'{n.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for n in names) + "}"
+    con.execute(
+        f"""
+        create temp table stg_file as
+        select * from read_csv(
+            $path, columns = {columns}, header = $header, auto_detect = false, delim = $delim,
+            quote = $quote, escape = $quote, encoding = $encoding, ignore_errors = true,
+            store_rejects = true, rejects_table = 'stg_reject_errors', rejects_scan = 'stg_reject_scans'
+        )
+        """,
+        {
+            "path": str(file.path),
+            "header": file.feed.header,
+            "delim": _delimiter(file),
+            "quote": _quote(file),
+            "encoding": file.feed.encoding,
+        },
+    )
+    # A quoted value that never closes swallows the lines after it (DuckDB reports one record for all of
+    # them, or a line over its maximum size): only reading line by line finds the rows inside.
+    swallowed = con.execute(
+        """
+        select count(*) from stg_reject_errors
+        where error_type = 'LINE SIZE OVER MAXIMUM'
+            or (error_type = 'UNQUOTED VALUE' and regexp_matches(trim(csv_line, chr(13) || chr(10)), '[\r\n]'))
+        """
+    ).fetchall()[0][0]
+    if swallowed:
+        _stage_csv_by_lines(con, file, names)
+        return
+    offset = 1 if file.feed.header else 0
+    con.execute(
+        f"""
+        create temp table stg_rejects as
+        select
+            line - {offset} as _row,
+            left('malformed line: ' || lower(arg_min(error_type, coalesce(column_idx, 0)))
+                || ' (' || arg_min(error_message, coalesce(column_idx, 0)) || ')', 300) as reason,
+            left(any_value(csv_line), {MAX_RECORD_CHARS}) as record,
+        from stg_reject_errors
+        group by line
+        order by line
+        """
+    )
+    # Accepted row i (0-based rowid) is data row i + 1 + (rejected rows before it). `gap` is how many
+    # accepted rows precede the j-th reject; an ASOF join finds the count that applies to each row.
+    con.execute(
+        """
+        create temp table stg_row_gaps as
+        select _row - n as gap, max(n) as n_before
+        from (select _row, row_number() over (order by _row) as n from stg_rejects)
+        group by gap
+        """
+    )
+    n_gaps = con.execute("select count(*) from stg_row_gaps").fetchall()[0][0]
+    if n_gaps == 0:
+        con.execute("create temp view stg_raw as select rowid + 1 as _row, * from stg_file")
+    else:
+        con.execute(
+            """
+            create temp view stg_raw as
+            select f.rowid + 1 + coalesce(g.n_before, 0) as _row, f.*
+            from stg_file as f
+            asof left join stg_row_gaps as g on f.rowid >= g.gap
+            """
+        )
+
+
+def _split_line(text: str, delimiter: str, quote: str) -> tuple[list[str] | None, str | None]:
+    """The fields of one physical line, or None and why it is malformed."""
+    if not quote or quote not in text:
+        return text.split(delimiter), None
+    try:
+        return next(
+            csv.reader([text], delimiter=delimiter, quotechar=quote, doublequote=True, strict=True)
+        ), None
+    except csv.Error as error:
+        if text.count(quote) % 2:
+            return (
+                None,
+                "malformed line: unterminated quote (a quoted value opens on this line and never closes)",
+            )
+        return None, f"malformed line: bad quoting ({error})"
+
+
+def _stage_csv_by_lines(con: duckdb.DuckDBPyConnection, file: SourceFile, names: list[str]) -> None:
+    """Read the file again, each physical line one row (a blank line keeps its number but is no row)."""
+    drop_staging(con)
+    delimiter, quote = _delimiter(file), _quote(file)
+    con.execute(
+        "create temp table stg_file (_row bigint, "
+        + ", ".join(f"{quote_ident(n)} varchar" for n in names)
+        + ")"
+    )
+    con.execute("create temp table stg_rejects (_row bigint, reason varchar, record varchar)")
+    rows: list[list[int | str | None]] = []
+    rejects: list[list[int | str | None]] = []
+
+    def flush() -> None:
+        _append(con, "stg_file", rows)
+        _append(con, "stg_rejects", rejects)
+        rows.clear()
+        rejects.clear()
+
+    with _open_text(file.path, file.feed.encoding) as handle:
+        lines = iter(handle)
+        if file.feed.header:
+            next(lines, None)
+        for number, line in enumerate(lines, start=1):
+            text = line.rstrip("\r\n")
+            if not text.strip():
+                continue
+            fields, why = _split_line(text, delimiter, quote)
+            if fields is not None and len(fields) != len(names):
+                kind = "too many columns" if len(fields) > len(names) else "missing columns"
+                fields, why = None, f"malformed line: {kind} (expected {len(names)}, found {len(fields)})"
+            if fields is None:
+                rejects.append([number, why, text[:MAX_RECORD_CHARS]])
+            else:
+                rows.append([number, *(field if field != "" else None for field in fields)])
+            if len(rows) >= LINE_CHUNK_ROWS or len(rejects) >= LINE_CHUNK_ROWS:
+                flush()
+    flush()
+    con.execute("create temp view stg_raw as select * from stg_file")
+
+
+def _append(con: duckdb.DuckDBPyConnection, table: str, rows: list[list[int | str | None]]) -> None:
+    """Append rows (a row number, then text) to a staging table, handed over through Arrow."""
+    if not rows:
+        return
+    columns = list(zip(*rows, strict=True))
+    chunk = pa.table(
+        {
+            f"c{i}": pa.array(values, type=pa.int64() if i == 0 else pa.large_string())
+            for i, values in enumerate(columns)
+        }
+    )
+    con.register("stg_chunk", chunk)
+    try:
+        con.execute(f"insert into {table} select * from stg_chunk")
+    finally:
+        con.unregister("stg_chunk")
+
+
+def _stage_jsonl(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
+    con.execute(
+        """
+        create temp table stg_lines as
+        select
+            line,
+            case when json_valid(line) then json_type(line) = 'OBJECT' else false end as is_object,
+        from read_csv(
+            $path, columns = {'line': 'VARCHAR'}, header = false, auto_detect = false,
+            delim = chr(1), quote = '', escape = '', encoding = $encoding
+        )
+        """,
+        {"path": str(file.path), "encoding": file.feed.encoding},
+    )
+    keys = con.execute(
+        """
+        select json_key from (
+            select unnest(json_keys(line)) as json_key, rowid as line_number from stg_lines where is_object
+        ) group by json_key order by min(line_number), json_key
+        """
+    ).fetchall()
+    names = [key for (key,) in keys]
+    if not names:
+        raise FileRefusedError(f"{file.path.name}: no JSON object lines found; the file is refused")
+    extracts = ", ".join(
+        f"json_extract_string(line, '$.\"{n.replace(chr(39), chr(39) * 2)}\"') as {quote_ident(n)}"
+        for n in names
+    )
+    con.execute(
+        f"create temp table stg_file as select rowid + 1 as _row, {extracts} from stg_lines where is_object"
+    )
+    con.execute("create temp view stg_raw as select * from stg_file")
+    con.execute(
+        f"""
+        create temp table stg_rejects as
+        select rowid + 1 as _row, 'malformed line: not a JSON object' as reason,
+            left(line, {MAX_RECORD_CHARS}) as record,
+        from stg_lines
+        where line is not null and not is_object
+        """
+    )
+    con.execute("drop table stg_lines")
