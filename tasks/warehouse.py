@@ -21,6 +21,9 @@ WAREHOUSE_TABLES = (
     "validation_runs",
     "segment_runs",
     "sources",
+    "user_segments",
+    "segment_recommendations",
+    "segment_profiles",
 )
 
 
@@ -116,9 +119,8 @@ def read_published(path: Path | str, sql: str, params: dict | None = None) -> li
         return None
     con = duckdb.connect(str(path), read_only=True)
     try:
-        if not con.execute(
-            "select count(*) from information_schema.tables where table_name = 'user_segments'"
-        ).fetchall()[0][0]:
+        published = "select count(*) from segment_runs where is_current"
+        if not has_table(con, "segment_runs") or not con.execute(published).fetchall()[0][0]:
             return None
         result = con.execute(sql, params or {})
         names = [d[0] for d in result.description]

@@ -49,8 +49,9 @@ def write_exports(
 def swap_published(con: duckdb.DuckDBPyConnection, run: dict) -> None:
     """Replace the published tables with the staged ones and make `run` the current one, all or nothing."""
     with transaction(con):
-        for table in PUBLISHED_TABLES:
-            con.execute(f"create or replace table {table} as select * from seg_{table}")
+        for table in PUBLISHED_TABLES:  # the tables keep their DDL (sql/warehouse/); only the rows change
+            con.execute(f"delete from {table}")
+            con.execute(f"insert into {table} by name select * from seg_{table}")
         con.execute("update segment_runs set is_current = false where is_current")
         con.execute(
             """

@@ -4,6 +4,8 @@ Loading it needs segflow installed (the model unpickles segflow's classes)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow.pyfunc
 import pandas as pd
 from mlflow.models import ModelSignature
@@ -43,7 +45,7 @@ def log_segmenter(segmenter_path: str, input_example: pd.DataFrame) -> None:
     """Log the saved segmenter to the active MLflow run under the artifact path `segmenter`."""
     mlflow.pyfunc.log_model(
         name=ARTIFACT_PATH,
-        python_model=SegmenterModel(),
+        python_model=str(Path(__file__).with_name("segmenter_model.py")),
         artifacts={ARTIFACT_PATH: segmenter_path},
         signature=SIGNATURE,
         input_example=input_example,

@@ -40,6 +40,9 @@ def log_run(
 ) -> str:
     """Log a pipeline run (and its segmenter as a pyfunc model, tagged unpublished until `mark_published`);
     returns the parent MLflow run id."""
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per artifact is noise
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
