@@ -376,13 +376,13 @@ def _failing_expression(
         except duckdb.Error as failed:
             detail = str(failed).strip().splitlines()[0][:200]
             return FileRefusedError(
-                f"{file.path.name}: the expression for {name} = {expression!r} ({_origin(file.feed, name)}) "
+                f"{file.path}: the expression for {name} = {expression!r} ({_origin(file.feed, name)}) "
                 f"fails on a row of this file: {detail}; the file is refused. Use try_cast(...) or "
                 "try_strptime(...) so that such rows are quarantined instead",
                 rows_read=rows_read,
             )
     detail = str(error).strip().splitlines()[0][:200]
-    return FileRefusedError(f"{file.path.name}: cannot be mapped: {detail}; the file is refused", rows_read)
+    return FileRefusedError(f"{file.path}: cannot be mapped: {detail}; the file is refused", rows_read)
 
 
 # ------------------------------------------------------------------------------------- check, dedupe

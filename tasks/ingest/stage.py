@@ -106,7 +106,7 @@ def sniff_file(file: SourceFile) -> None:
         head = _head(path)
     except (gzip.BadGzipFile, zlib.error, OSError):
         raise FileRefusedError(
-            f"{path.name}: not a gzip file although it is named .gz; the file is refused"
+            f"{path}: not a gzip file although it is named .gz; the file is refused"
         ) from None
     if file.format == "parquet":
         return
@@ -118,22 +118,30 @@ def sniff_file(file: SourceFile) -> None:
         if n_control > MAX_CONTROL_SHARE * len(head):
             what = f"{n_control:,} control bytes in its first {len(head):,}"
     if what is not None:
-        raise FileRefusedError(
-            f"{path.name}: binary data ({what}), not {file.format} text; the file is refused"
-        )
+        raise FileRefusedError(f"{path}: binary data ({what}), not {file.format} text; the file is refused")
 
 
 def count_lines(path: Path) -> tuple[int, bool]:
-    """The number of complete lines that can be read, and whether the stream ended early (truncated gzip)."""
+    """The number of complete lines that can be read, and whether the stream ends early (a truncated gzip).
+    A gzip stream is inflated piece by piece, so every line before the cut is counted."""
     n_lines = 0
-    opener = gzip.open if _is_gzip(path) else open
-    with opener(path, "rb") as handle:
-        try:
+    with open(path, "rb") as handle:
+        if not _is_gzip(path):
             while chunk := handle.read(1 << 20):
                 n_lines += chunk.count(b"\n")
-        except (EOFError, zlib.error, gzip.BadGzipFile):
+            return n_lines, False
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            while chunk := handle.read(1 << 16):
+                while chunk:
+                    n_lines += inflater.decompress(chunk).count(b"\n")
+                    # A .gz may hold several gzip members one after another.
+                    chunk = inflater.unused_data if inflater.eof else b""
+                    if chunk:
+                        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        except zlib.error:
             return n_lines, True
-    return n_lines, False
+        return n_lines, not inflater.eof
 
 
 def stage_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
@@ -167,7 +175,7 @@ def stage_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
 
 def _refusal(file: SourceFile, error: duckdb.Error) -> FileRefusedError:
     """One line that says why DuckDB could not read the file, never a line of the file itself."""
-    name = file.path.name
+    name = str(file.path)
     detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
     if _is_gzip(file.path):
         n_lines, truncated = count_lines(file.path)
@@ -198,7 +206,7 @@ def _header(file: SourceFile) -> list[str]:
             first = handle.readline().rstrip("\r\n")
     except (EOFError, zlib.error, gzip.BadGzipFile):
         raise FileRefusedError(
-            f"{file.path.name}: the gzip stream is truncated before the first line ends; the file is refused"
+            f"{file.path}: the gzip stream is truncated before the first line ends; the file is refused"
         ) from None
     if len(delimiter) == 1:
         names = next(csv.reader([first], delimiter=delimiter), [])
@@ -383,7 +391,7 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     ).fetchall()
     names = [key for (key,) in keys]
     if not names:
-        raise FileRefusedError(f"{file.path.name}: no JSON object lines found; the file is refused")
+        raise FileRefusedError(f"{file.path}: no JSON object lines found; the file is refused")
     extracts = ", ".join(
         f"json_extract_string(line, '$.\"{n.replace(chr(39), chr(39) * 2)}\"') as {quote_ident(n)}"
         for n in names

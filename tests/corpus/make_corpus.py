@@ -1,0 +1,141 @@
+"""Write the bad-input corpus: one folder per case, each a source spec, its files and `case.toml` (what the
+ingest must do with it). The files are committed; run this again only to change a case or add one:
+
+    .venv/bin/python tests/corpus/make_corpus.py
+
+Every case's files are generated here from a fixed seed, so the bytes never drift. `case.toml` is written
+by hand (the expected messages and counts are the point of each case): this script leaves it alone.
+"""
+
+from __future__ import annotations
+
+import gzip
+import random
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+HEADER = "user,item,kind,day\n"
+SPEC = """name = "{name}"
+[events]
+path = "{path}"
+[events.columns]
+user_id = "{user_id}"
+item_id = "{item_id}"
+event_type = "kind"
+ts = "{ts}"
+{extra}"""
+
+
+def rows(n: int, start: int = 0) -> list[str]:
+    return [
+        f"u{i % 37},i{i % 53},view,2024-03-{1 + i % 28:02d} 10:{i % 60:02d}:00\n"
+        for i in range(start, start + n)
+    ]
+
+
+def write_case(name: str, files: dict[str, bytes | str], path: str = "events.csv", user_id: str = "user",
+               item_id: str = "item", ts: str = "day", extra: str = "") -> None:  # fmt: skip
+    folder = HERE / name
+    folder.mkdir(exist_ok=True)
+    for file_name, content in files.items():
+        data = content.encode() if isinstance(content, str) else content
+        (folder / file_name).write_bytes(data)
+    spec = SPEC.format(name=name, path=path, user_id=user_id, item_id=item_id, ts=ts, extra=extra)
+    (folder / "source.toml").write_text(spec)
+
+
+def main() -> None:
+    rng = random.Random(8)
+
+    # Two unterminated quotes in a 2,000-row CSV (issue 8): DuckDB's parser swallowed 901 rows into 2 records.
+    lines = rows(2000)
+    for row in (501, 1501):
+        lines[row - 1] = '"' + lines[row - 1]
+    write_case("unterminated_quotes", {"events.csv": HEADER + "".join(lines)})
+
+    # Ten stray quotes in 100 rows: 10% bad, over the default 5%: the file is rejected, row counts true.
+    lines = rows(100)
+    for row in range(5, 100, 10):
+        lines[row - 1] = lines[row - 1].replace(",view,", ',"view,')
+    write_case("unterminated_quotes_rejected", {"events.csv": HEADER + "".join(lines)})
+
+    # A .csv.gz cut in the middle of its stream.
+    whole = gzip.compress((HEADER + "".join(rows(3000))).encode(), mtime=0)
+    write_case("truncated_gzip", {"events.csv.gz": whole[: len(whole) // 2]}, path="events.csv.gz")
+
+    # A PNG renamed .csv, and bytes with no known magic number.
+    png = b"\x89PNG\r\n\x1a\n" + bytes(rng.randrange(256) for _ in range(20_000))
+    write_case("binary_png", {"events.csv": png})
+    write_case("binary_noise", {"events.csv": bytes(rng.randrange(256) for _ in range(20_000))})
+
+    # NaN and infinities as values and quantities.
+    lines = rows(100)
+    bad = {3: "NaN,1", 9: "inf,1", 17: "2.5,-Infinity", 25: "nan,nan"}
+    body = "".join(
+        line.rstrip("\n") + "," + bad.get(i, "1.5,2") + "\n" for i, line in enumerate(lines, start=1)
+    )
+    write_case(
+        "nan_and_inf",
+        {"events.csv": "user,item,kind,day,amount,qty\n" + body},
+        extra='value = "amount"\nquantity = "qty"\n',
+    )
+
+    # NUL and other control characters inside ids.
+    lines = rows(100)
+    lines[4] = lines[4].replace("u4,", "u\x004,", 1)
+    lines[11] = lines[11].replace(",i11,", ",i\x0111,", 1)
+    lines[20] = lines[20].replace("u20,", "u2\x1b0,", 1)
+    write_case("control_characters_in_ids", {"events.csv": HEADER + "".join(lines)})
+
+    # Every accepted text form of a timestamp, zoned and naive.
+    times = [
+        "2024-01-01T01:02:32+02:00", "2024-01-01T01:02:32+0200", "2024-01-01T01:02:32Z",
+        "2024-01-01 01:02:32-05:00", "2024-01-01 01:02:32+02:00", "2024-01-01 01:02:32",
+        "2024-01-01T01:02:32", "2024-01-01", "2024-01-01T01:02:32.250+02:00", "2024-01-01 01:02:32 UTC",
+    ]  # fmt: skip
+    write_case(
+        "zoned_times", {"events.csv": HEADER + "".join(f"u{i},i{i},view,{t}\n" for i, t in enumerate(times))}
+    )
+
+    # The same rows delivered again with CRLF line ends (new bytes, same rows).
+    lines = rows(50)
+    write_case(
+        "crlf_redelivery",
+        {"a.csv": HEADER + "".join(lines), "b.csv": (HEADER + "".join(lines)).replace("\n", "\r\n")},
+        path=".",
+    )
+
+    # Empty files next to a good one: 0 bytes, and a header with no rows.
+    write_case("empty_files", {"a.csv": HEADER + "".join(rows(10)), "b.csv": "", "c.csv": HEADER}, path=".")
+
+    # A line of 50,000 characters: its quarantine record keeps 1,000.
+    lines = rows(100)
+    lines[59] = "u1,i1,view,2024-03-01," + "x" * 50_000 + "\n"
+    write_case("runaway_line", {"events.csv": HEADER + "".join(lines)})
+
+    # An expression that fails at run time on one row (strptime on a differing date).
+    lines = [f"u{i % 37},i{i % 53},view,{1 + i % 28:02d}/03/2024\n" for i in range(100)]
+    lines[41] = "u1,i1,view,tomorrow\n"
+    write_case(
+        "expression_fails_on_a_row", {"events.csv": HEADER + "".join(lines)}, ts="strptime(day, '%d/%m/%Y')"
+    )
+
+    # Hostile expressions: each is refused when the spec is read, before any file is touched.
+    good = HEADER + "".join(rows(10))
+    write_case(
+        "hostile_subquery",
+        {"events.csv": good},
+        item_id="item || (select content from read_text('/etc/passwd'))",
+    )
+    write_case("hostile_table_function", {"events.csv": good}, item_id="read_text('/etc/passwd')")
+    write_case(
+        "hostile_statements",
+        {"events.csv": good},
+        user_id="user; copy (select 42) to 'pwned.csv'; select user",
+    )
+    write_case("hostile_comment", {"events.csv": good}, user_id="user -- ", item_id="item")
+    write_case("hostile_getenv", {"events.csv": good}, user_id="getenv('HOME')")
+
+
+if __name__ == "__main__":
+    main()
