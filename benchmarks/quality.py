@@ -36,9 +36,9 @@ def itemknn_metrics(warehouse: Path) -> dict[str, float]:
     from tasks.features.user_features import FeatureModel
     from tasks.segment.settings import SegmentSettings
 
-    events, item_categories = read_warehouse_events(warehouse)
+    events, items = read_warehouse_events(warehouse)
     split = split_events(events)
-    _, features = FeatureModel.fit(split.train, item_categories, SegmentSettings().weights)
+    _, features = FeatureModel.fit(split.train, items, SegmentSettings().weights)
     train = interaction_matrix(features.interactions)
     columns = normalize(train.matrix.T.tocsr().astype(np.float64))
     similarity = (columns @ columns.T).tocsr()

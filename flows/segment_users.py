@@ -61,9 +61,9 @@ def load_events(
     warehouse_path: str, memory_limit: str, settings: SegmentSettings
 ) -> tuple[pa.Table, pa.Table]:
     """Every event of the warehouse and the catalogue's item categories; refuses data too small to segment."""
-    events, item_categories = read_warehouse_events(warehouse_path, memory_limit)
+    events, items = read_warehouse_events(warehouse_path, memory_limit)
     seg.check_segmentable(events, settings)
-    return events, item_categories
+    return events, items
 
 
 @task(cache_policy=NO_CACHE)
@@ -74,23 +74,23 @@ def split_holdout(events: pa.Table, seed: int) -> EventSplit:
 
 @task(cache_policy=NO_CACHE)
 def choose_segment_count(
-    train: pa.Table, item_categories: pa.Table, settings: SegmentSettings
+    train: pa.Table, items: pa.Table, settings: SegmentSettings
 ) -> tuple[int, list[dict]]:
     """K: as given, found by the clusterer, or by the K rule over a sweep on the training part."""
     if settings.clusterer in FINDS_ITS_OWN_K:
         return 0, []
     if settings.k != "auto":
         return int(settings.k), []
-    sweep = sweep_k(train, item_categories, settings)
+    sweep = sweep_k(train, items, settings)
     return choose_k(sweep), sweep
 
 
 @task(cache_policy=NO_CACHE, task_run_name="features ({part})")
 def features(
-    events: pa.Table, item_categories: pa.Table, settings: SegmentSettings, part: str
+    events: pa.Table, items: pa.Table, settings: SegmentSettings, part: str
 ) -> tuple[FeatureModel, UserFeatures]:
     """Per-user features (sql/features/) with the statistics they are fitted with."""
-    return seg.fit_features(events, item_categories, settings)
+    return seg.fit_features(events, items, settings)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="embed ({part})")
@@ -248,16 +248,16 @@ def segment_users(
     with hold_workspace(ws):
         report = ingest_events(source=source, workspace=str(ws.root), max_bad_fraction=max_bad_fraction)
         try:
-            events, item_categories = load_events(warehouse, memory, settings)
+            events, items = load_events(warehouse, memory, settings)
             split = split_holdout(events, settings.seed)
-            k, sweep = choose_segment_count(split.train, item_categories, settings)
+            k, sweep = choose_segment_count(split.train, items, settings)
 
-            train_model, train_features = features(split.train, item_categories, settings, "train")
+            train_model, train_features = features(split.train, items, settings, "train")
             _, train_embedding = embed(train_features, settings, "train")
             train_clusterer = cluster(train_embedding, settings, k, "train")
             metrics = evaluate(train_features, train_embedding, train_clusterer, split)
 
-            model, user_features = features(events, item_categories, settings, "all")
+            model, user_features = features(events, items, settings, "all")
             embedder, embedding = embed(user_features, settings, "all")
             clusterer = cluster(embedding, settings, k, "all")
             assignments = assign(embedding, clusterer)

@@ -17,6 +17,7 @@ EVENT_COLUMNS = {
     "quantity": "double",
     "session_id": "varchar",
     "item_category": "varchar",
+    "item_title": "varchar",
 }
 REQUIRED_EVENT_COLUMNS = ("user_id", "item_id", "event_type", "ts")
 
@@ -54,19 +55,17 @@ def read_events(con: duckdb.DuckDBPyConnection) -> pa.Table:
     return con.sql(f"select {columns} from events order by user_id, ts, item_id, event_type").to_arrow_table()
 
 
-def read_item_categories(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """The catalogue's categories: `item_id, category`."""
-    return con.sql(
-        "select item_id, category from items where category is not null order by item_id"
-    ).to_arrow_table()
+def read_items(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """The catalogue: `item_id, title, category, text`."""
+    return con.sql("select item_id, title, category, text from items order by item_id").to_arrow_table()
 
 
 def read_warehouse_events(warehouse_path: Path | str, memory_limit: str = "1GB") -> tuple[pa.Table, pa.Table]:
-    """The events and the item categories of a warehouse file."""
+    """The events and the item catalogue of a warehouse file."""
     from tasks.warehouse import connect_warehouse
 
     con = connect_warehouse(warehouse_path, memory_limit)
     try:
-        return read_events(con), read_item_categories(con)
+        return read_events(con), read_items(con)
     finally:
         con.close()

@@ -33,6 +33,8 @@ class UserFeatures:
     users: np.ndarray
     frame: pl.DataFrame
     tables: dict[str, pl.DataFrame]
+    events: pa.Table  # the events the features were computed from (for models that read sequences)
+    items: pa.Table  # item_id, title, category, text of the events' items, as far as known
 
     @property
     def interactions(self) -> pl.DataFrame:
@@ -48,17 +50,17 @@ class FeatureModel:
     unseen_idf: float
     category_idf: pa.Table  # category, idf
     item_popularity: pa.Table  # item_id, n_users, is_niche
-    item_categories: pa.Table  # item_id, category: the catalogue as the fit knew it
+    items: pa.Table  # item_id, title, category, text: the catalogue as the fit knew it
     columns: tuple[str, ...]  # the wide frame's columns, in order
 
     @classmethod
     def fit(
-        cls, events: pa.Table, item_categories: pa.Table, weights: InteractionWeights
+        cls, events: pa.Table, items: pa.Table, weights: InteractionWeights
     ) -> tuple[FeatureModel, UserFeatures]:
         """Learn the statistics from `events` and return them with the features of the events' users."""
         con = memory_connection()
         try:
-            known = _known_item_categories(con, events, item_categories)
+            known = _known_items(con, events, items)
             _open(con, events, known, weights)
             con.execute(f"create temp table fit_category_idf as {load_sql('features/fit_category_idf')}")
             con.execute(
@@ -82,52 +84,63 @@ class FeatureModel:
                 weights=weights, end_ts=end_ts, unseen_idf=unseen_idf,
                 category_idf=con.sql("select * from fit_category_idf order by category").to_arrow_table(),
                 item_popularity=con.sql("select * from fit_item_popularity order by item_id").to_arrow_table(),
-                item_categories=known,
+                items=known,
                 columns=tuple(c for c in wide.columns if c != "user_id" and not c.startswith("cat:"))
                 + tuple(category_columns),
             )  # fmt: skip
         finally:
             con.close()
-        return model, model._features(tables, wide)
+        return model, model._features(tables, wide, events, known)
 
     def transform(self, events) -> UserFeatures:
         """The features of the users in `events` (any frame of the canonical columns), by the fitted statistics."""
         events = events if isinstance(events, pa.Table) else as_events_table(events)
         con = memory_connection()
         try:
-            known = _known_item_categories(con, events, self.item_categories)
+            known = _known_items(con, events, self.items)
             _open(con, events, known, self.weights)
             con.register("fit_category_idf", self.category_idf)
             con.register("fit_item_popularity", self.item_popularity)
             tables = _user_tables(con, self.end_ts, self.unseen_idf)
         finally:
             con.close()
-        return self._features(tables, _wide_frame(tables, {c for c in self.columns if c.startswith("cat:")}))
+        category_columns = {c for c in self.columns if c.startswith("cat:")}
+        return self._features(tables, _wide_frame(tables, category_columns), events, known)
 
-    def _features(self, tables: dict[str, pl.DataFrame], wide: pl.DataFrame) -> UserFeatures:
+    def _features(
+        self, tables: dict[str, pl.DataFrame], wide: pl.DataFrame, events: pa.Table, items: pa.Table
+    ) -> UserFeatures:
         """The wide frame in the fitted columns: a column the fit had but these users lack is null."""
         missing = [pl.lit(None, dtype=pl.Float64).alias(c) for c in self.columns if c not in wide.columns]
         frame = wide.with_columns(missing).select("user_id", *self.columns).sort("user_id")
-        return UserFeatures(frame["user_id"].to_numpy().astype(object), frame, tables)
+        return UserFeatures(frame["user_id"].to_numpy().astype(object), frame, tables, events, items)
 
 
-def _known_item_categories(con, events: pa.Table, catalogue: pa.Table) -> pa.Table:
-    """Item categories for the events' items: the catalogue's, and for items it lacks, the events' own
-    `item_category` (feeds that name items only in their rows)."""
-    con.register("catalogue", catalogue)
+def _known_items(con, events: pa.Table, catalogue: pa.Table) -> pa.Table:
+    """`item_id, title, category, text` for the events' items: the catalogue's, and where it lacks an item or a
+    value, the events' own `item_title` / `item_category` (feeds that name items only in their rows)."""
+    con.register("catalogue", _with_item_columns(catalogue))
     con.register("events_in", events)
     known = con.sql(
         """
         with used as (select distinct item_id from events_in),
         named as (
-            select item_id, any_value(item_category order by ts desc) as category
-            from events_in where item_category is not null group by item_id
+            select
+                item_id,
+                any_value(item_title order by ts desc) filter (where item_title is not null) as title,
+                any_value(item_category order by ts desc) filter (where item_category is not null) as category,
+            from events_in
+            where item_title is not null or item_category is not null
+            group by item_id
         )
-        select used.item_id, coalesce(catalogue.category, named.category) as category
+        select
+            used.item_id,
+            coalesce(catalogue.title, named.title) as title,
+            coalesce(catalogue.category, named.category) as category,
+            catalogue.text,
         from used
         left join catalogue on catalogue.item_id = used.item_id
         left join named on named.item_id = used.item_id
-        where coalesce(catalogue.category, named.category) is not null
         order by used.item_id
         """
     ).to_arrow_table()
@@ -136,9 +149,17 @@ def _known_item_categories(con, events: pa.Table, catalogue: pa.Table) -> pa.Tab
     return known
 
 
-def _open(con, events: pa.Table, item_categories: pa.Table, weights: InteractionWeights) -> None:
+def _with_item_columns(items: pa.Table) -> pa.Table:
+    """The catalogue with all of `item_id, title, category, text` (absent ones null)."""
+    for name in ("title", "category", "text"):
+        if name not in items.column_names:
+            items = items.append_column(name, pa.nulls(len(items), pa.string()))
+    return items.select(["item_id", "title", "category", "text"])
+
+
+def _open(con, events: pa.Table, items: pa.Table, weights: InteractionWeights) -> None:
     con.register("seg_events", events)
-    con.register("seg_items", item_categories)
+    con.register("seg_items", items)
     con.execute(
         f"create temp table fct_interactions as {load_sql('features/fct_interactions')}", weights.as_params()
     )

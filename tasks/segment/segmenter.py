@@ -72,9 +72,9 @@ def check_segmentable(events: pa.Table, settings: SegmentSettings) -> int:
 
 
 def fit_features(
-    events: pa.Table, item_categories: pa.Table, settings: SegmentSettings
+    events: pa.Table, items: pa.Table, settings: SegmentSettings
 ) -> tuple[FeatureModel, UserFeatures]:
-    return FeatureModel.fit(events, item_categories, settings.weights)
+    return FeatureModel.fit(events, items, settings.weights)
 
 
 def fit_embedder(features: UserFeatures, settings: SegmentSettings) -> tuple[Embedder, Embedding]:
@@ -86,11 +86,9 @@ def fit_clusterer(embedding: Embedding, settings: SegmentSettings, k: int) -> Cl
     return make_clusterer(settings.clusterer, settings.seed).fit(embedding.vectors, k)
 
 
-def fit_segmenter(
-    events: pa.Table, item_categories: pa.Table, settings: SegmentSettings, k: int
-) -> Segmenter:
+def fit_segmenter(events: pa.Table, items: pa.Table, settings: SegmentSettings, k: int) -> Segmenter:
     """Features, embedder and clusterer fitted on `events`, in one call."""
-    model, features = fit_features(events, item_categories, settings)
+    model, features = fit_features(events, items, settings)
     embedder, embedding = fit_embedder(features, settings)
     return Segmenter(model, embedder, fit_clusterer(embedding, settings, k), settings)
 

@@ -17,10 +17,10 @@ from tasks.segment.settings import SegmentSettings
 SWEEP_SAMPLE = 5_000
 
 
-def sweep_k(events: pa.Table, item_categories: pa.Table, settings: SegmentSettings) -> list[dict]:
+def sweep_k(events: pa.Table, items: pa.Table, settings: SegmentSettings) -> list[dict]:
     """One row per K: {k, silhouette, usefulness (NDCG@10), recall@10}, on an inner split of `events`."""
     inner = split_events(events, settings.seed)
-    _, features = fit_features(inner.train, item_categories, settings)
+    _, features = fit_features(inner.train, items, settings)
     _, embedding = fit_embedder(features, settings)
     train = interaction_matrix(features.interactions)
     rng = np.random.default_rng(settings.seed)
