@@ -83,6 +83,47 @@ def test_stg_events_rejected_gives_the_first_reason_of_each_bad_row(con):
     ]
 
 
+def test_stg_events_rejected_quarantines_non_finite_numbers_and_control_characters_in_ids(con):
+    given_mapped(con, [
+        row(1, value=float("nan")),
+        row(2, value=float("-inf")),
+        row(3, user="u\x001"),
+        row(4, item="i\x1b[31m"),
+        row(5, ts=None, ts_text="x" * 500),
+        row(6, value=2.5),
+    ])  # fmt: skip
+    con.execute("update stg_events_mapped set quantity = 'inf'::double where _row = 6")
+    sql = load_sql("staging/stg_events_rejected")
+    got = con.execute(
+        f"select _row, reason from ({sql}) order by _row", {"now": NOW, "event_types": ["view"]}
+    ).fetchall()
+    assert got == [
+        (1, "value: not a finite number (nan)"),
+        (2, "value: not a finite number (-inf)"),
+        (3, "user_id: contains a control character (U+0000)"),
+        (4, "item_id: contains a control character (U+001B)"),
+        (5, "ts: does not parse as a timestamp ('" + "x" * 100 + "')"),
+        (6, "quantity: not a finite number (inf)"),
+    ]
+
+
+def test_stg_items_rejected_quarantines_a_non_finite_price_and_control_characters(con):
+    con.execute(
+        "create table stg_items_mapped as select * from (values"
+        " (1, null, 'a', 1.0, null), (2, null, 'b', 'nan'::double, null), (3, null, 'c' || chr(0), 1.0, null),"
+        " (4, null, 'd', null, 'free')"
+        ") t(_row, cast_error, item_id, price, price_text)"
+    )
+    got = con.execute(
+        f"select _row, reason from ({load_sql('staging/stg_items_rejected')}) order by 1"
+    ).fetchall()
+    assert got == [
+        (2, "price: not a finite number (nan)"),
+        (3, "item_id: contains a control character (U+0000)"),
+        (4, "price: not numeric ('free')"),
+    ]
+
+
 def test_stg_events_duplicates_finds_repeats_in_the_batch_and_events_already_stored(con):
     con.execute(
         "insert into events values ('u1', 'i9', 'view', '2024-05-01', null, null, null, null, null, null, 's', 'b', '2024-05-02'),"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 import duckdb
@@ -113,6 +114,56 @@ def test_too_many_events_on_items_missing_from_the_catalogue_fail(con):
     con.execute("delete from batch")
     result, _ = validate(con, rows, settings=lenient)  # the catalogue is already there
     assert result.success
+
+
+def test_items_the_batch_names_itself_count_as_catalogued(con):
+    # A shop feed names its items only in its rows (item_title / item_category): new items are not missing.
+    rows = [*GOOD, *((f"u{i}", f"new{i}", "view", datetime(2024, 1, 5), None, f"n{i}") for i in range(6))]
+    con.executemany(
+        "insert into batch (user_id, item_id, event_type, ts, value, event_id) values (?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    con.execute("update batch set item_title = 'A new thing' where item_id in ('new0', 'new1', 'new2')")
+    con.execute("update batch set item_category = 'tools' where item_id in ('new3', 'new4')")
+    con.execute("insert into items select 'i' || i, null, null, null, null, now() from range(1, 4) t(i)")
+    settings = ValidationSettings(max_missing_item_share=0.05)
+    result = run_suite(con, events_batch_suite(con, "batch", TYPES, settings), "b1", settings)
+    checks = {c.name: c for c in result.checks}
+    # Only new5 names itself nowhere: it is the one missing item (1 of 10 rows, over 5%).
+    assert checks["items_in_catalogue"].observed == "1 of 10 rows unexpected, e.g. 'new5'"
+    con.execute("update batch set item_title = 'Also new' where item_id = 'new5'")
+    result = run_suite(con, events_batch_suite(con, "batch", TYPES, settings), "b2", settings)
+    assert result.success
+
+
+def test_great_expectations_is_quiet_unless_verbose(con, caplog):
+    from validation import gate
+
+    with caplog.at_level(logging.INFO):
+        validate(con, GOOD)
+    assert not [r for r in caplog.records if r.name.startswith("great_expectations")]
+    caplog.clear()
+    try:
+        gate.set_verbose(True)
+        with caplog.at_level(logging.INFO):
+            validate(con, GOOD)
+        assert any("ephemeral docs site" in r.getMessage() for r in caplog.records)
+    finally:
+        gate.set_verbose(None)
+
+
+def test_segflow_verbose_in_the_environment_turns_library_logs_on(monkeypatch):
+    from validation import gate
+
+    monkeypatch.setenv("SEGFLOW_VERBOSE", "1")
+    assert gate.is_verbose()
+    monkeypatch.setenv("SEGFLOW_VERBOSE", "0")
+    assert not gate.is_verbose()
+    gate.set_verbose(True)
+    try:
+        assert gate.is_verbose()
+    finally:
+        gate.set_verbose(None)
 
 
 def test_a_shifted_event_type_mix_is_a_warning_not_a_failure(con):

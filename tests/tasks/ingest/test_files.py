@@ -319,3 +319,36 @@ def test_movielens_1m_layout(tmp_path, workspace):
 def test_a_missing_movielens_folder_is_a_clear_error(tmp_path, workspace):
     with pytest.raises(SourceSpecError, match="no MovieLens files found"):
         ingest_events(source=f"movielens:{tmp_path}", workspace=str(workspace))
+
+
+def test_a_quoted_value_across_lines_is_one_row_when_it_closes(tmp_path, workspace):
+    spec = SPEC.replace('value = "value"', 'value = "value"\nitem_title = "title"')
+    rows = [
+        'a,u1,i1,view,2024-03-01 10:00:00,,"a title\non two lines"\n',
+        "b,u2,i2,view,2024-03-01 10:00:00,,plain\n",
+    ]
+    report = ingest(
+        write_source(tmp_path / "src", rows, spec, header=HEADER.rstrip("\n") + ",title\n"), workspace
+    )
+    assert [(f.rows_read, f.rows_inserted) for f in report.files] == [(2, 2)]
+    assert query(workspace, "select item_title from events order by user_id") == [
+        ("a title\non two lines",),
+        ("plain",),
+    ]
+
+
+def test_a_stray_quote_in_a_gzip_file_costs_its_own_row_and_every_later_row_is_read(tmp_path, workspace):
+    rows = list(GOOD_ROWS)
+    rows[19] = rows[19].replace(",view,", ',"view,')  # data row 20 opens a quote that never closes
+    folder = tmp_path / "src"
+    folder.mkdir()
+    with gzip.open(folder / "events.csv.gz", "wt") as handle:
+        handle.write(HEADER + "".join(rows))
+    (folder / "source.toml").write_text(SPEC.replace('"events.csv"', '"events.csv.gz"'))
+    report = ingest(folder / "source.toml", workspace)
+    (outcome,) = report.files
+    assert (outcome.rows_read, outcome.rows_inserted, outcome.rows_quarantined) == (100, 99, 1)
+    assert [(n, reason) for n, reason, _ in quarantined(workspace)] == [
+        (20, "malformed line: unterminated quote (a quoted value opens on this line and never closes)")
+    ]
+    assert query(workspace, "select count(*) from events where event_type = 'view'") == [(99,)]

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from tasks.ingest.sources import DEFAULT_EVENT_TYPES, SourceSpecError, movielens_spec, parse_source_spec
+from tasks.ingest.sources import (
+    DEFAULT_EVENT_TYPES,
+    SourceSpecError,
+    check_expression,
+    movielens_spec,
+    parse_source_spec,
+)
 
 GOOD = """name = "online_shop"                  # recorded as events.source
 [events]
@@ -126,3 +132,76 @@ def test_movielens_latest_layout_maps_ratings_tags_and_movies(tmp_path):
     assert spec.events[0].columns["value"] == "rating"
     assert spec.events[1].columns["event_type"] == "'tag'"
     assert [Path(f.path).name for f in spec.items] == ["movies.csv"]
+
+
+@pytest.mark.parametrize(
+    ("expression", "why"),
+    [
+        ("sku || (select content from read_text('/etc/passwd'))", "a subquery (select ...) is not allowed"),
+        ("sku in (select 1)", "a subquery (select ...) is not allowed"),
+        (
+            "read_text('/etc/passwd')",
+            "read_text(...) is a table function (it reads files or tables), not allowed",
+        ),
+        ("glob('/etc/*')", "glob(...) is a table function"),
+        ("sku from read_csv('/etc/passwd')", "one expression only: no FROM, WHERE"),
+        ("sku; drop table events", "2 statements (SELECT, DROP); an expression cannot contain ';'"),
+        ("sku; copy (select 1) to '/tmp/x.csv'", "2 statements (SELECT, COPY)"),
+        ("sku; attach '/tmp/x.db'", "2 statements (SELECT, ATTACH)"),
+        ("sku; install httpfs", "2 statements (SELECT, LOAD)"),
+        ("sku; pragma version", "2 statements (SELECT, PRAGMA)"),
+        ("sku; set threads = 1", "2 statements (SELECT, SET)"),
+        ("sku;", "an expression cannot contain ';'"),
+        ("sku -- the rest of the line", "comments (-- or /* */) are not allowed"),
+        ("sku, name", "one expression only (a ',' at the top level makes several)"),
+        ("sku as item", "no alias"),
+        ("getenv('HOME')", "getenv(...) reads outside the row, not allowed"),
+        ("current_setting('allowed_directories')", "current_setting(...) reads outside the row"),
+        ("max(sku)", "max(...) is an aggregate, not allowed: an expression maps one row"),
+        ("row_number() over ()", "a window function (... OVER ...) is not allowed"),
+        ("*", "* and COLUMNS(...) are not allowed"),
+        ("sku) union (select 1", "not an SQL expression (Parser Error: syntax error"),
+    ],
+)
+def test_an_expression_that_reaches_beyond_its_row_is_refused_naming_the_line(tmp_path, expression, why):
+    toml_value = expression.replace("\\", "\\\\").replace('"', '\\"')
+    with pytest.raises(SourceSpecError) as raised:
+        parse_source_spec(
+            write(
+                tmp_path, GOOD.replace('item_id = "sku"\nevent_type', f'item_id = "{toml_value}"\nevent_type')
+            )
+        )
+    message = str(raised.value)
+    assert message.startswith(f"shop.toml line 7: the expression for item_id = {expression!r} is refused: ")
+    assert why in message
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "CASE WHEN qty < 0 THEN 'return' ELSE 'purchase' END",
+        "CAST(customer AS VARCHAR)",
+        "qty * unit_price",
+        "strptime(day, '%d/%m/%Y %H:%M')",
+        "try_strptime(day, '%d/%m/%Y')",
+        "epoch_ms(stamp)",
+        "lower(trim(kind))",
+        "coalesce(sku, 'x' || \"Stock Code\")",
+        "'tag:' || md5(concat_ws('|', user, sku))",
+        "nullif(genres, '(no genres listed)')",
+        "'a -- b; c' || sku",
+        "list_transform([1, 2], x -> x + qty)[1]",
+        "sku::varchar",
+    ],
+)
+def test_a_scalar_expression_over_the_row_is_accepted(expression):
+    assert check_expression(expression) is None
+
+
+def test_movielens_expressions_pass_the_same_check(tmp_path):
+    (tmp_path / "u.data").write_text("1\t2\t3\t4\n")
+    (tmp_path / "u.item").write_text("x\n")
+    spec = movielens_spec(tmp_path)
+    for feed in [*spec.events, *spec.items]:
+        for expression in feed.columns.values():
+            assert check_expression(expression) is None, expression

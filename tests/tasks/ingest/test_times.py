@@ -1,0 +1,111 @@
+"""Every accepted form of `ts` is stored as UTC: ISO text (naive, or with an offset in each spelling), a date,
+epoch seconds and milliseconds, Parquet timestamps with and without a zone. Run on the ingest steps
+themselves (no Prefect), on a connection whose own zone is not UTC, as on a user's laptop."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tasks.ingest.files import FileOutcome, FileStatus, SourceFile, prepare_file
+from tasks.ingest.sources import DEFAULT_EVENT_TYPES, Feed
+from tasks.warehouse import create_warehouse_tables
+
+
+def mapped_ts(tmp_path: Path, name: str, ts: str = "ts") -> list[datetime]:
+    """The `ts` of every row of the file, as the ingest would insert it."""
+    path = tmp_path / name
+    feed = Feed(
+        kind="events",
+        path=str(path),
+        columns={"user_id": "'u1'", "item_id": "'i1'", "event_type": "'view'", "ts": ts},
+    )
+    file = SourceFile(source="s", feed=feed, path=path, format=feed.format_for(path))
+    con = duckdb.connect(":memory:")
+    try:
+        create_warehouse_tables(con)
+        con.execute("set TimeZone = 'America/New_York'")  # a machine not on UTC
+        outcome = FileOutcome(source="s", file=str(path), kind="events", sha256="x", batch_id="b")
+        outcome = prepare_file(con, outcome, file, DEFAULT_EVENT_TYPES, max_bad_fraction=1.0)
+        assert outcome.status is FileStatus.STAGED, outcome.message
+        return [ts for (ts,) in con.execute("select ts from stg_events_mapped order by _row").fetchall()]
+    finally:
+        con.close()
+
+
+def csv_ts(tmp_path: Path, value: str, ts: str = "ts") -> datetime:
+    (tmp_path / "e.csv").write_text(f"ts\n{value}\n")
+    (got,) = mapped_ts(tmp_path, "e.csv", ts)
+    return got
+
+
+@pytest.mark.parametrize(
+    ("text", "utc"),
+    [
+        ("2024-01-01T01:02:32+02:00", datetime(2023, 12, 31, 23, 2, 32)),
+        ("2024-01-01T01:02:32+0200", datetime(2023, 12, 31, 23, 2, 32)),
+        ("2024-01-01T01:02:32+02", datetime(2023, 12, 31, 23, 2, 32)),
+        ("2024-01-01T01:02:32Z", datetime(2024, 1, 1, 1, 2, 32)),
+        ("2024-01-01T01:02:32-05:00", datetime(2024, 1, 1, 6, 2, 32)),
+        ("2024-01-01 01:02:32+02:00", datetime(2023, 12, 31, 23, 2, 32)),
+        ("2024-01-01 01:02:32.5-05:00", datetime(2024, 1, 1, 6, 2, 32, 500000)),
+        ("2024-01-01 01:02:32 UTC", datetime(2024, 1, 1, 1, 2, 32)),
+    ],
+)
+def test_iso_text_with_an_offset_is_converted_to_utc(tmp_path, text, utc):
+    assert csv_ts(tmp_path, text) == utc
+
+
+@pytest.mark.parametrize("text", ["2024-01-01T01:02:32", "2024-01-01 01:02:32"])
+def test_iso_text_without_a_zone_is_taken_as_utc_whatever_the_machine_zone(tmp_path, text):
+    assert csv_ts(tmp_path, text) == datetime(2024, 1, 1, 1, 2, 32)
+
+
+def test_a_date_is_midnight_utc(tmp_path):
+    assert csv_ts(tmp_path, "2024-01-01") == datetime(2024, 1, 1)
+
+
+def test_epoch_seconds_and_milliseconds(tmp_path):
+    (tmp_path / "e.csv").write_text("ts\n1704070952\n1704070952250\n")
+    assert mapped_ts(tmp_path, "e.csv") == [
+        datetime(2024, 1, 1, 1, 2, 32),
+        datetime(2024, 1, 1, 1, 2, 32, 250000),
+    ]
+
+
+def test_an_expression_over_zoned_text_keeps_the_offset(tmp_path):
+    # `stamp` is used inside an expression, so it is typed: as a zoned timestamp, not a naive one.
+    (tmp_path / "e.csv").write_text("stamp\n2024-01-01T01:02:32+02:00\n")
+    assert mapped_ts(tmp_path, "e.csv", ts="stamp + interval 1 hour") == [datetime(2024, 1, 1, 0, 2, 32)]
+
+
+def test_strptime_with_a_zone_directive(tmp_path):
+    (tmp_path / "e.csv").write_text("ts\n01/01/2024 01:02:32 +0200\n")
+    assert mapped_ts(tmp_path, "e.csv", ts="strptime(ts, '%d/%m/%Y %H:%M:%S %z')") == [
+        datetime(2023, 12, 31, 23, 2, 32)
+    ]
+
+
+def test_parquet_timestamps_with_and_without_a_zone(tmp_path):
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    for name, sql in (
+        ("naive.parquet", "select timestamp '2024-01-01 01:02:32' as ts"),
+        ("zoned.parquet", "select timestamptz '2024-01-01 01:02:32+02:00' as ts"),
+        ("date.parquet", "select date '2024-01-01' as ts"),
+        ("epoch.parquet", "select 1704070952::bigint as ts"),
+    ):
+        con.execute(f"copy ({sql}) to '{tmp_path / name}' (format parquet)")
+    con.close()
+    assert mapped_ts(tmp_path, "naive.parquet") == [datetime(2024, 1, 1, 1, 2, 32)]
+    assert mapped_ts(tmp_path, "zoned.parquet") == [datetime(2023, 12, 31, 23, 2, 32)]
+    assert mapped_ts(tmp_path, "date.parquet") == [datetime(2024, 1, 1)]
+    assert mapped_ts(tmp_path, "epoch.parquet") == [datetime(2024, 1, 1, 1, 2, 32)]
+
+
+def test_text_that_is_no_time_becomes_null_and_is_quarantined_not_an_error(tmp_path):
+    (tmp_path / "e.csv").write_text("ts\nsoon\nNaN\n1e300\n")
+    assert mapped_ts(tmp_path, "e.csv") == [None, None, None]
