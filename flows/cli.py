@@ -306,6 +306,10 @@ def cell(value: object) -> Text:
     return Text("" if value is None else str(value))
 
 
+def files_count(n: int) -> str:
+    return f"{n:,} file" if n == 1 else f"{n:,} files"
+
+
 def print_ingest(report: Any, details: bool = False) -> None:
     """The per-file table when there are few files (or with --details), then one summary: counts by status,
     row totals, and each refused file on its own line."""
@@ -326,7 +330,7 @@ def print_ingest(report: Any, details: bool = False) -> None:
     status = Counter(f.status for f in files)
     rows = {name: sum(getattr(f, f"rows_{name}") for f in files) for name in ("read", "inserted", "duplicate", "quarantined")}  # fmt: skip
     print_line(
-        f"ingest of {report.source}: {len(files):,} files: {status['ingested']:,} ingested, "
+        f"ingest of {report.source}: {files_count(len(files))}: {status['ingested']:,} ingested, "
         f"{status['skipped']:,} skipped, {status['rejected']:,} rejected, "
         f"{status['failed_validation']:,} failed validation; rows: {rows['read']:,} read, "
         f"{rows['inserted']:,} inserted, {rows['duplicate']:,} duplicate, {rows['quarantined']:,} quarantined"
@@ -372,7 +376,7 @@ def refuse_ingest(error: Exception, published_note: str | None = None) -> NoRetu
     print_ingest(report)
     refused = sum(f.status in ("rejected", "failed_validation") for f in report.files)
     message = (
-        f"{refused:,} of {len(report.files):,} files refused, nothing of them inserted: raise "
+        f"{refused:,} of {files_count(len(report.files))} refused, nothing of them inserted: raise "
         "--max-bad-fraction to accept a rejected file; see the validation report for a failed one"
     )
     fail(message + (f"\n{published_note}" if published_note else ""))

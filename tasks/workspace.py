@@ -33,8 +33,8 @@ DEFAULT_ENVIRONMENT = {
     "PREFECT_LOGGING_LEVEL": "WARNING",
 }
 # Without --verbose the console gets segflow's own lines only. Prefect keeps sending every log to its API
-# (the UI still shows them): only the console handler is turned down.
-QUIET_ENVIRONMENT = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}
+# (the UI still shows them): only the console handler is turned down. MLflow logs to its own handler.
+QUIET_ENVIRONMENT = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL", "MLFLOW_LOGGING_LEVEL": "ERROR"}
 VERBOSE_ENVIRONMENT = {"PREFECT_LOGGING_LEVEL": "INFO", "SEGFLOW_VERBOSE": "1"}
 
 

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from flows import cli
 from flows.cli import app
-from tests.helpers import query
+from tests.helpers import query, write_csv_source
 from tests.tasks.test_serve import CATEGORY, LABEL, RUN_ID, write_published
 
 runner = CliRunner()
@@ -151,6 +151,28 @@ def test_a_corrupt_export_in_a_real_process_is_one_line_without_traceback(publis
     error, hint = lines(done.stderr)
     assert error.startswith("error: InvalidInputException: ") and "segment_profiles.parquet" in error
     assert hint == "run with --verbose for the traceback"
+
+
+@pytest.mark.slow
+def test_a_refused_file_in_a_real_process_prints_no_prefect_log_or_traceback(tmp_path, workspace):
+    spec = write_csv_source(
+        tmp_path / "src", [f"u{i},i1,{'view' if i < 8 else 'teleport'},2024-01-01\n" for i in range(10)]
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_HOME", "PREFECT_API_URL")}
+    done = subprocess.run(
+        [SEGFLOW, "ingest", "--source", str(spec), "--workspace", str(workspace)],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "Traceback" not in done.stdout + done.stderr and "| ERROR" not in done.stdout + done.stderr
+    assert lines(done.stderr) == [
+        "error: 1 of 1 file refused, nothing of them inserted: raise --max-bad-fraction to accept a rejected "
+        "file; see the validation report for a failed one"
+    ]
+    assert (
+        f"rejected {spec.parent / 'e.csv'}: 2 of 10 rows are bad (20.0% > max-bad-fraction 5.0%)"
+        in done.stdout
+    )
 
 
 def test_a_second_writer_is_told_at_once_before_anything_starts(workspace):
