@@ -91,9 +91,24 @@ def describe_failure(error: BaseException) -> tuple[int, str] | None:
     return None
 
 
+def fail_usage(error: typer.TyperException) -> NoReturn:
+    """A usage error (exit code 2) from parsing the options: one line, not Typer's panel."""
+    if getattr(error, "exit_code", 1) != EXIT_USAGE or type(error).__name__ == "NoArgsIsHelpError":
+        raise error
+    failed_ctx = getattr(error, "ctx", None)
+    command = f"segflow {failed_ctx.info_name}" if failed_ctx and failed_ctx.parent else "segflow"
+    fail(f"{error.format_message()} (see `{command} --help`)", EXIT_USAGE)
+
+
 class SegflowGroup(TyperGroup):
     """Turns every failure of a command into an `error:` line and an exit code. The traceback is printed only
     with --verbose."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except typer.TyperException as error:
+            fail_usage(error)
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
@@ -101,12 +116,7 @@ class SegflowGroup(TyperGroup):
         except (typer.Exit, typer.Abort):
             raise
         except typer.TyperException as error:
-            # Usage errors (exit code 2) raised while parsing a command's options: one line, not a panel.
-            if getattr(error, "exit_code", 1) != EXIT_USAGE or type(error).__name__ == "NoArgsIsHelpError":
-                raise
-            failed_ctx = getattr(error, "ctx", None)
-            command = f"segflow {failed_ctx.info_name}" if failed_ctx and failed_ctx.parent else "segflow"
-            fail(f"{error.format_message()} (see `{command} --help`)", EXIT_USAGE)
+            fail_usage(error)
         except KeyboardInterrupt:
             fail("interrupted", EXIT_INTERRUPTED)
         except Exception as error:
@@ -125,7 +135,11 @@ class SegflowGroup(TyperGroup):
 
 app = typer.Typer(
     cls=SegflowGroup,
-    help="segflow: raw user-behaviour events in, user segments that recommenders can use out.",
+    help=(
+        "segflow: raw user-behaviour events in, user segments that recommenders can use out.\n\n"
+        "Exit codes: 0 ok; 1 data refused or the command failed; 2 usage (a bad option, source or workspace). "
+        "Each failure is one `error:` line; --verbose adds the traceback and the libraries' logs."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -144,9 +158,7 @@ def main_options(
         ),
     ] = False,
 ) -> None:
-    """segflow: raw user-behaviour events in, user segments that recommenders can use out.
-
-    Exit codes: 0 ok, 1 data refused or the run failed, 2 usage (bad option, source or workspace)."""
+    """Options for every command."""
     ctx.obj = {"verbose": verbose}
     # What a command sets in the environment is its own: restored when it ends (matters when the app is
     # invoked in-process, as the tests do).

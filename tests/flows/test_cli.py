@@ -56,6 +56,8 @@ def spec_dir(tmp_path: Path) -> Path:
         (["ingest", "--source", "nosuchkind:x"], "error: Invalid value for '--source' / '-s': unknown source 'nosuchkind:x': use demo, demo:N, movielens:DIR or PATH.toml (see `segflow ingest --help`)"),
         (["run", "--source", "movielens:/no/such/folder"], "error: Invalid value for '--source' / '-s': 'movielens:/no/such/folder': /no/such/folder is not a folder (the unzipped MovieLens data set) (see `segflow run --help`)"),
         (["user", "u1", "-n", "-5"], "error: Invalid value for '-n': -5: ask for at least 1 recommendation (see `segflow user --help`)"),
+        (["nosuch"], "error: No such command 'nosuch'. (see `segflow --help`)"),
+        (["--bogus", "segments"], "error: No such option: --bogus (Possible options: --verbose) (see `segflow --help`)"),
     ],
 )  # fmt: skip
 def test_a_bad_option_value_is_one_line_and_exit_2(args, message, workspace):
