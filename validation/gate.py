@@ -44,11 +44,12 @@ def quiet_library_logs() -> None:
     """Set the level of every Great Expectations logger: WARNING, or INFO when verbose. Some of its
     modules set INFO on their own logger, which overrides the parent's level, so each one is set."""
     level = logging.INFO if is_verbose() else logging.WARNING
-    for name in list(logging.root.manager.loggerDict):
+    names = [*LIBRARY_LOGGERS, *logging.root.manager.loggerDict]
+    for name in names:
         if any(name == root or name.startswith(root + ".") for root in LIBRARY_LOGGERS):
-            logging.getLogger(name).setLevel(level)
-    for root in LIBRARY_LOGGERS:
-        logging.getLogger(root).setLevel(level)
+            logger = logging.getLogger(name)
+            if logger.level != level:  # setLevel clears every logger's cache: only when it changes
+                logger.setLevel(level)
 
 
 class ValidationFailedError(RuntimeError):

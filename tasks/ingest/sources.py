@@ -11,8 +11,9 @@ import csv
 import glob
 import json
 import re
+import threading
 import tomllib
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,31 +78,44 @@ class SourceSpecError(ValueError):
     """A source spec that cannot be used; the message names the file, the line and the allowed names."""
 
 
+_parser_lock = threading.Lock()
+
+
+@cache
+def _parser() -> duckdb.DuckDBPyConnection:
+    """One in-memory connection that only parses (json_serialize_sql never runs the query it is given)."""
+    return duckdb.connect(":memory:")
+
+
 @cache
 def _function_names(kinds: tuple[str, ...]) -> frozenset[str]:
     """Names of DuckDB's functions of these kinds that have no scalar form."""
-    con = duckdb.connect(":memory:")
-    try:
-        rows = con.execute(
-            """
+    with _parser_lock:
+        rows = (
+            _parser()
+            .execute(
+                """
             select function_name from duckdb_functions()
             group by function_name
             having bool_or(list_contains($kinds, function_type))
                 and not bool_or(function_type in ('scalar', 'macro'))
             """,
-            {"kinds": list(kinds)},
-        ).fetchall()
-    finally:
-        con.close()
+                {"kinds": list(kinds)},
+            )
+            .fetchall()
+        )
     return frozenset(name.lower() for (name,) in rows)
 
 
+@lru_cache(maxsize=4096)
+def _serialized(sql: str) -> str:
+    with _parser_lock:
+        return _parser().execute("select json_serialize_sql($sql)", {"sql": sql}).fetchall()[0][0]
+
+
 def _parse_select(sql: str) -> dict[str, Any]:
-    con = duckdb.connect(":memory:")
-    try:
-        return json.loads(con.execute("select json_serialize_sql($sql)", {"sql": sql}).fetchall()[0][0])
-    finally:
-        con.close()
+    """DuckDB's parse tree of a SELECT, as JSON; the same expression of every file is parsed once."""
+    return json.loads(_serialized(sql))
 
 
 def _unsafe_node(node: Any) -> str | None:
@@ -267,13 +281,13 @@ def format_of(path: Path) -> str | None:
 def resolve_source(source: str, sources_dir: Path) -> SourceSpec:
     """`demo`, `movielens:DIR` or `PATH.toml` to a SourceSpec."""
     if source == "demo" or source.startswith("demo:"):
-        from tasks.ingest.demo import DemoConfig, write_demo_data
+        from tasks.ingest.demo import demo_config, write_demo_data
 
-        n_users = int(source.split(":", 1)[1]) if ":" in source else DemoConfig().n_users
-        out_dir = sources_dir / f"demo-{n_users}"
+        config = demo_config(source)
+        out_dir = sources_dir / f"demo-{config.n_users}{'-titles' if config.titles_only else ''}"
         spec_path = out_dir / "source.toml"
         if not spec_path.exists():
-            write_demo_data(out_dir, DemoConfig(n_users=n_users))
+            write_demo_data(out_dir, config)
         return parse_source_spec(spec_path)
     if source.startswith("movielens:"):
         return movielens_spec(Path(source.split(":", 1)[1]))
