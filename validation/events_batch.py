@@ -86,7 +86,7 @@ def events_batch_suite(
                     column="value",
                     min_value=low,
                     max_value=high,
-                    row_condition=f'event_type=="{event_type}"',
+                    row_condition=f"event_type=={event_type!r}",  # a Python literal: any text is safe
                     condition_parser="pandas",
                 ),
             )
