@@ -429,7 +429,7 @@ def parse_segment_settings(embedding: str, clusterer: str, k: str, seed: int) ->
         )
     except ValidationError as error:
         first = error.errors()[0]
-        option = "--" + str(first["loc"][0]) if first["loc"] else "a segment setting"
+        option = f"'--{first['loc'][0]}'" if first["loc"] else "a segment setting"
         raise typer.BadParameter(f"{first['input']!r}: {first['msg']}", param_hint=option) from None
 
 
@@ -448,8 +448,9 @@ def run(
     details: DetailsOption = False,
 ) -> None:
     """Run the whole pipeline on a source: ingest, validate, features, embed, cluster, evaluate, publish."""
-    settings = parse_segment_settings(embedding, clusterer, k, seed)
     ws, server = prepare_writer(ctx, workspace)
+    # Parsed after the server is started: the settings import the model code (seconds), while it boots.
+    settings = parse_segment_settings(embedding, clusterer, k, seed)
     from flows.segment_users import segment_users
 
     wait_for_prefect(server)

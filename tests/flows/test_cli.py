@@ -67,6 +67,16 @@ def test_a_bad_option_value_is_one_line_and_exit_2(args, message, workspace):
     assert not workspace.exists()
 
 
+@pytest.mark.usefixtures("prefect_harness")  # the settings are parsed once the command has its Prefect API
+@pytest.mark.parametrize(("option", "value"), [("--embedding", "foo"), ("--clusterer", "bar")])
+def test_a_bad_segment_setting_names_the_option_and_exits_2(option, value, workspace):
+    result = runner.invoke(app, ["run", option, value, "--workspace", str(workspace)])
+    assert result.exit_code == 2
+    (line,) = lines(result.output)
+    assert line.startswith(f"error: Invalid value for '{option}': '{value}': Input should be ")
+    assert line.endswith("(see `segflow run --help`)")
+
+
 def test_a_source_spec_that_does_not_exist_is_a_usage_error(tmp_path, workspace):
     missing = tmp_path / "nope.toml"
     result = runner.invoke(app, ["ingest", "--source", str(missing), "--workspace", str(workspace)])
