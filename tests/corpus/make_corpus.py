@@ -120,6 +120,13 @@ def main() -> None:
         "expression_fails_on_a_row", {"events.csv": HEADER + "".join(lines)}, ts="strptime(day, '%d/%m/%Y')"
     )
 
+    # Files that are not what their name says: text named .gz, text named .parquet, latin-1 in a UTF-8 feed.
+    text = HEADER + "".join(rows(10))
+    write_case("not_gzip", {"events.csv.gz": text}, path="events.csv.gz")
+    write_case("not_parquet", {"events.parquet": text}, path="events.parquet")
+    latin = (HEADER + "".join(rows(40)) + "u1,caf\xe9,view,2024-03-01 10:00:00\n").encode("latin-1")
+    write_case("wrong_encoding", {"events.csv": latin})
+
     # Hostile expressions: each is refused when the spec is read, before any file is touched.
     good = HEADER + "".join(rows(10))
     write_case(

@@ -35,7 +35,7 @@ COUNTS = ("rows_read", "rows_inserted", "rows_duplicate", "rows_quarantined")
 
 
 def test_the_corpus_has_every_kind_of_bad_input():
-    assert len(CASES) >= 17
+    assert len(CASES) >= 20
     for must in ("unterminated_quotes", "truncated_gzip", "binary_png", "nan_and_inf", "zoned_times",
                  "crlf_redelivery", "empty_files", "hostile_subquery", "hostile_statements"):  # fmt: skip
         assert must in CASES
