@@ -163,11 +163,20 @@ def main_options(
     # What a command sets in the environment is its own: restored when it ends (matters when the app is
     # invoked in-process, as the tests do).
     saved = dict(os.environ)
-    ctx.call_on_close(lambda: (os.environ.clear(), os.environ.update(saved)))
+    ctx.call_on_close(lambda: restore_environment(saved))
     if verbose:
         os.environ["SEGFLOW_VERBOSE"] = "1"
     else:
         warnings.filterwarnings("ignore")
+
+
+def restore_environment(saved: dict[str, str]) -> None:
+    """Put back what a command changed, touching nothing else (Prefect's threads may be reading it)."""
+    for name in set(os.environ) - set(saved):
+        del os.environ[name]
+    for name, value in saved.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
 
 
 def check_source(value: str) -> str:
