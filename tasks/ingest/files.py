@@ -50,7 +50,6 @@ TYPE_INFERENCE_SHARE = 0.9
 MAX_QUOTED_CHARS = 100
 PROGRESS_LOGGER = "segflow.progress"
 
-__all__ = ["EmptyFileError", "FileRefusedError", "drop_staging", "stage_file"]
 
 
 class FileStatus(StrEnum):

@@ -86,15 +86,14 @@ def _open_text(path: Path, encoding: str) -> io.TextIOBase:
 
 
 def _head(path: Path) -> bytes:
-    """The first bytes of the file's content (decompressed for .gz)."""
-    if not _is_gzip(path):
-        with open(path, "rb") as handle:
+    """The first bytes of the file's content (inflated for .gz, as far as the stream goes)."""
+    with open(path, "rb") as handle:
+        if not _is_gzip(path):
             return handle.read(SNIFF_BYTES)
-    with gzip.open(path, "rb") as handle:
-        try:
-            return handle.read(SNIFF_BYTES)
-        except EOFError:
-            return b""  # truncated before the first block ends: found when the file is read
+        inflater, head = zlib.decompressobj(16 + zlib.MAX_WBITS), b""
+        while len(head) < SNIFF_BYTES and not inflater.eof and (chunk := handle.read(1 << 14)):
+            head += inflater.decompress(chunk, SNIFF_BYTES - len(head))
+        return head
 
 
 def sniff_file(file: SourceFile) -> None:
@@ -104,13 +103,17 @@ def sniff_file(file: SourceFile) -> None:
         raise EmptyFileError("empty file (0 bytes): nothing to ingest")
     try:
         head = _head(path)
-    except (gzip.BadGzipFile, zlib.error, OSError):
+    except zlib.error:
         raise FileRefusedError(
             f"{path}: not a gzip file although it is named .gz; the file is refused"
         ) from None
     if file.format == "parquet":
         return
     if not head.strip():
+        if _is_gzip(path) and count_lines(path)[1]:
+            raise FileRefusedError(
+                f"{path}: the gzip stream is truncated before any row; the file is refused"
+            )
         raise EmptyFileError("empty file (no data rows): nothing to ingest")
     what = next((name for magic, name in MAGIC_NUMBERS if head.startswith(magic)), None)
     if what is None and not file.feed.encoding.lower().replace("-", "").startswith("utf16"):

@@ -1,0 +1,127 @@
+"""Staging one file, without Prefect: what is refused whole (and how it is said), what is empty, and how a
+stray quote is read around."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tasks.ingest.files import SourceFile
+from tasks.ingest.sources import Feed
+from tasks.ingest.stage import EmptyFileError, FileRefusedError, count_lines, stage_file
+
+HEADER = "user,item,kind,day\n"
+ROWS = "".join(f"u{i},i{i},view,2024-01-01\n" for i in range(50))
+
+
+def source_file(path: Path) -> SourceFile:
+    feed = Feed(kind="events", path=str(path), columns={"user_id": "user"})
+    return SourceFile(source="s", feed=feed, path=path, format=feed.format_for(path))
+
+
+def staged(path: Path) -> tuple[list[tuple], list[tuple]]:
+    """(_row, user) of the rows read, and (_row, reason) of the malformed lines."""
+    con = duckdb.connect()
+    try:
+        stage_file(con, source_file(path))
+        rows = con.execute("select _row, user from stg_raw order by _row").fetchall()
+        rejects = con.execute("select _row, reason from stg_rejects order by _row").fetchall()
+        return rows, rejects
+    finally:
+        con.close()
+
+
+def refusal(path: Path) -> FileRefusedError:
+    with pytest.raises(FileRefusedError) as raised:
+        staged(path)
+    return raised.value
+
+
+def test_a_small_truncated_gzip_is_refused_not_taken_for_empty(tmp_path):
+    whole = gzip.compress((HEADER + ROWS).encode(), mtime=0)
+    (tmp_path / "cut.csv.gz").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "stub.csv.gz").write_bytes(whole[:12])
+    assert "the gzip stream is truncated" in str(refusal(tmp_path / "cut.csv.gz"))
+    assert str(refusal(tmp_path / "stub.csv.gz")).endswith(
+        "stub.csv.gz: the gzip stream is truncated before any row; the file is refused"
+    )
+
+
+def test_the_rows_of_a_truncated_gzip_before_the_cut_are_counted(tmp_path):
+    text = HEADER + ROWS * 40
+    whole = gzip.compress(text.encode(), mtime=0)
+    (tmp_path / "cut.csv.gz").write_bytes(whole[: len(whole) * 3 // 4])
+    n_lines, truncated = count_lines(tmp_path / "cut.csv.gz")
+    assert truncated and 0 < n_lines < text.count("\n")
+    error = refusal(tmp_path / "cut.csv.gz")
+    assert error.rows_read == n_lines - 1
+    assert f"it ends after {n_lines - 1:,} readable rows" in str(error)
+
+
+def test_a_complete_multi_member_gzip_is_not_truncated(tmp_path):
+    (tmp_path / "two.csv.gz").write_bytes(gzip.compress(HEADER.encode()) + gzip.compress(ROWS.encode()))
+    assert count_lines(tmp_path / "two.csv.gz") == (51, False)
+    rows, rejects = staged(tmp_path / "two.csv.gz")
+    assert len(rows) == 50 and rejects == []
+
+
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [
+        (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40, "a PNG image"),
+        (b"%PDF-1.7\n" + bytes(range(256)) * 40, "a PDF document"),
+        (b"PK\x03\x04" + bytes(range(256)) * 40, "a ZIP archive (xlsx, docx or zip)"),
+        (bytes(range(256)) * 40, "928 control bytes in its first 8,192"),
+    ],
+)
+def test_binary_data_is_named_in_one_line_and_never_echoed(tmp_path, content, what):
+    (tmp_path / "e.csv").write_bytes(content)
+    message = str(refusal(tmp_path / "e.csv"))
+    assert message == f"{tmp_path / 'e.csv'}: binary data ({what}), not csv text; the file is refused"
+
+
+def test_a_nul_inside_one_id_is_not_binary(tmp_path):
+    (tmp_path / "e.csv").write_text(HEADER + "u\x001,i1,view,2024-01-01\n" + ROWS)
+    rows, _ = staged(tmp_path / "e.csv")
+    assert rows[0] == (1, "u\x001") and len(rows) == 51
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "empty file (0 bytes): nothing to ingest"),
+        ("\n\n  \n", "empty file (no data rows): nothing to ingest"),
+        (HEADER, "empty file (a header but no data rows): nothing to ingest"),
+    ],
+)
+def test_an_empty_file_is_said_as_such(tmp_path, content, message):
+    (tmp_path / "e.csv").write_text(content)
+    with pytest.raises(EmptyFileError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        staged(tmp_path / "e.csv")
+
+
+def test_a_stray_quote_is_one_malformed_row_and_the_rows_after_it_keep_their_numbers(tmp_path):
+    lines = ROWS.splitlines(keepends=True)
+    lines[9] = '"' + lines[9]  # data row 10
+    lines[29] = lines[29].replace(",i29,", ',"i29,')  # data row 30
+    (tmp_path / "e.csv").write_text(HEADER + "".join(lines))
+    rows, rejects = staged(tmp_path / "e.csv")
+    assert [n for n, _ in rows] == [n for n in range(1, 51) if n not in (10, 30)]
+    assert rows[10] == (12, "u11")
+    unterminated = "malformed line: unterminated quote (a quoted value opens on this line and never closes)"
+    assert rejects == [(10, unterminated), (30, unterminated)]
+
+
+def test_a_line_read_around_a_stray_quote_keeps_quoted_fields_and_counts_columns(tmp_path):
+    text = HEADER + '"u0,i0,view,2024-01-01\n"u,1",i1,view,2024-01-01\nu2,i2,view\nu3,i3,view,2024-01-01,x\n'
+    (tmp_path / "e.csv").write_text(text)
+    rows, rejects = staged(tmp_path / "e.csv")
+    assert rows == [(2, "u,1")]
+    assert [(n, reason.split(" (")[0]) for n, reason in rejects] == [
+        (1, "malformed line: unterminated quote"),
+        (3, "malformed line: missing columns"),
+        (4, "malformed line: too many columns"),
+    ]
