@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 import duckdb
 import pyarrow as pa
 
-from tasks.ingest.sources import SourceSpecError
 from tasks.warehouse import quote_ident
 
 if TYPE_CHECKING:
@@ -219,8 +218,10 @@ def _header(file: SourceFile) -> list[str]:
     if not file.feed.header:
         return [f"column{i}" for i in range(len(names))]
     if not names or any(not name for name in names) or len(set(names)) != len(names):
-        raise SourceSpecError(
-            f"{file.path.name}: the header line has empty or repeated column names: {first[:200]!r}"
+        raise FileRefusedError(
+            f"{file.path}: the header line has empty or repeated column names: {first[:200]!r}; "
+            "the file is refused",
+            rows_read=max(0, count_lines(file.path)[0] - 1),
         )
     return names
 
@@ -394,7 +395,8 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     ).fetchall()
     names = [key for (key,) in keys]
     if not names:
-        raise FileRefusedError(f"{file.path}: no JSON object lines found; the file is refused")
+        n_lines = con.execute("select count(line) from stg_lines").fetchall()[0][0]
+        raise FileRefusedError(f"{file.path}: no JSON object lines found; the file is refused", n_lines)
     extracts = ", ".join(
         f"json_extract_string(line, '$.\"{n.replace(chr(39), chr(39) * 2)}\"') as {quote_ident(n)}"
         for n in names

@@ -125,3 +125,19 @@ def test_a_line_read_around_a_stray_quote_keeps_quoted_fields_and_counts_columns
         (3, "malformed line: missing columns"),
         (4, "malformed line: too many columns"),
     ]
+
+
+def test_a_file_whose_header_repeats_a_name_is_refused_with_its_row_count(tmp_path):
+    (tmp_path / "e.csv").write_text("user,user,kind,day\n" + ROWS)
+    error = refusal(tmp_path / "e.csv")
+    assert str(error).endswith(
+        "e.csv: the header line has empty or repeated column names: 'user,user,kind,day'; the file is refused"
+    )
+    assert error.rows_read == 50
+
+
+def test_a_jsonl_file_without_objects_is_refused(tmp_path):
+    (tmp_path / "e.jsonl").write_text("[1, 2]\nnot json\n")
+    error = refusal(tmp_path / "e.jsonl")
+    assert str(error).endswith("e.jsonl: no JSON object lines found; the file is refused")
+    assert error.rows_read == 2
