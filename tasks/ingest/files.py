@@ -17,7 +17,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -49,7 +49,6 @@ TYPE_INFERENCE_SHARE = 0.9
 # A value quoted in a reason is cut to this many characters.
 MAX_QUOTED_CHARS = 100
 PROGRESS_LOGGER = "segflow.progress"
-
 
 
 class FileStatus(StrEnum):
@@ -106,7 +105,7 @@ class FileOutcome:
     rows_quarantined: int = 0
     message: str | None = None
     top_reasons: tuple[tuple[str, int], ...] = ()
-    warnings: tuple[str, ...] = field(default_factory=tuple)
+    warnings: tuple[str, ...] = ()
 
     @property
     def bad_fraction(self) -> float:
