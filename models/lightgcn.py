@@ -1,0 +1,205 @@
+"""LightGCN (He et al., 2020) on the weighted user-item graph, trained with BPR on sampled negatives.
+
+Nodes are the users (0..n_users-1) then the items (n_users..). A node's final vector is the mean of its base
+embedding and its 1..n_layers-hop propagations over the symmetric normalised adjacency D^-1/2 A D^-1/2 (a
+`torch.sparse` CSR product); with `n_layers=0` it is plain matrix factorisation with BPR.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.common import TensorBatches, batch_loader
+
+
+@dataclass(frozen=True)
+class LightGCNConfig:
+    n_users: int
+    n_items: int
+    dim: int = 64
+    n_layers: int = 2
+    reg: float = 1e-4  # L2 on the base embeddings of a batch's nodes
+    init_std: float = 0.1
+
+
+class LightGCN(nn.Module):
+    def __init__(self, config: LightGCNConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.n_users + config.n_items, config.dim)
+        nn.init.normal_(self.embedding.weight, std=config.init_std)
+
+    def forward(self, adjacency: torch.Tensor | None) -> torch.Tensor:
+        """Final vectors of every node: the mean over layers 0..n_layers."""
+        x = self.embedding.weight
+        if self.config.n_layers == 0 or adjacency is None:
+            return x
+        total = x
+        for _ in range(self.config.n_layers):
+            x = SymmetricProduct.apply(adjacency, x)
+            total = total + x
+        return total / (self.config.n_layers + 1)
+
+    def bpr_loss(
+        self,
+        adjacency: torch.Tensor | None,
+        users: torch.Tensor,
+        positives: torch.Tensor,
+        negatives: torch.Tensor,
+    ) -> torch.Tensor:
+        """BPR (-log sigmoid of the positive's score minus the negative's), plus L2 on the base embeddings."""
+        final = self(adjacency)
+        offset = self.config.n_users
+        u, p, n = final[users], final[offset + positives], final[offset + negatives]
+        ranking = -F.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
+        base = self.embedding.weight
+        l2 = (
+            base[users].pow(2).sum()
+            + base[offset + positives].pow(2).sum()
+            + base[offset + negatives].pow(2).sum()
+        )
+        return ranking + self.config.reg * l2 / (2 * len(users))
+
+
+class SymmetricProduct(torch.autograd.Function):
+    """`adjacency @ x` for a symmetric sparse adjacency: the gradient is `adjacency @ grad`, which spares
+    autograd transposing (re-sorting) the matrix on every backward pass."""
+
+    @staticmethod
+    def forward(ctx, adjacency: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.adjacency = adjacency
+        return torch.sparse.mm(adjacency, x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+        return None, torch.sparse.mm(ctx.adjacency, grad)
+
+
+def normalized_adjacency(
+    n_users: int, n_items: int, users: np.ndarray, items: np.ndarray, weights: np.ndarray
+) -> torch.Tensor:
+    """D^-1/2 A D^-1/2 of the bipartite graph with edge weights `weights`, as a sparse CSR tensor."""
+    n = n_users + n_items
+    rows = np.concatenate([users, n_users + items]).astype(np.int64)
+    cols = np.concatenate([n_users + items, users]).astype(np.int64)
+    values = np.concatenate([weights, weights]).astype(np.float64)
+    degree = np.bincount(rows, weights=values, minlength=n)
+    scale = np.where(degree > 0, 1.0 / np.sqrt(np.maximum(degree, 1e-12)), 0.0)
+    values = values * scale[rows] * scale[cols]
+    coo = torch.sparse_coo_tensor(
+        torch.from_numpy(np.vstack([rows, cols])),
+        torch.from_numpy(values.astype(np.float32)),
+        (n, n),
+        check_invariants=False,
+    ).coalesce()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
+        return coo.to_sparse_csr()
+
+
+class LightGCNModule(pl.LightningModule):
+    """BPR with one uniformly sampled negative item per positive edge; Adam."""
+
+    def __init__(self, model: LightGCN, adjacency: torch.Tensor, lr: float = 1e-3) -> None:
+        super().__init__()
+        self.model = model
+        self.lr = lr
+        self.register_buffer("adjacency", adjacency, persistent=False)
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        users, items = batch
+        negatives = torch.randint(self.model.config.n_items, users.shape, device=users.device)
+        loss = self.model.bpr_loss(self.adjacency, users, items, negatives)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(users))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        users, items, negatives = batch
+        loss = self.model.bpr_loss(self.adjacency, users, items, negatives)
+        self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=len(users))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.model.parameters(), lr=self.lr)
+
+
+class LightGCNData(pl.LightningDataModule):
+    """Edges (user, item, weight > 0) split into training and validation edges (a seeded share of the edges
+    of users with at least two, so every user keeps one in the training graph); validation negatives are
+    drawn once, so `val/loss` is comparable across epochs. An epoch is `edges_per_epoch` training edges."""
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        users: np.ndarray,
+        items: np.ndarray,
+        weights: np.ndarray,
+        batch_size: int = 2048,
+        edges_per_epoch: int = 200_000,
+        val_fraction: float = 0.05,
+        max_val_edges: int = 20_000,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.n_users, self.n_items = n_users, n_items
+        self.users, self.items, self.weights = users, items, weights
+        self.batch_size = batch_size
+        self.edges_per_epoch = edges_per_epoch
+        self.val_fraction = val_fraction
+        self.max_val_edges = max_val_edges
+        self.seed = seed
+        self.is_set_up = False
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.is_set_up:
+            return
+        rng = np.random.default_rng([self.seed, 11])
+        n_edges = len(self.users)
+        degree = np.bincount(self.users, minlength=self.n_users)
+        n_val = min(int(self.val_fraction * n_edges), self.max_val_edges)
+        candidates = np.flatnonzero(degree[self.users] >= 2)
+        chosen = rng.permutation(candidates)
+        # At most one validation edge per user: no user loses all of its training edges.
+        _, first = np.unique(self.users[chosen], return_index=True)
+        val = np.sort(chosen[np.sort(first)][: max(n_val, 1) if len(candidates) else 0])
+        is_val = np.zeros(n_edges, dtype=bool)
+        is_val[val] = True
+        train = ~is_val
+        self.train_adjacency = normalized_adjacency(
+            self.n_users, self.n_items, self.users[train], self.items[train], self.weights[train]
+        )
+        self.train_edges = (
+            torch.from_numpy(self.users[train]).long(),
+            torch.from_numpy(self.items[train]).long(),
+        )
+        val_negatives = rng.integers(0, self.n_items, size=len(val))
+        self.val_edges = (
+            torch.from_numpy(self.users[val]).long(),
+            torch.from_numpy(self.items[val]).long(),
+            torch.from_numpy(val_negatives).long(),
+        )
+        self.is_set_up = True
+
+    @property
+    def has_validation(self) -> bool:
+        self.setup()
+        return len(self.val_edges[0]) > 0
+
+    def full_adjacency(self) -> torch.Tensor:
+        """The graph of every edge, training and validation: what the final vectors are propagated over."""
+        return normalized_adjacency(self.n_users, self.n_items, self.users, self.items, self.weights)
+
+    def train_dataloader(self):
+        n_per_epoch = min(self.edges_per_epoch, len(self.train_edges[0]))
+        dataset = TensorBatches(self.train_edges, self.batch_size, seed=self.seed, n_per_epoch=n_per_epoch)
+        return batch_loader(dataset)
+
+    def val_dataloader(self):
+        return batch_loader(TensorBatches(self.val_edges, max(self.batch_size, 8192), shuffle=False))

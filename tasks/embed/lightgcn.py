@@ -1,0 +1,159 @@
+"""`lightgcn`: LightGCN on the weighted user-item graph (`fct_interactions`, positive weights, log-damped),
+trained with BPR on sampled negatives (models/lightgcn.py).
+
+A user of the fit gets their own final (propagated) vector. A user the fit never saw is folded in from the
+fitted items' final vectors: the mean of their items' vectors weighted as one propagation step would weigh
+them (log1p(weight) / sqrt(item degree)); items the fit never saw are ignored, and a user with none of the
+fitted items gets the zero vector. Rows are L2-normalised.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Self
+
+import numpy as np
+import polars as pl
+import torch
+from pydantic import BaseModel, Field
+from pytorch_lightning.loggers import Logger
+
+from models.common import TrainSettings, copy_state, make_trainer, training_scope
+from models.lightgcn import LightGCN, LightGCNConfig, LightGCNData, LightGCNModule
+from tasks.embed.base import Embedding
+from tasks.features.user_features import UserFeatures
+from tasks.fitted import Saveable
+
+
+class LightGCNSettings(BaseModel):
+    """LightGCN's sizes and training budget; the defaults are sized for a CPU."""
+
+    dim: int = Field(64, ge=1, description="Width of the user and item vectors")
+    n_layers: int = Field(2, ge=0, description="Propagation layers; 0 is plain matrix factorisation (BPR)")
+    reg: float = Field(1e-4, ge=0, description="L2 weight on a batch's base embeddings")
+    lr: float = Field(1e-2, gt=0, description="Adam learning rate")
+    batch_size: int = Field(2048, ge=1, description="Edges per batch")
+    edges_per_epoch: int = Field(200_000, ge=1, description="Training edges drawn per epoch (at most all)")
+    val_fraction: float = Field(0.05, ge=0, lt=1, description="Share of edges held out for val/loss")
+    max_epochs: int = Field(30, ge=1, description="Most epochs")
+    max_time_s: float = Field(60.0, gt=0, description="Training time budget per fit, in seconds")
+    patience: int = Field(3, ge=1, description="Epochs without a better val/loss before stopping")
+    accelerator: str = Field("auto", description="Lightning accelerator: auto, cpu, gpu")
+    n_threads: int | None = Field(
+        None, ge=1, description="torch CPU threads while training (default: torch's)"
+    )
+
+    def train_settings(self) -> TrainSettings:
+        return TrainSettings(
+            max_epochs=self.max_epochs, max_time_s=self.max_time_s, patience=self.patience, lr=self.lr,
+            batch_size=self.batch_size, accelerator=self.accelerator, n_threads=self.n_threads,
+        )  # fmt: skip
+
+
+class LightGCNEmbedder(Saveable):
+    name = "lightgcn"
+
+    def __init__(
+        self, seed: int = 0, settings: LightGCNSettings | None = None, logger: Logger | None = None
+    ) -> None:
+        self.seed = seed
+        self.settings = settings or LightGCNSettings()
+        self.logger = logger  # e.g. an MLFlowLogger for train/loss and val/loss per epoch; never saved
+
+    def fit(self, features: UserFeatures, logger: Logger | None = None) -> Self:
+        """Train on the graph of `features`' users and items. `logger` (e.g. an MLFlowLogger; default: the
+        one given at construction) gets train/loss and val/loss per epoch."""
+        settings = self.settings
+        logger = logger or self.logger
+        self.users = np.asarray(features.users, dtype=object)
+        edges = _edges(features.interactions)
+        self.items = np.array(sorted(edges["item_id"].unique().to_list()), dtype=object)
+        users, items, weights = _coded(edges, self.users, self.items)
+        config = LightGCNConfig(
+            len(self.users), len(self.items), settings.dim, settings.n_layers, settings.reg
+        )
+        started = time.perf_counter()
+        with training_scope(self.seed, settings.n_threads):
+            data = LightGCNData(
+                config.n_users, config.n_items, users, items, weights,
+                batch_size=settings.batch_size, edges_per_epoch=settings.edges_per_epoch,
+                val_fraction=settings.val_fraction, seed=self.seed,
+            )  # fmt: skip
+            data.setup("fit")
+            model = LightGCN(config)
+            trainer, keep_best = make_trainer(settings.train_settings(), logger, validate=data.has_validation)
+            trainer.fit(LightGCNModule(model, data.train_adjacency, settings.lr), datamodule=data)
+            model = model.cpu().eval()
+            with torch.no_grad():
+                final = model(data.full_adjacency()).numpy()
+        self.config = config
+        self.state = copy_state(model)
+        self.training = {
+            "epochs": float(trainer.current_epoch),
+            "seconds": time.perf_counter() - started,
+            "best_val_loss": keep_best.best,
+            "n_edges": float(len(users)),
+        }
+        self.user_vectors = final[: config.n_users].astype(np.float32)
+        self.item_vectors = final[config.n_users :].astype(np.float32)
+        self.item_scale = (
+            1.0 / np.sqrt(np.maximum(np.bincount(items, weights, config.n_items), 1e-12))
+        ).astype(np.float32)
+        return self
+
+    def transform(self, features: UserFeatures) -> Embedding:
+        users = np.asarray(features.users, dtype=object)
+        vectors = self.fold_in(features)
+        known = pl.DataFrame({"user_id": users.astype(str)}).join(
+            pl.DataFrame({"user_id": self.users.astype(str), "row": np.arange(len(self.users))}),
+            on="user_id",
+            how="left",
+            maintain_order="left",
+        )["row"]
+        is_known = known.is_not_null().to_numpy()
+        vectors[is_known] = self.user_vectors[known.drop_nulls().to_numpy()]
+        return Embedding(self.name, features.users, _normalized(vectors))
+
+    def fold_in(self, features: UserFeatures) -> np.ndarray:
+        """Every user of `features` from the fitted item vectors, as if the fit had never seen them."""
+        users = np.asarray(features.users, dtype=object)
+        rows, items, weights = _coded(_edges(features.interactions), users, self.items)
+        mixing = weights * self.item_scale[items]
+        vectors = np.zeros((len(users), self.item_vectors.shape[1]), dtype=np.float64)
+        np.add.at(vectors, rows, mixing[:, None] * self.item_vectors[items])
+        return vectors.astype(np.float32)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "logger"} | {"logger": None}
+
+    def module(self) -> LightGCN:
+        """The trained network, rebuilt from its weights."""
+        model = LightGCN(self.config)
+        model.load_state_dict(self.state)
+        return model.eval()
+
+
+def _edges(interactions: pl.DataFrame) -> pl.DataFrame:
+    """Positive-weight user-item pairs, weights damped by log1p (a heavy repeat is not a stronger tie in kind)."""
+    return interactions.select(
+        pl.col("user_id").cast(pl.String),
+        pl.col("item_id").cast(pl.String),
+        pl.col("weight").cast(pl.Float64).clip(lower_bound=0).log1p().alias("weight"),
+    ).filter(pl.col("weight") > 0)
+
+
+def _coded(
+    edges: pl.DataFrame, users: np.ndarray, items: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges as (user row, item column, weight) arrays; pairs outside `users` x `items` are dropped."""
+    coded = (
+        edges.join(pl.DataFrame({"user_id": users.astype(str), "u": np.arange(len(users))}), on="user_id")
+        .join(pl.DataFrame({"item_id": items.astype(str), "i": np.arange(len(items))}), on="item_id")
+        .sort("u", "i")
+    )
+    return coded["u"].to_numpy(), coded["i"].to_numpy(), coded["weight"].to_numpy()
+
+
+def _normalized(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
