@@ -7,12 +7,16 @@ from collections.abc import Callable
 from tasks.embed.base import Embedder
 from tasks.embed.behaviour import BehaviourEmbedder
 from tasks.embed.combined import CombinedEmbedder
+from tasks.embed.lightgcn import LightGCNEmbedder
+from tasks.embed.sequence import SequenceEmbedder
 from tasks.embed.svd import SvdEmbedder
 
 EMBEDDERS: dict[str, Callable[[int], Embedder]] = {
     "behaviour": BehaviourEmbedder,
     "svd": SvdEmbedder,
     "combined": CombinedEmbedder,
+    "sequence": SequenceEmbedder,
+    "lightgcn": LightGCNEmbedder,
 }
 
 
