@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.ingest import IngestReport, ingest_events
 from tasks.clock import new_id, utc_now
 from tasks.cluster.base import Clusterer
-from tasks.cluster.choose_k import choose_k
+from tasks.cluster.choose_k import choose_k, choose_micro_k
 from tasks.cluster.registry import FINDS_ITS_OWN_K
 from tasks.embed.base import Embedder, Embedding
 from tasks.evaluate.holdout import EventSplit, split_events
@@ -28,10 +28,11 @@ from tasks.features.user_features import FeatureModel, UserFeatures
 from tasks.ingest.sources import resolve_source
 from tasks.publish import profile, publish
 from tasks.segment import segmenter as seg
-from tasks.segment.evaluate import describe_segments, score_holdout
+from tasks.segment.evaluate import describe_segments, score_holdout, usefulness_notes
+from tasks.segment.micro import MicroSegments, micro_tables
 from tasks.segment.segmenter import Segmenter
 from tasks.segment.settings import SegmentSettings
-from tasks.segment.sweep import sweep_k
+from tasks.segment.sweep import Sweep, sweep_k
 from tasks.track import charts, tracking
 from tasks.track.report import headline_metrics, write_run_report
 from tasks.validate import validate_table
@@ -54,6 +55,7 @@ class RunSummary:
     profiles: list[dict]
     metrics: dict[str, float]
     locations: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 @task(cache_policy=NO_CACHE)
@@ -75,14 +77,21 @@ def split_holdout(events: pa.Table, seed: int) -> EventSplit:
 @task(cache_policy=NO_CACHE)
 def choose_segment_count(
     train: pa.Table, items: pa.Table, settings: SegmentSettings
-) -> tuple[int, list[dict]]:
-    """K: as given, found by the clusterer, or by the K rule over a sweep on the training part."""
+) -> tuple[int, int, Sweep]:
+    """K for people (by structure) and K for micro-segments (by usefulness): as given, or swept on the
+    training part."""
+    sweep_people = settings.k == "auto" and settings.clusterer not in FINDS_ITS_OWN_K
+    sweep = (
+        sweep_k(train, items, settings, people=sweep_people)
+        if sweep_people or settings.micro_k == "auto"
+        else Sweep([], [])
+    )
     if settings.clusterer in FINDS_ITS_OWN_K:
-        return 0, []
-    if settings.k != "auto":
-        return int(settings.k), []
-    sweep = sweep_k(train, items, settings)
-    return choose_k(sweep), sweep
+        k = 0
+    else:
+        k = choose_k(sweep.people) if sweep_people else int(settings.k)
+    micro_k = choose_micro_k(sweep.micro) if settings.micro_k == "auto" else int(settings.micro_k)
+    return k, micro_k, sweep
 
 
 @task(cache_policy=NO_CACHE, task_run_name="features ({part})")
@@ -105,12 +114,40 @@ def cluster(embedding: Embedding, settings: SegmentSettings, k: int, part: str) 
     return seg.fit_clusterer(embedding, settings, k)
 
 
+@task(cache_policy=NO_CACHE, task_run_name="micro-segments ({part})")
+def micro_segments(
+    user_features: UserFeatures, settings: SegmentSettings, micro_k: int, part: str
+) -> tuple[MicroSegments, Embedding]:
+    """Fit the micro level: the taste embedding, its clusters and the membership weights."""
+    return seg.fit_micro_segments(user_features, settings, micro_k)
+
+
 @task(cache_policy=NO_CACHE)
 def evaluate(
-    user_features: UserFeatures, embedding: Embedding, clusterer: Clusterer, split: EventSplit
-) -> dict[str, float]:
-    """Score the training part's segment lists against the held-out items, next to popularity."""
-    return score_holdout(user_features, embedding, clusterer, split)
+    user_features: UserFeatures, embedding: Embedding, clusterer: Clusterer, micro: MicroSegments,
+    taste: Embedding, split: EventSplit,
+) -> dict[str, float]:  # fmt: skip
+    """Score every list fit on the training part (segments, micro-segments, blended per user) against the
+    held-out items, next to popularity and ItemKNN."""
+    return score_holdout(user_features, embedding, clusterer, micro, taste, split)
+
+
+@task(cache_policy=NO_CACHE)
+def check_usefulness(metrics: dict[str, float], require_lift: bool) -> list[str]:
+    """The usefulness gate: notes for the summary; with `require_lift`, a refusal to publish lists that are
+    not more useful than popularity."""
+    return usefulness_notes(metrics, require_lift)
+
+
+@task(cache_policy=NO_CACHE)
+def micro_lists(
+    user_features: UserFeatures, micro: MicroSegments, taste: Embedding, assignments: pl.DataFrame,
+    settings: SegmentSettings,
+) -> dict[str, pl.DataFrame]:  # fmt: skip
+    """The micro-segments, their lists, every user's memberships and blended list, as tables."""
+    return micro_tables(
+        user_features, micro, taste, assignments, settings.n_recommendations, settings.n_user_recommendations
+    )
 
 
 @task(cache_policy=NO_CACHE)
@@ -137,7 +174,7 @@ def describe(
 @task(cache_policy=NO_CACHE)
 def profile_segments(
     warehouse_path: str, memory_limit: str, user_features: UserFeatures, embedding: Embedding,
-    assignments: pl.DataFrame, run_id: str, settings: SegmentSettings,
+    assignments: pl.DataFrame, micro: dict[str, pl.DataFrame], run_id: str, settings: SegmentSettings,
 ) -> list[dict]:  # fmt: skip
     """Stage user_segments, segment_recommendations and segment_profiles (labels, top lists) as `seg_*`."""
     con = connect_warehouse(warehouse_path, memory_limit)
@@ -147,6 +184,7 @@ def profile_segments(
         profile.build_recommendations(con, run_id, settings.n_recommendations)
         profile.build_profiles(con, run_id)
         publish.stage_user_segments(con, run_id)
+        publish.stage_tables(con, micro, run_id)
         return con.sql("select * from seg_segment_profiles order by segment_id").pl().to_dicts()
     finally:
         con.close()
@@ -176,7 +214,7 @@ def save_segmenter(segmenter: Segmenter, profiles: list[dict], workspace_root: s
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
 def track(
     ws_root: str, run_id: str, params: dict, metrics: dict, embedding: Embedding, assignments: pl.DataFrame,
-    sweep: list[dict], k: int, profiles: list[dict], segmenter_path: str, events: pa.Table,
+    sweep: Sweep, k: int, profiles: list[dict], segmenter_path: str, events: pa.Table,
 ) -> tuple[str, dict[str, bytes]]:  # fmt: skip
     """Log the run to MLflow (params, metrics, charts, the segmenter as a pyfunc model); returns its run id."""
     import json
@@ -188,11 +226,12 @@ def track(
         ),
         "projection.png": charts.projection_chart(embedding.vectors, assignments["segment_id"].to_numpy()),
     }
-    if sweep:
-        figures = {"k_sweep.png": charts.k_sweep_chart(sweep, k), **figures}
+    if sweep.people:
+        figures = {"k_sweep.png": charts.k_sweep_chart(sweep.people, k), **figures}
     tables = {
         "segment_profiles.json": json.dumps(profiles, indent=2, default=str),
-        "k_sweep.json": json.dumps(sweep, indent=2),
+        "k_sweep.json": json.dumps(sweep.people, indent=2),
+        "micro_k_sweep.json": json.dumps(sweep.micro, indent=2),
     }
     example = pl.from_arrow(events.slice(0, 20)).to_pandas()
     mlflow_run_id = tracking.log_run(
@@ -250,25 +289,32 @@ def segment_users(
         try:
             events, items = load_events(warehouse, memory, settings)
             split = split_holdout(events, settings.seed)
-            k, sweep = choose_segment_count(split.train, items, settings)
+            k, micro_k, sweep = choose_segment_count(split.train, items, settings)
 
-            train_model, train_features = features(split.train, items, settings, "train")
+            _, train_features = features(split.train, items, settings, "train")
             _, train_embedding = embed(train_features, settings, "train")
             train_clusterer = cluster(train_embedding, settings, k, "train")
-            metrics = evaluate(train_features, train_embedding, train_clusterer, split)
+            train_micro, train_taste = micro_segments(train_features, settings, micro_k, "train")
+            metrics = evaluate(
+                train_features, train_embedding, train_clusterer, train_micro, train_taste, split
+            )
+            notes = check_usefulness(metrics, settings.require_lift)
 
             model, user_features = features(events, items, settings, "all")
             embedder, embedding = embed(user_features, settings, "all")
             clusterer = cluster(embedding, settings, k, "all")
+            micro, taste = micro_segments(user_features, settings, micro_k, "all")
             assignments = assign(embedding, clusterer)
             metrics |= describe(embedding, assignments, clusterer, settings, source, str(ws.sources_dir))
+            metrics["micro_k"] = float(micro.clusterer.k)
+            micro_frames = micro_lists(user_features, micro, taste, assignments, settings)
 
             profiles = profile_segments(
-                warehouse, memory, user_features, embedding, assignments, run_id, settings
+                warehouse, memory, user_features, embedding, assignments, micro_frames, run_id, settings
             )
             validate_segments(warehouse, memory, run_id, str(ws.reports_dir / "validation"))
             segmenter_path = save_segmenter(
-                Segmenter(model, embedder, clusterer, settings), profiles, str(ws.root), run_id
+                Segmenter(model, embedder, clusterer, settings, micro), profiles, str(ws.root), run_id
             )
             params = {
                 "source": source,
@@ -298,20 +344,21 @@ def segment_users(
         "MLflow UI": f"mlflow ui --backend-store-uri {ws.mlflow_uri} --workers 1",
         "MLflow model": f"runs:/{mlflow_run_id}/segmenter",
     }
-    write_run_report(report_path, run_id, locations, profiles, metrics, figures)
+    write_run_report(report_path, run_id, locations, profiles, metrics, figures, notes)
     create_markdown_artifact(
         key="segment-summary",
-        markdown=_markdown(run_id, profiles, metrics, locations),
+        markdown=_markdown(run_id, profiles, metrics, locations, notes),
         description=f"segflow run {run_id}",
     )
-    return RunSummary(run_id, report.source, report, profiles, metrics, locations)
+    return RunSummary(run_id, report.source, report, profiles, metrics, locations, notes)
 
 
-def _markdown(run_id: str, profiles: list[dict], metrics: dict, locations: dict) -> str:
+def _markdown(run_id: str, profiles: list[dict], metrics: dict, locations: dict, notes: list[str]) -> str:
     lines = [f"# segflow run {run_id}", "", "| segment | label | users | share |", "|---|---|---|---|"]
     lines += [f"| {p['segment_id']} | {p['label']} | {p['size']} | {p['share']:.1%} |" for p in profiles]
     lines += ["", "| metric | value |", "|---|---|"] + [
         f"| {k} | {v} |" for k, v in headline_metrics(metrics)
     ]
+    lines += ["", *(f"> {note}" for note in notes)]
     lines += ["", *(f"- {k}: `{v}`" for k, v in locations.items())]
     return "\n".join(lines)

@@ -32,9 +32,7 @@ def validate_table(
         suite = items_suite(table)
     elif suite_name == "published_segments":
         # `table` is the prefix of the three segment tables: "" for the published ones, "seg_" for staging.
-        suite = published_segments_suite(
-            f"{table}user_segments", f"{table}segment_profiles", f"{table}segment_recommendations"
-        )
+        suite = published_segments_suite(table)
     else:
         raise ValueError(f"unknown suite {suite_name!r}")
     result = run_suite(con, suite, batch_id, settings)

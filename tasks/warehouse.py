@@ -24,6 +24,10 @@ WAREHOUSE_TABLES = (
     "user_segments",
     "segment_recommendations",
     "segment_profiles",
+    "micro_segments",
+    "micro_segment_recommendations",
+    "user_memberships",
+    "user_recommendations",
 )
 
 

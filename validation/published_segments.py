@@ -5,8 +5,16 @@ from __future__ import annotations
 from validation.gate import Check, Suite, SuitePart, load_great_expectations
 
 
-def published_segments_suite(user_segments: str, profiles: str, recommendations: str) -> Suite:
+def published_segments_suite(prefix: str = "") -> Suite:
+    """The suite over the published tables named `<prefix><table>` ("" for the published ones, "seg_" for
+    the staged ones)."""
     gx = load_great_expectations()
+    user_segments, profiles, recommendations = (
+        f"{prefix}user_segments", f"{prefix}segment_profiles", f"{prefix}segment_recommendations"
+    )  # fmt: skip
+    memberships, micro_recommendations, user_recommendations = (
+        f"{prefix}user_memberships", f"{prefix}micro_segment_recommendations", f"{prefix}user_recommendations"
+    )  # fmt: skip
 
     e = gx.expectations
     users_sql = f"""
@@ -34,6 +42,27 @@ def published_segments_suite(user_segments: str, profiles: str, recommendations:
         from {recommendations} as recs
         left join items on items.item_id = recs.item_id
         left join (select distinct item_id from events) as seen on seen.item_id = recs.item_id
+    """
+    memberships_sql = f"""
+        select segments.user_id, sum(memberships.weight) as total_weight, count(memberships.user_id) as n_memberships,
+        from {user_segments} as segments
+        left join {memberships} as memberships on memberships.user_id = segments.user_id
+        group by segments.user_id
+    """
+    micro_ranks_sql = f"""
+        select micro_segment_id, min(rank) as min_rank, max(rank) as max_rank, count(*) as n_ranks,
+            count(distinct rank) as n_distinct_ranks,
+        from {micro_recommendations}
+        group by micro_segment_id
+    """
+    user_lists_sql = f"""
+        select segments.user_id, count(recs.user_id) as n_items, coalesce(max(recs.rank), 0) as max_rank,
+            count(distinct recs.rank) as n_distinct_ranks, count(seen.user_id) as n_seen,
+        from {user_segments} as segments
+        left join {user_recommendations} as recs on recs.user_id = segments.user_id
+        left join (select distinct user_id, item_id from events) as seen
+            on seen.user_id = recs.user_id and seen.item_id = recs.item_id
+        group by segments.user_id
     """
     return Suite(
         "published_segments",
@@ -108,6 +137,66 @@ def published_segments_suite(user_segments: str, profiles: str, recommendations:
                     )
                 ],
                 chunk_key="item_id",
+            ),
+            SuitePart(
+                "memberships",
+                memberships_sql,
+                [
+                    Check(
+                        "every_user_has_memberships",
+                        "every segmented user has micro-segment memberships",
+                        e.ExpectColumnValuesToBeBetween(column="n_memberships", min_value=1),
+                    ),
+                    Check(
+                        "membership_weights_sum_to_1",
+                        "each user's membership weights sum to 1",
+                        e.ExpectColumnValuesToBeBetween(
+                            column="total_weight", min_value=0.999, max_value=1.001
+                        ),
+                    ),
+                ],
+                chunk_key="user_id",
+            ),
+            SuitePart(
+                "micro_ranks",
+                micro_ranks_sql,
+                [
+                    Check(
+                        "micro_ranks_start_at_1",
+                        "micro-segment list ranks start at 1",
+                        e.ExpectColumnValuesToBeBetween(column="min_rank", min_value=1, max_value=1),
+                        unit="micro-segments",
+                    ),
+                    Check(
+                        "micro_ranks_contiguous",
+                        "micro-segment list ranks contiguous",
+                        e.ExpectColumnPairValuesToBeEqual(column_A="max_rank", column_B="n_distinct_ranks"),
+                        unit="micro-segments",
+                    ),
+                ],
+                id_columns=["micro_segment_id"],
+            ),
+            SuitePart(
+                "user_lists",
+                user_lists_sql,
+                [
+                    Check(
+                        "every_user_has_a_list",
+                        "every segmented user has a blended list",
+                        e.ExpectColumnValuesToBeBetween(column="n_items", min_value=1),
+                    ),
+                    Check(
+                        "user_ranks_contiguous",
+                        "blended list ranks contiguous from 1",
+                        e.ExpectColumnPairValuesToBeEqual(column_A="max_rank", column_B="n_distinct_ranks"),
+                    ),
+                    Check(
+                        "user_lists_exclude_seen",
+                        "no blended list holds an item the user has seen",
+                        e.ExpectColumnValuesToBeBetween(column="n_seen", min_value=0, max_value=0),
+                    ),
+                ],
+                chunk_key="user_id",
             ),
         ],
     )

@@ -8,13 +8,13 @@ from typing import Self
 import numpy as np
 from sklearn.cluster import AgglomerativeClustering
 
-from tasks.cluster.base import centroids_of, nearest_centroid, relabel_by_size
+from tasks.cluster.base import CentroidSegments, centroids_of, nearest_centroid
 from tasks.fitted import Saveable
 
 SAMPLE = 5_000
 
 
-class AgglomerativeClusterer(Saveable):
+class AgglomerativeClusterer(CentroidSegments, Saveable):
     name = "agglomerative"
 
     def __init__(self, seed: int = 0) -> None:
@@ -24,12 +24,9 @@ class AgglomerativeClusterer(Saveable):
         rng = np.random.default_rng(self.seed)
         sample = rng.choice(len(vectors), size=min(SAMPLE, len(vectors)), replace=False)
         sample_labels = AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(vectors[sample])
-        self.labels_ = relabel_by_size(
-            nearest_centroid(vectors, centroids_of(vectors[sample], sample_labels))[0]
+        return self.set_segments(
+            vectors, nearest_centroid(vectors, centroids_of(vectors[sample], sample_labels))[0]
         )
-        self.centroids = centroids_of(vectors, self.labels_)
-        self.k = len(self.centroids)
-        return self
 
     def predict(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return nearest_centroid(vectors, self.centroids)

@@ -22,10 +22,36 @@ class Clusterer(Protocol):
 
     def predict(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
+    def set_segments(self, vectors: np.ndarray, labels: np.ndarray) -> Self: ...
+
     def save(self, path: Path | str) -> Path: ...
 
     @classmethod
     def load(cls, path: Path | str) -> Self: ...
+
+
+class CentroidSegments:
+    """Segments defined by their centroids: `set_segments` (re)defines them from labelled vectors."""
+
+    def set_segments(self, vectors: np.ndarray, labels: np.ndarray) -> Self:
+        self.labels_ = relabel_by_size(labels)
+        self.centroids = centroids_of(vectors, self.labels_)
+        self.k = len(self.centroids)
+        return self
+
+
+def enforce_min_size(
+    clusterer: Clusterer, vectors: np.ndarray, min_size: int, max_rounds: int = 10
+) -> Clusterer:
+    """Merge segments smaller than `min_size` (as `predict` places the vectors) into their nearest neighbour
+    and redefine the centroids, until every segment is big enough (or only one is left)."""
+    for _ in range(max_rounds):
+        labels = clusterer.predict(vectors)[0]
+        sizes = np.bincount(labels[labels >= 0], minlength=clusterer.k)
+        if clusterer.k < 2 or sizes.min() >= min_size:
+            break
+        clusterer.set_segments(vectors, merge_small_segments(vectors, labels, min_size))
+    return clusterer
 
 
 def nearest_centroid(vectors: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -61,3 +87,23 @@ def relabel_by_size(labels: np.ndarray) -> np.ndarray:
     mapping = np.full(int(labels.max()) + 1, -1)
     mapping[order] = np.arange(len(order))
     return np.where(labels >= 0, mapping[np.maximum(labels, 0)], -1)
+
+
+def default_min_segment_size(n_users: int) -> int:
+    """max(20 users, 1% of users): no published segment can single out a handful of people."""
+    return max(20, int(np.ceil(0.01 * n_users)))
+
+
+def merge_small_segments(vectors: np.ndarray, labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Labels where every segment smaller than `min_size` is merged, smallest first, into the segment whose
+    centroid is nearest to its own; ids are then renumbered by size. Noise (-1) stays noise."""
+    labels = labels.copy()
+    while True:
+        segments, sizes = np.unique(labels[labels >= 0], return_counts=True)
+        if len(segments) < 2 or sizes.min() >= min_size:
+            return relabel_by_size(labels)
+        small = segments[sizes.argmin()]
+        others = segments[segments != small]
+        centroid = vectors[labels == small].mean(axis=0)
+        other_centroids = np.vstack([vectors[labels == s].mean(axis=0) for s in others])
+        labels[labels == small] = others[np.linalg.norm(other_centroids - centroid, axis=1).argmin()]

@@ -1,9 +1,13 @@
-"""The K rule (`--k auto`), with interpretability and usefulness both in view.
+"""How many segments: one rule per level.
 
-Sweep K on the training data, score each K by silhouette (are the groups distinct?) and by inner-validation
-NDCG@10 of the segment top lists (do they predict what members do next?). Among the K whose silhouette is at
-least half the best one, take the smallest K whose usefulness is within 2% of the most useful: more segments
-only when they clearly predict better.
+People (`choose_k`, for `--k auto`): K is chosen by structure, not by usefulness, so segments that share a
+taste but shop differently stay apart. The sweep scores each K on the training data by silhouette (are the
+groups distinct?) and stability (mean ARI between fits with different seeds: would another run find the same
+groups?; measured for the K whose silhouette is within 15% of the best). Among the K with stability >= 0.8,
+take the smallest K whose silhouette is within 2% of the best of them.
+
+Recommenders (`choose_micro_k`): micro-segments are there to predict, so their K is the one whose blended
+lists are the most useful (NDCG@10) on an inner validation split; ties within 1% go to the smaller K.
 """
 
 from __future__ import annotations
@@ -11,18 +15,23 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import silhouette_score
 
-USEFULNESS_TOLERANCE = 0.02
+MIN_STABILITY = 0.8
+SILHOUETTE_TOLERANCE = 0.02
+USEFULNESS_TOLERANCE = 0.01
 
 
 def choose_k(sweep: list[dict]) -> int:
-    """The rule above over sweep rows {k, silhouette, usefulness}."""
-    best_silhouette = max(row["silhouette"] for row in sweep)
-    eligible = [row for row in sweep if row["silhouette"] >= 0.5 * best_silhouette] or sweep
-    best_usefulness = max(row["usefulness"] for row in eligible)
-    good_enough = [
-        row for row in eligible if row["usefulness"] >= (1 - USEFULNESS_TOLERANCE) * best_usefulness
-    ]
+    """The people rule above over sweep rows {k, silhouette, stability}."""
+    stable = [row for row in sweep if row.get("stability", 0) >= MIN_STABILITY] or sweep
+    best = max(row["silhouette"] for row in stable)
+    good_enough = [row for row in stable if row["silhouette"] >= best - SILHOUETTE_TOLERANCE * abs(best)]
     return int(min(row["k"] for row in good_enough))
+
+
+def choose_micro_k(sweep: list[dict]) -> int:
+    """The recommender rule above over sweep rows {k, usefulness}."""
+    best = max(row["usefulness"] for row in sweep)
+    return int(min(row["k"] for row in sweep if row["usefulness"] >= (1 - USEFULNESS_TOLERANCE) * best))
 
 
 def silhouette(vectors: np.ndarray, labels: np.ndarray, seed: int = 0, sample: int = 3000) -> float:

@@ -24,13 +24,15 @@ class HdbscanClusterer(Saveable):
     def fit(self, vectors: np.ndarray, k: int = 0) -> Self:
         """`k` is ignored: the number of segments comes from the data."""
         min_size = max(5, len(vectors) // 100)
-        labels = relabel_by_size(HDBSCAN(min_cluster_size=min_size, copy=True).fit_predict(vectors))
+        return self.set_segments(vectors, HDBSCAN(min_cluster_size=min_size, copy=True).fit_predict(vectors))
+
+    def set_segments(self, vectors: np.ndarray, labels: np.ndarray) -> Self:
+        labels = relabel_by_size(labels)
         self.centroids = centroids_of(vectors, labels)
         self.k = len(self.centroids)
         self.radii = np.array(
-            [np.linalg.norm(vectors[labels == s] - self.centroids[s], axis=1).max()
-             for s in range(self.k)]
-        )  # fmt: skip
+            [np.linalg.norm(vectors[labels == s] - self.centroids[s], axis=1).max() for s in range(self.k)]
+        )
         self.labels_ = self.predict(vectors)[0] if self.k else labels
         return self
 

@@ -17,6 +17,7 @@ from sklearn.metrics import (
     normalized_mutual_info_score,
     silhouette_score,
 )
+from sklearn.preprocessing import normalize
 
 from tasks.features.interactions import Interactions
 
@@ -58,21 +59,34 @@ def ranking_metrics(
     ks: tuple[int, ...] = (10, 20),
 ) -> dict[str, float]:
     """Mean Recall@k and NDCG@k over held-out users, recommending each user the top unseen items of their row."""
-    item_index = {t: i for i, t in enumerate(train.items)}
     user_index = {u: i for i, u in enumerate(train.users)}
     tie_break = global_item_scores(train)
-    max_k = max(ks)
+    recommended = {}
+    for user in heldout:
+        if user in user_index and user in row_of_user:
+            u = user_index[user]
+            seen = train.matrix.indices[train.matrix.indptr[u] : train.matrix.indptr[u + 1]]
+            recommended[user] = top_unseen(score_rows[row_of_user[user]], seen, max(ks), tie_break)
+    return list_metrics(train, heldout, recommended, ks)
+
+
+def list_metrics(
+    train: Interactions,
+    heldout: dict[str, set[str]],
+    recommended: dict[str, np.ndarray],
+    ks: tuple[int, ...] = (10, 20),
+) -> dict[str, float]:
+    """Mean Recall@k and NDCG@k over the held-out users that have a list (`recommended`: user -> ranked item
+    indices of `train.items`)."""
+    item_index = {t: i for i, t in enumerate(train.items)}
     sums = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg")}
+    discounts = 1.0 / np.log2(np.arange(2, max(ks) + 2))
     n_users = 0
-    discounts = 1.0 / np.log2(np.arange(2, max_k + 2))
     for user, items in heldout.items():
-        if user not in user_index or user not in row_of_user:
+        if user not in recommended:
             continue
-        u = user_index[user]
-        seen = train.matrix.indices[train.matrix.indptr[u] : train.matrix.indptr[u + 1]]
-        top = top_unseen(score_rows[row_of_user[user]], seen, max_k, tie_break)
         relevant = {item_index[t] for t in items if t in item_index}
-        hits = np.array([1.0 if i in relevant else 0.0 for i in top])
+        hits = np.array([1.0 if i in relevant else 0.0 for i in recommended[user]])
         n_users += 1
         for k in ks:
             hits_k = hits[:k]
@@ -82,6 +96,27 @@ def ranking_metrics(
     return {name: (total / n_users if n_users else 0.0) for name, total in sums.items()} | {
         "n_eval_users": n_users
     }
+
+
+def itemknn_usefulness(
+    train: Interactions, heldout: dict[str, set[str]], chunk: int = 2_000
+) -> dict[str, float]:
+    """The personalised reference: item-item cosine over the binary training matrix; each held-out user gets
+    the top unseen items by the summed similarity to what they have seen."""
+    columns = normalize(train.matrix.T.tocsr().astype(np.float64))
+    similarity = (columns @ columns.T).tocsr()
+    similarity.setdiag(0)
+    user_index = {u: i for i, u in enumerate(train.users)}
+    users = [u for u in heldout if u in user_index]
+    tie_break = global_item_scores(train)
+    recommended = {}
+    for start in range(0, len(users), chunk):
+        block = users[start : start + chunk]
+        rows = train.matrix[[user_index[u] for u in block]]
+        scores = np.asarray((rows @ similarity).todense())
+        for i, user in enumerate(block):
+            recommended[user] = top_unseen(scores[i], rows[i].indices, 20, tie_break)
+    return list_metrics(train, heldout, recommended)
 
 
 def segment_usefulness(

@@ -1,8 +1,11 @@
-"""The built-in demo source: a synthetic shop whose users come from planted segments.
+"""The built-in demo source: a synthetic shop whose users come from planted segments. Hard on purpose.
 
-Segments differ in category taste, activity, purchase funnel and hour of day, and pairs of them share
-one or two of these, so no single signal separates them all. Deterministic by seed; written in chunks of
-users, so 10M+ events never sit in memory at once.
+Segments differ in category taste, activity, purchase funnel and hour of day. Three pairs share their taste
+exactly and differ only in how they shop (buyers vs browsers, mornings vs nights), so a segmentation that
+only looks at what people like merges them. 5% of users are noise (any taste, any habit; planted segment -1).
+`titles_only` writes a catalogue without categories, the way many real shops export it: items are named by
+titles that carry their kind ("Organic green tea"). Deterministic by seed; written in chunks of users, so
+10M+ events never sit in memory at once.
 """
 
 from __future__ import annotations
@@ -49,15 +52,23 @@ class PlantedSegment:
     peak_hour: float
 
 
+COFFEE = {"coffee & tea": 0.55, "kitchen": 0.3, "books": 0.15}
+GAMES = {"video games": 0.55, "electronics": 0.35, "toys": 0.1}
+BOOKS = {"books": 0.55, "stationery": 0.3, "coffee & tea": 0.15}
 PLANTED_SEGMENTS = (
-    PlantedSegment("morning coffee buyers", {"coffee & tea": 0.55, "kitchen": 0.3, "books": 0.15}, 40, 0.25, 0.7, 7),
-    PlantedSegment("night gamers", {"video games": 0.55, "electronics": 0.35, "toys": 0.1}, 70, 0.08, 0.3, 23),
-    PlantedSegment("gadget bargain hunters", {"electronics": 0.6, "video games": 0.25, "sports": 0.15}, 25, 0.3, 0.75, 13),
-    PlantedSegment("evening readers", {"books": 0.55, "stationery": 0.3, "coffee & tea": 0.15}, 35, 0.2, 0.5, 20),
+    # Three pairs with the same taste: they differ only in activity, funnel and hour of day.
+    PlantedSegment("morning coffee buyers", COFFEE, 30, 0.3, 0.75, 7),
+    PlantedSegment("late-night coffee browsers", COFFEE, 70, 0.06, 0.25, 23),
+    PlantedSegment("night gamers", GAMES, 70, 0.08, 0.3, 23),
+    PlantedSegment("lunchtime game buyers", GAMES, 25, 0.3, 0.75, 13),
+    PlantedSegment("evening readers", BOOKS, 35, 0.2, 0.5, 20),
+    PlantedSegment("early-bird book buyers", BOOKS, 20, 0.35, 0.8, 6),
+    # Three with a taste of their own.
     PlantedSegment("home makers", {"home & garden": 0.5, "kitchen": 0.35, "toys": 0.15}, 35, 0.22, 0.65, 13),
     PlantedSegment("weekend athletes", {"sports": 0.5, "outdoors": 0.4, "fashion": 0.1}, 30, 0.15, 0.5, 9),
     PlantedSegment("beauty & fashion browsers", {"beauty": 0.45, "fashion": 0.45, "home & garden": 0.1}, 55, 0.05, 0.3, 21),
 )  # fmt: skip
+NOISE = -1  # the planted segment of noise users
 
 
 class DemoConfig(BaseModel):
@@ -69,6 +80,23 @@ class DemoConfig(BaseModel):
     start: str = "2024-01-01"
     days: int = 120
     chunk_users: int = 20_000
+    noise_share: float = 0.05
+    titles_only: bool = False
+
+
+def demo_config(source: str) -> DemoConfig:
+    """The config of a demo source: `demo`, `demo:N` (N users), `demo:titles` or `demo:N:titles` (a catalogue
+    of titles only, no categories)."""
+    parts = source.split(":")[1:]
+    titles_only = "titles" in parts
+    numbers = [p for p in parts if p != "titles"]
+    if len(numbers) > 1 or (numbers and not numbers[0].isdigit()) or (numbers and int(numbers[0]) < 1):
+        from tasks.ingest.sources import SourceSpecError
+
+        raise SourceSpecError(
+            f"bad demo source {source!r}: use demo, demo:N_USERS, demo:titles or demo:N_USERS:titles"
+        )
+    return DemoConfig(n_users=int(numbers[0]) if numbers else DemoConfig().n_users, titles_only=titles_only)
 
 
 EVENT_FIELDS = ("event_id", "user_id", "session_id", "item_id", "event_type", "ts", "value", "quantity")
@@ -136,6 +164,13 @@ def _events_for_users(config: DemoConfig, items: list[dict], first_user: int, n_
     for u in range(first_user, first_user + n_users):
         segment_index = int(rng.integers(len(PLANTED_SEGMENTS)))
         segment = PLANTED_SEGMENTS[segment_index]
+        if rng.random() < config.noise_share:
+            # Noise: a random taste and random habits, from no segment.
+            segment_index, segment = NOISE, PlantedSegment(
+                "noise", {CATEGORIES[int(c)]: 1.0 for c in rng.choice(n_cat, 3, replace=False)},
+                float(rng.uniform(15, 80)), float(rng.uniform(0.03, 0.4)), float(rng.uniform(0.2, 0.9)),
+                float(rng.uniform(0, 24)),
+            )  # fmt: skip
         weights = np.full(n_cat, 0.02)
         for category, weight in segment.taste.items():
             weights[CATEGORIES.index(category)] += weight
@@ -177,8 +212,9 @@ def write_demo_data(out_dir: Path, config: DemoConfig | None = None) -> dict[str
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     items = make_items(config)
+    fields = [f for f in items[0] if not (config.titles_only and f in ("category", "text"))]
     with open(out_dir / "items.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(items[0]))
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(items)
     n_events = 0
@@ -195,5 +231,8 @@ def write_demo_data(out_dir: Path, config: DemoConfig | None = None) -> dict[str
             events_writer.writerows(rows)
             users_writer.writerows(truth)
             n_events += len(rows)
-    (out_dir / "source.toml").write_text(SOURCE_SPEC)
+    spec = SOURCE_SPEC
+    if config.titles_only:
+        spec = spec.replace('category = "category"\n', "").replace('text = "text"\n', "")
+    (out_dir / "source.toml").write_text(spec)
     return {"users": config.n_users, "items": len(items), "events": n_events}

@@ -10,11 +10,20 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
 from tasks.clock import utc_now
-from tasks.warehouse import transaction
+from tasks.warehouse import create_table_from_frame, transaction
 
-PUBLISHED_TABLES = ("user_segments", "segment_recommendations", "segment_profiles")
+PUBLISHED_TABLES = (
+    "user_segments",
+    "segment_recommendations",
+    "segment_profiles",
+    "micro_segments",
+    "micro_segment_recommendations",
+    "user_memberships",
+    "user_recommendations",
+)
 SEGMENTER_FILE = "segmenter.pkl"
 
 
@@ -29,6 +38,14 @@ def stage_user_segments(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
         {"run_id": run_id, "at": utc_now()},
     )
     return "seg_user_segments"
+
+
+def stage_tables(con: duckdb.DuckDBPyConnection, frames: dict[str, pl.DataFrame], run_id: str) -> list[str]:
+    """Stage published tables computed as frames (`seg_<name>`, with the run id)."""
+    return [
+        create_table_from_frame(con, f"seg_{name}", frame.with_columns(pl.lit(run_id).alias("run_id")))
+        for name, frame in frames.items()
+    ]
 
 
 def write_exports(

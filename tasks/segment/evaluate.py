@@ -1,4 +1,6 @@
-"""What a fitted segmenter is worth: usefulness on the holdout, intrinsic quality, stability, planted truth."""
+"""What a fitted segmenter is worth: the usefulness of every published list on the holdout (segment lists,
+micro-segment lists, blended per-user lists) next to popularity and ItemKNN, intrinsic quality, stability,
+and agreement with planted segments."""
 
 from __future__ import annotations
 
@@ -8,20 +10,76 @@ from tasks.cluster.base import Clusterer
 from tasks.cluster.registry import make_clusterer
 from tasks.embed.base import Embedding
 from tasks.evaluate.holdout import EventSplit
-from tasks.evaluate.metrics import agreement, intrinsic_metrics, segment_usefulness
-from tasks.features.interactions import interaction_matrix
+from tasks.evaluate.metrics import (
+    agreement,
+    global_item_scores,
+    intrinsic_metrics,
+    itemknn_usefulness,
+    list_metrics,
+    segment_usefulness,
+)
+from tasks.features.interactions import Interactions, interaction_matrix
 from tasks.features.user_features import UserFeatures
+from tasks.segment.micro import MicroSegments, blend_lists, recommend_users, segment_lists
+
+USER_LIST_LENGTH = 20
+LISTS = ("segments", "micro", "blended")
+ITEMKNN_MAX_ITEMS = 30_000  # item-item similarity is quadratic in items: past this it is not measured
+
+
+def blended_usefulness(
+    train: Interactions, heldout: dict[str, set[str]], taste: Embedding, micro: MicroSegments
+) -> dict[str, float]:
+    """Recall / NDCG of the blended per-user lists, as published: each user's micro-segment lists (top 100)
+    blended by membership weight, seen items excluded, topped up by popularity. Rows of `train` and `taste`
+    are the same users in the same order."""
+    labels = micro.clusterer.predict(taste.vectors)[0]
+    lists = segment_lists(train, labels, micro.clusterer.k)
+    rows = np.array([i for i, u in enumerate(train.users) if u in heldout], dtype=np.int64)
+    blended = blend_lists(micro.memberships(taste)[rows], lists)
+    recommended = recommend_users(blended, train.matrix[rows], global_item_scores(train), USER_LIST_LENGTH)
+    return list_metrics(
+        train, heldout, {train.users[r]: items for r, (items, _) in zip(rows, recommended, strict=True)}
+    )
 
 
 def score_holdout(
-    features: UserFeatures, embedding: Embedding, clusterer: Clusterer, split: EventSplit
+    features: UserFeatures,
+    embedding: Embedding,
+    clusterer: Clusterer,
+    micro: MicroSegments,
+    taste: Embedding,
+    split: EventSplit,
 ) -> dict[str, float]:
-    """The recommendation protocol: segments fit on the training part, their lists scored against the
-    held-out items, next to popularity. Without users of >= 5 distinct items, usefulness is not measured."""
-    labels = clusterer.predict(embedding.vectors)[0]
-    train = interaction_matrix(features.interactions)
-    metrics = segment_usefulness(train, split.heldout, embedding.user_ids, labels) if split.heldout else {}
-    return metrics | {"holdout/n_items": float(split.n_heldout_items), "holdout/k": float(clusterer.k)}
+    """The recommendation protocol for every list a run publishes, fit on the training part and scored on the
+    held-out items, with popularity and ItemKNN measured the same way. Without users of >= 5 distinct items,
+    usefulness is not measured."""
+    metrics = {"holdout/n_items": float(split.n_heldout_items), "holdout/k": float(clusterer.k)}
+    if not split.heldout:
+        return metrics
+    train = interaction_matrix(features.interactions, users=features.users)
+    metrics |= segment_usefulness(
+        train, split.heldout, embedding.user_ids, clusterer.predict(embedding.vectors)[0]
+    )
+    micro_labels = micro.clusterer.predict(taste.vectors)[0]
+    micro_scores = segment_usefulness(train, split.heldout, taste.user_ids, micro_labels)
+    metrics |= {
+        k.replace("segments/", "micro/"): v for k, v in micro_scores.items() if k.startswith("segments/")
+    }
+    metrics |= {f"blended/{k}": v for k, v in blended_usefulness(train, split.heldout, taste, micro).items()}
+    if len(train.items) <= ITEMKNN_MAX_ITEMS:
+        metrics |= {f"itemknn/{k}": v for k, v in itemknn_usefulness(train, split.heldout).items()}
+    for name in ("micro", "blended"):
+        for k in ("recall@10", "ndcg@10"):
+            baseline = metrics[f"popularity/{k}"]
+            metrics[f"lift/{name}/{k}"] = metrics[f"{name}/{k}"] / baseline if baseline else float("nan")
+    return metrics
+
+
+def best_list(metrics: dict[str, float]) -> str | None:
+    """The published list to use: the one with the highest Recall@10 on the holdout (None when not measured)."""
+    scored = {name: metrics[f"{name}/recall@10"] for name in LISTS if f"{name}/recall@10" in metrics}
+    return max(scored, key=scored.get) if scored else None
 
 
 def describe_segments(
@@ -32,16 +90,45 @@ def describe_segments(
     seed: int,
     truth: dict[str, int] | None,
 ) -> dict[str, float]:
-    """Intrinsic metrics, stability (ARI against a refit with another seed) and, with planted truth, ARI / NMI."""
+    """Intrinsic metrics, stability (ARI against a refit with another seed) and, with planted truth, ARI / NMI
+    (users planted as noise, segment < 0, are left out: no segment should claim them)."""
     vectors = embedding.vectors
     metrics = {f"intrinsic/{name}": v for name, v in intrinsic_metrics(vectors, labels, seed).items()}
     refit = make_clusterer(clusterer_name, seed + 1).fit(vectors, k)
     metrics["stability/ari"] = agreement(labels, refit.predict(vectors)[0])["ari"]
     if truth:
-        known = [i for i, u in enumerate(embedding.user_ids) if str(u) in truth]
+        known = [i for i, u in enumerate(embedding.user_ids) if truth.get(str(u), -1) >= 0]
         if known:
             planted = np.array([truth[str(embedding.user_ids[i])] for i in known])
             scores = agreement(planted, labels[known])
             metrics |= {"planted/ari": scores["ari"], "planted/nmi": scores["nmi"]}
     metrics["k"] = float(k)
     return metrics
+
+
+class NotUsefulError(ValueError):
+    """The lists a run would publish are not more useful than popularity, and the run was asked to require it."""
+
+
+def usefulness_notes(metrics: dict[str, float], require_lift: bool) -> list[str]:
+    """What the summary says about usefulness: which published list to use, and plainly when no list beats
+    popularity on the holdout (a refusal with `require_lift`)."""
+    best = best_list(metrics)
+    if best is None:
+        return ["usefulness was not measured: no user has 5 or more distinct items to hold out"]
+    recall, popularity = metrics[f"{best}/recall@10"], metrics["popularity/recall@10"]
+    if recall <= popularity:
+        message = (
+            f"no published list is more useful than popularity on the holdout (best: {best} lists, "
+            f"Recall@10 {recall:.4f} vs popularity {popularity:.4f})"
+        )
+        if require_lift:
+            raise NotUsefulError(message + "; nothing was published (--require-lift)")
+        return [message + ": recommend the popular items, or add data"]
+    names = {"segments": "segment lists", "micro": "micro-segment lists", "blended": "blended per-user lists"}
+    table = {"segments": "segment_recommendations", "micro": "micro_segment_recommendations",
+             "blended": "user_recommendations"}[best]  # fmt: skip
+    return [
+        f"use the {names[best]} ({table}): Recall@10 {recall:.4f}, {recall / popularity:.2f}x popularity "
+        "on the holdout"
+    ]

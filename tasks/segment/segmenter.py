@@ -14,12 +14,13 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from tasks.cluster.base import Clusterer
+from tasks.cluster.base import Clusterer, default_min_segment_size, enforce_min_size
 from tasks.cluster.registry import make_clusterer
 from tasks.embed.base import Embedder, Embedding
 from tasks.embed.registry import make_embedder
 from tasks.features.user_features import FeatureModel, UserFeatures
 from tasks.fitted import Saveable
+from tasks.segment.micro import MicroSegments, fit_micro, fit_taste
 from tasks.segment.settings import SegmentSettings
 
 
@@ -33,6 +34,7 @@ class Segmenter(Saveable):
     embedder: Embedder
     clusterer: Clusterer
     settings: SegmentSettings
+    micro: MicroSegments | None = None
     segment_labels: dict[int, str] = field(default_factory=dict)
 
     @property
@@ -46,6 +48,12 @@ class Segmenter(Saveable):
     def assign(self, events) -> pl.DataFrame:
         """`user_id, segment_id, distance` for every user in `events`; -1 is no segment (hdbscan noise)."""
         return assignment_frame(self.embed(events), self.clusterer)
+
+    def memberships(self, events) -> pl.DataFrame:
+        """`user_id, micro_segment_id, weight` for every user in `events`: their nearest micro-segments."""
+        if self.micro is None:
+            raise ValueError("this segmenter has no micro-segments")
+        return self.micro.membership_frame(self.micro.embed(self.features.transform(events)))
 
     def with_labels(self, labels: dict[int, str]) -> Segmenter:
         return replace(self, segment_labels=dict(labels))
@@ -83,14 +91,31 @@ def fit_embedder(features: UserFeatures, settings: SegmentSettings) -> tuple[Emb
 
 
 def fit_clusterer(embedding: Embedding, settings: SegmentSettings, k: int) -> Clusterer:
-    return make_clusterer(settings.clusterer, settings.seed).fit(embedding.vectors, k)
+    """The people-level segments: fitted, then segments under the minimum size merged into their nearest."""
+    clusterer = make_clusterer(settings.clusterer, settings.seed).fit(embedding.vectors, k)
+    n_users = len(embedding.vectors)
+    min_size = settings.min_segment_size or default_min_segment_size(n_users)
+    return enforce_min_size(clusterer, embedding.vectors, min(min_size, max(1, n_users // 2)))
 
 
-def fit_segmenter(events: pa.Table, items: pa.Table, settings: SegmentSettings, k: int) -> Segmenter:
-    """Features, embedder and clusterer fitted on `events`, in one call."""
+def fit_micro_segments(
+    features: UserFeatures, settings: SegmentSettings, k: int
+) -> tuple[MicroSegments, Embedding]:
+    """The micro level: taste embedding, K-Means with `k` micro-segments, membership weights."""
+    taste, embedding = fit_taste(features, settings.seed)
+    k = max(1, min(k, len(np.unique(embedding.vectors, axis=0))))
+    clusterer = make_clusterer("kmeans", settings.seed).fit(embedding.vectors, k)
+    return fit_micro(taste, embedding, clusterer, settings.n_memberships), embedding
+
+
+def fit_segmenter(
+    events: pa.Table, items: pa.Table, settings: SegmentSettings, k: int, micro_k: int = 0
+) -> Segmenter:
+    """Features, embedder, clusterer (and `micro_k` micro-segments, when given) fitted on `events`."""
     model, features = fit_features(events, items, settings)
     embedder, embedding = fit_embedder(features, settings)
-    return Segmenter(model, embedder, fit_clusterer(embedding, settings, k), settings)
+    micro = fit_micro_segments(features, settings, micro_k)[0] if micro_k else None
+    return Segmenter(model, embedder, fit_clusterer(embedding, settings, k), settings, micro)
 
 
 def segmenter_path(workspace_root: Path | str, run_id: str) -> Path:

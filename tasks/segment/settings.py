@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from tasks.cluster.registry import CLUSTERERS
 from tasks.embed.registry import EMBEDDERS
@@ -24,7 +24,7 @@ class SegmentSettings(BaseModel):
         "kmeans", description="How vectors become segments: " + ", ".join(CLUSTERERS)
     )
     k: int | Literal["auto"] = Field(
-        "auto", description="Number of segments (at least 2), or auto (the K rule)"
+        "auto", description="Number of segments for people (at least 2), or auto: chosen by structure"
     )
     k_min: int = Field(2, ge=2, description="Smallest K the sweep tries")
     k_max: int = Field(30, ge=2, description="Largest K the sweep tries")
@@ -34,9 +34,23 @@ class SegmentSettings(BaseModel):
         default_factory=InteractionWeights, description="Weight per event type"
     )
 
-    @field_validator("k")
+    min_segment_size: int | None = Field(
+        None,
+        ge=1,
+        description="Smallest published segment; smaller ones merge into their nearest (default max(20, 1%))",
+    )
+    micro_k: int | Literal["auto"] = Field(
+        "auto", description="Number of micro-segments for recommenders, or auto: chosen by usefulness"
+    )
+    n_memberships: int = Field(3, ge=1, description="Micro-segments per user, weighted, in user_memberships")
+    n_user_recommendations: int = Field(20, ge=1, description="Items in each user's blended list")
+    require_lift: bool = Field(
+        False, description="Refuse to publish when the published lists are not more useful than popularity"
+    )
+
+    @field_validator("k", "micro_k")
     @classmethod
-    def _at_least_two(cls, k: int | str) -> int | str:
+    def _at_least_two(cls, k: int | str, info: ValidationInfo) -> int | str:
         if k != "auto" and int(k) < 2:
-            raise ValueError(f"k must be at least 2 or 'auto', not {k}")
+            raise ValueError(f"{info.field_name} must be at least 2 or 'auto', not {k}")
         return k

@@ -1,7 +1,14 @@
-"""The K sweep: K = k_min..k_max scored by silhouette and inner-validation NDCG@10, on training events only
-(the rule that picks K from the sweep is tasks/cluster/choose_k.py)."""
+"""The K sweeps, on an inner split of the training events only (the rules that pick K from them are in
+tasks/cluster/choose_k.py):
+
+- people: K = k_min..k_max on the behaviour-and-taste embedding, each scored by silhouette, stability (mean ARI
+  of fits with two other seeds) and, for information, the NDCG@10 of the segment lists;
+- micro: K on a geometric grid on the taste embedding, each scored by the NDCG@10 of the blended lists.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -9,36 +16,81 @@ import pyarrow as pa
 from tasks.cluster.choose_k import silhouette
 from tasks.cluster.registry import make_clusterer
 from tasks.evaluate.holdout import split_events
-from tasks.evaluate.metrics import segment_usefulness
+from tasks.evaluate.metrics import agreement, segment_usefulness
 from tasks.features.interactions import interaction_matrix
+from tasks.segment.evaluate import blended_usefulness
+from tasks.segment.micro import fit_micro, fit_taste
 from tasks.segment.segmenter import fit_embedder, fit_features
 from tasks.segment.settings import SegmentSettings
 
 SWEEP_SAMPLE = 5_000
+MICRO_SAMPLE = 20_000
+MICRO_GRID = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+MIN_USERS_PER_MICRO = 8
+STABILITY_CANDIDATES = 0.15  # K whose silhouette is within 15% of the best get a stability score
 
 
-def sweep_k(events: pa.Table, items: pa.Table, settings: SegmentSettings) -> list[dict]:
-    """One row per K: {k, silhouette, usefulness (NDCG@10), recall@10}, on an inner split of `events`."""
+@dataclass(frozen=True)
+class Sweep:
+    people: list[dict]
+    micro: list[dict]
+
+
+def sweep_k(events: pa.Table, items: pa.Table, settings: SegmentSettings, people: bool = True) -> Sweep:
+    """Both sweeps on one inner split of `events` (the micro sweep only when settings.micro_k is auto)."""
     inner = split_events(events, settings.seed)
     _, features = fit_features(inner.train, items, settings)
-    _, embedding = fit_embedder(features, settings)
     train = interaction_matrix(features.interactions)
     rng = np.random.default_rng(settings.seed)
-    sample = np.sort(
-        rng.choice(len(embedding.user_ids), size=min(SWEEP_SAMPLE, len(embedding.user_ids)), replace=False)
-    )
-    vectors, users = embedding.vectors[sample], embedding.user_ids[sample]
-    n_distinct = len(np.unique(vectors, axis=0))  # more segments than distinct users cannot be told apart
-    rows = []
-    for k in range(settings.k_min, max(settings.k_min, min(settings.k_max, n_distinct - 1)) + 1):
-        labels = make_clusterer(settings.clusterer, settings.seed).fit(vectors, k).labels_
-        useful = segment_usefulness(train, inner.heldout, users, labels)
-        rows.append(
-            {
-                "k": k,
-                "silhouette": silhouette(vectors, labels, settings.seed),
-                "usefulness": useful["segments/ndcg@10"],
-                "recall@10": useful["segments/recall@10"],
-            }
+    people_rows = []
+    if people:
+        _, embedding = fit_embedder(features, settings)
+        sample = np.sort(
+            rng.choice(
+                len(embedding.user_ids), size=min(SWEEP_SAMPLE, len(embedding.user_ids)), replace=False
+            )
         )
-    return rows
+        vectors, users = embedding.vectors[sample], embedding.user_ids[sample]
+        n_distinct = len(np.unique(vectors, axis=0))  # more segments than distinct users cannot be told apart
+        fits = {}
+        for k in range(settings.k_min, max(settings.k_min, min(settings.k_max, n_distinct - 1)) + 1):
+            fits[k] = make_clusterer(settings.clusterer, settings.seed).fit(vectors, k)
+            useful = segment_usefulness(train, inner.heldout, users, fits[k].labels_)
+            people_rows.append(
+                {
+                    "k": k,
+                    "silhouette": silhouette(vectors, fits[k].labels_, settings.seed),
+                    "usefulness": useful["segments/ndcg@10"],
+                    "recall@10": useful["segments/recall@10"],
+                }
+            )
+        # Stability costs two more fits per K: measured only where the silhouette makes K a candidate.
+        best = max(row["silhouette"] for row in people_rows)
+        for row in people_rows:
+            if row["silhouette"] >= best - STABILITY_CANDIDATES * abs(best):
+                refits = [
+                    make_clusterer(settings.clusterer, settings.seed + i).fit(vectors, row["k"])
+                    for i in (1, 2)
+                ]
+                row["stability"] = float(
+                    np.mean([agreement(fits[row["k"]].labels_, f.labels_)["ari"] for f in refits])
+                )
+    micro_rows = []
+    if settings.micro_k == "auto":
+        taste, taste_embedding = fit_taste(features, settings.seed)
+        n_users = len(taste_embedding.user_ids)
+        grid = [k for k in MICRO_GRID if k * MIN_USERS_PER_MICRO <= min(n_users, MICRO_SAMPLE)] or [
+            MICRO_GRID[0]
+        ]
+        for k in grid:
+            clusterer = make_clusterer("kmeans", settings.seed).fit(_sample(taste_embedding.vectors, rng), k)
+            micro = fit_micro(taste, taste_embedding, clusterer, settings.n_memberships)
+            useful = blended_usefulness(train, inner.heldout, taste_embedding, micro)
+            micro_rows.append({"k": k, "usefulness": useful["ndcg@10"], "recall@10": useful["recall@10"]})
+    return Sweep(people_rows, micro_rows)
+
+
+def _sample(vectors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    if len(vectors) <= MICRO_SAMPLE:
+        return vectors
+    return vectors[np.sort(rng.choice(len(vectors), size=MICRO_SAMPLE, replace=False))]

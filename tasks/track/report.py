@@ -10,14 +10,18 @@ from pathlib import Path
 from validation.report import html_page
 
 HEADLINE = (
-    ("segments/recall@10", "Recall@10 (segments)"),
+    ("blended/recall@10", "Recall@10 (blended per-user lists)"),
+    ("micro/recall@10", "Recall@10 (micro-segment lists)"),
+    ("segments/recall@10", "Recall@10 (segment lists)"),
     ("popularity/recall@10", "Recall@10 (popularity)"),
-    ("lift/recall@10", "lift over popularity (Recall@10)"),
-    ("segments/ndcg@10", "NDCG@10 (segments)"),
+    ("itemknn/recall@10", "Recall@10 (ItemKNN, reference)"),
+    ("lift/blended/recall@10", "lift over popularity (blended, Recall@10)"),
+    ("lift/recall@10", "lift over popularity (segments, Recall@10)"),
+    ("blended/ndcg@10", "NDCG@10 (blended per-user lists)"),
+    ("segments/ndcg@10", "NDCG@10 (segment lists)"),
     ("popularity/ndcg@10", "NDCG@10 (popularity)"),
-    ("lift/ndcg@10", "lift over popularity (NDCG@10)"),
-    ("segments/recall@20", "Recall@20 (segments)"),
-    ("segments/ndcg@20", "NDCG@20 (segments)"),
+    ("segments/recall@20", "Recall@20 (segment lists)"),
+    ("blended/recall@20", "Recall@20 (blended per-user lists)"),
     ("intrinsic/silhouette", "silhouette"),
     ("intrinsic/davies_bouldin", "Davies-Bouldin"),
     ("intrinsic/calinski_harabasz", "Calinski-Harabasz"),
@@ -29,6 +33,7 @@ HEADLINE = (
     ("stability/ari", "stability (ARI, two seeds)"),
     ("planted/ari", "ARI vs planted segments"),
     ("planted/nmi", "NMI vs planted segments"),
+    ("micro_k", "micro-segments"),
 )
 
 
@@ -43,6 +48,7 @@ def write_run_report(
     profiles: list[dict],
     metrics: dict[str, float],
     charts: dict[str, bytes],
+    notes: list[str] = (),
 ) -> Path:
     rows = "".join(
         f"<tr><td>{p['segment_id']}</td><td>{escape(p['label'])}</td><td>{p['size']:,}</td><td>{p['share']:.1%}</td>"
@@ -60,10 +66,11 @@ def write_run_report(
     )
     body = (
         f"<h1>segflow run <code>{escape(run_id)}</code></h1>"
-        f"<h2>Segments</h2><table><tr><th>id</th><th>label</th><th>users</th><th>share</th><th>top categories</th>"
+        f"<h2>Segments (for people)</h2><table><tr><th>id</th><th>label</th><th>users</th><th>share</th><th>top categories</th>"
         f"<th>top items</th></tr>{rows}</table>"
-        f"<h2>Metrics</h2><table><tr><th>metric</th><th>value</th></tr>{metric_rows}</table>"
-        f"<h2>Where everything is</h2><table>{where}</table><h2>Charts</h2>{images}"
+        + "".join(f"<p><strong>{escape(note)}</strong></p>" for note in notes)
+        + f"<h2>Metrics</h2><table><tr><th>metric</th><th>value</th></tr>{metric_rows}</table>"
+        + f"<h2>Where everything is</h2><table>{where}</table><h2>Charts</h2>{images}"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html_page(f"segflow run {run_id}", body, extra_style=" figure { margin: 1rem 0; }"))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from tasks.cluster.choose_k import choose_k
+from tasks.cluster.choose_k import choose_k, choose_micro_k
 from tasks.cluster.registry import CLUSTERERS, fit_clusters, make_clusterer
 from tasks.evaluate.metrics import agreement, intrinsic_metrics, ranking_metrics, segment_usefulness
 from tasks.features.interactions import Interactions
@@ -60,15 +60,41 @@ def test_an_unknown_clusterer_names_the_choices():
         make_clusterer("dbscan")
 
 
-def test_the_k_rule_takes_the_smallest_useful_k_among_the_well_separated():
+def test_the_people_k_rule_takes_the_smallest_k_near_the_best_silhouette_among_the_stable():
     sweep = [
-        {"k": 2, "silhouette": 0.20, "usefulness": 0.10},
-        {"k": 3, "silhouette": 0.50, "usefulness": 0.195},
-        {"k": 4, "silhouette": 0.40, "usefulness": 0.199},
-        {"k": 5, "silhouette": 0.30, "usefulness": 0.200},
-        {"k": 6, "silhouette": 0.10, "usefulness": 0.300},  # most useful, but not distinct (< half the best)
+        {"k": 2, "silhouette": 0.20, "stability": 1.0},
+        {"k": 3, "silhouette": 0.40, "stability": 0.6},  # not stable: another seed finds other groups
+        {"k": 4, "silhouette": 0.300, "stability": 0.95},
+        {"k": 5, "silhouette": 0.306, "stability": 0.9},  # the best of the stable; 4 is within 2% of it
+        {"k": 6, "silhouette": 0.25},  # stability not measured: silhouette too far from the best
     ]
-    assert choose_k(sweep) == 4  # 0.195 < 0.98 * 0.200; 0.199 is within 2%
+    assert choose_k(sweep) == 4
+
+
+def test_the_micro_k_rule_takes_the_smallest_k_within_1_percent_of_the_most_useful():
+    sweep = [{"k": 8, "usefulness": 0.100}, {"k": 16, "usefulness": 0.1195}, {"k": 32, "usefulness": 0.120}]
+    assert choose_micro_k(sweep) == 16
+
+
+def test_segments_under_the_minimum_size_merge_into_their_nearest():
+    from tasks.cluster.base import default_min_segment_size, merge_small_segments
+
+    vectors = np.array([[0.0], [0.1], [0.2], [5.0], [5.1], [5.2], [5.3], [9.0]])
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 2])
+    merged = merge_small_segments(vectors, labels, min_size=2)
+    assert merged.tolist() == [1, 1, 1, 0, 0, 0, 0, 0]  # the lone user at 9 joins the segment at ~5
+    assert default_min_segment_size(500) == 20 and default_min_segment_size(10_000) == 100
+
+
+def test_a_fitted_clusterer_never_publishes_a_segment_under_the_minimum_size():
+    from tasks.cluster.base import enforce_min_size
+
+    vectors, _ = blobs()
+    outliers = np.array([[30.0, 30.0, 30.0], [30.5, 30.0, 30.0]])
+    points = np.vstack([vectors, outliers])
+    clusterer = enforce_min_size(fit_clusters(points, "kmeans", 5, seed=0), points, min_size=20)
+    labels = clusterer.predict(points)[0]
+    assert clusterer.k == 4 and np.bincount(labels).min() >= 20
 
 
 def test_intrinsic_metrics_on_a_hand_computed_case():

@@ -53,7 +53,8 @@ def test_the_writer_pid_is_seen_while_the_lock_is_held_and_not_after(tmp_path):
 def test_quiet_unless_verbose_and_the_users_environment_wins(tmp_path, monkeypatch):
     ws = open_workspace(tmp_path / "workspace")
     for name in (*QUIET_ENVIRONMENT, "PREFECT_LOGGING_LEVEL", "SEGFLOW_VERBOSE"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")  # recorded, so what configure_environment sets is undone after the test
+        monkeypatch.delenv(name)
     configure_environment(ws)
     assert os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] == "CRITICAL"
     assert "SEGFLOW_VERBOSE" not in os.environ
