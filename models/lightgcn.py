@@ -113,11 +113,15 @@ class LightGCNModule(pl.LightningModule):
         self.lr = lr
         self.register_buffer("adjacency", adjacency, persistent=False)
 
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+    def training_loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """A training batch's loss, negatives drawn here (the same work with or without a Trainer)."""
         users, items = batch
         negatives = torch.randint(self.model.config.n_items, users.shape, device=users.device)
-        loss = self.model.bpr_loss(self.adjacency, users, items, negatives)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(users))
+        return self.model.bpr_loss(self.adjacency, users, items, negatives)
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        loss = self.training_loss(batch)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:

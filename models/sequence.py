@@ -139,11 +139,15 @@ class SequenceModule(pl.LightningModule):
         self.n_negatives = n_negatives
         self.weight_decay = weight_decay
 
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+    def training_loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """A training batch's loss, negatives drawn here (the same work with or without a Trainer)."""
         items, types, targets = batch
         negatives = sample_negatives(self.model.config.n_tokens, self.n_negatives, items.device)
-        loss = self.model.loss(items, types, targets, negatives)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(items))
+        return self.model.loss(items, types, targets, negatives)
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        loss = self.training_loss(batch)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:

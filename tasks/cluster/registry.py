@@ -8,6 +8,7 @@ import numpy as np
 
 from tasks.cluster.agglomerative import AgglomerativeClusterer
 from tasks.cluster.base import Clusterer
+from tasks.cluster.dec import DecClusterer
 from tasks.cluster.hdbscan import HdbscanClusterer
 from tasks.cluster.kmeans import KMeansClusterer
 
@@ -15,6 +16,7 @@ CLUSTERERS: dict[str, Callable[[int], Clusterer]] = {
     "kmeans": KMeansClusterer,
     "hdbscan": HdbscanClusterer,
     "agglomerative": AgglomerativeClusterer,
+    "dec": DecClusterer,
 }
 # Families that find the number of segments themselves: no K sweep.
 FINDS_ITS_OWN_K = ("hdbscan",)

@@ -63,43 +63,48 @@ class LightGCNEmbedder(Saveable):
     def fit(self, features: UserFeatures, logger: Logger | None = None) -> Self:
         """Train on the graph of `features`' users and items. `logger` (e.g. an MLFlowLogger; default: the
         one given at construction) gets train/loss and val/loss per epoch."""
-        settings = self.settings
-        logger = logger or self.logger
-        self.users = np.asarray(features.users, dtype=object)
-        edges = _edges(features.interactions)
-        self.items = np.array(sorted(edges["item_id"].unique().to_list()), dtype=object)
-        users, items, weights = _coded(edges, self.users, self.items)
-        config = LightGCNConfig(
-            len(self.users), len(self.items), settings.dim, settings.n_layers, settings.reg
-        )
         started = time.perf_counter()
-        with training_scope(self.seed, settings.n_threads):
-            data = LightGCNData(
-                config.n_users, config.n_items, users, items, weights,
-                batch_size=settings.batch_size, edges_per_epoch=settings.edges_per_epoch,
-                val_fraction=settings.val_fraction, seed=self.seed,
-            )  # fmt: skip
-            data.setup("fit")
-            model = LightGCN(config)
-            trainer, keep_best = make_trainer(settings.train_settings(), logger, validate=data.has_validation)
-            trainer.fit(LightGCNModule(model, data.train_adjacency, settings.lr), datamodule=data)
-            model = model.cpu().eval()
+        with training_scope(self.seed, self.settings.n_threads):
+            data, module = self.training_parts(features)
+            trainer, keep_best = make_trainer(
+                self.settings.train_settings(), logger or self.logger, validate=data.has_validation
+            )
+            trainer.fit(module, datamodule=data)
+            model = module.model.cpu().eval()
             with torch.no_grad():
                 final = model(data.full_adjacency()).numpy()
-        self.config = config
+        n_users, n_items = self.config.n_users, self.config.n_items
         self.state = copy_state(model)
         self.training = {
             "epochs": float(trainer.current_epoch),
             "seconds": time.perf_counter() - started,
             "best_val_loss": keep_best.best,
-            "n_edges": float(len(users)),
+            "n_edges": float(len(data.users)),
         }
-        self.user_vectors = final[: config.n_users].astype(np.float32)
-        self.item_vectors = final[config.n_users :].astype(np.float32)
-        self.item_scale = (
-            1.0 / np.sqrt(np.maximum(np.bincount(items, weights, config.n_items), 1e-12))
-        ).astype(np.float32)
+        self.user_vectors = final[:n_users].astype(np.float32)
+        self.item_vectors = final[n_users:].astype(np.float32)
+        degree = np.bincount(data.items, data.weights, n_items)
+        self.item_scale = (1.0 / np.sqrt(np.maximum(degree, 1e-12))).astype(np.float32)
         return self
+
+    def training_parts(self, features: UserFeatures) -> tuple[LightGCNData, LightGCNModule]:
+        """The first step of a fit: the user and item vocabularies (kept), then the DataModule and the
+        LightningModule to train. benchmarks/train.py times these with and without Lightning."""
+        settings = self.settings
+        self.users = np.asarray(features.users, dtype=object)
+        edges = _edges(features.interactions)
+        self.items = np.array(sorted(edges["item_id"].unique().to_list()), dtype=object)
+        users, items, weights = _coded(edges, self.users, self.items)
+        self.config = LightGCNConfig(
+            len(self.users), len(self.items), settings.dim, settings.n_layers, settings.reg
+        )
+        data = LightGCNData(
+            self.config.n_users, self.config.n_items, users, items, weights,
+            batch_size=settings.batch_size, edges_per_epoch=settings.edges_per_epoch,
+            val_fraction=settings.val_fraction, seed=self.seed,
+        )  # fmt: skip
+        data.setup("fit")
+        return data, LightGCNModule(LightGCN(self.config), data.train_adjacency, settings.lr)
 
     def transform(self, features: UserFeatures) -> Embedding:
         users = np.asarray(features.users, dtype=object)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tasks.embed.autoencoder import AutoencoderEmbedder
 from tasks.embed.base import Embedder
 from tasks.embed.behaviour import BehaviourEmbedder
 from tasks.embed.combined import CombinedEmbedder
+from tasks.embed.fusion import FusionEmbedder
 from tasks.embed.lightgcn import LightGCNEmbedder
 from tasks.embed.sequence import SequenceEmbedder
 from tasks.embed.svd import SvdEmbedder
+from tasks.embed.text import TextEmbedder
 
 EMBEDDERS: dict[str, Callable[[int], Embedder]] = {
     "behaviour": BehaviourEmbedder,
@@ -17,6 +20,9 @@ EMBEDDERS: dict[str, Callable[[int], Embedder]] = {
     "combined": CombinedEmbedder,
     "sequence": SequenceEmbedder,
     "lightgcn": LightGCNEmbedder,
+    "autoencoder": AutoencoderEmbedder,
+    "text": TextEmbedder,
+    "fusion": FusionEmbedder,
 }
 
 

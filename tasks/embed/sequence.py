@@ -86,34 +86,14 @@ class SequenceEmbedder(Saveable):
     def fit(self, features: UserFeatures, logger: Logger | None = None) -> Self:
         """Train on the sequences of `features`' users. `logger` (e.g. an MLFlowLogger; default: the
         one given at construction) gets train/loss and val/loss per epoch."""
-        settings = self.settings
-        logger = logger or self.logger
-        steps = item_steps(features.events)
-        counts = steps.group_by("item_id").len().sort(["len", "item_id"], descending=[True, False])
-        self.items = np.array(sorted(counts["item_id"].head(settings.max_items).to_list()), dtype=object)
-        self.event_types = np.array(sorted(steps["event_type"].unique().to_list()), dtype=object)
-        users = np.asarray(features.users, dtype=object)
-        user_codes, items, types = self._tokens(steps, users)
-        config = SequenceConfig(
-            n_tokens=len(self.items) + FIRST_ITEM, n_event_types=len(self.event_types) + 1,
-            max_len=settings.max_len, dim=settings.dim, n_layers=settings.n_layers, n_heads=settings.n_heads,
-            dropout=settings.dropout, use_event_types=settings.use_event_types,
-        )  # fmt: skip
         started = time.perf_counter()
-        with training_scope(self.seed, settings.n_threads):
-            data = SequenceData(
-                user_codes, items, types, len(users), config.n_tokens, max_len=settings.max_len,
-                max_windows_per_user=settings.max_windows_per_user, windows_per_epoch=settings.windows_per_epoch,
-                batch_size=settings.batch_size, val_fraction=settings.val_fraction,
-                n_negatives=settings.n_negatives, seed=self.seed,
-            )  # fmt: skip
-            data.setup("fit")
-            model = SequenceEncoder(config)
-            trainer, keep_best = make_trainer(settings.train_settings(), logger, validate=data.has_validation)
-            module = SequenceModule(model, settings.lr, settings.n_negatives, settings.weight_decay)
+        with training_scope(self.seed, self.settings.n_threads):
+            data, module = self.training_parts(features)
+            trainer, keep_best = make_trainer(
+                self.settings.train_settings(), logger or self.logger, validate=data.has_validation
+            )
             trainer.fit(module, datamodule=data)
-        self.config = config
-        self.state = copy_state(model)
+        self.state = copy_state(module.model)
         self.training = {
             "epochs": float(trainer.current_epoch),
             "seconds": time.perf_counter() - started,
@@ -121,6 +101,33 @@ class SequenceEmbedder(Saveable):
             "n_windows": float(len(data.train_windows[0])),
         }
         return self
+
+    def training_parts(self, features: UserFeatures) -> tuple[SequenceData, SequenceModule]:
+        """The first step of a fit: the item and event-type vocabularies (kept), then the DataModule and the
+        LightningModule to train. benchmarks/train.py times these with and without Lightning."""
+        settings = self.settings
+        steps = item_steps(features.events)
+        counts = steps.group_by("item_id").len().sort(["len", "item_id"], descending=[True, False])
+        self.items = np.array(sorted(counts["item_id"].head(settings.max_items).to_list()), dtype=object)
+        self.event_types = np.array(sorted(steps["event_type"].unique().to_list()), dtype=object)
+        users = np.asarray(features.users, dtype=object)
+        user_codes, items, types = self._tokens(steps, users)
+        self.config = SequenceConfig(
+            n_tokens=len(self.items) + FIRST_ITEM, n_event_types=len(self.event_types) + 1,
+            max_len=settings.max_len, dim=settings.dim, n_layers=settings.n_layers, n_heads=settings.n_heads,
+            dropout=settings.dropout, use_event_types=settings.use_event_types,
+        )  # fmt: skip
+        data = SequenceData(
+            user_codes, items, types, len(users), self.config.n_tokens, max_len=settings.max_len,
+            max_windows_per_user=settings.max_windows_per_user, windows_per_epoch=settings.windows_per_epoch,
+            batch_size=settings.batch_size, val_fraction=settings.val_fraction,
+            n_negatives=settings.n_negatives, seed=self.seed,
+        )  # fmt: skip
+        data.setup("fit")
+        module = SequenceModule(
+            SequenceEncoder(self.config), settings.lr, settings.n_negatives, settings.weight_decay
+        )
+        return data, module
 
     def transform(self, features: UserFeatures) -> Embedding:
         users = np.asarray(features.users, dtype=object)

@@ -1,0 +1,76 @@
+"""`autoencoder`: an MLP autoencoder (models/autoencoder.py) over the standardised behaviour features beside the
+svd taste; a user's vector is the bottleneck, so a new user is one forward pass through the fitted encoder."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Self
+
+import numpy as np
+from pytorch_lightning.loggers import Logger
+
+from models.autoencoder import (
+    AutoencoderConfig,
+    AutoencoderModule,
+    MLPAutoencoder,
+    VectorDataModule,
+    one_thread,
+)
+from models.common import TrainSettings, make_trainer, training_scope
+from tasks.embed.base import Embedding
+from tasks.embed.behaviour import BehaviourEmbedder
+from tasks.embed.svd import SvdEmbedder
+from tasks.features.user_features import UserFeatures
+from tasks.fitted import Saveable
+
+TRAIN = TrainSettings(max_epochs=100, max_time_s=120.0, patience=5, lr=1e-3, batch_size=128)
+
+
+class AutoencoderEmbedder(Saveable):
+    name = "autoencoder"
+
+    def __init__(
+        self,
+        seed: int = 0,
+        dim: int = 16,
+        hidden: int = 64,
+        with_taste: bool = True,
+        train: TrainSettings = TRAIN,
+        logger: Logger | None = None,
+    ) -> None:
+        self.seed = seed
+        self.config = AutoencoderConfig(n_inputs=0, dim=dim, hidden=hidden)
+        self.with_taste = with_taste
+        self.train = train
+        self.logger = logger  # e.g. an MLFlowLogger for train/loss and val/loss per epoch; never saved
+
+    def fit(self, features: UserFeatures) -> Self:
+        self.behaviour = BehaviourEmbedder(self.seed).fit(features)
+        self.svd = SvdEmbedder(self.seed).fit(features) if self.with_taste else None
+        inputs = self._inputs(features)
+        self.config = replace(self.config, n_inputs=inputs.shape[1])
+        with training_scope(self.seed), one_thread():
+            network = MLPAutoencoder(self.config)
+            trainer, _ = make_trainer(self.train, self.logger)
+            data = VectorDataModule(inputs, self.train.batch_size, seed=self.seed)
+            trainer.fit(AutoencoderModule(network, self.train.lr), datamodule=data)
+        self.n_epochs = trainer.current_epoch
+        self.network = network.cpu().eval()
+        return self
+
+    def transform(self, features: UserFeatures) -> Embedding:
+        with one_thread():
+            vectors = self.network.encode(self._inputs(features))
+        return Embedding(self.name, features.users, vectors.astype(np.float32))
+
+    def _inputs(self, features: UserFeatures) -> np.ndarray:
+        """The standardised behaviour columns, then the svd rows scaled so each of their entries is of the same
+        order as a standardised column: the reconstruction weighs taste and behaviour alike per entry."""
+        blocks = [self.behaviour.transform(features).vectors]
+        if self.svd is not None:
+            taste = self.svd.transform(features).vectors
+            blocks.append(taste * np.sqrt(taste.shape[1]))
+        return np.hstack(blocks).astype(np.float32)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "logger"} | {"logger": None}

