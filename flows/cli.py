@@ -185,8 +185,15 @@ def check_source(value: str) -> str:
         return value
     kind, _, rest = value.partition(":")
     if kind == "demo":
-        if not rest.isdigit() or int(rest) < 1:
+        from tasks.ingest.demo import demo_config
+        from tasks.ingest.sources import SourceSpecError
+
+        if rest and not rest.partition(":")[0].isdigit() and rest != "titles":
             raise typer.BadParameter(f"{value!r}: demo:N needs a whole number of users, e.g. demo:300")
+        try:
+            demo_config(value)
+        except SourceSpecError as error:
+            raise typer.BadParameter(str(error)) from None
         return value
     if kind == "movielens" and rest:
         if not Path(rest).expanduser().is_dir():
@@ -200,7 +207,9 @@ def check_source(value: str) -> str:
         except SourceSpecError as error:
             raise typer.BadParameter(str(error)) from None
         return value
-    raise typer.BadParameter(f"unknown source {value!r}: use demo, demo:N, movielens:DIR or PATH.toml")
+    raise typer.BadParameter(
+        f"unknown source {value!r}: use demo, demo:N, demo:N:titles, movielens:DIR or PATH.toml"
+    )
 
 
 def check_n(value: int) -> int:
@@ -215,6 +224,12 @@ def check_k(value: str) -> str:
     raise typer.BadParameter(f"{value!r}: use auto or a whole number of segments, at least 2")
 
 
+def check_micro_k(value: str) -> str:
+    if value == "auto" or (value.isdigit() and int(value) >= 2):
+        return value
+    raise typer.BadParameter(f"{value!r}: use auto or a whole number of micro-segments, at least 2")
+
+
 WorkspaceOption = Annotated[
     Path,
     typer.Option(
@@ -227,7 +242,7 @@ SourceOption = Annotated[
         "--source",
         "-s",
         callback=check_source,
-        help="demo, demo:N_USERS, movielens:DIR, or PATH.toml (a source spec).",
+        help="demo, demo:N_USERS, demo:N_USERS:titles (no categories), movielens:DIR, or PATH.toml (a source spec).",
     ),
 ]
 MaxBadOption = Annotated[
@@ -426,7 +441,15 @@ def ingest(
     print_warehouse(ws)
 
 
-def parse_segment_settings(embedding: str, clusterer: str, k: str, seed: int) -> Any:
+def parse_segment_settings(
+    embedding: str,
+    clusterer: str,
+    k: str,
+    seed: int,
+    micro_k: str = "auto",
+    min_segment_size: int | None = None,
+    require_lift: bool = False,
+) -> Any:
     """SegmentSettings from the options; a bad value is a usage error naming the option."""
     from pydantic import ValidationError
 
@@ -434,11 +457,13 @@ def parse_segment_settings(embedding: str, clusterer: str, k: str, seed: int) ->
 
     try:
         return SegmentSettings(
-            embedding=embedding, clusterer=clusterer, k=k if k == "auto" else int(k), seed=seed
-        )
+            embedding=embedding, clusterer=clusterer, k=k if k == "auto" else int(k), seed=seed,
+            micro_k=micro_k if micro_k == "auto" else int(micro_k), min_segment_size=min_segment_size,
+            require_lift=require_lift,
+        )  # fmt: skip
     except ValidationError as error:
         first = error.errors()[0]
-        option = f"'--{first['loc'][0]}'" if first["loc"] else "a segment setting"
+        option = f"'--{str(first['loc'][0]).replace('_', '-')}'" if first["loc"] else "a segment setting"
         raise typer.BadParameter(f"{first['input']!r}: {first['msg']}", param_hint=option) from None
 
 
@@ -454,12 +479,34 @@ def run(
         str, typer.Option("--k", callback=check_k, help="Number of segments (2 or more), or auto.")
     ] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    micro_k: Annotated[
+        str,
+        typer.Option(
+            "--micro-k",
+            callback=check_micro_k,
+            help="Number of micro-segments for recommenders (2 or more), or auto: chosen by usefulness.",
+        ),
+    ] = "auto",
+    min_segment_size: Annotated[
+        int | None,
+        typer.Option(
+            "--min-segment-size",
+            min=1,
+            help="Smallest published segment; smaller ones merge into their nearest. Default max(20, 1%).",
+        ),
+    ] = None,
+    require_lift: Annotated[
+        bool,
+        typer.Option(
+            "--require-lift", help="Refuse to publish lists that are not more useful than popularity."
+        ),
+    ] = False,
     details: DetailsOption = False,
 ) -> None:
     """Run the whole pipeline on a source: ingest, validate, features, embed, cluster, evaluate, publish."""
     ws, server = prepare_writer(ctx, workspace)
     # Parsed after the server is started: the settings import the model code (seconds), while it boots.
-    settings = parse_segment_settings(embedding, clusterer, k, seed)
+    settings = parse_segment_settings(embedding, clusterer, k, seed, micro_k, min_segment_size, require_lift)
     from flows.segment_users import segment_users
 
     wait_for_prefect(server)
@@ -482,6 +529,8 @@ def run(
     print_warehouse(ws)
     print_segments(summary.profiles)
     print_metrics(summary.metrics)
+    for note in summary.notes:
+        print_line(("note ", "yellow"), note)
     for name, where in summary.locations.items():
         print_line((name, "bold"), f": {where}")
 
@@ -531,13 +580,21 @@ def find_published(workspace: Path) -> tuple[Workspace, Any]:
 @app.command()
 def segments(workspace: WorkspaceOption = Path("workspace")) -> None:
     """Print the current segments (from the published snapshot: never waits for a run in progress)."""
-    from tasks.serve import look_into_warehouse, read_profiles, read_published_run, read_segment_run
+    from tasks.serve import (
+        look_into_warehouse,
+        read_export_run,
+        read_profiles,
+        read_published_run,
+        read_segment_run,
+    )
 
     ws, snapshot = find_published(workspace)
     profiles = read_profiles(snapshot)
     published = read_published_run(snapshot)
-    with look_into_warehouse(ws) as look:
-        run_made = read_segment_run(look, published["run_id"])
+    run_made = read_export_run(snapshot)
+    if run_made is None:  # a snapshot from before the run was exported with it
+        with look_into_warehouse(ws) as look:
+            run_made = read_segment_run(look, published["run_id"])
     if run_made is not None:
         print_line(
             f"run {run_made['run_id']} ({run_made['created_at']:%Y-%m-%d %H:%M}) on {run_made['source']}: "
@@ -557,20 +614,88 @@ def user(
     workspace: WorkspaceOption = Path("workspace"),
     n: Annotated[int, typer.Option("-n", callback=check_n, help="How many recommendations.")] = 10,
 ) -> None:
-    """Print a user's segment, its label and the user's top recommendations (items they have seen excluded),
-    from the published snapshot: never waits for a run in progress."""
-    from tasks.serve import (
-        look_into_warehouse,
-        read_item_titles,
-        read_recommendations,
-        read_seen_items,
-        read_user_segment,
-    )
+    """Print a user's segment and its label, their micro-segments and their top recommendations (items they
+    have seen excluded), from the published snapshot: never waits for a run in progress. A user with events
+    who is not in the snapshot is assigned now by the run's saved segmenter (and told so)."""
+    from tasks.serve import read_user_segment
 
     ws, snapshot = find_published(workspace)
     found = read_user_segment(snapshot, user_id)
     if found is None:
-        fail(f"user {user_id!r} has no segment (not in the events of the last run); the global list applies")
+        show_unpublished_user(ws, snapshot, user_id, n)
+    elif snapshot.has("user_recommendations"):
+        show_published_user(ws, snapshot, user_id, found, n)
+    else:
+        show_segment_list_user(ws, snapshot, user_id, found, n)
+
+
+def show_published_user(ws: Workspace, snapshot: Any, user_id: str, found: dict, n: int) -> None:
+    """A user in the snapshot: their segment, memberships and ready blended list, all as published."""
+    from tasks.serve import describe_memberships, read_user_list, read_user_memberships
+
+    memberships = read_user_memberships(snapshot, user_id) or []
+    print_line("user ", (user_id, "bold"), f" is in segment {found['segment_id']}: {found['label']}")
+    print_memberships(describe_memberships(snapshot, memberships) if memberships else [])
+    listed = read_user_list(snapshot, user_id, n) or []
+    titles, note = item_titles(ws, snapshot, [row["item_id"] for row in listed])
+    if note:
+        print_line(("note ", "yellow"), f"{note}, so titles are not shown; ask again when it is done")
+    print_recommendations(
+        f"top {n} recommendations (blended from the micro-segments, seen items excluded)", listed, titles
+    )
+
+
+def show_unpublished_user(ws: Workspace, snapshot: Any, user_id: str, n: int) -> None:
+    """A user the snapshot does not hold: assigned now from their events by the run's saved segmenter, or an
+    error when they have no events (or the warehouse cannot be read now)."""
+    from tasks.serve import (
+        assign_now,
+        blend_recommendations,
+        describe_memberships,
+        look_into_warehouse,
+        read_profiles,
+        read_published_run,
+        read_recommendations,
+        read_user_events,
+    )
+
+    with look_into_warehouse(ws) as look:
+        events = read_user_events(look, user_id)
+    if events is None:
+        fail(
+            f"user {user_id!r} is not in the published segments, and {look.unavailable}, so their events cannot "
+            "be read to assign them now; ask again when it is done"
+        )
+    if events.num_rows == 0:
+        fail(f"user {user_id!r} has no segment: they have no events in {ws.root}; the global list applies")
+    run_id = read_published_run(snapshot)["run_id"]
+    live = assign_now(snapshot, events)
+    if live is None:
+        fail(
+            f"user {user_id!r} is not in the published segments, and run {run_id} saved no segmenter to assign "
+            f"them now: run `segflow run --workspace {ws.root}` to publish segments for them"
+        )
+    labels = {p["segment_id"]: p["label"] for p in read_profiles(snapshot)}
+    label = labels.get(live.segment_id, "no segment (noise)" if live.segment_id < 0 else "")
+    print_line("user ", (user_id, "bold"), f" is in segment {live.segment_id}: {label}")
+    print_line(("note ", "yellow"), f"assigned now by the saved segmenter of run {run_id}; not published")
+    seen = sorted(set(events.column("item_id").to_pylist()))
+    if live.memberships and snapshot.has("micro_segment_recommendations"):
+        print_memberships(describe_memberships(snapshot, live.memberships))
+        listed = blend_recommendations(snapshot, live.memberships, n, seen)
+        title = f"top {n} recommendations (blended from the micro-segments, seen items excluded)"
+    else:
+        listed = read_recommendations(snapshot, live.segment_id, n, seen)
+        title = f"top {n} recommendations (seen items excluded)"
+    titles, note = item_titles(ws, snapshot, [row["item_id"] for row in listed])
+    print_recommendations(title, listed, titles)
+
+
+def show_segment_list_user(ws: Workspace, snapshot: Any, user_id: str, found: dict, n: int) -> None:
+    """A user of a snapshot published before the micro level: their segment's list, seen items excluded when
+    the warehouse can be read now."""
+    from tasks.serve import look_into_warehouse, read_item_titles, read_recommendations, read_seen_items
+
     with look_into_warehouse(ws) as look:
         seen = read_seen_items(look, user_id)
         recommendations = read_recommendations(snapshot, found["segment_id"], n, seen or ())
@@ -583,10 +708,44 @@ def user(
             "ask again when it is done",
         )
     title = f"top {n} recommendations" + (" (seen items excluded)" if seen is not None else "")
-    table = Table(title=title, title_justify="left")
+    print_recommendations(title, recommendations, titles)
+
+
+def item_titles(
+    ws: Workspace, snapshot: Any, item_ids: list[str]
+) -> tuple[dict[str, str | None], str | None]:
+    """Titles from the snapshot, or (older snapshots) from the warehouse when no writer has it; with why not."""
+    from tasks.serve import look_into_warehouse, read_export_titles, read_item_titles
+
+    titles = read_export_titles(snapshot, item_ids)
+    if titles is not None:
+        return titles, None
+    with look_into_warehouse(ws) as look:
+        return read_item_titles(look, item_ids), look.unavailable
+
+
+def print_memberships(memberships: list[dict]) -> None:
+    print_line("micro-segments (for recommenders)")
+    table = Table()
+    for column in ("micro-segment", "weight", "users", "in segment", "top categories"):
+        table.add_column(column, justify="left" if column == "top categories" else "right")
+    for m in memberships:
+        table.add_row(
+            cell(m["micro_segment_id"]),
+            cell(f"{m['weight']:.2f}"),
+            cell(f"{m['size']:,}" if m["size"] is not None else ""),
+            cell(m["segment_id"]),
+            cell(", ".join(m["top_categories"] or [])),
+        )
+    console.print(table)
+
+
+def print_recommendations(title: str, rows: list[dict], titles: dict[str, str | None]) -> None:
+    print_line(title)  # a line, not the table's title: a narrow table would wrap it
+    table = Table()
     for column in ("rank", "item", "title", "score"):
         table.add_column(column)
-    for i, row in enumerate(recommendations, start=1):
+    for i, row in enumerate(rows, start=1):
         table.add_row(
             cell(i), cell(row["item_id"]), cell(titles.get(row["item_id"])), cell(f"{row['score']:.3f}")
         )

@@ -2,8 +2,10 @@
 `exports/current`), queried on an in-memory DuckDB, so a reader never waits for a writer and never sees half
 a run. The queries are `sql/serving/*.sql`.
 
-What the exports do not hold (a user's seen items, item titles, how a run was made) is read from the
-warehouse only when no writer has it, and without waiting: otherwise the caller goes on without it.
+A snapshot written since the micro level exists also holds each user's micro-segment memberships and ready
+blended list, the titles of every listed item, the run's own `segment_runs` row and the run's segmenter.
+What the exports do not hold (a user's events and seen items; titles and the run in older snapshots) is read
+from the warehouse only when no writer has it, and without waiting: otherwise the caller goes on without it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tasks.warehouse import load_sql
 from tasks.workspace import Workspace, find_writer_pid
 
 PUBLISHED_FILES = ("user_segments", "segment_profiles", "segment_recommendations")
+SEGMENTER_FILE = "segmenter.pkl"
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,14 @@ class Snapshot:
 
     def path(self, table: str) -> str:
         return str(self.folder / f"{table}.parquet")
+
+    def has(self, table: str) -> bool:
+        """Whether the snapshot holds `table` (older snapshots lack the micro level, titles and the run)."""
+        return (self.folder / f"{table}.parquet").is_file()
+
+    @property
+    def segmenter_path(self) -> Path:
+        return self.folder / SEGMENTER_FILE
 
 
 def find_snapshot(exports_dir: Path) -> Snapshot | None:
@@ -85,6 +96,68 @@ def read_recommendations(
         "n": n,
     }
     return query_snapshot("user_recommendations", params)
+
+
+def read_export_run(snapshot: Snapshot) -> dict | None:
+    """source, embedding, clusterer, k and created_at of the snapshot's run; None in an older snapshot."""
+    if not snapshot.has("segment_runs"):
+        return None
+    rows = query_snapshot("export_run", {"segment_runs": snapshot.path("segment_runs")})
+    return rows[0] if rows else None
+
+
+def read_user_memberships(snapshot: Snapshot, user_id: str) -> list[tuple[int, float]] | None:
+    """The user's published (micro_segment_id, weight), heaviest first; None when the snapshot has no micro
+    level."""
+    if not snapshot.has("user_memberships"):
+        return None
+    params = {"user_memberships": snapshot.path("user_memberships"), "user": user_id}
+    return [(row["micro_segment_id"], row["weight"]) for row in query_snapshot("user_memberships", params)]
+
+
+def describe_memberships(snapshot: Snapshot, memberships: Sequence[tuple[int, float]]) -> list[dict]:
+    """micro_segment_id, weight, size, segment_id and top_categories of each membership, heaviest first."""
+    params = {
+        "micro_segments": snapshot.path("micro_segments"),
+        "micro_ids": [int(m) for m, _ in memberships],
+        "weights": [float(w) for _, w in memberships],
+    }
+    return query_snapshot("micro_segment_details", params)
+
+
+def read_user_list(snapshot: Snapshot, user_id: str, n: int) -> list[dict] | None:
+    """The user's published blended list (rank, item_id, score; seen items excluded when it was published);
+    None when the snapshot has no such lists."""
+    if not snapshot.has("user_recommendations"):
+        return None
+    params = {"user_recommendations": snapshot.path("user_recommendations"), "user": user_id, "n": n}
+    return query_snapshot("user_blended_list", params)
+
+
+def blend_recommendations(
+    snapshot: Snapshot, memberships: Sequence[tuple[int, float]], n: int, seen_items: Sequence[str] = ()
+) -> list[dict]:
+    """A list for a user the snapshot does not hold: the micro-segment lists blended by `memberships`, less
+    `seen_items`, topped up (score 0) from the global list; item_id and score, best first."""
+    params = {
+        "micro_segment_recommendations": snapshot.path("micro_segment_recommendations"),
+        "segment_recommendations": snapshot.path("segment_recommendations"),
+        "micro_ids": [int(m) for m, _ in memberships],
+        "weights": [float(w) for _, w in memberships],
+        "seen_items": list(seen_items),
+        "n": n,
+    }
+    return query_snapshot("blended_recommendations", params)
+
+
+def read_export_titles(snapshot: Snapshot, item_ids: Sequence[str]) -> dict[str, str | None] | None:
+    """item_id -> title from the snapshot's catalogue extract; None in an older snapshot."""
+    if not snapshot.has("item_titles"):
+        return None
+    rows = query_snapshot(
+        "export_item_titles", {"item_titles": snapshot.path("item_titles"), "item_ids": list(item_ids)}
+    )
+    return {row["item_id"]: row["title"] for row in rows}
 
 
 @dataclass(frozen=True)
@@ -145,3 +218,36 @@ def read_segment_run(look: WarehouseLook, run_id: str) -> dict | None:
     """source, embedding, clusterer, k and created_at of the run; None when unknown or unreadable."""
     rows = _warehouse_rows(look, "segment_run", {"run_id": run_id})
     return rows[0] if rows else None
+
+
+def read_user_events(look: WarehouseLook, user_id: str):
+    """The user's events as an Arrow table of the columns a segmenter reads (no rows: no events); None when
+    the warehouse could not be read."""
+    if look.con is None:
+        return None
+    return look.con.sql(load_sql("serving/user_events"), params={"user": user_id}).to_arrow_table()
+
+
+@dataclass(frozen=True)
+class LiveAssignment:
+    """A segment and memberships given now by the snapshot's saved segmenter, not published."""
+
+    segment_id: int
+    distance: float
+    memberships: list[tuple[int, float]]
+
+
+def assign_now(snapshot: Snapshot, events) -> LiveAssignment | None:
+    """The segment and micro-segment memberships the snapshot's saved segmenter gives the (one) user in
+    `events`; None when the snapshot holds no segmenter."""
+    if not snapshot.segmenter_path.is_file():
+        return None
+    from tasks.segment.segmenter import Segmenter  # the model code: imported only when a user needs it
+
+    segmenter = Segmenter.load(snapshot.segmenter_path)
+    assigned = segmenter.assign(events).row(0, named=True)
+    memberships = []
+    if segmenter.micro is not None:
+        frame = segmenter.memberships(events)
+        memberships = list(zip(frame["micro_segment_id"].to_list(), frame["weight"].to_list(), strict=True))
+    return LiveAssignment(int(assigned["segment_id"]), float(assigned["distance"]), memberships)

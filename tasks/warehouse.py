@@ -28,6 +28,7 @@ WAREHOUSE_TABLES = (
     "micro_segment_recommendations",
     "user_memberships",
     "user_recommendations",
+    "user_segment_history",
 )
 
 

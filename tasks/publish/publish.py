@@ -1,5 +1,8 @@
 """Publishing segments atomically: stage, validate, write exports, swap in one transaction, switch
-`exports/current`. A failure at any step leaves the published tables and `exports/current` as they were."""
+`exports/current`. A failure at any step leaves the published tables and `exports/current` as they were.
+
+An export folder holds the published tables, the titles of every listed item, the run's own `segment_runs`
+row and the run's segmenter: a reader needs nothing else. The swap also writes `user_segment_history`."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import duckdb
 import polars as pl
 
 from tasks.clock import utc_now
-from tasks.warehouse import create_table_from_frame, transaction
+from tasks.warehouse import create_table_from_frame, load_sql, transaction
 
 PUBLISHED_TABLES = (
     "user_segments",
@@ -25,6 +28,8 @@ PUBLISHED_TABLES = (
     "user_recommendations",
 )
 SEGMENTER_FILE = "segmenter.pkl"
+TITLES_FILE = "item_titles.parquet"
+RUN_FILE = "segment_runs.parquet"
 
 
 def stage_user_segments(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
@@ -49,26 +54,55 @@ def stage_tables(con: duckdb.DuckDBPyConnection, frames: dict[str, pl.DataFrame]
 
 
 def write_exports(
-    con: duckdb.DuckDBPyConnection, exports_dir: Path, run_id: str, segmenter_path: Path | None = None
+    con: duckdb.DuckDBPyConnection,
+    exports_dir: Path,
+    run_id: str,
+    segmenter_path: Path | None = None,
+    run: dict | None = None,
 ) -> Path:
-    """The staged tables as Parquet, and the run's segmenter, in `exports/<run_id>/` (not yet current)."""
+    """The staged tables as Parquet, the titles of the items they list, the run's segmenter and (when `run`
+    is given) the run's `segment_runs` row, in `exports/<run_id>/` (not yet current)."""
     out_dir = exports_dir / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
     for table in PUBLISHED_TABLES:
         con.execute(
             f"copy seg_{table} to $path (format parquet)", {"path": str(out_dir / f"{table}.parquet")}
         )
+    con.execute(
+        f"copy ({load_sql('publish/exp_item_titles')}) to $path (format parquet)",
+        {"path": str(out_dir / TITLES_FILE)},
+    )
+    if run is not None:
+        write_run_export(con, out_dir, run)
+    # Remembered on this connection, so the swap can add the run's row when the caller did not pass it here.
+    con.execute(
+        "create or replace temp table seg_export_folder as select $path::varchar as path",
+        {"path": str(out_dir)},
+    )
     if segmenter_path is not None:
         shutil.copyfile(segmenter_path, out_dir / SEGMENTER_FILE)
     return out_dir
 
 
+def write_run_export(con: duckdb.DuckDBPyConnection, out_dir: Path, run: dict) -> Path:
+    """The run's `segment_runs` row as `segment_runs.parquet` in its export folder."""
+    path = out_dir / RUN_FILE
+    params = {**run, "metrics": metrics_json(run["metrics"]), "path": str(path)}
+    con.execute(f"copy ({load_sql('publish/exp_segment_run')}) to $path (format parquet)", params)
+    return path
+
+
 def swap_published(con: duckdb.DuckDBPyConnection, run: dict) -> None:
-    """Replace the published tables with the staged ones and make `run` the current one, all or nothing."""
+    """Replace the published tables with the staged ones and make `run` the current one, all or nothing. The
+    run's row is first added to the export folder `write_exports` wrote on this connection, if it lacks it."""
+    folder = staged_export_folder(con)
+    if folder is not None and not (folder / RUN_FILE).exists():
+        write_run_export(con, folder, run)
     with transaction(con):
         for table in PUBLISHED_TABLES:  # the tables keep their DDL (sql/warehouse/); only the rows change
             con.execute(f"delete from {table}")
             con.execute(f"insert into {table} by name select * from seg_{table}")
+        record_history(con)
         con.execute("update segment_runs set is_current = false where is_current")
         con.execute(
             """
@@ -81,11 +115,28 @@ def swap_published(con: duckdb.DuckDBPyConnection, run: dict) -> None:
     drop_staged(con)
 
 
+def staged_export_folder(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """The export folder `write_exports` wrote on this connection; None when it did not."""
+    try:
+        rows = con.execute("select path from seg_export_folder").fetchall()
+    except duckdb.CatalogException:
+        return None
+    return Path(rows[0][0]) if rows else None
+
+
+def record_history(con: duckdb.DuckDBPyConnection) -> None:
+    """Close the history spells of staged users whose segment or run changes, and open their new ones. Call
+    it inside the transaction that publishes `seg_user_segments`."""
+    con.execute(load_sql("warehouse/close_user_segment_history"))
+    con.execute(load_sql("warehouse/insert_user_segment_history"))
+
+
 def drop_staged(con: duckdb.DuckDBPyConnection) -> None:
     """Remove the staged `seg_*` copies (after a swap, or when a run stops before it)."""
     for table in PUBLISHED_TABLES:
         con.execute(f"drop table if exists seg_{table}")
     con.execute("drop table if exists seg_assignments")
+    con.execute("drop table if exists seg_export_folder")
 
 
 def metrics_json(metrics: dict) -> str:

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import duckdb
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
@@ -53,7 +54,10 @@ def spec_dir(tmp_path: Path) -> Path:
         (["run", "--k", "0"], "error: Invalid value for '--k': '0': use auto or a whole number of segments, at least 2 (see `segflow run --help`)"),
         (["run", "--k", "abc"], "error: Invalid value for '--k': 'abc': use auto or a whole number of segments, at least 2 (see `segflow run --help`)"),
         (["ingest", "--source", "demo:abc"], "error: Invalid value for '--source' / '-s': 'demo:abc': demo:N needs a whole number of users, e.g. demo:300 (see `segflow ingest --help`)"),
-        (["ingest", "--source", "nosuchkind:x"], "error: Invalid value for '--source' / '-s': unknown source 'nosuchkind:x': use demo, demo:N, movielens:DIR or PATH.toml (see `segflow ingest --help`)"),
+        (["ingest", "--source", "nosuchkind:x"], "error: Invalid value for '--source' / '-s': unknown source 'nosuchkind:x': use demo, demo:N, demo:N:titles, movielens:DIR or PATH.toml (see `segflow ingest --help`)"),
+        (["run", "--source", "demo:300:fancy"], "error: Invalid value for '--source' / '-s': bad demo source 'demo:300:fancy': use demo, demo:N_USERS, demo:titles or demo:N_USERS:titles (see `segflow run --help`)"),
+        (["run", "--micro-k", "1"], "error: Invalid value for '--micro-k': '1': use auto or a whole number of micro-segments, at least 2 (see `segflow run --help`)"),
+        (["run", "--min-segment-size", "0"], "error: Invalid value for '--min-segment-size': Input should be greater than or equal to 1 (see `segflow run --help`)"),
         (["run", "--source", "movielens:/no/such/folder"], "error: Invalid value for '--source' / '-s': 'movielens:/no/such/folder': /no/such/folder is not a folder (the unzipped MovieLens data set) (see `segflow run --help`)"),
         (["user", "u1", "-n", "-5"], "error: Invalid value for '-n': -5: ask for at least 1 recommendation (see `segflow user --help`)"),
         (["nosuch"], "error: No such command 'nosuch'. (see `segflow --help`)"),
@@ -73,8 +77,13 @@ def test_a_bad_segment_setting_names_the_option_and_exits_2(option, value, works
     result = runner.invoke(app, ["run", option, value, "--workspace", str(workspace)])
     assert result.exit_code == 2
     (line,) = lines(result.output)
-    assert line.startswith(f"error: Invalid value for '{option}': '{value}': Input should be ")
+    assert line.startswith(f"error: Invalid value for '{option}': '{value}': ")
     assert line.endswith("(see `segflow run --help`)")
+
+
+@pytest.mark.parametrize("source", ["demo", "demo:300", "demo:titles", "demo:300:titles"])
+def test_every_demo_source_is_accepted(source):
+    assert cli.check_source(source) == source
 
 
 def test_a_source_spec_that_does_not_exist_is_a_usage_error(tmp_path, workspace):
@@ -237,7 +246,84 @@ def test_segments_and_user_read_the_published_snapshot(published):
     result = runner.invoke(app, ["user", "nobody", "--workspace", str(published)])
     assert result.exit_code == 1
     assert lines(result.output) == [
-        "error: user 'nobody' has no segment (not in the events of the last run); the global list applies"
+        f"error: user 'nobody' has no segment: they have no events in {published}; the global list applies"
+    ]
+
+
+def table_rows(output: str, title: str) -> list[list[str]]:
+    """The cells of the table printed under `title`."""
+    rows = []
+    for line in output.split(title + "\n", 1)[1].splitlines():
+        if not line.startswith(("┏", "┃", "┡", "│", "└")):
+            break
+        if line.startswith(("┃", "│")):
+            rows.append([c.strip() for c in line.replace("┃", "│").split("│")[1:-1]])
+    return rows
+
+
+@pytest.fixture
+def published_micro(workspace: Path) -> Path:
+    write_published(workspace, micro=True)
+    return workspace
+
+
+def test_user_shows_both_levels_and_the_ready_list_from_the_snapshot_alone(published_micro):
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         f"import duckdb, time; con = duckdb.connect({str(published_micro / 'warehouse.duckdb')!r}); print('open', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert (
+            holder.stdout.readline().strip() == "open"
+        )  # the warehouse is not needed: no note, titles shown
+        result = runner.invoke(app, ["user", "u1", "--workspace", str(published_micro), "-n", "2"])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 0, result.output
+    assert lines(result.output)[0] == f"user u1 is in segment 0: {LABEL}"
+    assert "note" not in result.output
+    assert table_rows(result.output, "micro-segments (for recommenders)") == [
+        ["micro-segment", "weight", "users", "in segment", "top categories"],
+        ["0", "0.75", "2", "0", "tea"],
+        ["1", "0.25", "2", "1", f"{CATEGORY}, tea"],
+    ]
+    assert table_rows(result.output, "top 2 recommendations (blended from the micro-segments, seen items excluded)") == [
+        ["rank", "item", "title", "score"], ["1", "i5", "Fifth [b]", "0.550"], ["2", "i2", "Second thing", "0.500"],
+    ]  # fmt: skip
+    result = runner.invoke(app, ["segments", "--workspace", str(published_micro)])
+    assert lines(result.output)[0] == f"run {RUN_ID} (2026-01-01 12:00) on shop: combined + kmeans, K = 2"
+
+
+def test_a_user_without_events_is_one_line_and_exit_1(published_micro):
+    result = runner.invoke(app, ["user", "nobody", "--workspace", str(published_micro)])
+    assert result.exit_code == 1
+    assert lines(result.output) == [
+        f"error: user 'nobody' has no segment: they have no events in {published_micro}; the global list applies"
+    ]
+
+
+def test_an_unpublished_user_while_the_warehouse_is_written_is_told_why_not_now(published_micro):
+    with (published_micro / ".lock").open("w") as lock:  # a live segflow writer: this test's own process
+        lock.write(str(os.getppid()))
+    result = runner.invoke(app, ["user", "u9", "--workspace", str(published_micro)])
+    assert result.exit_code == 1
+    assert lines(result.output) == [
+        f"error: user 'u9' is not in the published segments, and segflow process {os.getppid()} is writing the "
+        "warehouse, so their events cannot be read to assign them now; ask again when it is done"
+    ]
+
+
+def test_an_unpublished_user_with_events_but_no_saved_segmenter_is_told_what_to_run(published_micro):
+    con = duckdb.connect(str(published_micro / "warehouse.duckdb"))
+    con.execute("insert into events (user_id, item_id, event_type, ts, source, batch_id, ingested_at) values ('u9', 'i1', 'view', '2026-01-02', 's', 'b', now())")  # fmt: skip
+    con.close()
+    result = runner.invoke(app, ["user", "u9", "--workspace", str(published_micro)])
+    assert result.exit_code == 1
+    assert lines(result.output) == [
+        f"error: user 'u9' is not in the published segments, and run {RUN_ID} saved no segmenter to assign them "
+        f"now: run `segflow run --workspace {published_micro}` to publish segments for them"
     ]
 
 

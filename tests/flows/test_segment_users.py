@@ -61,9 +61,9 @@ def test_demo_run_writes_exports_report_and_mlflow_runs(demo_run):
     current = workspace / "exports" / "current"
     assert os.readlink(current) == summary.run_id
     assert sorted(p.name for p in current.iterdir()) == [
-        "micro_segment_recommendations.parquet", "micro_segments.parquet", "segment_profiles.parquet",
-        "segment_recommendations.parquet", "segmenter.pkl", "user_memberships.parquet",
-        "user_recommendations.parquet", "user_segments.parquet",
+        "item_titles.parquet", "micro_segment_recommendations.parquet", "micro_segments.parquet",
+        "segment_profiles.parquet", "segment_recommendations.parquet", "segment_runs.parquet", "segmenter.pkl",
+        "user_memberships.parquet", "user_recommendations.parquet", "user_segments.parquet",
     ]  # fmt: skip
     assert duckdb.execute(f"select count(*) from '{current / 'user_segments.parquet'}'").fetchall() == [
         (400,)
@@ -153,7 +153,8 @@ def test_segments_and_user_commands(demo_run):
         item
         for (item,) in query(workspace, f"select distinct item_id from events where user_id = '{user_id}'")
     }
-    shown = [line.split("│")[2].strip() for line in result.output.splitlines() if line.startswith("│")]
+    listed = result.output.split("top 5 recommendations", 1)[1]
+    shown = [line.split("│")[2].strip() for line in listed.splitlines() if line.startswith("│")]
     assert len(shown) == 5 and not seen & set(shown)
     result = runner.invoke(app, ["user", "nobody", "--workspace", str(workspace)])
     assert result.exit_code == 1 and "has no segment" in result.output

@@ -13,14 +13,21 @@ import pytest
 
 from tasks.publish.publish import switch_current_export
 from tasks.serve import (
+    blend_recommendations,
+    describe_memberships,
     find_snapshot,
     look_into_warehouse,
+    read_export_run,
+    read_export_titles,
     read_item_titles,
     read_profiles,
     read_published_run,
     read_recommendations,
     read_seen_items,
     read_segment_run,
+    read_user_events,
+    read_user_list,
+    read_user_memberships,
     read_user_segment,
 )
 from tasks.warehouse import create_warehouse_tables
@@ -38,10 +45,50 @@ LABEL = "coffee [/] tea"
 CATEGORY = "[events]"
 
 
-def write_exports(exports_dir: Path, run_id: str, label: str = LABEL) -> None:
-    """A published run's Parquet files as the publish step writes them, and `current` switched to it."""
+# The micro level: u1 is in micro-segments 0 (0.75) and 1 (0.25); their lists, u1's ready list, the titles.
+MEMBERSHIPS = [("u1", 0, 0.75), ("u1", 1, 0.25), ("u3", 1, 1.0)]
+MICRO_SEGMENTS = [(0, 2, 0, ["tea"]), (1, 2, 1, ["[events]", "tea"])]
+MICRO_RECOMMENDATIONS = [(0, 1, "i2", 0.8), (0, 2, "i5", 0.4), (1, 1, "i5", 1.0), (1, 2, "i3", 0.2)]
+USER_LIST = [("u1", 1, "i5", 0.55), ("u1", 2, "i2", 0.5), ("u1", 3, "i6", 0.0)]
+TITLES = [("i2", "Second thing"), ("i5", "Fifth [b]"), ("i6", None)]
+
+
+def write_micro_exports(folder: Path, run_id: str) -> None:
+    """What a run since the micro level adds to its export folder: memberships, micro-segments and their
+    lists, the users' ready lists, the listed items' titles and the run's own row."""
+    con = duckdb.connect()
+    tables = {
+        "user_memberships": ("user_id varchar, micro_segment_id integer, weight double", MEMBERSHIPS),
+        "micro_segments": ("micro_segment_id integer, size bigint, segment_id integer, top_categories varchar[]", MICRO_SEGMENTS),
+        "micro_segment_recommendations": ("micro_segment_id integer, rank integer, item_id varchar, score double", MICRO_RECOMMENDATIONS),
+        "user_recommendations": ("user_id varchar, rank bigint, item_id varchar, score double", USER_LIST),
+    }  # fmt: skip
+    for table, (columns, rows) in tables.items():
+        con.execute(f"create table {table} ({columns})")
+        con.executemany(f"insert into {table} values ({', '.join('?' * len(rows[0]))})", rows)
+        con.execute(
+            f"copy (select *, $run_id as run_id from {table}) to $path",
+            {"run_id": run_id, "path": str(folder / f"{table}.parquet")},
+        )
+    con.execute("create table titles (item_id varchar, title varchar)")
+    con.executemany("insert into titles values (?, ?)", TITLES)
+    con.execute("copy titles to $path", {"path": str(folder / "item_titles.parquet")})
+    con.execute(
+        "copy (select $run_id as run_id, timestamp '2026-01-01 12:00' as created_at, 'shop' as source, "
+        "'combined' as embedding, 'kmeans' as clusterer, 2 as k, '{}'::json as metrics, null as mlflow_run_id, "
+        "true as is_current) to $path",
+        {"run_id": run_id, "path": str(folder / "segment_runs.parquet")},
+    )
+    con.close()
+
+
+def write_exports(exports_dir: Path, run_id: str, label: str = LABEL, micro: bool = False) -> None:
+    """A published run's Parquet files as the publish step writes them (with `micro`, as it writes them since
+    the micro level), and `current` switched to it."""
     out = exports_dir / run_id
     out.mkdir(parents=True)
+    if micro:
+        write_micro_exports(out, run_id)
     con = duckdb.connect()
     at = datetime(2026, 1, 1, 12, 30)
     con.execute("create table a (user_id varchar, segment_id integer, distance double)")
@@ -97,11 +144,11 @@ def write_warehouse(path: Path, run_id: str = RUN_ID) -> None:
     con.close()
 
 
-def write_published(workspace: Path, run_id: str = RUN_ID) -> None:
+def write_published(workspace: Path, run_id: str = RUN_ID, micro: bool = False) -> None:
     """A workspace as `segflow run` leaves it: a warehouse and a published snapshot."""
     workspace.mkdir(parents=True)
     write_warehouse(workspace / "warehouse.duckdb", run_id)
-    write_exports(workspace / "exports", run_id)
+    write_exports(workspace / "exports", run_id, micro=micro)
 
 
 @pytest.fixture
@@ -194,3 +241,54 @@ def test_a_segflow_writer_keeps_readers_out_of_the_warehouse_between_its_connect
 def test_the_writer_itself_may_look(published):
     with hold_workspace(published), look_into_warehouse(published) as look:
         assert look.unavailable is None
+
+
+@pytest.fixture
+def published_micro(workspace: Path) -> Workspace:
+    write_published(workspace, micro=True)
+    return Workspace(workspace=workspace)
+
+
+def test_an_older_snapshot_has_no_micro_level_titles_or_run(published):
+    snapshot = find_snapshot(published.exports_dir)
+    assert read_user_memberships(snapshot, "u1") is None
+    assert read_user_list(snapshot, "u1", 5) is None
+    assert read_export_titles(snapshot, ["i2"]) is None
+    assert read_export_run(snapshot) is None
+
+
+def test_the_micro_level_titles_and_run_come_from_the_snapshot_alone(published_micro):
+    snapshot = find_snapshot(published_micro.exports_dir)
+    memberships = read_user_memberships(snapshot, "u1")
+    assert memberships == [(0, 0.75), (1, 0.25)]
+    assert describe_memberships(snapshot, memberships) == [
+        {"micro_segment_id": 0, "weight": 0.75, "size": 2, "segment_id": 0, "top_categories": ["tea"]},
+        {"micro_segment_id": 1, "weight": 0.25, "size": 2, "segment_id": 1, "top_categories": ["[events]", "tea"]},
+    ]  # fmt: skip
+    assert read_user_list(snapshot, "u1", 2) == [
+        {"rank": 1, "item_id": "i5", "score": 0.55}, {"rank": 2, "item_id": "i2", "score": 0.5},
+    ]  # fmt: skip
+    assert read_user_list(snapshot, "nobody", 2) == []
+    assert read_export_titles(snapshot, ["i2", "i6", "i9"]) == {"i2": "Second thing", "i6": None}
+    run = read_export_run(snapshot)
+    assert (run["run_id"], run["source"], run["embedding"], run["clusterer"], run["k"]) == (
+        RUN_ID, "shop", "combined", "kmeans", 2,
+    )  # fmt: skip
+
+
+def test_a_list_for_an_unpublished_user_blends_the_micro_lists_by_weight(published_micro):
+    snapshot = find_snapshot(published_micro.exports_dir)
+    rows = blend_recommendations(snapshot, [(0, 0.5), (1, 0.5)], 5, seen_items=["i3"])
+    # i5: 0.5 * 0.4 + 0.5 * 1.0 = 0.7; i2: 0.5 * 0.8 = 0.4; i3 seen; then the global list with score 0
+    assert [(r["item_id"], round(r["score"], 6)) for r in rows] == [
+        ("i5", 0.7), ("i2", 0.4), ("i1", 0.0), ("i4", 0.0), ("i6", 0.0),
+    ]  # fmt: skip
+
+
+def test_a_users_events_come_from_a_free_warehouse_in_the_segmenter_columns(published):
+    with look_into_warehouse(published) as look:
+        events = read_user_events(look, "u1")
+        none = read_user_events(look, "nobody")
+    assert events.column_names[:4] == ["user_id", "item_id", "event_type", "ts"]
+    assert events.column("item_id").to_pylist() == ["i1", "i9"]
+    assert none.num_rows == 0

@@ -1,0 +1,78 @@
+"""The publish steps on a real warehouse file: an export folder a reader needs nothing else for (the run's
+own row, the listed items' titles), and the history of every user's segments written by the swap."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tasks.publish.publish import drop_staged, swap_published, switch_current_export, write_exports
+from tasks.warehouse import connect_warehouse
+
+FIRST, SECOND = "20260101T000000-aaaaaa", "20260102T000000-bbbbbb"
+
+
+def stage(con: duckdb.DuckDBPyConnection, run_id: str, segments: dict[str, int], at: datetime) -> None:
+    """Staged seg_* tables as a run leaves them before publishing: `segments` is user -> segment."""
+    con.execute("create or replace table seg_user_segments as from user_segments limit 0")
+    for user, segment in segments.items():
+        con.execute("insert into seg_user_segments values (?, ?, ?, 0.5, ?)", [user, segment, run_id, at])
+    for table in ("segment_profiles", "micro_segments", "user_memberships"):
+        con.execute(f"create or replace table seg_{table} as from {table} limit 0")
+    con.execute(f"create or replace table seg_segment_recommendations as select 0 as segment_id, 1 as rank, 'i1' as item_id, 0.5 as score, '{run_id}' as run_id")  # fmt: skip
+    con.execute(f"create or replace table seg_micro_segment_recommendations as select 0 as micro_segment_id, 1 as rank, 'i2' as item_id, 0.5 as score, '{run_id}' as run_id")  # fmt: skip
+    con.execute(f"create or replace table seg_user_recommendations as select 'u1' as user_id, 1 as rank, 'i3' as item_id, 0.5 as score, '{run_id}' as run_id")  # fmt: skip
+
+
+def publish(
+    con: duckdb.DuckDBPyConnection,
+    exports: Path,
+    run_id: str,
+    segments: dict,
+    at: datetime,
+    pass_run: bool = True,
+) -> Path:
+    """The flow's publish steps; without `pass_run` the run is handed to the swap only (as the flow did)."""
+    stage(con, run_id, segments, at)
+    run = {"run_id": run_id, "created_at": at, "source": "shop", "embedding": "combined",
+           "clusterer": "kmeans", "k": 2, "metrics": {"lift": 1.5, "bad": float("nan")}, "mlflow_run_id": "m1"}  # fmt: skip
+    write_exports(con, exports, run_id, run=run if pass_run else None)
+    swap_published(con, run)
+    return switch_current_export(exports, run_id)
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path):
+    con = connect_warehouse(tmp_path / "warehouse.duckdb")
+    con.execute("insert into items values ('i1', 'One', null, null, null, now()), ('i2', null, null, null, null, now())")  # fmt: skip
+    yield con
+    con.close()
+
+
+@pytest.mark.parametrize("pass_run", [True, False])
+def test_the_export_folder_holds_the_runs_row_and_the_titles_of_every_listed_item(
+    warehouse, tmp_path, pass_run
+):
+    current = publish(warehouse, tmp_path / "exports", FIRST, {"u1": 0}, datetime(2026, 1, 1), pass_run)
+    run = duckdb.sql(f"select run_id, source, k, metrics, mlflow_run_id, is_current from '{current}/segment_runs.parquet'").fetchall()  # fmt: skip
+    assert run == [(FIRST, "shop", 2, '{"lift": 1.5, "bad": null}', "m1", True)]
+    titles = duckdb.sql(f"select * from '{current}/item_titles.parquet' order by all").fetchall()
+    assert titles == [("i1", "One"), ("i2", None), ("i3", None)]
+
+
+def test_each_publish_opens_a_spell_per_user_and_closes_the_one_it_replaces(warehouse, tmp_path):
+    exports = tmp_path / "exports"
+    publish(warehouse, exports, FIRST, {"u1": 0, "u2": 1}, datetime(2026, 1, 1))
+    drop_staged(warehouse)
+    publish(warehouse, exports, SECOND, {"u1": 0, "u2": 0, "u3": 1}, datetime(2026, 1, 2))
+    history = warehouse.execute("select * from user_segment_history order by user_id, valid_from").fetchall()
+    assert history == [
+        ("u1", 0, FIRST, datetime(2026, 1, 1), datetime(2026, 1, 2)),  # a new run: segment ids are its own
+        ("u1", 0, SECOND, datetime(2026, 1, 2), None),
+        ("u2", 1, FIRST, datetime(2026, 1, 1), datetime(2026, 1, 2)),
+        ("u2", 0, SECOND, datetime(2026, 1, 2), None),
+        ("u3", 1, SECOND, datetime(2026, 1, 2), None),
+    ]
