@@ -49,6 +49,7 @@ KNOWN_FAILURES = {
     "IngestFailedError": EXIT_REFUSED,
     "ValidationFailedError": EXIT_REFUSED,
     "SegmentationError": EXIT_REFUSED,
+    "ScoringError": EXIT_REFUSED,
 }
 MAX_FILES_IN_TABLE = 10  # past this an ingest prints a summary; --details prints the table anyway
 MAX_WARNING_LINES = 10
@@ -748,6 +749,83 @@ def print_recommendations(title: str, rows: list[dict], titles: dict[str, str | 
     for i, row in enumerate(rows, start=1):
         table.add_row(
             cell(i), cell(row["item_id"]), cell(titles.get(row["item_id"])), cell(f"{row['score']:.3f}")
+        )
+    console.print(table)
+
+
+@app.command()
+def score(
+    ctx: typer.Context,
+    source: SourceOption = "demo",
+    workspace: WorkspaceOption = Path("workspace"),
+    max_bad_fraction: MaxBadOption = 0.05,
+    details: DetailsOption = False,
+) -> None:
+    """Ingest new files, then give every user with new events (and every new user) a segment with the
+    published run's saved segmenter, without retraining. Users without new events are not touched."""
+    ws, server = prepare_writer(ctx, workspace, must_exist=True)
+    from flows.score_users import score_users
+    from tasks.ingest.files import IngestFailedError
+
+    wait_for_prefect(server)
+    try:
+        with show_progress(f"ingesting {source}", after_ingest="scoring users with new events"):
+            summary = score_users(source=source, workspace=str(ws.root), max_bad_fraction=max_bad_fraction)
+    except IngestFailedError as error:
+        refuse_ingest(error, "Nobody was scored; the published segments are unchanged.")
+    print_ingest(summary.ingest, details)
+    counts = summary.counts
+    if counts.n_scored == 0:
+        print_line(f"no user has events since the last publish: nothing scored (run {summary.run_id})")
+        return
+    print_line(
+        f"scored {counts.n_scored:,} {'user' if counts.n_scored == 1 else 'users'} with the saved segmenter of "
+        f"run {summary.run_id}: {counts.n_new:,} new, {counts.n_moved:,} moved to another segment"
+    )
+    from tasks.serve import find_snapshot, read_profiles
+
+    labels = {p["segment_id"]: p["label"] for p in read_profiles(find_snapshot(ws.exports_dir))}
+    table = Table(title="scored users by segment", title_justify="left")
+    for column in ("id", "label", "scored"):
+        table.add_column(column, justify="left" if column == "label" else "right")
+    for segment_id, n_users in counts.by_segment:
+        table.add_row(cell(segment_id), cell(labels.get(segment_id, "")), cell(f"{n_users:,}"))
+    console.print(table)
+    print_line(("exports", "bold"), f": {summary.exports}")
+
+
+@app.command()
+def history(
+    user_id: Annotated[str, typer.Argument(help="The user's id, as in events.user_id.")],
+    workspace: WorkspaceOption = Path("workspace"),
+) -> None:
+    """Print a user's segments over time (every publish and every scoring that moved them), oldest first."""
+    from tasks.serve import look_into_warehouse, read_profiles, read_published_run, read_user_history
+
+    ws, snapshot = find_published(workspace)
+    with look_into_warehouse(ws) as look:
+        spells = read_user_history(look, user_id)
+    if spells is None:
+        fail(f"the history is kept in the warehouse, and {look.unavailable}; ask again when it is done")
+    if not spells:
+        fail(f"user {user_id!r} has no segment history in {ws.root}")
+    current_run = read_published_run(snapshot)["run_id"]
+    labels = {p["segment_id"]: p["label"] for p in read_profiles(snapshot)}
+    print_line(
+        "user ",
+        (user_id, "bold"),
+        f": {len(spells):,} {'spell' if len(spells) == 1 else 'spells'} in segments, oldest first",
+    )
+    table = Table()
+    for column in ("from", "to", "segment", "label", "run"):
+        table.add_column(column)
+    for spell in spells:
+        table.add_row(
+            cell(f"{spell['valid_from']:%Y-%m-%d %H:%M}"),
+            cell(f"{spell['valid_to']:%Y-%m-%d %H:%M}" if spell["valid_to"] else "now"),
+            cell(spell["segment_id"]),
+            cell(labels.get(spell["segment_id"], "") if spell["run_id"] == current_run else ""),
+            cell(spell["run_id"]),
         )
     console.print(table)
 

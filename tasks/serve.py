@@ -220,6 +220,12 @@ def read_segment_run(look: WarehouseLook, run_id: str) -> dict | None:
     return rows[0] if rows else None
 
 
+def read_user_history(look: WarehouseLook, user_id: str) -> list[dict] | None:
+    """valid_from, valid_to, segment_id and run_id of the user's spells, oldest first; None when the
+    warehouse could not be read."""
+    return _warehouse_rows(look, "user_segment_history", {"user": user_id})
+
+
 def read_user_events(look: WarehouseLook, user_id: str):
     """The user's events as an Arrow table of the columns a segmenter reads (no rows: no events); None when
     the warehouse could not be read."""

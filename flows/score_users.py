@@ -1,0 +1,154 @@
+"""The `score-users` flow: between retrains, new files in and every user with new events assigned by the
+published run's saved segmenter, without retraining.
+
+ingest (new files only) -> find the published run -> select the users to score -> assign -> stage -> publish
+(export, swap, switch). Users without new events are not touched; a failure leaves everything as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import pyarrow as pa
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import Field
+
+from flows.ingest import IngestReport, ingest_events
+from tasks.clock import new_id
+from tasks.score import score
+from tasks.score.score import PublishedRun, ScoredCounts
+from tasks.warehouse import connect_warehouse
+from tasks.workspace import hold_workspace, open_workspace
+
+IO_RETRIES = {"retries": 2, "retry_delay_seconds": 1}
+
+
+@dataclass
+class ScoreSummary:
+    """What a scoring did: the ingest, the run whose segmenter scored, how many users, where the exports are."""
+
+    run_id: str
+    ingest: IngestReport
+    counts: ScoredCounts
+    exports: str | None = None  # the new exports/current; None when nobody was scored
+
+
+@task(cache_policy=NO_CACHE)
+def find_published_run(warehouse_path: str, memory_limit: str, exports_dir: str) -> PublishedRun:
+    """The published run whose saved segmenter scores; refuses when nothing was published."""
+    con = connect_warehouse(warehouse_path, memory_limit)
+    try:
+        return score.find_published_run(con, Path(exports_dir))
+    finally:
+        con.close()
+
+
+@task(cache_policy=NO_CACHE)
+def select_users(warehouse_path: str, memory_limit: str) -> pa.Table:
+    """Every event of the users with events since their published assignment, and of users without one."""
+    con = connect_warehouse(warehouse_path, memory_limit)
+    try:
+        return score.select_users_to_score(con)
+    finally:
+        con.close()
+
+
+@task(cache_policy=NO_CACHE)
+def assign(published: PublishedRun, events: pa.Table) -> tuple[pl.DataFrame, pl.DataFrame | None, int]:
+    """The saved segmenter's segment and micro-segment memberships for each selected user."""
+    assignments, memberships = score.assign_events(published.segmenter_path, events)
+    return assignments, memberships, score.list_length(published.segmenter_path)
+
+
+@task(cache_policy=NO_CACHE)
+def stage_scores(
+    warehouse_path: str, memory_limit: str, run_id: str, assignments: pl.DataFrame,
+    memberships: pl.DataFrame | None, n_recommendations: int,
+) -> ScoredCounts:  # fmt: skip
+    """Stage the scored users' segments, memberships and ready lists."""
+    con = connect_warehouse(warehouse_path, memory_limit)
+    try:
+        return score.stage_scores(con, run_id, assignments, memberships, n_recommendations)
+    finally:
+        con.close()
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def publish_scores(warehouse_path: str, memory_limit: str, exports_dir: str, published: PublishedRun) -> str:
+    """Write a new export folder, swap the scored rows in one transaction (with their history), then switch
+    exports/current."""
+    from tasks.publish.publish import switch_current_export
+
+    name = f"{published.run_id}-scored-{new_id()}"
+    con = connect_warehouse(warehouse_path, memory_limit)
+    try:
+        score.write_scored_exports(con, Path(exports_dir), published, name)
+        score.swap_scores(con)
+    finally:
+        con.close()
+    return str(switch_current_export(Path(exports_dir), name))
+
+
+@task(cache_policy=NO_CACHE)
+def discard_scored(warehouse_path: str, memory_limit: str) -> None:
+    """Drop the staged rows (after a publish, or when scoring stops before it)."""
+    con = connect_warehouse(warehouse_path, memory_limit)
+    try:
+        score.drop_scored(con)
+    finally:
+        con.close()
+
+
+@flow(name="score-users")
+def score_users(
+    source: Annotated[
+        str, Field(description="Where new files arrive: demo, demo:N, movielens:DIR or a source spec .toml")
+    ] = "demo",
+    workspace: Annotated[
+        str | None, Field(description="The workspace folder (default: env SEGFLOW_WORKSPACE or ./workspace)")
+    ] = None,
+    max_bad_fraction: Annotated[
+        float, Field(ge=0, le=1, description="Reject a file whose share of bad rows is above this")
+    ] = 0.05,
+) -> ScoreSummary:
+    """Ingest new files, then assign every user with new events (and every new user) with the published
+    run's saved segmenter, without retraining; the published tables change for them only."""
+    ws = open_workspace(workspace)
+    warehouse, memory = str(ws.warehouse_path), ws.duckdb_memory_limit
+    with hold_workspace(ws):
+        report = ingest_events(source=source, workspace=str(ws.root), max_bad_fraction=max_bad_fraction)
+        published = find_published_run(warehouse, memory, str(ws.exports_dir))
+        try:
+            events = select_users(warehouse, memory)
+            if events.num_rows == 0:
+                return ScoreSummary(published.run_id, report, ScoredCounts(0, 0, 0))
+            assignments, memberships, n_recommendations = assign(published, events)
+            counts = stage_scores(
+                warehouse, memory, published.run_id, assignments, memberships, n_recommendations
+            )
+            current = publish_scores(warehouse, memory, str(ws.exports_dir), published)
+        finally:
+            discard_scored(warehouse, memory)
+    summary = ScoreSummary(published.run_id, report, counts, current)
+    create_markdown_artifact(
+        key="score-summary",
+        markdown=_markdown(summary),
+        description=f"segflow scoring with {published.run_id}",
+    )
+    return summary
+
+
+def _markdown(summary: ScoreSummary) -> str:
+    counts = summary.counts
+    lines = [
+        f"# segflow scoring with run {summary.run_id}", "",
+        f"{counts.n_scored} users scored: {counts.n_new} new, {counts.n_moved} moved to another segment", "",
+        "| segment | scored users |", "|---|---|",
+    ]  # fmt: skip
+    lines += [f"| {segment} | {n} |" for segment, n in counts.by_segment]
+    return "\n".join(lines)

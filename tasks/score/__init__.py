@@ -1,0 +1,1 @@
+"""score stage: new users assigned between retrains by the published segmenter."""

@@ -1,0 +1,191 @@
+"""Scoring users between retrains: every user with events ingested since their published assignment (or with
+no assignment at all) is assigned by the published run's saved segmenter, and the published tables and
+`exports/current` change for them only, all at once or not at all (the publish pattern: stage, export to a
+new folder, swap in one transaction, switch `exports/current`). Users without new events are not touched.
+
+The staged assignments are `seg_user_segments` (as a full run stages them, so the history is written by the
+same statements), the staged memberships and lists `scr_user_memberships` and `scr_user_recommendations`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from tasks.clock import utc_now
+from tasks.publish.publish import RUN_FILE, SEGMENTER_FILE, record_history
+from tasks.warehouse import create_table_from_frame, load_sql, transaction
+
+# Published table -> the staged table holding the scored users' rows.
+SCORED_TABLES = {
+    "user_segments": "seg_user_segments",
+    "user_memberships": "scr_user_memberships",
+    "user_recommendations": "scr_user_recommendations",
+}
+
+
+class ScoringError(RuntimeError):
+    """Nothing to score with: no published run, or a published run without its saved segmenter."""
+
+
+@dataclass(frozen=True)
+class PublishedRun:
+    """The published run whose saved segmenter scores new users, and its export folder."""
+
+    run_id: str
+    folder: Path
+
+    @property
+    def segmenter_path(self) -> Path:
+        return self.folder / SEGMENTER_FILE
+
+
+@dataclass(frozen=True)
+class ScoredCounts:
+    """How many users were scored: new ones, and known ones whose segment changed."""
+
+    n_scored: int
+    n_new: int
+    n_moved: int
+    by_segment: tuple[tuple[int, int], ...] = ()  # (segment_id, scored users), by segment
+
+
+def find_published_run(con: duckdb.DuckDBPyConnection, exports_dir: Path) -> PublishedRun:
+    """The current run and its export folder; a ScoringError when nothing (or no segmenter) was published."""
+    rows = con.execute("select run_id from segment_runs where is_current").fetchall()
+    if not rows:
+        raise ScoringError(
+            f"no segments published in {exports_dir.parent} yet: run `segflow run` first; scoring assigns new "
+            "users with its saved segmenter"
+        )
+    published = PublishedRun(rows[0][0], Path(os.path.realpath(exports_dir / "current")))
+    if not published.segmenter_path.is_file():
+        raise ScoringError(
+            f"run {published.run_id} saved no segmenter in {published.folder}: run `segflow run` to publish "
+            "a run that can score new users"
+        )
+    return published
+
+
+def select_users_to_score(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Remember the users to score (`scr_users`) and return all their events, in the segmenter's columns."""
+    con.execute(f"create or replace table scr_users as {load_sql('scoring/scr_users_to_score')}")
+    return con.sql(load_sql("scoring/scr_events_to_score")).to_arrow_table()
+
+
+def assign_events(segmenter_path: Path, events: pa.Table) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Each user's segment and distance, and their micro-segment memberships (None without a micro level),
+    as the saved segmenter gives them."""
+    from tasks.segment.segmenter import Segmenter  # the model code: imported only when there is work
+
+    segmenter = Segmenter.load(segmenter_path)
+    memberships = segmenter.memberships(events) if segmenter.micro is not None else None
+    return segmenter.assign(events), memberships
+
+
+def list_length(segmenter_path: Path) -> int:
+    """How many items the published run put in each user's ready list."""
+    from tasks.segment.segmenter import Segmenter
+
+    return Segmenter.load(segmenter_path).settings.n_user_recommendations
+
+
+def stage_scores(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    assignments: pl.DataFrame,
+    memberships: pl.DataFrame | None,
+    n_recommendations: int,
+) -> ScoredCounts:
+    """Stage the scored users' rows of the published tables; count the new users and the moved ones."""
+    at = utc_now()
+    rows = assignments.select(
+        "user_id",
+        pl.col("segment_id").cast(pl.Int32),
+        pl.lit(run_id).alias("run_id"),
+        pl.col("distance").round(6),
+        pl.lit(at).alias("assigned_at"),
+    )
+    create_table_from_frame(con, "seg_user_segments", rows, order_by="user_id")
+    if memberships is not None:
+        staged = memberships.with_columns(pl.lit(run_id).alias("run_id"))
+        create_table_from_frame(con, "scr_user_memberships", staged, order_by="user_id, weight desc")
+        con.execute(
+            f"""
+            create or replace table scr_user_recommendations as
+            select *, $run_id as run_id from ({load_sql("scoring/scr_user_recommendations")})
+            """,
+            {"n": n_recommendations, "run_id": run_id},
+        )
+    n_scored, n_new, n_moved = con.execute(
+        """
+        select
+            count(*),
+            count(*) filter (where published.user_id is null),
+            count(*) filter (where published.segment_id <> scored.segment_id),
+        from seg_user_segments as scored
+        left join user_segments as published on published.user_id = scored.user_id
+        """
+    ).fetchall()[0]
+    by_segment = con.execute(
+        "select segment_id, count(*) from seg_user_segments group by segment_id order by segment_id"
+    ).fetchall()
+    return ScoredCounts(n_scored, n_new, n_moved, tuple(by_segment))
+
+
+def staged_tables(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """The published tables this scoring changes, with their staged rows."""
+    present = {name for (name,) in con.execute("select table_name from information_schema.tables").fetchall()}
+    return {table: staged for table, staged in SCORED_TABLES.items() if staged in present}
+
+
+def write_scored_exports(
+    con: duckdb.DuckDBPyConnection, exports_dir: Path, published: PublishedRun, name: str
+) -> Path:
+    """A new export folder (not yet current): the published folder's files, with the tables scoring changes
+    written as they will be after the swap."""
+    out_dir = exports_dir / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    changed = staged_tables(con)
+    for path in published.folder.iterdir():
+        if path.is_file() and path.stem not in changed:
+            shutil.copyfile(path, out_dir / path.name)
+    for table, staged in changed.items():
+        con.execute(
+            f"""
+            copy (
+                select * from (
+                    select * from {table} anti join {staged} using (user_id)
+                    union all by name
+                    select * from {staged}
+                ) order by user_id
+            ) to $path (format parquet)
+            """,
+            {"path": str(out_dir / f"{table}.parquet")},
+        )
+    if not (out_dir / RUN_FILE).exists():  # a folder published before the run was exported with it
+        query = "copy (select * from segment_runs where is_current) to $path (format parquet)"
+        con.execute(query, {"path": str(out_dir / RUN_FILE)})
+    return out_dir
+
+
+def swap_scores(con: duckdb.DuckDBPyConnection) -> None:
+    """Replace the scored users' rows of the published tables and write their history, all or nothing."""
+    changed = staged_tables(con)
+    with transaction(con):
+        for table, staged in changed.items():
+            con.execute(f"delete from {table} where user_id in (select user_id from {staged})")
+            con.execute(f"insert into {table} by name select * from {staged}")
+        record_history(con)
+
+
+def drop_scored(con: duckdb.DuckDBPyConnection) -> None:
+    """Remove the staged rows (after a swap, or when scoring stops before it)."""
+    for staged in ("scr_users", *SCORED_TABLES.values()):
+        con.execute(f"drop table if exists {staged}")

@@ -1,0 +1,249 @@
+"""`segflow score` / the `score-users` flow after a file of new users arrives, as a user of segflow sees it:
+only users with new events are assigned, each new user lands in the segment of the published users who
+behave like them, the history records it, everyone else is untouched, and a failure changes nothing. Also
+`segflow run`'s segment options, and `segflow user` / `segflow history` for a scored user."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tasks.ingest.demo import DemoConfig, write_demo_data
+from tests.helpers import query
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+runner = CliRunner()
+N_NEW = 60
+KNOWN_USER = "u000001"  # a published user who comes back with one new event
+
+
+def lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.strip()]
+
+
+def write_new_users(folder: Path) -> dict[str, int]:
+    """A delivery of new users (the demo generator with another seed, ids prefixed `new-`) and one more
+    event of a published user, as a source spec without a catalogue; returns each new user's planted segment."""
+    raw = folder / "raw"
+    write_demo_data(raw, DemoConfig(n_users=N_NEW, seed=7))
+    with open(raw / "events.csv", newline="") as source, open(folder / "events.csv", "w", newline="") as out:
+        reader = csv.DictReader(source)
+        writer = csv.DictWriter(out, fieldnames=reader.fieldnames)
+        writer.writeheader()
+        for row in reader:
+            writer.writerow(
+                {**row, **{key: f"new-{row[key]}" for key in ("event_id", "user_id", "session_id")}}
+            )
+        writer.writerow({"event_id": "back-1", "user_id": KNOWN_USER, "session_id": "back", "item_id": "i00001",
+                         "event_type": "purchase", "ts": "2024-04-01 08:00:00", "value": "12.5", "quantity": "1"})  # fmt: skip
+    (folder / "new.toml").write_text(
+        'name = "demo"\n[events]\npath = "events.csv"\n[events.columns]\nevent_id = "event_id"\n'
+        'user_id = "user_id"\nsession_id = "session_id"\nitem_id = "item_id"\nevent_type = "event_type"\n'
+        'ts = "ts"\nvalue = "value"\nquantity = "quantity"\n'
+    )
+    with open(raw / "users.csv", newline="") as handle:
+        return {f"new-{row['user_id']}": int(row["segment"]) for row in csv.DictReader(handle)}
+
+
+def planted(workspace: Path) -> dict[str, int]:
+    """The planted segment of every published demo user."""
+    (users_csv,) = (workspace / "sources").glob("demo-*/users.csv")
+    with open(users_csv, newline="") as handle:
+        return {row["user_id"]: int(row["segment"]) for row in csv.DictReader(handle)}
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory) -> tuple[Path, str]:
+    """A workspace after `segflow run` with the segment options, and what the run printed."""
+    workspace = tmp_path_factory.mktemp("score") / "workspace"
+    result = runner.invoke(
+        app,
+        ["run", "--source", "demo:400", "--k", "9", "--micro-k", "6", "--min-segment-size", "30",
+         "--workspace", str(workspace)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return workspace, result.output
+
+
+@pytest.fixture(scope="module")
+def scored(published, tmp_path_factory) -> dict:
+    """The published workspace after new users arrived: what a user saw before scoring, and after."""
+    workspace, _ = published
+    folder = tmp_path_factory.mktemp("delivery")
+    truth = write_new_users(folder)
+    spec = str(folder / "new.toml")
+    before = {
+        "segments": query(workspace, "select * from user_segments order by user_id"),
+        "history": query(workspace, "select * from user_segment_history order by user_id"),
+        "current": os.readlink(workspace / "exports" / "current"),
+    }
+    ingested = runner.invoke(app, ["ingest", "--source", spec, "--workspace", str(workspace)])
+    assert ingested.exit_code == 0, ingested.output
+    live = runner.invoke(app, ["user", "new-u000001", "--workspace", str(workspace), "-n", "3"])
+    result = runner.invoke(app, ["score", "--source", spec, "--workspace", str(workspace)])
+    assert result.exit_code == 0, result.output
+    return {
+        "workspace": workspace,
+        "spec": spec,
+        "truth": truth,
+        "before": before,
+        "live": live,
+        "output": result.output,
+    }
+
+
+def test_segflow_run_takes_the_segment_options_and_prints_the_notes(published):
+    workspace, output = published
+    assert query(workspace, "select count(*) from micro_segments") == [(6,)]
+    assert query(workspace, "select min(size) from segment_profiles where segment_id >= 0")[0][0] >= 30
+    notes = [line for line in lines(output) if line.startswith("note ")]
+    assert notes and any("popularity" in note for note in notes)
+    run = duckdb.sql(f"select run_id, k from '{workspace / 'exports' / 'current' / 'segment_runs.parquet'}'")
+    assert run.fetchall() == query(workspace, "select run_id, k from segment_runs where is_current")
+
+
+def test_a_user_not_yet_scored_is_assigned_now_and_told_so(scored):
+    live, workspace = scored["live"], scored["workspace"]
+    assert live.exit_code == 0, live.output
+    (run_id,) = query(workspace, "select run_id from segment_runs where is_current")[0]
+    assert lines(live.output)[1] == f"note assigned now by the saved segmenter of run {run_id}; not published"
+    assert "top 3 recommendations (blended from the micro-segments, seen items excluded)" in live.output
+    segment = int(lines(live.output)[0].split(" is in segment ")[1].split(":")[0])
+    assert query(workspace, "select segment_id from user_segments where user_id = 'new-u000001'") == [
+        (segment,)
+    ]
+
+
+def test_only_users_with_new_events_are_scored_and_the_rest_are_untouched(scored):
+    workspace, before = scored["workspace"], scored["before"]
+    (run_id,) = query(workspace, "select run_id from segment_runs where is_current")[0]
+    moved = query(
+        workspace,
+        f"select count(*) from user_segment_history where user_id = '{KNOWN_USER}' and valid_to is not null",
+    )[0][0]
+    (said,) = [line for line in lines(scored["output"]) if line.startswith(f"scored {N_NEW + 1} ")]
+    assert said == (
+        f"scored {N_NEW + 1} users with the saved segmenter of run {run_id}: {N_NEW} new, {moved} moved to "
+        "another segment"
+    )
+    after = query(workspace, "select * from user_segments order by user_id")
+    untouched = [row for row in before["segments"] if row[0] != KNOWN_USER]
+    assert [row for row in after if row[0] in {r[0] for r in untouched}] == untouched
+    assert {row[0] for row in after} - {row[0] for row in before["segments"]} == set(scored["truth"])
+    assert {row[2] for row in after} == {run_id}
+    # the snapshot changed with the tables, all at once
+    current = workspace / "exports" / "current"
+    assert os.readlink(current) != before["current"] and os.readlink(current).startswith(f"{run_id}-scored-")
+    exported = duckdb.sql(f"select * from '{current / 'user_segments.parquet'}' order by user_id").fetchall()
+    assert exported == after
+    users_listed = duckdb.sql(
+        f"select count(distinct user_id) from '{current / 'user_recommendations.parquet'}'"
+    )
+    assert users_listed.fetchall() == [(len(after),)]
+
+
+def test_a_new_user_lands_in_the_segment_of_the_published_users_who_behave_like_them(scored):
+    workspace, truth = scored["workspace"], scored["truth"]
+    segments = dict(query(workspace, "select user_id, segment_id from user_segments"))
+    planted_of = planted(workspace)
+    by_planted: dict[int, Counter] = {}
+    for user, segment in segments.items():
+        if user in planted_of:
+            by_planted.setdefault(planted_of[user], Counter())[segment] += 1
+    expected = {p: counts.most_common(1)[0][0] for p, counts in by_planted.items() if p >= 0}
+    new_users = [u for u, p in truth.items() if p >= 0]
+    landed = [u for u in new_users if segments[u] == expected[truth[u]]]
+    assert len(landed) >= 0.9 * len(new_users), f"{len(landed)} of {len(new_users)} new users landed right"
+
+
+def test_history_has_a_spell_per_new_user_and_history_shows_it(scored):
+    workspace = scored["workspace"]
+    spells = query(
+        workspace,
+        "select h.user_id, h.segment_id, h.valid_to from user_segment_history h where h.user_id like 'new-%'",
+    )
+    segments = dict(query(workspace, "select user_id, segment_id from user_segments"))
+    assert len(spells) == N_NEW and all(valid_to is None for _, _, valid_to in spells)
+    assert all(segments[user] == segment for user, segment, _ in spells)
+    untouched = query(workspace, f"select count(*) from user_segment_history where user_id like 'u%' and user_id <> '{KNOWN_USER}' and valid_to is not null")  # fmt: skip
+    assert untouched == [(0,)]
+
+    result = runner.invoke(app, ["history", "new-u000002", "--workspace", str(workspace)])
+    assert result.exit_code == 0, result.output
+    assert lines(result.output)[0] == "user new-u000002: 1 spell in segments, oldest first"
+    row = [c.strip() for c in next(li for li in lines(result.output) if li.startswith("│")).split("│")[1:-1]]
+    assert row[1] == "now" and row[2] == str(segments["new-u000002"])
+    result = runner.invoke(app, ["history", "nobody", "--workspace", str(workspace)])
+    assert result.exit_code == 1
+    assert lines(result.output) == [f"error: user 'nobody' has no segment history in {workspace}"]
+
+
+def test_a_scored_user_reads_as_published(scored):
+    workspace = scored["workspace"]
+    result = runner.invoke(app, ["user", "new-u000002", "--workspace", str(workspace), "-n", "3"])
+    assert result.exit_code == 0, result.output
+    assert "assigned now" not in result.output and "micro-segments (for recommenders)" in result.output
+
+
+def test_scoring_again_with_nothing_new_touches_nothing(scored):
+    workspace = scored["workspace"]
+    before = query(workspace, "select * from user_segments order by user_id")
+    current = os.readlink(workspace / "exports" / "current")
+    result = runner.invoke(app, ["score", "--source", scored["spec"], "--workspace", str(workspace)])
+    assert result.exit_code == 0, result.output
+    assert lines(result.output)[-1].startswith("no user has events since the last publish: nothing scored")
+    assert query(workspace, "select * from user_segments order by user_id") == before
+    assert os.readlink(workspace / "exports" / "current") == current
+
+
+def test_a_failure_inside_the_swap_leaves_tables_history_and_exports_as_they_were(
+    scored, tmp_path, monkeypatch
+):
+    import tasks.score.score as score
+
+    workspace = scored["workspace"]
+    con = duckdb.connect(str(workspace / "warehouse.duckdb"))
+    con.execute("insert into events (user_id, item_id, event_type, ts, source, batch_id, ingested_at) values ('late-1', 'i00001', 'view', '2024-04-02', 'demo', 'b', now())")  # fmt: skip
+    con.close()
+    tables = ("user_segments", "user_memberships", "user_recommendations", "user_segment_history")
+    before = {t: query(workspace, f"select * from {t} order by all") for t in tables}
+    current = os.readlink(workspace / "exports" / "current")
+
+    def broken(con):  # injected fault: the history write fails after the rows were swapped
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(score, "record_history", broken)
+    result = runner.invoke(app, ["score", "--source", scored["spec"], "--workspace", str(workspace)])
+    assert result.exit_code == 1 and lines(result.output)[-2:] == [
+        "error: RuntimeError: disk full", "run with --verbose for the traceback",
+    ]  # fmt: skip
+    assert {t: query(workspace, f"select * from {t} order by all") for t in tables} == before
+    assert os.readlink(workspace / "exports" / "current") == current
+    leftovers = query(workspace, "select table_name from information_schema.tables where starts_with(table_name, 'scr_') or starts_with(table_name, 'seg_')")  # fmt: skip
+    assert leftovers == []
+
+
+def test_scoring_a_workspace_with_nothing_published_says_what_to_run(tmp_path):
+    workspace = tmp_path / "workspace"
+    folder = tmp_path / "delivery"
+    folder.mkdir()
+    write_new_users(folder)
+    result = runner.invoke(
+        app, ["ingest", "--source", str(folder / "new.toml"), "--workspace", str(workspace)]
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app, ["score", "--source", str(folder / "new.toml"), "--workspace", str(workspace)]
+    )
+    assert result.exit_code == 1
+    assert lines(result.output)[-1] == (
+        f"error: no segments published in {workspace} yet: run `segflow run` first; scoring assigns new users "
+        "with its saved segmenter"
+    )
