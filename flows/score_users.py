@@ -106,18 +106,19 @@ def discard_scored(warehouse_path: str, memory_limit: str) -> None:
 
 @flow(name="score-users")
 def score_users(
-    source: Annotated[
-        str, Field(description="Where new files arrive: demo, demo:N, movielens:DIR or a source spec .toml")
-    ] = "demo",
-    workspace: Annotated[
-        str | None, Field(description="The workspace folder (default: env SEGFLOW_WORKSPACE or ./workspace)")
-    ] = None,
-    max_bad_fraction: Annotated[
-        float, Field(ge=0, le=1, description="Reject a file whose share of bad rows is above this")
-    ] = 0.05,
+    source: str = "demo",
+    workspace: str | None = None,
+    max_bad_fraction: Annotated[float, Field(ge=0, le=1)] = 0.05,
 ) -> ScoreSummary:
     """Ingest new files, then assign every user with new events (and every new user) with the published
-    run's saved segmenter, without retraining; the published tables change for them only."""
+    run's saved segmenter, without retraining; the published tables change for them only.
+
+    Args:
+        source: Where new files arrive: demo, demo:N, movielens:DIR or the path of a source spec (.toml).
+        workspace: The workspace folder a `segflow run` published to (default: env SEGFLOW_WORKSPACE, else
+            ./workspace, relative to the worker's working directory).
+        max_bad_fraction: Reject a file whose share of bad rows is above this (0 to 1).
+    """
     ws = open_workspace(workspace)
     warehouse, memory = str(ws.warehouse_path), ws.duckdb_memory_limit
     with hold_workspace(ws):
