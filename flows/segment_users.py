@@ -1,8 +1,9 @@
 """The `segment-users` flow: ingest, then each stage of segmenting as its own task, visible in the run graph.
 
-holdout split -> choose K -> (features -> embed -> cluster -> evaluate) on the training part ->
-(features -> embed -> cluster -> assign) on all events -> describe -> profile -> validate -> save -> track ->
-publish. Tasks take and return values (frames, fitted objects) or paths, never a connection.
+holdout split -> choose K -> (features -> embed each candidate family -> choose the family -> cluster ->
+evaluate) on the training part -> (features -> embed -> cluster -> assign) on all events -> describe ->
+profile -> validate -> save -> track -> judge against the champion -> publish and register. Tasks take and
+return values (frames, fitted objects) or paths, never a connection.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from tasks.ingest.sources import resolve_source
 from tasks.publish import profile, publish
 from tasks.segment import segmenter as seg
 from tasks.segment.evaluate import describe_segments, score_holdout, usefulness_notes
+from tasks.segment.families import FamilyFit, candidate_families, choose_family, comparison_rows, fit_family
 from tasks.segment.micro import MicroSegments, micro_tables
 from tasks.segment.segmenter import Segmenter
 from tasks.segment.settings import SegmentSettings
 from tasks.segment.sweep import Sweep, sweep_k
-from tasks.track import charts, tracking
+from tasks.track import champion, charts, tracking
+from tasks.track.champion import Champion
 from tasks.track.report import headline_metrics, write_run_report
 from tasks.validate import validate_table
 from tasks.warehouse import connect_warehouse
@@ -56,6 +59,8 @@ class RunSummary:
     metrics: dict[str, float]
     locations: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    families: list[dict] = field(default_factory=list)  # the family comparison, best first
+    published: bool = True
 
 
 @task(cache_policy=NO_CACHE)
@@ -102,10 +107,37 @@ def features(
     return seg.fit_features(events, items, settings)
 
 
+@task(cache_policy=NO_CACHE)
+def list_families(
+    settings: SegmentSettings, events: pa.Table, items: pa.Table
+) -> tuple[list[str], dict[str, str]]:
+    """The families to train (auto: those the data support) and those left out, with why."""
+    return candidate_families(settings, events, items)
+
+
+@task(cache_policy=NO_CACHE, task_run_name="embed {family} (train)")
+def embed_family(
+    family: str, user_features: UserFeatures, split: EventSplit, settings: SegmentSettings, k: int,
+    text_cache: str,
+) -> FamilyFit:  # fmt: skip
+    """Fit one family on the training part; cluster it and score its segments on the held-out items."""
+    return fit_family(family, user_features, split, settings, k, text_cache)
+
+
+@task(cache_policy=NO_CACHE)
+def choose_embedding(fits: list[FamilyFit], skipped: dict[str, str]) -> tuple[str, list[dict]]:
+    """The family to publish (best segment Recall@10 on the holdout, then silhouette) and the comparison."""
+    chosen = choose_family(fits)
+    return chosen, comparison_rows(fits, chosen, skipped)
+
+
 @task(cache_policy=NO_CACHE, task_run_name="embed ({part})")
-def embed(user_features: UserFeatures, settings: SegmentSettings, part: str) -> tuple[Embedder, Embedding]:
-    """Fit the embedder and embed the users."""
-    return seg.fit_embedder(user_features, settings)
+def embed(
+    user_features: UserFeatures, settings: SegmentSettings, part: str, text_cache: str
+) -> tuple[Embedder, Embedding]:
+    """Fit the chosen family and embed the users."""
+    options = seg.fit_options(settings, text_cache=Path(text_cache))
+    return seg.fit_embedder(user_features, settings, options=options)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="cluster ({part})")
@@ -137,6 +169,40 @@ def check_usefulness(metrics: dict[str, float], require_lift: bool) -> list[str]
     """The usefulness gate: notes for the summary; with `require_lift`, a refusal to publish lists that are
     not more useful than popularity."""
     return usefulness_notes(metrics, require_lift)
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def look_up_champion(ws_root: str) -> Champion | None:
+    """The registered champion, if any."""
+    return champion.find_champion(Workspace(workspace=Path(ws_root)).mlflow_uri)
+
+
+@task(cache_policy=NO_CACHE)
+def score_champion(
+    found: Champion, fits: list[FamilyFit], user_features: UserFeatures, split: EventSplit,
+    settings: SegmentSettings, k: int, text_cache: str,
+) -> float | None:  # fmt: skip
+    """The champion's configuration fit on this training part, scored on this holdout (reused from the
+    family comparison when this run fit the same configuration)."""
+    same = found.clusterer == settings.clusterer and found.k == k and found.seed == settings.seed
+    for fit in fits:
+        if same and fit.family == found.family:
+            return fit.metrics.get("recall@10")
+    champion_settings = settings.model_copy(
+        update={"embedding": found.family, "clusterer": found.clusterer, "seed": found.seed}
+    )
+    fit = fit_family(found.family, user_features, split, champion_settings, found.k, text_cache)
+    return fit.metrics.get("recall@10")
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def register(ws_root: str, mlflow_run_id: str, run_id: str, settings: SegmentSettings, k: int,
+             objective: float | None) -> str:  # fmt: skip
+    """Register the published segmenter as a version of `user-segmenter` and make it the champion."""
+    uri = Workspace(workspace=Path(ws_root)).mlflow_uri
+    return champion.register_champion(
+        uri, mlflow_run_id, run_id, settings.embedding, settings.clusterer, k, settings.seed, objective
+    )
 
 
 @task(cache_policy=NO_CACHE)
@@ -214,7 +280,8 @@ def save_segmenter(segmenter: Segmenter, profiles: list[dict], workspace_root: s
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
 def track(
     ws_root: str, run_id: str, params: dict, metrics: dict, embedding: Embedding, assignments: pl.DataFrame,
-    sweep: Sweep, k: int, profiles: list[dict], segmenter_path: str, events: pa.Table,
+    sweep: Sweep, k: int, profiles: list[dict], segmenter_path: str, events: pa.Table, fits: list[FamilyFit],
+    families: list[dict],
 ) -> tuple[str, dict[str, bytes]]:  # fmt: skip
     """Log the run to MLflow (params, metrics, charts, the segmenter as a pyfunc model); returns its run id."""
     import json
@@ -232,12 +299,14 @@ def track(
         "segment_profiles.json": json.dumps(profiles, indent=2, default=str),
         "k_sweep.json": json.dumps(sweep.people, indent=2),
         "micro_k_sweep.json": json.dumps(sweep.micro, indent=2),
+        "families.json": json.dumps(families, indent=2),
     }
     example = pl.from_arrow(events.slice(0, 20)).to_pandas()
     mlflow_run_id = tracking.log_run(
         ws.mlflow_uri, ws.mlartifacts_dir, run_id, params, metrics,
         f"{params['segments']['embedding']}/{params['segments']['clusterer']}", {**figures, **tables},
         segmenter_path=segmenter_path, input_example=example,
+        families=[tracking.FamilyRun(f.family, f.metrics, f.epochs, f.embedding) for f in fits],
     )  # fmt: skip
     return mlflow_run_id, figures
 
@@ -292,16 +361,30 @@ def segment_users(
             k, micro_k, sweep = choose_segment_count(split.train, items, settings)
 
             _, train_features = features(split.train, items, settings, "train")
-            _, train_embedding = embed(train_features, settings, "train")
+            names, skipped = list_families(settings, split.train, items)
+            text_cache = str(ws.root / "cache" / "item_text_vectors.parquet")
+            fits = [embed_family(family, train_features, split, settings, k, text_cache) for family in names]
+            chosen, families = choose_embedding(fits, skipped)
+            settings = settings.model_copy(update={"embedding": chosen})
+            train_embedding = next(f.embedding for f in fits if f.family == chosen)
             train_clusterer = cluster(train_embedding, settings, k, "train")
             train_micro, train_taste = micro_segments(train_features, settings, micro_k, "train")
             metrics = evaluate(
                 train_features, train_embedding, train_clusterer, train_micro, train_taste, split
             )
             notes = check_usefulness(metrics, settings.require_lift)
+            objective = metrics.get("segments/recall@10")
+            found = look_up_champion(str(ws.root))
+            champion_score = (
+                score_champion(found, fits, train_features, split, settings, k, text_cache)
+                if found is not None and objective is not None
+                else None
+            )
+            verdict = champion.judge(objective, found, champion_score, settings.force)
+            notes = [*notes, *([verdict.note] if verdict.note else [])]
 
             model, user_features = features(events, items, settings, "all")
-            embedder, embedding = embed(user_features, settings, "all")
+            embedder, embedding = embed(user_features, settings, "all", text_cache)
             clusterer = cluster(embedding, settings, k, "all")
             micro, taste = micro_segments(user_features, settings, micro_k, "all")
             assignments = assign(embedding, clusterer)
@@ -323,15 +406,19 @@ def segment_users(
             }
             mlflow_run_id, figures = track(
                 str(ws.root), run_id, params, metrics, embedding, assignments, sweep, clusterer.k, profiles,
-                segmenter_path, events,
+                segmenter_path, events, fits, families,
             )  # fmt: skip
             run = {
                 "run_id": run_id, "created_at": utc_now(), "source": report.source,
                 "embedding": settings.embedding, "clusterer": settings.clusterer, "k": clusterer.k,
                 "metrics": metrics, "mlflow_run_id": mlflow_run_id,
             }  # fmt: skip
-            current = publish_segments(warehouse, memory, str(ws.exports_dir), run, segmenter_path)
-            mark_published(str(ws.root), mlflow_run_id)
+            if verdict.publish:
+                current = publish_segments(warehouse, memory, str(ws.exports_dir), run, segmenter_path)
+                mark_published(str(ws.root), mlflow_run_id)
+                register(str(ws.root), mlflow_run_id, run_id, settings, clusterer.k, objective)
+            else:
+                current = "not published (the champion's segments stay)"
         finally:
             discard_staged(warehouse, memory)
     report_path = ws.reports_dir / f"run-{run_id}.html"
@@ -344,21 +431,35 @@ def segment_users(
         "MLflow UI": f"mlflow ui --backend-store-uri {ws.mlflow_uri} --workers 1",
         "MLflow model": f"runs:/{mlflow_run_id}/segmenter",
     }
-    write_run_report(report_path, run_id, locations, profiles, metrics, figures, notes)
+    write_run_report(report_path, run_id, locations, profiles, metrics, figures, notes, families)
     create_markdown_artifact(
         key="segment-summary",
-        markdown=_markdown(run_id, profiles, metrics, locations, notes),
+        markdown=_markdown(run_id, profiles, metrics, locations, notes, families),
         description=f"segflow run {run_id}",
     )
-    return RunSummary(run_id, report.source, report, profiles, metrics, locations, notes)
+    return RunSummary(
+        run_id, report.source, report, profiles, metrics, locations, notes, families, verdict.publish
+    )
 
 
-def _markdown(run_id: str, profiles: list[dict], metrics: dict, locations: dict, notes: list[str]) -> str:
+def _markdown(
+    run_id: str, profiles: list[dict], metrics: dict, locations: dict, notes: list[str], families: list[dict]
+) -> str:
     lines = [f"# segflow run {run_id}", "", "| segment | label | users | share |", "|---|---|---|---|"]
     lines += [f"| {p['segment_id']} | {p['label']} | {p['size']} | {p['share']:.1%} |" for p in profiles]
     lines += ["", "| metric | value |", "|---|---|"] + [
         f"| {k} | {v} |" for k, v in headline_metrics(metrics)
     ]
+    lines += ["", "| family | Recall@10 | silhouette | fit s | |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {f['family']} | {_figure(f['recall@10'])} | {_figure(f['silhouette'])} | "
+        f"{_figure(f['fit_seconds'], 1)} | {'published' if f['chosen'] else f['note']} |"
+        for f in families
+    ]
     lines += ["", *(f"> {note}" for note in notes)]
     lines += ["", *(f"- {k}: `{v}`" for k, v in locations.items())]
     return "\n".join(lines)
+
+
+def _figure(value: float | None, digits: int = 4) -> str:
+    return "" if value is None else f"{value:.{digits}f}"

@@ -98,6 +98,40 @@ class KeepBest(Callback):
             pl_module.load_state_dict(self.state)
 
 
+class EpochLog(Logger):
+    """A Lightning logger that keeps what a fit logs (train/loss and val/loss per epoch) in memory: the run's
+    tracking step writes it into the family's MLflow run, so a fit itself writes nothing outside the process."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, float]] = []
+
+    @property
+    def name(self) -> str:
+        return "segflow"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.rows.append({k: float(v) for k, v in metrics.items()})
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:  # the family's params are logged by the run
+        pass
+
+    def epochs(self) -> list[dict[str, float]]:
+        """One dict per epoch (`epoch`, `train/loss`, `val/loss`, as logged), in epoch order."""
+        by_epoch: dict[int, dict[str, float]] = {}
+        for row in self.rows:
+            if "epoch" in row:
+                epoch = int(row["epoch"])
+                by_epoch.setdefault(epoch, {"epoch": float(epoch)}).update(
+                    {k: v for k, v in row.items() if k != "epoch"}
+                )
+        return [by_epoch[e] for e in sorted(by_epoch)]
+
+
 def make_trainer(
     settings: TrainSettings, logger: Logger | None = None, validate: bool = True
 ) -> tuple[pl.Trainer, KeepBest]:

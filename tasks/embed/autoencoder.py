@@ -17,7 +17,7 @@ from models.autoencoder import (
     one_thread,
 )
 from models.common import TrainSettings, make_trainer, training_scope
-from tasks.embed.base import Embedding
+from tasks.embed.base import Embedding, FitOptions
 from tasks.embed.behaviour import BehaviourEmbedder
 from tasks.embed.svd import SvdEmbedder
 from tasks.features.user_features import UserFeatures
@@ -43,6 +43,12 @@ class AutoencoderEmbedder(Saveable):
         self.with_taste = with_taste
         self.train = train
         self.logger = logger  # e.g. an MLFlowLogger for train/loss and val/loss per epoch; never saved
+
+    def configure(self, options: FitOptions) -> Self:
+        """Train as the run says (epochs, time budget, accelerator, logger)."""
+        self.train = replace(self.train, **options.train_overrides())
+        self.logger = options.logger
+        return self
 
     def fit(self, features: UserFeatures) -> Self:
         self.behaviour = BehaviourEmbedder(self.seed).fit(features)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 import numpy as np
 import polars as pl
@@ -17,6 +17,29 @@ class Embedding:
     name: str
     user_ids: np.ndarray
     vectors: np.ndarray  # (n_users, dim), float32; row i is user_ids[i]
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How a run trains its learned families (None: the family's own default). Families without training
+    ignore them; a learned family takes them in `configure`."""
+
+    max_epochs: int | None = None
+    time_budget_s: float | None = None
+    accelerator: str = "auto"
+    logger: Any = (
+        None  # a Lightning Logger for train/loss and val/loss per epoch (e.g. models.common.EpochLog)
+    )
+    text_cache: Path | None = None  # the text family's item vectors, kept across fits (a Parquet file)
+
+    def train_overrides(self) -> dict[str, Any]:
+        """The fields of a models.common.TrainSettings these options set."""
+        overrides: dict[str, Any] = {"accelerator": self.accelerator}
+        if self.max_epochs is not None:
+            overrides["max_epochs"] = self.max_epochs
+        if self.time_budget_s is not None:
+            overrides["max_time_s"] = self.time_budget_s
+        return overrides
 
 
 class Embedder(Protocol):

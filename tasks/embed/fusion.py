@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 from sklearn.preprocessing import normalize
 
-from tasks.embed.base import Embedder, Embedding
+from tasks.embed.base import Embedder, Embedding, FitOptions
 from tasks.embed.text import TextEmbedder, VectorStore
 from tasks.features.user_features import UserFeatures
 from tasks.fitted import Saveable
@@ -29,6 +29,7 @@ class FusionEmbedder(Saveable):
         families: Sequence[str] | None = None,
         weights: Sequence[float] | None = None,
         store: VectorStore | None = None,
+        name: str | None = None,
     ) -> None:
         if families is not None and (not families or "fusion" in families):
             raise ValueError("fusion needs one or more families other than fusion itself")
@@ -37,9 +38,16 @@ class FusionEmbedder(Saveable):
         ):
             raise ValueError("fusion weights: one positive weight per named family")
         self.seed = seed
+        if name is not None:
+            self.name = name  # what its embedding is called (emb_<name> in the warehouse)
         self.families = tuple(families) if families is not None else None
         self.weights = tuple(float(w) for w in weights) if weights is not None else None
         self.store = store  # for the text block's item vectors; never saved
+        self.options: FitOptions | None = None  # how the learned parts train; never saved
+
+    def configure(self, options: FitOptions) -> Self:
+        self.options = options
+        return self
 
     def fit(self, features: UserFeatures) -> Self:
         # The registry lists fusion itself, so it is looked up only when a fusion is fitted.
@@ -49,8 +57,8 @@ class FusionEmbedder(Saveable):
         self.chosen_weights = self.weights or (1.0,) * len(self.chosen)
         self.parts: list[Embedder] = []
         for family in self.chosen:
-            part = make_embedder(family, self.seed)
-            if isinstance(part, TextEmbedder):
+            part = make_embedder(family, self.seed, self.options)
+            if isinstance(part, TextEmbedder) and self.store is not None:
                 part.store = self.store
             self.parts.append(part.fit(features))
         return self
@@ -63,7 +71,10 @@ class FusionEmbedder(Saveable):
         return Embedding(self.name, features.users, np.hstack(blocks).astype(np.float32))
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "store"} | {"store": None}
+        return {k: v for k, v in self.__dict__.items() if k not in ("store", "options")} | {
+            "store": None,
+            "options": None,
+        }
 
 
 def has_titles(items: pa.Table) -> bool:

@@ -20,7 +20,7 @@ from pytorch_lightning.loggers import Logger
 
 from models.common import TrainSettings, copy_state, make_trainer, training_scope
 from models.lightgcn import LightGCN, LightGCNConfig, LightGCNData, LightGCNModule
-from tasks.embed.base import Embedding
+from tasks.embed.base import Embedding, FitOptions
 from tasks.features.user_features import UserFeatures
 from tasks.fitted import Saveable
 
@@ -59,6 +59,12 @@ class LightGCNEmbedder(Saveable):
         self.seed = seed
         self.settings = settings or LightGCNSettings()
         self.logger = logger  # e.g. an MLFlowLogger for train/loss and val/loss per epoch; never saved
+
+    def configure(self, options: FitOptions) -> Self:
+        """Train as the run says (epochs, time budget, accelerator, logger)."""
+        self.settings = self.settings.model_copy(update=options.train_overrides())
+        self.logger = options.logger
+        return self
 
     def fit(self, features: UserFeatures, logger: Logger | None = None) -> Self:
         """Train on the graph of `features`' users and items. `logger` (e.g. an MLFlowLogger; default: the

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tasks.embed.autoencoder import AutoencoderEmbedder
-from tasks.embed.base import Embedder
+from tasks.embed.base import Embedder, FitOptions
 from tasks.embed.behaviour import BehaviourEmbedder
 from tasks.embed.combined import CombinedEmbedder
 from tasks.embed.fusion import FusionEmbedder
@@ -26,8 +26,15 @@ EMBEDDERS: dict[str, Callable[[int], Embedder]] = {
 }
 
 
-def make_embedder(name: str, seed: int = 0) -> Embedder:
-    """A new, unfitted embedder of the family `name`."""
+# The families that learn with Lightning: they take FitOptions (epochs, time budget, accelerator, logger).
+LEARNED = ("autoencoder", "lightgcn", "sequence", "text")
+
+
+def make_embedder(name: str, seed: int = 0, options: FitOptions | None = None) -> Embedder:
+    """A new, unfitted embedder of the family `name`, trained as `options` say."""
     if name not in EMBEDDERS:
         raise ValueError(f"unknown embedding {name!r}; choose one of {', '.join(EMBEDDERS)}")
-    return EMBEDDERS[name](seed)
+    embedder = EMBEDDERS[name](seed)
+    if options is not None and hasattr(embedder, "configure"):
+        embedder.configure(options)
+    return embedder

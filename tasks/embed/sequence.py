@@ -30,7 +30,7 @@ from models.sequence import (
     SequenceModule,
     last_windows,
 )
-from tasks.embed.base import Embedding
+from tasks.embed.base import Embedding, FitOptions
 from tasks.features.user_features import UserFeatures
 from tasks.fitted import Saveable
 
@@ -82,6 +82,12 @@ class SequenceEmbedder(Saveable):
         self.seed = seed
         self.settings = settings or SequenceSettings()
         self.logger = logger  # e.g. an MLFlowLogger for train/loss and val/loss per epoch; never saved
+
+    def configure(self, options: FitOptions) -> Self:
+        """Train as the run says (epochs, time budget, accelerator, logger)."""
+        self.settings = self.settings.model_copy(update=options.train_overrides())
+        self.logger = options.logger
+        return self
 
     def fit(self, features: UserFeatures, logger: Logger | None = None) -> Self:
         """Train on the sequences of `features`' users. `logger` (e.g. an MLFlowLogger; default: the

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, Self
 
@@ -30,7 +30,7 @@ from sklearn.preprocessing import normalize
 from models.autoencoder import one_thread
 from models.common import TrainSettings, make_trainer, training_scope
 from models.text_head import NextItemDataModule, NextItemModule, ProjectionHead
-from tasks.embed.base import Embedding
+from tasks.embed.base import Embedding, FitOptions
 from tasks.features.user_features import UserFeatures
 from tasks.fitted import Saveable
 
@@ -159,6 +159,14 @@ class TextEmbedder(Saveable):
         self.logger = logger  # never saved
         self.vectors: dict[str, np.ndarray] = {}  # text hash -> item vector, for the fit's items
         self.encoder = SentenceEncoder()
+
+    def configure(self, options: FitOptions) -> Self:
+        """Train the head as the run says; keep item vectors in the run's text cache, when it has one."""
+        self.head_train = replace(self.head_train, **options.train_overrides())
+        self.logger = options.logger
+        if options.text_cache is not None:
+            self.store = ParquetVectorStore(options.text_cache)
+        return self
 
     def fit(self, features: UserFeatures) -> Self:
         texts = item_texts(features.items)

@@ -59,6 +59,14 @@ def ranking_metrics(
     ks: tuple[int, ...] = (10, 20),
 ) -> dict[str, float]:
     """Mean Recall@k and NDCG@k over held-out users, recommending each user the top unseen items of their row."""
+    return list_metrics(train, heldout, ranked_lists(train, heldout, score_rows, row_of_user, max(ks)), ks)
+
+
+def ranked_lists(
+    train: Interactions, heldout: dict[str, set[str]], score_rows: np.ndarray, row_of_user: dict[str, int],
+    k: int,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Each held-out user's top `k` unseen items (indices of `train.items`) by the scores of their row."""
     user_index = {u: i for i, u in enumerate(train.users)}
     tie_break = global_item_scores(train)
     recommended = {}
@@ -66,8 +74,21 @@ def ranking_metrics(
         if user in user_index and user in row_of_user:
             u = user_index[user]
             seen = train.matrix.indices[train.matrix.indptr[u] : train.matrix.indptr[u + 1]]
-            recommended[user] = top_unseen(score_rows[row_of_user[user]], seen, max(ks), tie_break)
-    return list_metrics(train, heldout, recommended, ks)
+            recommended[user] = top_unseen(score_rows[row_of_user[user]], seen, k, tie_break)
+    return recommended
+
+
+def user_recalls(
+    train: Interactions, heldout: dict[str, set[str]], recommended: dict[str, np.ndarray], k: int = 10
+) -> dict[str, float]:
+    """Each held-out user's Recall@k: what a mean hides, e.g. for a paired comparison of two lists."""
+    item_index = {t: i for i, t in enumerate(train.items)}
+    recalls = {}
+    for user, items in heldout.items():
+        if user in recommended:
+            relevant = {item_index[t] for t in items if t in item_index}
+            recalls[user] = sum(1 for i in recommended[user][:k] if i in relevant) / len(items)
+    return recalls
 
 
 def list_metrics(
@@ -119,10 +140,10 @@ def itemknn_usefulness(
     return list_metrics(train, heldout, recommended)
 
 
-def segment_usefulness(
-    train: Interactions, heldout: dict[str, set[str]], user_ids: np.ndarray, labels: np.ndarray
-) -> dict[str, float]:
-    """Recall / NDCG @10 and @20 of segment top lists, and of global popularity, with the lift."""
+def segment_user_lists(
+    train: Interactions, heldout: dict[str, set[str]], user_ids: np.ndarray, labels: np.ndarray, k: int = 20
+) -> dict[str, np.ndarray]:
+    """Each held-out user's top `k` unseen items from their segment's list (the global list for -1)."""
     positions = train.user_positions(user_ids)
     train_labels = np.full(len(train.users), -1)
     train_labels[positions[positions >= 0]] = labels[positions >= 0]
@@ -131,7 +152,15 @@ def segment_usefulness(
     rows = np.vstack([scores, popularity[None, :]]) if scores.size else popularity[None, :]
     global_row = len(rows) - 1
     row_of_user = {u: (int(s) if s >= 0 else global_row) for u, s in zip(user_ids, labels, strict=True)}
-    segment = ranking_metrics(train, heldout, rows, row_of_user)
+    return ranked_lists(train, heldout, rows, row_of_user, k)
+
+
+def segment_usefulness(
+    train: Interactions, heldout: dict[str, set[str]], user_ids: np.ndarray, labels: np.ndarray
+) -> dict[str, float]:
+    """Recall / NDCG @10 and @20 of segment top lists, and of global popularity, with the lift."""
+    segment = list_metrics(train, heldout, segment_user_lists(train, heldout, user_ids, labels))
+    popularity = global_item_scores(train)
     baseline = ranking_metrics(train, heldout, popularity[None, :], dict.fromkeys(user_ids, 0))
     result = {f"segments/{k}": v for k, v in segment.items()}
     result |= {f"popularity/{k}": v for k, v in baseline.items()}

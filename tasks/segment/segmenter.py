@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from tasks.cluster.base import Clusterer, default_min_segment_size, enforce_min_size
 from tasks.cluster.registry import make_clusterer
-from tasks.embed.base import Embedder, Embedding
+from tasks.embed.base import Embedder, Embedding, FitOptions
 from tasks.embed.registry import make_embedder
 from tasks.features.user_features import FeatureModel, UserFeatures
 from tasks.fitted import Saveable
@@ -85,8 +85,37 @@ def fit_features(
     return FeatureModel.fit(events, items, settings.weights)
 
 
-def fit_embedder(features: UserFeatures, settings: SegmentSettings) -> tuple[Embedder, Embedding]:
-    embedder = make_embedder(settings.embedding, settings.seed).fit(features)
+def fit_options(settings: SegmentSettings, **extra) -> FitOptions:
+    """How the settings train learned families; `extra`: a logger, a text cache."""
+    return FitOptions(
+        max_epochs=settings.max_epochs, time_budget_s=settings.time_budget_s,
+        accelerator=settings.accelerator, **extra,
+    )  # fmt: skip
+
+
+# Families that see only what people interact with: for segments of people they are joined with how people
+# shop (the behaviour block, equal weight), or segments that differ only in how people shop would merge.
+TASTE_ONLY = ("svd", "lightgcn", "sequence", "text")
+
+
+def people_embedder(family: str, seed: int, options: FitOptions | None = None) -> Embedder:
+    """The embedder of people-level segments for `family`: the family itself, or behaviour + the family for
+    those that see only items (the embedding keeps the family's name)."""
+    if family in TASTE_ONLY:
+        from tasks.embed.fusion import FusionEmbedder
+
+        return FusionEmbedder(seed, families=("behaviour", family), name=family).configure(options)
+    return make_embedder(family, seed, options)
+
+
+def fit_embedder(
+    features: UserFeatures, settings: SegmentSettings, family: str | None = None,
+    options: FitOptions | None = None,
+) -> tuple[Embedder, Embedding]:  # fmt: skip
+    """Fit one family (default: settings.reference_embedding, the one named or combined under auto) and embed
+    the fit's users."""
+    family = family or settings.reference_embedding
+    embedder = people_embedder(family, settings.seed, options or fit_options(settings)).fit(features)
     return embedder, embedder.transform(features)
 
 

@@ -10,15 +10,20 @@ from tasks.cluster.registry import CLUSTERERS
 from tasks.embed.registry import EMBEDDERS
 from tasks.features.interactions import InteractionWeights
 
-EmbeddingName = Literal[tuple(EMBEDDERS)]  # type: ignore[valid-type]
+# What `--embedding auto` trains, where the data support it (tasks/segment/families.py).
+# svd is left out: combined is behaviour + svd, which is what svd is for segments of people.
+AUTO_FAMILIES = ("combined", "autoencoder", "lightgcn", "sequence", "text")
 ClustererName = Literal[tuple(CLUSTERERS)]  # type: ignore[valid-type]
 
 
 class SegmentSettings(BaseModel):
     """How segments are made. The defaults are what `segflow run` uses."""
 
-    embedding: EmbeddingName = Field(
-        "combined", description="How users become vectors: " + ", ".join(EMBEDDERS)
+    embedding: str = Field(
+        "auto",
+        description="How users become vectors: auto (train the families the data support, "
+        f"{', '.join(AUTO_FAMILIES)}, and publish the best on the holdout), one family, or several "
+        "separated by commas; families: " + ", ".join(EMBEDDERS),
     )
     clusterer: ClustererName = Field(
         "kmeans", description="How vectors become segments: " + ", ".join(CLUSTERERS)
@@ -47,6 +52,49 @@ class SegmentSettings(BaseModel):
     require_lift: bool = Field(
         False, description="Refuse to publish when the published lists are not more useful than popularity"
     )
+
+    max_epochs: int | None = Field(
+        None, ge=1, description="Most epochs per learned family fit (default: each family's own)"
+    )
+    time_budget_s: float | None = Field(
+        20.0, gt=0, description="Training time per learned family fit, in seconds (none: each family's own)"
+    )
+    accelerator: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="Where learned families train: auto (a GPU when present), cpu or gpu"
+    )
+    force: bool = Field(
+        False,
+        description="Publish and make champion even when the champion scores better on this run's holdout",
+    )
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The families named (auto: every family auto may train; which it does depends on the data)."""
+        if self.embedding == "auto":
+            return AUTO_FAMILIES
+        return tuple(name.strip() for name in self.embedding.split(","))
+
+    @property
+    def reference_embedding(self) -> str:
+        """The embedding the K sweep runs on: the family named, or combined when several may compete."""
+        return self.families[0] if len(self.families) == 1 and self.embedding != "auto" else "combined"
+
+    @field_validator("embedding")
+    @classmethod
+    def _known_families(cls, embedding: str) -> str:
+        embedding = embedding.strip()
+        if embedding == "auto":
+            return embedding
+        names = [name.strip() for name in embedding.split(",")]
+        unknown = [name for name in names if name not in EMBEDDERS]
+        if unknown or not names:
+            raise ValueError(
+                f"unknown embedding {', '.join(unknown) or embedding!r}; "
+                f"choose auto or one or more of {', '.join(EMBEDDERS)}"
+            )
+        if len(set(names)) != len(names):
+            raise ValueError(f"a family is named twice in {embedding!r}")
+        return ",".join(names)
 
     @field_validator("k", "micro_k")
     @classmethod

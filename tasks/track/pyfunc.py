@@ -41,12 +41,18 @@ class SegmenterModel(mlflow.pyfunc.PythonModel):
         return self.segmenter.assign(model_input).to_pandas()
 
 
-def log_segmenter(segmenter_path: str, input_example: pd.DataFrame) -> None:
-    """Log the saved segmenter to the active MLflow run under the artifact path `segmenter`."""
-    mlflow.pyfunc.log_model(
+MODEL_URI_TAG = "segflow.model_uri"
+
+
+def log_segmenter(segmenter_path: str, input_example: pd.DataFrame) -> str:
+    """Log the saved segmenter to the active MLflow run under the artifact path `segmenter`; returns the
+    logged model's URI (`models:/<model id>`, what the registry registers), also kept as a run tag."""
+    info = mlflow.pyfunc.log_model(
         name=ARTIFACT_PATH,
         python_model=str(Path(__file__).with_name("segmenter_model.py")),
         artifacts={ARTIFACT_PATH: segmenter_path},
         signature=SIGNATURE,
         input_example=input_example,
     )
+    mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
+    return info.model_uri

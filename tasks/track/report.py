@@ -49,6 +49,7 @@ def write_run_report(
     metrics: dict[str, float],
     charts: dict[str, bytes],
     notes: list[str] = (),
+    families: list[dict] = (),
 ) -> Path:
     rows = "".join(
         f"<tr><td>{p['segment_id']}</td><td>{escape(p['label'])}</td><td>{p['size']:,}</td><td>{p['share']:.1%}</td>"
@@ -70,8 +71,30 @@ def write_run_report(
         f"<th>top items</th></tr>{rows}</table>"
         + "".join(f"<p><strong>{escape(note)}</strong></p>" for note in notes)
         + f"<h2>Metrics</h2><table><tr><th>metric</th><th>value</th></tr>{metric_rows}</table>"
+        + _families_table(families)
         + f"<h2>Where everything is</h2><table>{where}</table><h2>Charts</h2>{images}"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html_page(f"segflow run {run_id}", body, extra_style=" figure { margin: 1rem 0; }"))
     return path
+
+
+def _families_table(families: list[dict]) -> str:
+    """The embedding families the run compared on the holdout, best first; the published one marked."""
+    if not families:
+        return ""
+
+    def figure(value: float | None, digits: int = 4) -> str:
+        return "" if value is None else f"{value:.{digits}f}"
+
+    rows = "".join(
+        f"<tr><td>{escape(f['family'])}</td><td>{figure(f['recall@10'])}</td><td>{figure(f['ndcg@10'])}</td>"
+        f"<td>{figure(f['silhouette'], 3)}</td><td>{figure(f['fit_seconds'], 1)}</td>"
+        f"<td>{escape('published' if f['chosen'] else f['note'])}</td></tr>"
+        for f in families
+    )
+    return (
+        "<h2>Embedding families (segments fit on the training part, scored on the holdout)</h2>"
+        "<table><tr><th>family</th><th>segment Recall@10</th><th>NDCG@10</th><th>silhouette</th>"
+        f"<th>fit seconds</th><th></th></tr>{rows}</table>"
+    )

@@ -5,10 +5,22 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 EXPERIMENT = "segflow"
 PUBLISHED_TAG = "segflow.published"
+
+
+@dataclass(frozen=True)
+class FamilyRun:
+    """One embedding family as the run trained it: its nested MLflow run `family/<name>`."""
+
+    family: str
+    metrics: dict[str, float]
+    epochs: list[dict[str, float]] = field(default_factory=list)  # train/loss, val/loss per epoch
+    embedding: object = None  # tasks.embed.base.Embedding of the training part's users
 
 
 def metric_key(name: str) -> str:
@@ -37,6 +49,7 @@ def log_run(
     artifacts: dict[str, bytes | str],
     segmenter_path: str | None = None,
     input_example=None,
+    families: list[FamilyRun] = (),
 ) -> str:
     """Log a pipeline run (and its segmenter as a pyfunc model, tagged unpublished until `mark_published`);
     returns the parent MLflow run id."""
@@ -67,12 +80,44 @@ def log_run(
                     mlflow.log_image(_image(content), name)
                 else:
                     mlflow.log_text(content, name)
+        for family in families:
+            _log_family(mlflow, experiment_id, family, params)
         mlflow.log_text(json.dumps(metrics, indent=2, default=float), "evaluation.json")
         if segmenter_path is not None:
             from tasks.track.pyfunc import log_segmenter
 
             log_segmenter(segmenter_path, input_example)
         return parent.info.run_id
+
+
+def _log_family(mlflow, experiment_id: str, family: FamilyRun, params: dict) -> None:
+    """A nested run per family: what it was trained with, its loss per epoch (step = epoch), how it scored
+    on the holdout, and the training part's embedding (`embedding.parquet`: user_id, dim_0, ...)."""
+    from tasks.embed.base import embedding_frame
+
+    segments = params.get("segments", {})
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"family/{family.family}", nested=True):
+        mlflow.set_tag("segflow.family", family.family)
+        mlflow.log_params(
+            {"family": family.family}
+            | {
+                f"segments.{k}": str(segments.get(k))
+                for k in ("max_epochs", "time_budget_s", "accelerator", "seed")
+            }
+        )
+        for row in family.epochs:
+            step = int(row["epoch"])
+            for key, value in row.items():
+                if key != "epoch" and math.isfinite(value):
+                    mlflow.log_metric(metric_key(key), value, step=step)
+        mlflow.log_metrics(
+            {metric_key(f"holdout/{k}"): float(v) for k, v in family.metrics.items() if math.isfinite(v)}
+        )
+        if family.embedding is not None:
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "embedding.parquet"
+                embedding_frame(family.embedding).write_parquet(path)
+                mlflow.log_artifact(str(path))
 
 
 def mark_published(tracking_uri: str, mlflow_run_id: str) -> None:

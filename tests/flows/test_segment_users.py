@@ -78,13 +78,31 @@ def test_demo_run_writes_exports_report_and_mlflow_runs(demo_run):
     client = MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("segflow")
     runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 2  # the parent and the nested embedding/clusterer run
+    trained = [f["family"] for f in summary.families if f["recall@10"] is not None]
+    assert sorted(trained) == sorted(["combined", "autoencoder", "lightgcn", "sequence", "text"])
+    # the parent, the nested embedding/clusterer run and one nested run per family trained
+    assert len(runs) == 2 + len(trained)
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     assert parent.data.metrics["planted/ari"] == pytest.approx(summary.metrics["planted/ari"])
-    assert parent.data.params["segments.embedding"] == "combined"
+    chosen = next(f["family"] for f in summary.families if f["chosen"])
+    assert parent.data.params["segments.embedding"] == chosen
+    families = {r.data.tags["segflow.family"]: r for r in runs if "segflow.family" in r.data.tags}
+    assert sorted(families) == sorted(trained)
+    for family in ("autoencoder", "lightgcn", "sequence"):  # the families that train with Lightning
+        run = families[family]
+        history = client.get_metric_history(run.info.run_id, "val/loss")
+        assert len(history) >= 1 and [m.step for m in history] == list(range(len(history)))
+        assert run.data.metrics["holdout/recall_at_10"] == pytest.approx(
+            next(f["recall@10"] for f in summary.families if f["family"] == family)
+        )
+        assert "embedding.parquet" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    version = client.get_model_version_by_alias("user-segmenter", "champion")
+    assert version.run_id == parent.info.run_id and version.tags["segflow.family"] == chosen
     mlflow_run_id = query(workspace, "select mlflow_run_id from segment_runs where is_current")[0][0]
     assert mlflow_run_id == parent.info.run_id
-    child = next(r for r in runs if "mlflow.parentRunId" in r.data.tags)
+    child = next(
+        r for r in runs if "mlflow.parentRunId" in r.data.tags and "segflow.family" not in r.data.tags
+    )
     artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
     assert {"k_sweep.png", "projection.png", "segment_sizes.png", "segment_profiles.json"} <= artifacts
 
@@ -130,10 +148,10 @@ def test_the_run_graph_shows_each_stage_as_a_task(demo_run):
             for t in client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [run.id]}))
         }
     assert {
-        "load_events", "split_holdout", "choose_segment_count", "features (train)", "embed (train)",
-        "cluster (train)", "micro-segments (train)", "evaluate", "check_usefulness", "features (all)",
+        "load_events", "split_holdout", "choose_segment_count", "features (train)", "list_families",
+        "embed autoencoder (train)", "embed lightgcn (train)", "choose_embedding", "cluster (train)", "micro-segments (train)", "evaluate", "check_usefulness", "features (all)",
         "embed (all)", "cluster (all)", "micro-segments (all)", "assign", "describe", "micro_lists",
-        "profile_segments", "validate_segments", "save_segmenter", "track", "publish_segments", "mark_published",
+        "profile_segments", "validate_segments", "save_segmenter", "track", "publish_segments", "mark_published", "look_up_champion", "register",
     } <= names, names  # fmt: skip
 
 
@@ -141,7 +159,8 @@ def test_segments_and_user_commands(demo_run):
     workspace, _ = demo_run
     result = runner.invoke(app, ["segments", "--workspace", str(workspace)])
     assert result.exit_code == 0, result.output
-    assert "combined + kmeans, K = 9" in result.output
+    chosen = next(f["family"] for f in demo_run[1].families if f["chosen"])
+    assert f"{chosen} + kmeans, K = 9" in result.output
     user_id, segment_id, label = query(
         workspace,
         "select s.user_id, s.segment_id, p.label from user_segments s join segment_profiles p using (segment_id) order by 1 limit 1",
@@ -175,7 +194,9 @@ def test_a_failed_publish_gate_leaves_the_published_segments_and_exports_as_they
         ValidationFailedError,
         match="recommendation ranks start at 1 in every segment: 1 of 8 segments unexpected",
     ):
-        segment_users(source="demo:400", workspace=str(workspace), settings=SegmentSettings(k=7))
+        segment_users(
+            source="demo:400", workspace=str(workspace), settings=SegmentSettings(k=7, embedding="combined")
+        )
     assert snapshot(workspace) == before
 
 
@@ -235,7 +256,11 @@ def test_without_users_of_five_items_usefulness_is_not_measured_but_segments_pub
     rows = [f"u{u},i{(u * 3 + i) % 7},x,2024-01-0{1 + i}\n" for u in range(12) for i in range(3)]
     spec = write_csv_source(tmp_path / "short", rows, event_type="'view'")
     workspace = tmp_path / "workspace"
-    summary = segment_users(source=str(spec), workspace=str(workspace))
+    # auto on 12 users: every family that the data support trains (briefly) and one is published
+    summary = segment_users(
+        source=str(spec), workspace=str(workspace), settings=SegmentSettings(time_budget_s=2)
+    )
+    assert summary.published and sum(f["chosen"] for f in summary.families) == 1
     assert "segments/recall@10" not in summary.metrics and "lift/recall@10" not in summary.metrics
     assert query(workspace, "select count(*) from user_segments") == [(12,)]
     metrics = query(workspace, "select metrics from segment_runs where is_current")[0][0]

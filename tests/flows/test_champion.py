@@ -1,0 +1,75 @@
+"""The champion gate end to end: a run that scores worse than the champion on the same holdout publishes
+nothing and leaves the alias where it is; `force` publishes it and moves the alias."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from flows.segment_users import segment_users
+from tasks.segment.settings import SegmentSettings
+from tests.helpers import query
+
+pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.slow]
+PUBLISHED = (
+    "user_segments",
+    "segment_recommendations",
+    "segment_profiles",
+    "segment_runs",
+    "user_memberships",
+)
+
+
+def published(workspace) -> dict:
+    tables = {t: query(workspace, f"select * from {t} order by all") for t in PUBLISHED}
+    return tables | {"current": os.readlink(workspace / "exports" / "current")}
+
+
+def champion_version(workspace):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}")
+    return client, client.get_model_version_by_alias("user-segmenter", "champion")
+
+
+def test_a_worse_run_leaves_the_champion_and_its_tables_and_force_moves_both(tmp_path):
+    workspace = tmp_path / "workspace"
+    first = segment_users(
+        source="demo:400", workspace=str(workspace), settings=SegmentSettings(embedding="combined")
+    )
+    assert first.published and "champion" not in " ".join(first.notes)
+    client, version = champion_version(workspace)
+    assert version.version == 1 and version.tags["segflow.run_id"] == first.run_id
+    before = published(workspace)
+
+    # How people shop alone, without what they buy: segment lists that predict less on the same holdout.
+    settings = SegmentSettings(embedding="behaviour", k=9)
+    worse = segment_users(source="demo:400", workspace=str(workspace), settings=settings)
+    assert not worse.published
+    ours = worse.metrics["segments/recall@10"]
+    theirs = first.metrics["segments/recall@10"]  # the same configuration on the same holdout
+    assert ours < theirs
+    assert worse.notes[-1] == (
+        f"not published, the champion stays: segment Recall@10 {ours:.4f} against {theirs:.4f} for the "
+        f"champion (run {first.run_id}, combined + kmeans, K = 9) on this holdout; the published tables are "
+        "unchanged (--force publishes anyway)"
+    )
+    assert published(workspace) == before
+    assert champion_version(workspace)[1].version == 1
+    runs = client.search_runs(
+        [client.get_experiment_by_name("segflow").experiment_id],
+        "attributes.run_name = '" + worse.run_id + "'",
+    )
+    assert [r.data.tags["segflow.published"] for r in runs] == ["false"]
+
+    forced = segment_users(
+        source="demo:400", workspace=str(workspace), settings=settings.model_copy(update={"force": True})
+    )
+    assert forced.published and forced.notes[-1].startswith(
+        f"published with --force although worse: segment Recall@10 {ours:.4f} against {theirs:.4f}"
+    )
+    version = champion_version(workspace)[1]
+    assert version.version == 2 and version.tags["segflow.run_id"] == forced.run_id
+    assert version.tags["segflow.family"] == "behaviour"
+    assert query(workspace, "select run_id from segment_runs where is_current") == [(forced.run_id,)]

@@ -1,0 +1,101 @@
+"""Which embedding families a run trains, which one it publishes, and when a run may replace the champion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from pydantic import ValidationError
+
+from tasks.embed.base import Embedding
+from tasks.segment.families import FamilyFit, candidate_families, choose_family, comparison_rows
+from tasks.segment.settings import AUTO_FAMILIES, SegmentSettings
+from tasks.track.champion import Champion, judge
+
+
+def events_of(steps_per_user: int, n_users: int = 10) -> pa.Table:
+    users = [f"u{u}" for u in range(n_users) for _ in range(steps_per_user)]
+    return pa.table({"user_id": users, "item_id": [f"i{i % 7}" for i in range(len(users))]})
+
+
+def items_of(titles: list[str | None]) -> pa.Table:
+    n = len(titles)
+    return pa.table(
+        {
+            "item_id": [f"i{i}" for i in range(n)],
+            "title": titles,
+            "category": pa.array([None] * n, pa.string()),
+            "text": pa.array([None] * n, pa.string()),
+        }
+    )
+
+
+def test_auto_trains_what_the_data_support_and_says_why_it_left_a_family_out():
+    settings = SegmentSettings()
+    names, skipped = candidate_families(settings, events_of(5), items_of(["A film"] * 7))
+    assert names == list(AUTO_FAMILIES) and skipped == {}
+    names, skipped = candidate_families(settings, events_of(2), items_of([None] * 7))
+    assert names == ["combined", "autoencoder", "lightgcn"]
+    assert skipped == {
+        "text": "no item has a title, a category or a text",
+        "sequence": "most users did fewer than 3 things",
+    }
+
+
+def test_named_families_are_all_trained_and_an_unknown_one_names_the_choices():
+    settings = SegmentSettings(embedding="svd, lightgcn")
+    assert settings.embedding == "svd,lightgcn" and settings.reference_embedding == "combined"
+    assert candidate_families(settings, events_of(1), items_of([None]))[0] == ["svd", "lightgcn"]
+    assert SegmentSettings(embedding="text").reference_embedding == "text"
+    with pytest.raises(
+        ValidationError, match="unknown embedding 'graph'; choose auto or one or more of behaviour, svd"
+    ):
+        SegmentSettings(embedding="svd,graph")
+    with pytest.raises(ValidationError, match="a family is named twice in 'svd,svd'"):
+        SegmentSettings(embedding="svd,svd")
+
+
+def fit_of(family: str, recalls: list[float], silhouette: float) -> FamilyFit:
+    embedding = Embedding(family, np.array(["u"]), np.zeros((1, 2), np.float32))
+    by_user = {f"u{i}": r for i, r in enumerate(recalls)}
+    metrics = {"recall@10": float(np.mean(recalls)), "silhouette": silhouette, "fit_seconds": 1.0}
+    return FamilyFit(family, None, embedding, metrics, [], by_user)
+
+
+def test_a_clearly_better_family_wins_and_a_gap_within_noise_goes_to_the_silhouette():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 1, 400)
+    clearly_better = fit_of("lightgcn", list(np.minimum(base + 0.2, 1.0)), 0.1)
+    same_plus_noise = fit_of("autoencoder", list(np.clip(base + rng.normal(0, 0.05, 400), 0, 1)), 0.4)
+    reference = fit_of("combined", list(base), 0.3)
+    assert choose_family([reference, clearly_better, same_plus_noise]) == "lightgcn"
+    # Without the clear winner, the two differ by noise: the better-separated segments win.
+    assert choose_family([reference, same_plus_noise]) == "autoencoder"
+    rows = comparison_rows([reference, same_plus_noise], "autoencoder", {"text": "no item has a title"})
+    assert [(r["family"], r["chosen"], r["note"]) for r in rows] == [
+        *sorted(
+            [("autoencoder", True, ""), ("combined", False, "tied with the best")],
+            key=lambda r: -{"autoencoder": same_plus_noise, "combined": reference}[r[0]].metrics["recall@10"],
+        ),
+        ("text", False, "not trained: no item has a title"),
+    ]
+
+
+CHAMPION = Champion("3", "abc", "run-7", "combined", "kmeans", 9, 0, 0.2702)
+
+
+def test_the_champion_stays_unless_the_run_is_at_least_as_good_on_the_same_holdout_or_forced():
+    assert judge(0.27, None, None, force=False).publish  # the first run
+    worse = judge(0.2601, CHAMPION, 0.2702, force=False)
+    assert not worse.publish
+    assert worse.note == (
+        "not published, the champion stays: segment Recall@10 0.2601 against 0.2702 for the champion "
+        "(run run-7, combined + kmeans, K = 9) on this holdout; the published tables are unchanged "
+        "(--force publishes anyway)"
+    )
+    forced = judge(0.2601, CHAMPION, 0.2702, force=True)
+    assert forced.publish and forced.note.startswith("published with --force although worse")
+    assert judge(0.27024, CHAMPION, 0.27015, force=False).publish  # equal to four decimals
+    assert judge(0.2801, CHAMPION, 0.2702, force=False).note.startswith(
+        "new champion: segment Recall@10 0.2801"
+    )
