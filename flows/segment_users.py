@@ -23,6 +23,7 @@ from tasks.cluster.base import Clusterer
 from tasks.cluster.choose_k import choose_k, choose_micro_k
 from tasks.cluster.registry import FINDS_ITS_OWN_K
 from tasks.embed.base import Embedder, Embedding
+from tasks.evaluate.drift import measure_drift
 from tasks.evaluate.holdout import EventSplit, split_events
 from tasks.features.events import read_warehouse_events
 from tasks.features.user_features import FeatureModel, UserFeatures
@@ -34,6 +35,7 @@ from tasks.segment.families import FamilyFit, candidate_families, choose_family,
 from tasks.segment.micro import MicroSegments, micro_tables
 from tasks.segment.segmenter import Segmenter
 from tasks.segment.settings import SegmentSettings
+from tasks.serve import find_snapshot
 from tasks.segment.sweep import Sweep, sweep_k
 from tasks.track import champion, charts, tracking
 from tasks.track.champion import Champion
@@ -203,6 +205,25 @@ def register(ws_root: str, mlflow_run_id: str, run_id: str, settings: SegmentSet
     return champion.register_champion(
         uri, mlflow_run_id, run_id, settings.embedding, settings.clusterer, k, settings.seed, objective
     )
+
+
+@task(cache_policy=NO_CACHE)
+def compare_with_published(
+    exports_dir: str, assignments: pl.DataFrame, embedding: Embedding, settings: SegmentSettings
+) -> tuple[dict[str, float], list[str]]:
+    """Drift from the published run (tasks/evaluate/drift.py): size PSI, users who changed segment, centroid
+    shift; a warning line per measure past its threshold. Nothing when nothing is published yet."""
+    snapshot = find_snapshot(Path(exports_dir))
+    if snapshot is None:
+        return {}, []
+    previous = pl.read_parquet(snapshot.path("user_segments"), columns=["user_id", "segment_id"])
+    drift = measure_drift(
+        dict(zip(previous["user_id"], previous["segment_id"], strict=True)),
+        dict(zip(assignments["user_id"], assignments["segment_id"], strict=True)),
+        [str(u) for u in embedding.user_ids],
+        embedding.vectors,
+    )
+    return drift.metrics(), drift.warnings(settings.drift_max_psi, settings.drift_max_changed_share)
 
 
 @task(cache_policy=NO_CACHE)
@@ -390,6 +411,11 @@ def segment_users(
             assignments = assign(embedding, clusterer)
             metrics |= describe(embedding, assignments, clusterer, settings, source, str(ws.sources_dir))
             metrics["micro_k"] = float(micro.clusterer.k)
+            drift, drift_warnings = compare_with_published(
+                str(ws.exports_dir), assignments, embedding, settings
+            )
+            metrics |= drift
+            notes = [*notes, *(f"drift: {line}" for line in drift_warnings)]
             micro_frames = micro_lists(user_features, micro, taste, assignments, settings)
 
             profiles = profile_segments(

@@ -62,6 +62,12 @@ class SegmentSettings(BaseModel):
     accelerator: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="Where learned families train: auto (a GPU when present), cpu or gpu"
     )
+    drift_max_psi: float = Field(
+        0.25, ge=0, description="Warn when segment sizes shift more than this PSI from the published run"
+    )
+    drift_max_changed_share: float = Field(
+        0.3, ge=0, le=1, description="Warn when more than this share of users changed segment since then"
+    )
     force: bool = Field(
         False,
         description="Publish and make champion even when the champion scores better on this run's holdout",

@@ -34,6 +34,9 @@ HEADLINE = (
     ("planted/ari", "ARI vs planted segments"),
     ("planted/nmi", "NMI vs planted segments"),
     ("micro_k", "micro-segments"),
+    ("drift/size_psi", "drift: segment size PSI vs the published run"),
+    ("drift/changed_share", "drift: share of users who changed segment"),
+    ("drift/centroid_shift", "drift: mean centroid shift (in segment radii)"),
 )
 
 

@@ -1,0 +1,32 @@
+"""A run measures how far its segments moved from the published ones, and warns past the thresholds."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.segment_users import segment_users
+from tasks.segment.settings import SegmentSettings
+
+pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.slow]
+
+
+def test_the_second_run_measures_drift_from_the_first_and_a_known_shift_warns(tmp_path):
+    workspace = str(tmp_path / "workspace")
+    settings = SegmentSettings(embedding="combined", k=9)
+    first = segment_users(source="demo:400", workspace=workspace, settings=settings)
+    assert not any(key.startswith("drift/") for key in first.metrics)  # nothing published before it
+    same = segment_users(source="demo:400", workspace=workspace, settings=settings)
+    # The same data and settings: the same segments, renumbered or not.
+    assert same.metrics["drift/changed_share"] == 0.0
+    assert same.metrics["drift/size_psi"] == pytest.approx(0.0, abs=1e-9)
+    assert same.metrics["drift/n_common_users"] == 400
+    assert not [n for n in same.notes if n.startswith("drift:")]
+    # Three segments instead of nine: most users land in a merged segment, sizes shift.
+    merged = segment_users(
+        source="demo:400", workspace=workspace, settings=settings.model_copy(update={"k": 3, "force": True})
+    )
+    assert merged.metrics["drift/size_psi"] > 0.25 and merged.metrics["drift/changed_share"] > 0.3
+    assert [n for n in merged.notes if n.startswith("drift:")] == [
+        f"drift: segment sizes shifted: PSI {merged.metrics['drift/size_psi']:.3f} > 0.25",
+        f"drift: {merged.metrics['drift/changed_share']:.1%} of users changed segment since the previous run (> 30%)",
+    ]
