@@ -35,8 +35,8 @@ from tasks.segment.families import FamilyFit, candidate_families, choose_family,
 from tasks.segment.micro import MicroSegments, micro_tables
 from tasks.segment.segmenter import Segmenter
 from tasks.segment.settings import SegmentSettings
-from tasks.serve import find_snapshot
 from tasks.segment.sweep import Sweep, sweep_k
+from tasks.serve import find_snapshot
 from tasks.track import champion, charts, tracking
 from tasks.track.champion import Champion
 from tasks.track.report import headline_metrics, write_run_report
