@@ -50,6 +50,7 @@ KNOWN_FAILURES = {
     "ValidationFailedError": EXIT_REFUSED,
     "SegmentationError": EXIT_REFUSED,
     "ScoringError": EXIT_REFUSED,
+    "DeployError": EXIT_REFUSED,
 }
 MAX_FILES_IN_TABLE = 10  # past this an ingest prints a summary; --details prints the table anyway
 MAX_WARNING_LINES = 10
@@ -828,6 +829,49 @@ def history(
             cell(spell["run_id"]),
         )
     console.print(table)
+
+
+@app.command()
+def deploy(
+    ctx: typer.Context,
+    workspace: WorkspaceOption = Path("workspace"),
+    source: SourceOption = "demo",
+) -> None:
+    """Create (or update) the `process` work pool `segflow` and the deployments segment-users/daily (03:00 UTC)
+    and score-users/hourly on the Prefect server at PREFECT_API_URL, with this workspace and source as their
+    parameters' defaults. Run them with `prefect worker start --pool segflow`."""
+    from tasks.deploy import (
+        DEFAULT_API_URL,
+        apply_deployments,
+        ensure_work_pool,
+        read_deployments,
+        server_answers,
+    )
+
+    api_url = os.environ.get("PREFECT_API_URL") or DEFAULT_API_URL
+    if not server_answers(api_url):
+        fail(
+            f"no Prefect server answers at {api_url}: start one with `prefect server start --host 127.0.0.1` "
+            f"(it serves {DEFAULT_API_URL}) and leave it running, or set PREFECT_API_URL to yours; then run "
+            "this again"
+        )
+    ws = open_workspace(workspace)
+    configure_environment(ws, verbose=is_verbose(ctx))
+    with err_console.status(f"deploying to {api_url} ..."):
+        created = ensure_work_pool(api_url)
+        apply_deployments(api_url, ws.root, source, ws.prefect_home)
+        deployments = read_deployments(api_url)
+    print_line(f"work pool segflow ({'created' if created else 'already there'}) on {api_url}")
+    table = Table(title="deployments", title_justify="left")
+    for column in ("deployment", "schedule (UTC)", "source", "workspace"):
+        table.add_column(column)
+    for d in deployments:
+        table.add_row(
+            cell(d["name"]), cell(", ".join(c for c in d["crons"] if c)), cell(d["parameters"].get("source")),
+            cell(d["parameters"].get("workspace")),
+        )  # fmt: skip
+    console.print(table)
+    print_line(f"run them with: PREFECT_API_URL={api_url} prefect worker start --pool segflow")
 
 
 @app.command()

@@ -1,0 +1,127 @@
+"""`segflow deploy` against a real Prefect server started by the test: both deployments registered with
+their schedules and the workspace and source as parameter defaults, a clear error when no server answers,
+and a worker that runs a triggered `segment-users/daily` to COMPLETED with the segments published."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tasks.deploy import absolute_source, read_deployments
+from tasks.workspace import Workspace, start_prefect_server
+
+SEGFLOW = str(Path(sys.executable).parent / "segflow")
+PREFECT = str(Path(sys.executable).parent / "prefect")
+
+
+def lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.strip()]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A Prefect API server of its own (its own database), for the module; stopped at the end."""
+    home = tmp_path_factory.mktemp("prefect-server")
+    saved = os.environ.get("PREFECT_HOME")
+    os.environ["PREFECT_HOME"] = str(home)
+    try:
+        started = start_prefect_server(Workspace(workspace=home / "ws"))
+    finally:
+        os.environ["PREFECT_HOME"] = saved or ""
+    started.wait_until_ready(120)
+    yield started.api_url
+    started.stop()
+
+
+def env_for(api_url: str) -> dict[str, str]:
+    return {**os.environ, "PREFECT_API_URL": api_url}
+
+
+def test_deploy_without_a_server_says_how_to_start_one(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/api"
+    workspace = tmp_path / "ws"
+    done = subprocess.run([SEGFLOW, "deploy", "--workspace", str(workspace)], env=env_for(url), capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 1 and done.stdout == ""
+    assert lines(done.stderr) == [
+        f"error: no Prefect server answers at {url}: start one with `prefect server start --host 127.0.0.1` "
+        "(it serves http://127.0.0.1:4200/api) and leave it running, or set PREFECT_API_URL to yours; then run "
+        "this again"
+    ]
+    assert not workspace.exists()
+
+
+def test_a_source_path_is_stored_absolute_since_the_worker_runs_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert absolute_source("shop/source.toml") == str(tmp_path / "shop" / "source.toml")
+    assert absolute_source("movielens:ml") == f"movielens:{tmp_path / 'ml'}"
+    assert absolute_source("demo:300:titles") == "demo:300:titles"
+
+
+@pytest.mark.slow
+def test_deploy_registers_both_deployments_with_their_schedules_and_defaults(server, tmp_path):
+    workspace = tmp_path / "ws"
+    done = subprocess.run(
+        [SEGFLOW, "deploy", "--workspace", str(workspace), "--source", "demo:200"],
+        env=env_for(server), capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert lines(done.stdout)[0] == f"work pool segflow (created) on {server}"
+    assert (
+        lines(done.stdout)[-1]
+        == f"run them with: PREFECT_API_URL={server} prefect worker start --pool segflow"
+    )
+    deployments = read_deployments(server)
+    assert [(d["name"], d["crons"], d["work_pool"], d["paused"]) for d in deployments] == [
+        ("score-users/hourly", ["0 * * * *"], "segflow", False),
+        ("segment-users/daily", ["0 3 * * *"], "segflow", False),
+    ]
+    assert all(d["parameters"] == {"source": "demo:200", "workspace": str(workspace)} for d in deployments)
+
+    again = subprocess.run([SEGFLOW, "deploy", "--workspace", str(workspace)], env=env_for(server), capture_output=True, text=True)  # fmt: skip
+    assert (
+        again.returncode == 0 and lines(again.stdout)[0] == f"work pool segflow (already there) on {server}"
+    )
+    assert [d["parameters"]["source"] for d in read_deployments(server)] == ["demo", "demo"]
+
+
+@pytest.mark.slow
+def test_a_worker_runs_a_triggered_daily_run_to_completed_and_publishes(server, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    workspace = tmp_path / "ws"
+    deployed = subprocess.run([SEGFLOW, "deploy", "--workspace", str(workspace), "--source", "demo:200"], env=env_for(server), capture_output=True, text=True)  # fmt: skip
+    assert deployed.returncode == 0, deployed.stderr
+    worker = subprocess.Popen(
+        [PREFECT, "worker", "start", "--pool", "segflow", "--limit", "1"], env=env_for(server),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        with temporary_settings({PREFECT_API_URL: server}), get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name("segment-users/daily")
+            settings = {"k": 4, "micro_k": 3, "k_max": 6}  # a small run: the parameters a person would type
+            run = client.create_flow_run_from_deployment(deployment.id, parameters={"settings": settings})
+            deadline = time.monotonic() + 420
+            while time.monotonic() < deadline:
+                state = client.read_flow_run(run.id).state
+                if state is not None and state.is_final():
+                    break
+                time.sleep(2)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(30)
+    assert state.type.value == "COMPLETED", state
+    assert (workspace / "exports" / "current" / "user_segments.parquet").is_file()
