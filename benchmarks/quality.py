@@ -3,8 +3,10 @@
     .venv/bin/python benchmarks/quality.py [--data ../shared/data]
 
 Prints one table: global popularity, a reference ItemKNN (item-item cosine over the binary training matrix,
-a personalised recommender that segments cannot beat, only approach) and segflow's segments with default
-settings, for the demo shop and every MovieLens folder found under --data. Reference figures for
+a personalised recommender that segments cannot beat, only approach), every embedding family `auto` trained
+(its segments fit on the training part with the run's K), and what a default run publishes (segments,
+micro-segments, blended per-user lists), for the demo shop, its titles-only variant and every MovieLens
+folder found under --data. Reference figures for
 ml-latest-small with this protocol: popularity 0.039, ItemKNN 0.0555, EASE 0.068 (Recall@10).
 """
 
@@ -14,6 +16,7 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +57,7 @@ def main() -> None:
     )
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args()
-    sources = {"demo (3,000 users)": "demo"}
+    sources = {"demo (3,000 users)": "demo", "demo titles-only": "demo:titles"}
     for folder in sorted(args.data.glob("*")) if args.data.is_dir() else []:
         if any((folder / name).exists() for name in ("ratings.csv", "ratings.dat", "u.data")):
             sources[folder.name] = f"movielens:{folder}"
@@ -62,23 +65,36 @@ def main() -> None:
     os.environ["PREFECT_HOME"] = str(base / "prefect")
     from flows.segment_users import segment_users
 
-    print(f"{'data set':<22}{'method':<12}{'Recall@10':>10}{'NDCG@10':>10}{'Recall@20':>10}   notes")
+    print(f"{'data set':<22}{'method':<22}{'Recall@10':>10}{'NDCG@10':>10}{'Recall@20':>10}   notes")
     for label, source in sources.items():
         workspace = base / label.split()[0]
+        started = time.perf_counter()
         summary = segment_users(source=source, workspace=str(workspace))
+        seconds = time.perf_counter() - started
         m = summary.metrics
         knn = itemknn_metrics(workspace / "warehouse.duckdb")
+        planted = f", planted ARI {m['planted/ari']:.3f}" if "planted/ari" in m else ""
         rows = [
             ("popularity", m["popularity/recall@10"], m["popularity/ndcg@10"], m["popularity/recall@20"], ""),
             ("ItemKNN", knn["recall@10"], knn["ndcg@10"], knn["recall@20"], "personalised reference"),
+        ]
+        # Every family the run trained, as segments of people fit on the training part (the same K).
+        rows += [
+            (f"family {f['family']}", f["recall@10"], f["ndcg@10"], None,
+             ("published" if f["chosen"] else f["note"]) + f", fit {f['fit_seconds']:.1f} s")
+            for f in summary.families if f["recall@10"] is not None
+        ]  # fmt: skip
+        rows += [
             ("segments", m["segments/recall@10"], m["segments/ndcg@10"], m["segments/recall@20"],
-             f"K={int(m['k'])}, lift {m['lift/recall@10']:.2f}x"
-             + (f", planted ARI {m['planted/ari']:.3f}" if "planted/ari" in m else "")),
+             f"K={int(m['k'])}, lift {m['lift/recall@10']:.2f}x{planted}, run {seconds:.0f} s"),
+            ("micro-segments", m["micro/recall@10"], m["micro/ndcg@10"], m.get("micro/recall@20"),
+             f"{int(m['micro_k'])} micro-segments"),
+            ("blended per user", m["blended/recall@10"], m["blended/ndcg@10"], m.get("blended/recall@20"),
+             f"lift {m['lift/blended/recall@10']:.2f}x"),
         ]  # fmt: skip
         for method, recall, ndcg, recall20, note in rows:
-            print(
-                f"{label:<22}{method:<12}{recall:>10.4f}{ndcg:>10.4f}{recall20:>10.4f}   {note}", flush=True
-            )
+            at20 = f"{recall20:>10.4f}" if recall20 is not None else f"{'':>10}"
+            print(f"{label:<22}{method:<22}{recall:>10.4f}{ndcg:>10.4f}{at20}   {note}", flush=True)
 
 
 if __name__ == "__main__":

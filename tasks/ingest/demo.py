@@ -4,7 +4,7 @@ Segments differ in category taste, activity, purchase funnel and hour of day. Th
 exactly and differ only in how they shop (buyers vs browsers, mornings vs nights), so a segmentation that
 only looks at what people like merges them. 5% of users are noise (any taste, any habit; planted segment -1).
 `titles_only` writes a catalogue without categories, the way many real shops export it: items are named by
-titles that carry their kind ("Organic green tea"). Deterministic by seed; written in chunks of users, so
+titles that carry their kind ("Organic green tea"), in a long tail of 1,000 items per kind. Deterministic by seed; written in chunks of users, so
 10M+ events never sit in memory at once.
 """
 
@@ -69,6 +69,10 @@ PLANTED_SEGMENTS = (
     PlantedSegment("beauty & fashion browsers", {"beauty": 0.45, "fashion": 0.45, "home & garden": 0.1}, 55, 0.05, 0.3, 21),
 )  # fmt: skip
 NOISE = -1  # the planted segment of noise users
+# The titles-only shop is a long tail, as shops that export only titles tend to be: 12,000 items, most seen by
+# a handful of users, so what an item is must be read from its title more than from who bought it.
+TITLES_ITEMS_PER_CATEGORY = 1000
+TITLES_ACTIVITY = 0.25
 
 
 class DemoConfig(BaseModel):
@@ -82,6 +86,7 @@ class DemoConfig(BaseModel):
     chunk_users: int = 20_000
     noise_share: float = 0.05
     titles_only: bool = False
+    activity: float = 1.0  # scales every segment's views per user
 
 
 def demo_config(source: str) -> DemoConfig:
@@ -96,7 +101,13 @@ def demo_config(source: str) -> DemoConfig:
         raise SourceSpecError(
             f"bad demo source {source!r}: use demo, demo:N_USERS, demo:titles or demo:N_USERS:titles"
         )
-    return DemoConfig(n_users=int(numbers[0]) if numbers else DemoConfig().n_users, titles_only=titles_only)
+    n_users = int(numbers[0]) if numbers else DemoConfig().n_users
+    if titles_only:
+        return DemoConfig(
+            n_users=n_users, titles_only=True, items_per_category=TITLES_ITEMS_PER_CATEGORY,
+            activity=TITLES_ACTIVITY,
+        )  # fmt: skip
+    return DemoConfig(n_users=n_users)
 
 
 EVENT_FIELDS = ("event_id", "user_id", "session_id", "item_id", "event_type", "ts", "value", "quantity")
@@ -175,7 +186,7 @@ def _events_for_users(config: DemoConfig, items: list[dict], first_user: int, n_
         for category, weight in segment.taste.items():
             weights[CATEGORIES.index(category)] += weight
         taste = rng.dirichlet(weights * 40)
-        n_views = max(3, int(rng.lognormal(np.log(segment.events_per_user), 0.35)))
+        n_views = max(3, int(rng.lognormal(np.log(segment.events_per_user * config.activity), 0.35)))
         cart_rate = float(np.clip(rng.normal(segment.cart_rate, 0.03), 0.01, 0.9))
         purchase_rate = float(np.clip(rng.normal(segment.purchase_rate, 0.08), 0.05, 0.95))
         user_id = f"u{u + 1:06d}"
