@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
@@ -67,7 +68,7 @@ def main() -> None:
 
     print(f"{'data set':<22}{'method':<22}{'Recall@10':>10}{'NDCG@10':>10}{'Recall@20':>10}   notes")
     for label, source in sources.items():
-        workspace = base / label.split()[0]
+        workspace = base / re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")  # one per data set
         started = time.perf_counter()
         summary = segment_users(source=source, workspace=str(workspace))
         seconds = time.perf_counter() - started
@@ -81,7 +82,7 @@ def main() -> None:
         # Every family the run trained, as segments of people fit on the training part (the same K).
         rows += [
             (f"family {f['family']}", f["recall@10"], f["ndcg@10"], None,
-             ("published" if f["chosen"] else f["note"]) + f", fit {f['fit_seconds']:.1f} s")
+             ", ".join(filter(None, ["published" if f["chosen"] else f["note"], f"fit {f['fit_seconds']:.1f} s"])))
             for f in summary.families if f["recall@10"] is not None
         ]  # fmt: skip
         rows += [
