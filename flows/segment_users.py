@@ -334,16 +334,24 @@ def track(
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
 def publish_segments(
-    warehouse_path: str, memory_limit: str, exports_dir: str, run: dict, segmenter_path: str
+    warehouse_path: str,
+    memory_limit: str,
+    exports_dir: str,
+    run: dict,
+    segmenter_path: str,
+    keep_exports: int,
 ) -> str:
-    """Write exports/<run_id>/, swap the published tables in one transaction, then switch exports/current."""
+    """Write exports/<run_id>/, swap the published tables in one transaction, switch exports/current, then
+    delete all but the `keep_exports` newest export folders."""
     con = connect_warehouse(warehouse_path, memory_limit)
     try:
         publish.write_exports(con, Path(exports_dir), run["run_id"], Path(segmenter_path))
         publish.swap_published(con, run)
     finally:
         con.close()
-    return str(publish.switch_current_export(Path(exports_dir), run["run_id"]))
+    current = publish.switch_current_export(Path(exports_dir), run["run_id"])
+    publish.prune_exports(Path(exports_dir), keep_exports)
+    return str(current)
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
@@ -440,7 +448,9 @@ def segment_users(
                 "metrics": metrics, "mlflow_run_id": mlflow_run_id,
             }  # fmt: skip
             if verdict.publish:
-                current = publish_segments(warehouse, memory, str(ws.exports_dir), run, segmenter_path)
+                current = publish_segments(
+                    warehouse, memory, str(ws.exports_dir), run, segmenter_path, settings.keep_exports
+                )
                 mark_published(str(ws.root), mlflow_run_id)
                 register(str(ws.root), mlflow_run_id, run_id, settings, clusterer.k, objective)
             else:

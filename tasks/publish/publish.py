@@ -154,3 +154,30 @@ def switch_current_export(exports_dir: Path, run_id: str) -> Path:
     temporary.symlink_to(run_id, target_is_directory=True)
     os.replace(temporary, current)
     return current
+
+
+def prune_exports(exports_dir: Path, keep: int) -> list[str]:
+    """Delete all but the `keep` newest export folders (by modification time; the one `exports/current` points
+    at is always kept and counts as one), and temporary links a crash left behind. Folders of runs that never
+    became current go the same way once they are old enough. A reader resolves `current` once, so it reads a
+    folder that stays for `keep - 1` more publishes. Returns the names deleted. Only the writer calls this."""
+    import shutil
+
+    current = exports_dir / "current"
+    target = os.readlink(current) if current.is_symlink() else None
+    folders = [
+        p for p in exports_dir.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
+    ]
+    folders.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    others = [p.name for p in folders if p.name != target]
+    kept = {target, *others[: max(keep - 1, 0)]}
+    deleted = []
+    for folder in folders:
+        if folder.name not in kept:
+            shutil.rmtree(folder)
+            deleted.append(folder.name)
+    for link in exports_dir.glob(".current-*"):
+        if link.is_symlink():
+            link.unlink()
+            deleted.append(link.name)
+    return deleted

@@ -68,6 +68,9 @@ class SegmentSettings(BaseModel):
     drift_max_changed_share: float = Field(
         0.3, ge=0, le=1, description="Warn when more than this share of users changed segment since then"
     )
+    keep_exports: int = Field(
+        5, ge=1, description="Export folders kept under exports/ (the current one and the newest others)"
+    )
     force: bool = Field(
         False,
         description="Publish and make champion even when the champion scores better on this run's holdout",
