@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import time
 import traceback
 import warnings
 from collections import Counter
@@ -272,6 +274,12 @@ def prepare_writer(
     # own temporary server would outlive a killed command.
     if os.environ.get("PREFECT_API_URL") or "prefect" in sys.modules:
         return ws, None
+    from tasks.servers import find_running_server
+
+    running = find_running_server(ws)  # `segflow ui` or `segflow server start` on this workspace
+    if running is not None:
+        os.environ["PREFECT_API_URL"] = running
+        return ws, None
     server = start_prefect_server(ws)
     os.environ["PREFECT_API_URL"] = server.api_url
     if is_verbose(ctx):
@@ -451,6 +459,7 @@ def parse_segment_settings(
     micro_k: str = "auto",
     min_segment_size: int | None = None,
     require_lift: bool = False,
+    **training: Any,
 ) -> Any:
     """SegmentSettings from the options; a bad value is a usage error naming the option."""
     from pydantic import ValidationError
@@ -461,11 +470,14 @@ def parse_segment_settings(
         return SegmentSettings(
             embedding=embedding, clusterer=clusterer, k=k if k == "auto" else int(k), seed=seed,
             micro_k=micro_k if micro_k == "auto" else int(micro_k), min_segment_size=min_segment_size,
-            require_lift=require_lift,
+            require_lift=require_lift, **training,
         )  # fmt: skip
     except ValidationError as error:
         first = error.errors()[0]
-        option = f"'--{str(first['loc'][0]).replace('_', '-')}'" if first["loc"] else "a segment setting"
+        field = (
+            str(first["loc"][0]).removesuffix("_s") if first["loc"] else None
+        )  # time_budget_s: --time-budget
+        option = f"'--{field.replace('_', '-')}'" if field else "a segment setting"
         raise typer.BadParameter(f"{first['input']!r}: {first['msg']}", param_hint=option) from None
 
 
@@ -475,8 +487,15 @@ def run(
     source: SourceOption = "demo",
     workspace: WorkspaceOption = Path("workspace"),
     max_bad_fraction: MaxBadOption = 0.05,
-    embedding: Annotated[str, typer.Option(help="behaviour, svd or combined.")] = "combined",
-    clusterer: Annotated[str, typer.Option(help="kmeans, hdbscan or agglomerative.")] = "kmeans",
+    embedding: Annotated[
+        str,
+        typer.Option(
+            help="auto (train the families the data support and publish the best on the holdout), one family, "
+            "or several separated by commas: behaviour, svd, combined, autoencoder, lightgcn, sequence, text, "
+            "fusion."
+        ),
+    ] = "auto",
+    clusterer: Annotated[str, typer.Option(help="kmeans, hdbscan, agglomerative or dec.")] = "kmeans",
     k: Annotated[
         str, typer.Option("--k", callback=check_k, help="Number of segments (2 or more), or auto.")
     ] = "auto",
@@ -503,12 +522,32 @@ def run(
             "--require-lift", help="Refuse to publish lists that are not more useful than popularity."
         ),
     ] = False,
+    max_epochs: Annotated[
+        int | None, typer.Option("--max-epochs", help="Most epochs per learned family fit.")
+    ] = None,
+    time_budget: Annotated[
+        float | None,
+        typer.Option("--time-budget", help="Seconds of training per learned family fit (default 20)."),
+    ] = 20.0,
+    accelerator: Annotated[
+        str, typer.Option(help="Where learned families train: auto (a GPU when present), cpu or gpu.")
+    ] = "auto",
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Publish and become champion even when the champion scores better on this holdout.",
+        ),
+    ] = False,
     details: DetailsOption = False,
 ) -> None:
     """Run the whole pipeline on a source: ingest, validate, features, embed, cluster, evaluate, publish."""
     ws, server = prepare_writer(ctx, workspace)
     # Parsed after the server is started: the settings import the model code (seconds), while it boots.
-    settings = parse_segment_settings(embedding, clusterer, k, seed, micro_k, min_segment_size, require_lift)
+    settings = parse_segment_settings(
+        embedding, clusterer, k, seed, micro_k, min_segment_size, require_lift,
+        max_epochs=max_epochs, time_budget_s=time_budget, accelerator=accelerator, force=force,
+    )  # fmt: skip
     from flows.segment_users import segment_users
 
     wait_for_prefect(server)
@@ -531,10 +570,30 @@ def run(
     print_warehouse(ws)
     print_segments(summary.profiles)
     print_metrics(summary.metrics)
+    print_families(summary.families)
     for note in summary.notes:
         print_line(("note ", "yellow"), note)
     for name, where in summary.locations.items():
         print_line((name, "bold"), f": {where}")
+
+
+def print_families(families: list[dict]) -> None:
+    """The embedding families the run compared (segments fit on the training part, scored on the holdout)."""
+    if len(families) < 2:
+        return
+    table = Table(title="embedding families (segment lists on the holdout)", title_justify="left")
+    for column in ("family", "Recall@10", "silhouette", "fit s", ""):
+        table.add_column(column, justify="left" if column in ("family", "") else "right")
+
+    def figure(value: float | None, digits: int) -> str:
+        return "" if value is None else f"{value:.{digits}f}"
+
+    for f in families:
+        table.add_row(
+            cell(f["family"]), cell(figure(f["recall@10"], 4)), cell(figure(f["silhouette"], 3)),
+            cell(figure(f["fit_seconds"], 1)), cell("published" if f["chosen"] else f["note"]),
+        )  # fmt: skip
+    console.print(table)
 
 
 def print_segments(profiles: list[dict]) -> None:
@@ -872,6 +931,95 @@ def deploy(
         )  # fmt: skip
     console.print(table)
     print_line(f"run them with: PREFECT_API_URL={api_url} prefect worker start --pool segflow")
+
+
+server_app = typer.Typer(
+    cls=SegflowGroup, help="The Prefect server of a workspace.", no_args_is_help=True, add_completion=False
+)
+app.add_typer(server_app, name="server")
+PrefectPortOption = Annotated[
+    int, typer.Option("--port", min=1, max=65535, help="Port of the Prefect server.")
+]
+
+
+@server_app.command("start")
+def server_start(
+    ctx: typer.Context, workspace: WorkspaceOption = Path("workspace"), port: PrefectPortOption = 4200
+) -> None:
+    """Start the workspace's Prefect server (API and UI) on 127.0.0.1 and keep it running until Ctrl-C; every
+    segflow command on this workspace uses it meanwhile instead of starting its own."""
+    serve_until_interrupted(ctx, workspace, prefect_port=port, mlflow_port=None)
+
+
+@app.command()
+def ui(
+    ctx: typer.Context,
+    workspace: WorkspaceOption = Path("workspace"),
+    prefect_port: Annotated[
+        int, typer.Option("--prefect-port", min=1, max=65535, help="Port of the Prefect UI.")
+    ] = 4200,
+    mlflow_port: Annotated[
+        int, typer.Option("--mlflow-port", min=1, max=65535, help="Port of the MLflow UI.")
+    ] = 5000,
+) -> None:
+    """Start the Prefect server and the MLflow UI over the workspace on 127.0.0.1, print both URLs, and stop
+    both on Ctrl-C. Every segflow command on this workspace uses this Prefect server meanwhile."""
+    serve_until_interrupted(ctx, workspace, prefect_port=prefect_port, mlflow_port=mlflow_port)
+
+
+def stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def serve_until_interrupted(
+    ctx: typer.Context, workspace: Path, prefect_port: int, mlflow_port: int | None
+) -> None:
+    from tasks.servers import (
+        find_running_server,
+        forget_server,
+        port_is_free,
+        record_server,
+        start_mlflow,
+        start_prefect,
+    )
+
+    ws = open_workspace(workspace)
+    configure_environment(ws, verbose=is_verbose(ctx))
+    running = find_running_server(ws)
+    if running is not None:
+        fail(f"a Prefect server for {ws.root} is already running at {running}: use it, or stop it first")
+    for port, option in (
+        (prefect_port, "--prefect-port" if mlflow_port else "--port"),
+        (mlflow_port, "--mlflow-port"),
+    ):
+        if port is not None and not port_is_free(port):
+            fail(f"port {port} on 127.0.0.1 is taken: pick another with {option}")
+    signal.signal(signal.SIGTERM, stop_on_sigterm)  # `kill` stops the servers as Ctrl-C does
+    started = [start_prefect(ws, prefect_port)]
+    if mlflow_port is not None:
+        started.append(start_mlflow(ws, mlflow_port))
+    try:
+        with err_console.status("starting ..."):
+            for served in started:
+                served.wait_until_ready(
+                    float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 90))
+                )
+        record_server(ws, started[0])
+        for served in started:
+            print_line((f"{served.name}: ", "bold"), served.url, f"  (log {served.log_path})")
+        print_line(
+            f"segflow commands on {ws.root} use this Prefect server; Ctrl-C stops {'both' if len(started) > 1 else 'it'}"
+        )
+        while all(served.process.poll() is None for served in started):
+            time.sleep(0.5)
+        stopped = next(served for served in started if served.process.poll() is not None)
+        fail(f"the {stopped.name} stopped (exit {stopped.process.returncode}): see {stopped.log_path}")
+    except KeyboardInterrupt:
+        print_line("stopping ...")
+    finally:
+        forget_server(ws)
+        for served in reversed(started):
+            served.stop()
 
 
 @app.command()

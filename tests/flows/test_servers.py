@@ -1,0 +1,136 @@
+"""`segflow server start` and `segflow ui` as a person runs them: servers on 127.0.0.1 only, their URLs
+printed, every other segflow command on the workspace using that Prefect server instead of starting its own,
+and a clean stop on Ctrl-C (SIGINT) or `kill` (SIGTERM) that leaves nothing running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+SEGFLOW = str(Path(sys.executable).parent / "segflow")
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def nothing_listens_on(port: int) -> bool:
+    """Bind as a server would (connections closing in TIME_WAIT do not count)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def page(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, response.read().decode(errors="replace")
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_HOME")}
+
+
+def start(args: list[str]) -> tuple[subprocess.Popen, list[str]]:
+    """Start a serving command and read its lines up to the one that says what uses it."""
+    process = subprocess.Popen(
+        [SEGFLOW, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
+        start_new_session=True,
+    )  # fmt: skip
+    shown = []
+    for line in process.stdout:
+        shown.append(line.rstrip())
+        if line.startswith("segflow commands on"):
+            break
+    return process, shown
+
+
+def stop(process: subprocess.Popen, signum: int) -> int:
+    process.send_signal(signum)
+    return process.wait(30)
+
+
+def test_server_start_serves_the_workspace_and_commands_use_it(tmp_path):
+    workspace, port = tmp_path / "ws", free_port()
+    process, shown = start(["server", "start", "--workspace", str(workspace), "--port", str(port)])
+    try:
+        assert (
+            shown[0]
+            == f"Prefect server: http://127.0.0.1:{port}  (log {workspace / 'prefect' / 'server.log'})"
+        ), shown
+        assert page(f"http://127.0.0.1:{port}/api/health")[0] == 200
+        done = subprocess.run(
+            [SEGFLOW, "--verbose", "ingest", "--source", "demo:50", "--workspace", str(workspace)],
+            capture_output=True, text=True, env=clean_env(),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "a local server for this command" not in done.stderr  # it used the running one
+        again = subprocess.run([SEGFLOW, "ingest", "--source", "demo:50", "--workspace", str(workspace)], capture_output=True, text=True, env=clean_env())  # fmt: skip
+        assert again.returncode == 0 and "0 ingested, 2 skipped" in again.stdout
+    finally:
+        code = stop(process, signal.SIGINT)
+    assert code == 0 and "stopping ..." in process.stdout.read()
+    assert not (workspace / "prefect" / "server.json").exists()
+    assert nothing_listens_on(port)  # nothing left running
+
+
+def test_ui_serves_prefect_and_mlflow_on_localhost_and_a_kill_stops_both(tmp_path):
+    workspace, prefect_port, mlflow_port = tmp_path / "ws", free_port(), free_port()
+    process, shown = start(
+        [
+            "ui",
+            "--workspace",
+            str(workspace),
+            "--prefect-port",
+            str(prefect_port),
+            "--mlflow-port",
+            str(mlflow_port),
+        ]
+    )
+    try:
+        assert [line.split("  (log")[0] for line in shown[:2]] == [
+            f"Prefect server: http://127.0.0.1:{prefect_port}", f"MLflow UI: http://127.0.0.1:{mlflow_port}",
+        ]  # fmt: skip
+        status, html = page(f"http://127.0.0.1:{prefect_port}/")
+        assert status == 200 and "<html" in html.lower()
+        status, html = page(f"http://127.0.0.1:{mlflow_port}/")
+        assert status == 200 and "mlflow" in html.lower()
+        busy = subprocess.run(
+            [SEGFLOW, "ui", "--workspace", str(workspace), "--prefect-port", str(free_port()), "--mlflow-port", str(free_port())],
+            capture_output=True, text=True, env=clean_env(),
+        )  # fmt: skip
+        assert busy.returncode == 1
+        assert busy.stderr.strip() == (
+            f"error: a Prefect server for {workspace} is already running at http://127.0.0.1:{prefect_port}/api: "
+            "use it, or stop it first"
+        )
+    finally:
+        code = stop(process, signal.SIGTERM)
+    assert code == 0
+    assert nothing_listens_on(prefect_port) and nothing_listens_on(mlflow_port)
+
+
+def test_a_taken_port_is_one_line_naming_the_option(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [SEGFLOW, "server", "start", "--workspace", str(tmp_path / "ws"), "--port", str(port)],
+            capture_output=True, text=True, env=clean_env(),
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"error: port {port} on 127.0.0.1 is taken: pick another with --port"
