@@ -66,7 +66,7 @@ def published(tmp_path_factory) -> tuple[Path, str]:
     result = runner.invoke(
         app,
         ["run", "--source", "demo:400", "--k", "9", "--micro-k", "6", "--min-segment-size", "30",
-         "--workspace", str(workspace)],
+         "--embedding", "combined", "--workspace", str(workspace)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     return workspace, result.output
