@@ -89,7 +89,10 @@ def _start(name: str, command: list[str], env: dict[str, str], log_path: Path) -
 
 def start_prefect(workspace: Workspace, port: int) -> Served:
     """`prefect server start` (API and UI) on 127.0.0.1:`port`, its database in the workspace."""
-    env = {**os.environ, "PREFECT_HOME": str(workspace.prefect_home)}
+    url = f"http://{HOST}:{port}"
+    # The UI asks the server where its API is: without this it would say the default port, 4200.
+    env = {**os.environ, "PREFECT_HOME": str(workspace.prefect_home), "PREFECT_UI_API_URL": f"{url}/api",
+           "PREFECT_SERVER_API_HOST": HOST, "PREFECT_SERVER_API_PORT": str(port)}  # fmt: skip
     env.pop("PREFECT_API_URL", None)
     command = [
         str(Path(sys.executable).parent / "prefect"),
@@ -102,7 +105,6 @@ def start_prefect(workspace: Workspace, port: int) -> Served:
     ]
     log_path = workspace.prefect_home / "server.log"
     process = _start("Prefect server", command, env, log_path)
-    url = f"http://{HOST}:{port}"
     return Served("Prefect server", process, url, f"{url}/api/health", log_path)
 
 

@@ -5,6 +5,7 @@ and a clean stop on Ctrl-C (SIGINT) or `kill` (SIGTERM) that leaves nothing runn
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 SEGFLOW = str(Path(sys.executable).parent / "segflow")
+CHROMIUM = shutil.which("chromium-headless-shell") or shutil.which("chromium")
 pytestmark = pytest.mark.slow
 
 
@@ -38,6 +40,21 @@ def nothing_listens_on(port: int) -> bool:
 def page(url: str) -> tuple[int, str]:
     with urllib.request.urlopen(url, timeout=10) as response:
         return response.status, response.read().decode(errors="replace")
+
+
+def browse(url: str, screenshot: Path) -> str:
+    """The page's DOM once its scripts ran, in headless Chromium, and a screenshot of it."""
+    flags = [
+        CHROMIUM,
+        "--no-sandbox",
+        "--disable-gpu",
+        "--window-size=1280,800",
+        "--virtual-time-budget=10000",
+    ]
+    subprocess.run([*flags, f"--screenshot={screenshot}", url], capture_output=True, timeout=90, check=True)
+    return subprocess.run(
+        [*flags, "--dump-dom", url], capture_output=True, text=True, timeout=90, check=True
+    ).stdout
 
 
 def clean_env() -> dict[str, str]:
@@ -108,6 +125,18 @@ def test_ui_serves_prefect_and_mlflow_on_localhost_and_a_kill_stops_both(tmp_pat
         assert status == 200 and "<html" in html.lower()
         status, html = page(f"http://127.0.0.1:{mlflow_port}/")
         assert status == 200 and "mlflow" in html.lower()
+        # The Prefect UI asks its server where the API is: the port it runs on, not Prefect's default.
+        assert (
+            f'"api_url":"http://127.0.0.1:{prefect_port}/api"'
+            in page(f"http://127.0.0.1:{prefect_port}/ui-settings")[1]
+        )
+        if CHROMIUM:  # a real browser renders both pages (Debian: apt-get install chromium-headless-shell)
+            for name, port, text in (
+                ("prefect", prefect_port, "Dashboard"),
+                ("mlflow", mlflow_port, "Experiments"),
+            ):
+                assert text in browse(f"http://127.0.0.1:{port}/", tmp_path / f"{name}.png")
+                assert (tmp_path / f"{name}.png").stat().st_size > 10_000
         busy = subprocess.run(
             [SEGFLOW, "ui", "--workspace", str(workspace), "--prefect-port", str(free_port()), "--mlflow-port", str(free_port())],
             capture_output=True, text=True, env=clean_env(),
