@@ -31,7 +31,14 @@ from tasks.ingest.sources import resolve_source
 from tasks.publish import profile, publish
 from tasks.segment import segmenter as seg
 from tasks.segment.evaluate import describe_segments, score_holdout, usefulness_notes
-from tasks.segment.families import FamilyFit, candidate_families, choose_family, comparison_rows, fit_family
+from tasks.segment.families import (
+    FamilyFit,
+    candidate_families,
+    choose_family,
+    comparison_rows,
+    fit_family,
+    try_fit_family,
+)
 from tasks.segment.micro import MicroSegments, micro_tables
 from tasks.segment.segmenter import Segmenter
 from tasks.segment.settings import SegmentSettings
@@ -122,7 +129,10 @@ def embed_family(
     family: str, user_features: UserFeatures, split: EventSplit, settings: SegmentSettings, k: int,
     text_cache: str,
 ) -> FamilyFit:  # fmt: skip
-    """Fit one family on the training part; cluster it and score its segments on the held-out items."""
+    """Fit one family on the training part; cluster it and score its segments on the held-out items. When
+    several families compete, one that fails is reported in the comparison and the others go on."""
+    if len(settings.families) > 1:
+        return try_fit_family(family, user_features, split, settings, k, text_cache)
     return fit_family(family, user_features, split, settings, k, text_cache)
 
 
@@ -188,7 +198,7 @@ def score_champion(
     family comparison when this run fit the same configuration)."""
     same = found.clusterer == settings.clusterer and found.k == k and found.seed == settings.seed
     for fit in fits:
-        if same and fit.family == found.family:
+        if same and fit.family == found.family and fit.error is None:
             return fit.metrics.get("recall@10")
     champion_settings = settings.model_copy(
         update={"embedding": found.family, "clusterer": found.clusterer, "seed": found.seed}
@@ -327,7 +337,7 @@ def track(
         ws.mlflow_uri, ws.mlartifacts_dir, run_id, params, metrics,
         f"{params['segments']['embedding']}/{params['segments']['clusterer']}", {**figures, **tables},
         segmenter_path=segmenter_path, input_example=example,
-        families=[tracking.FamilyRun(f.family, f.metrics, f.epochs, f.embedding) for f in fits],
+        families=[tracking.FamilyRun(f.family, f.metrics, f.epochs, f.embedding) for f in fits if f.error is None],
     )  # fmt: skip
     return mlflow_run_id, figures
 

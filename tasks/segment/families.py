@@ -45,6 +45,7 @@ class FamilyFit:
     metrics: dict[str, float]
     epochs: list[dict[str, float]] = field(default_factory=list)  # train/loss, val/loss per epoch
     recalls: dict[str, float] = field(default_factory=dict)  # each held-out user's Recall@10
+    error: str | None = None  # why the family could not be fit (when it was one of several)
 
 
 def candidate_families(
@@ -91,10 +92,29 @@ def fit_family(
     return FamilyFit(family, embedder, embedding, metrics, log.epochs(), recalls)
 
 
+def try_fit_family(
+    family: str, features: UserFeatures, split: EventSplit, settings: SegmentSettings, k: int,
+    text_cache: str | None = None,
+) -> FamilyFit:  # fmt: skip
+    """`fit_family`, but a family that fails is a row of the comparison with its error, not the end of the
+    run: when several families compete, the others still can be published."""
+    try:
+        return fit_family(family, features, split, settings, k, text_cache)
+    except Exception as error:  # noqa: BLE001 - any family's failure is reported, the run goes on
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return FamilyFit(family, None, None, {}, error=f"{type(error).__name__}: {message}"[:200])
+
+
 def choose_family(fits: list[FamilyFit]) -> str:
     """The family to publish: among those tied with the best Recall@10 (`tied_with_best`), the best
-    silhouette. Without a holdout (no user of 5+ items), the best silhouette of all."""
-    tied = tied_with_best(fits)
+    silhouette. Without a holdout (no user of 5+ items), the best silhouette of all. Failed fits are left out;
+    when every family failed, the first one's error is raised."""
+    fitted = [fit for fit in fits if fit.error is None]
+    if not fitted:
+        raise RuntimeError(
+            "no embedding family could be fit: " + "; ".join(f"{f.family}: {f.error}" for f in fits)
+        )
+    tied = tied_with_best(fitted)
     return max(tied, key=lambda fit: fit.metrics.get("silhouette", -1.0)).family
 
 
@@ -116,6 +136,8 @@ def tied_with_best(fits: list[FamilyFit]) -> list[FamilyFit]:
 
 def comparison_rows(fits: list[FamilyFit], chosen: str, skipped: dict[str, str]) -> list[dict]:
     """The comparison table, as the summary, the report and MLflow show it: every family, best first."""
+    failed = [fit for fit in fits if fit.error is not None]
+    fits = [fit for fit in fits if fit.error is None]
     tied = tied_with_best(fits)
     rows = [
         {
@@ -135,6 +157,11 @@ def comparison_rows(fits: list[FamilyFit], chosen: str, skipped: dict[str, str])
         {"family": family, "recall@10": None, "ndcg@10": None, "silhouette": None, "fit_seconds": None,
          "epochs": None, "chosen": False, "note": f"not trained: {reason}"}
         for family, reason in skipped.items()
+    ]  # fmt: skip
+    rows += [
+        {"family": fit.family, "recall@10": None, "ndcg@10": None, "silhouette": None, "fit_seconds": None,
+         "epochs": None, "chosen": False, "note": f"failed: {fit.error}"}
+        for fit in failed
     ]  # fmt: skip
     return rows
 

@@ -99,3 +99,38 @@ def test_the_champion_stays_unless_the_run_is_at_least_as_good_on_the_same_holdo
     assert judge(0.2801, CHAMPION, 0.2702, force=False).note.startswith(
         "new champion: segment Recall@10 0.2801"
     )
+
+
+def test_a_family_that_fails_among_several_is_a_row_with_its_error_and_the_others_still_compete():
+    import polars as pl
+
+    from tasks.evaluate.holdout import split_events
+    from tasks.features.events import as_events_table
+    from tasks.segment.families import try_fit_family
+    from tasks.segment.segmenter import fit_features
+
+    rng = np.random.default_rng(1)
+    frame = pl.DataFrame(
+        {
+            "user_id": [f"u{u}" for u in range(40) for _ in range(8)],
+            "item_id": [f"i{(u % 4) * 10 + int(rng.integers(10))}" for u in range(40) for _ in range(8)],
+            "event_type": "view",
+            "ts": [f"2024-01-{1 + d:02d} 10:00:00" for _ in range(40) for d in range(8)],
+        }
+    ).with_columns(pl.col("ts").str.to_datetime())
+    events = as_events_table(frame)
+    no_words = pa.table({"item_id": pa.array([], pa.string()), "category": pa.array([], pa.string())})
+    settings = SegmentSettings(embedding="combined,text")
+    split = split_events(events, 0)
+    _, features = fit_features(split.train, no_words, settings)
+    fits = [try_fit_family(f, features, split, settings, 4) for f in ("combined", "text")]
+    assert fits[0].error is None and fits[0].metrics["recall@10"] > 0
+    assert fits[1].error == (
+        "ValueError: the text embedding needs items with a title, a category or a text; these have none"
+    )
+    assert choose_family(fits) == "combined"
+    assert comparison_rows(fits, "combined", {})[-1]["note"] == (
+        "failed: ValueError: the text embedding needs items with a title, a category or a text; these have none"
+    )
+    with pytest.raises(RuntimeError, match="no embedding family could be fit: text: ValueError: the text"):
+        choose_family(fits[1:])
