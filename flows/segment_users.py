@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.ingest import IngestReport, ingest_events
@@ -483,6 +483,24 @@ def segment_users(
         markdown=_markdown(run_id, profiles, metrics, locations, notes, families),
         description=f"segflow run {run_id}",
     )
+    create_table_artifact(
+        key="segments",
+        table=[
+            {
+                "segment": p["segment_id"],
+                "label": p["label"],
+                "users": p["size"],
+                "share": round(p["share"], 4),
+                "top categories": ", ".join(p["top_categories"] or []),
+            }
+            for p in profiles
+        ],  # fmt: skip
+        description=f"segments of run {run_id}" + ("" if verdict.publish else " (not published)"),
+    )
+    create_link_artifact(
+        key="run-report", link=report_path.resolve().as_uri(), link_text=f"run report {run_id}",
+        description="The run's HTML report: segments, metrics, the families compared, charts",
+    )  # fmt: skip
     return RunSummary(
         run_id, report.source, report, profiles, metrics, locations, notes, families, verdict.publish
     )

@@ -153,6 +153,17 @@ def test_the_run_graph_shows_each_stage_as_a_task(demo_run):
         "embed (all)", "cluster (all)", "micro-segments (all)", "assign", "describe", "micro_lists",
         "profile_segments", "validate_segments", "save_segmenter", "track", "publish_segments", "mark_published", "look_up_champion", "register",
     } <= names, names  # fmt: skip
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+        )
+    by_key = {a.key: a for a in artifacts}
+    assert {"segment-summary", "segments", "run-report"} <= set(by_key)
+    # Prefect stores a link artifact as markdown: [run report <id>](file:///.../run-<id>.html)
+    assert f"(file://{demo_run[0]}/reports/run-{demo_run[1].run_id}.html)" in by_key["run-report"].data
+    assert by_key["segments"].type == "table" and '"label"' in by_key["segments"].data
 
 
 def test_segments_and_user_commands(demo_run):
