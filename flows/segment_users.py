@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import polars as pl
 import pyarrow as pa
 from prefect import flow, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from pydantic import Field
 
 from flows.ingest import IngestReport, ingest_events
 from tasks.clock import new_id, utc_now
@@ -385,9 +387,19 @@ def segment_users(
     source: str = "demo",
     workspace: str | None = None,
     settings: SegmentSettings | None = None,
-    max_bad_fraction: float = 0.05,
+    max_bad_fraction: Annotated[float, Field(ge=0, le=1)] = 0.05,
 ) -> RunSummary:
-    """Ingest a source, then build, evaluate and publish user segments for recommenders."""
+    """Ingest a source, then build, evaluate and publish user segments for recommenders.
+
+    Args:
+        source: Where events come from: demo, demo:N, demo:N:titles, movielens:DIR or the path of a source
+            spec (.toml).
+        workspace: The workspace folder (default: env SEGFLOW_WORKSPACE, else ./workspace, relative to the
+            worker's working directory).
+        settings: How segments are made (embedding families, clusterer, K, micro-segments, training budget,
+            champion gate); every field has its own description and default.
+        max_bad_fraction: Reject a file whose share of bad rows is above this (0 to 1).
+    """
     settings = settings or SegmentSettings()
     ws = open_workspace(workspace)
     run_id = new_id()
