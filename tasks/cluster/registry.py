@@ -20,6 +20,14 @@ CLUSTERERS: dict[str, Callable[[int], Clusterer]] = {
 }
 # Families that find the number of segments themselves: no K sweep.
 FINDS_ITS_OWN_K = ("hdbscan",)
+# Families whose K is swept with another, cheaper family: DEC refines k-means (started from it), so K is
+# chosen on k-means' structure; a DEC fit per K and seed would cost minutes each.
+SWEPT_WITH = {"dec": "kmeans"}
+
+
+def sweep_family(name: str) -> str:
+    """The clusterer family the K sweep fits for `name`."""
+    return SWEPT_WITH.get(name, name)
 
 
 def make_clusterer(name: str, seed: int = 0) -> Clusterer:

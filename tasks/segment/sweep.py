@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from tasks.cluster.choose_k import silhouette
-from tasks.cluster.registry import make_clusterer
+from tasks.cluster.registry import make_clusterer, sweep_family
 from tasks.evaluate.holdout import split_events
 from tasks.evaluate.metrics import agreement, segment_usefulness
 from tasks.features.interactions import interaction_matrix
@@ -54,7 +54,7 @@ def sweep_k(events: pa.Table, items: pa.Table, settings: SegmentSettings, people
         n_distinct = len(np.unique(vectors, axis=0))  # more segments than distinct users cannot be told apart
         fits = {}
         for k in range(settings.k_min, max(settings.k_min, min(settings.k_max, n_distinct - 1)) + 1):
-            fits[k] = make_clusterer(settings.clusterer, settings.seed).fit(vectors, k)
+            fits[k] = make_clusterer(sweep_family(settings.clusterer), settings.seed).fit(vectors, k)
             useful = segment_usefulness(train, inner.heldout, users, fits[k].labels_)
             people_rows.append(
                 {
@@ -69,7 +69,7 @@ def sweep_k(events: pa.Table, items: pa.Table, settings: SegmentSettings, people
         for row in people_rows:
             if row["silhouette"] >= best - STABILITY_CANDIDATES * abs(best):
                 refits = [
-                    make_clusterer(settings.clusterer, settings.seed + i).fit(vectors, row["k"])
+                    make_clusterer(sweep_family(settings.clusterer), settings.seed + i).fit(vectors, row["k"])
                     for i in (1, 2)
                 ]
                 row["stability"] = float(
