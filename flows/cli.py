@@ -749,6 +749,8 @@ def show_unpublished_user(ws: Workspace, snapshot: Any, user_id: str, n: int) ->
         listed = read_recommendations(snapshot, live.segment_id, n, seen)
         title = f"top {n} recommendations (seen items excluded)"
     titles, note = item_titles(ws, snapshot, [row["item_id"] for row in listed])
+    if note:
+        print_line(("note ", "yellow"), f"{note}, so titles are not shown; ask again when it is done")
     print_recommendations(title, listed, titles)
 
 

@@ -14,7 +14,7 @@ from typing import Annotated
 import polars as pl
 import pyarrow as pa
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
@@ -140,6 +140,11 @@ def score_users(
         key="score-summary",
         markdown=_markdown(summary),
         description=f"segflow scoring with {published.run_id}",
+    )
+    create_table_artifact(
+        key="scored-users-by-segment",
+        table=[{"segment_id": segment, "scored_users": n} for segment, n in counts.by_segment],
+        description="Users scored in this run, by segment",
     )
     return summary
 

@@ -6,6 +6,7 @@ behave like them, the history records it, everyone else is untouched, and a fail
 from __future__ import annotations
 
 import csv
+import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -247,3 +248,16 @@ def test_scoring_a_workspace_with_nothing_published_says_what_to_run(tmp_path):
         f"error: no segments published in {workspace} yet: run `segflow run` first; scoring assigns new users "
         "with its saved segmenter"
     )
+
+
+def test_a_scoring_leaves_its_summary_and_table_in_prefect(scored):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    keys = ArtifactFilterKey(any_=["score-summary", "scored-users-by-segment"])
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=keys))
+    by_key = {a.key: a for a in artifacts}
+    assert f"{N_NEW + 1} users scored: {N_NEW} new" in by_key["score-summary"].data
+    table = json.loads(by_key["scored-users-by-segment"].data)  # Prefect stores a table as JSON text
+    assert sum(row["scored_users"] for row in table) == N_NEW + 1
