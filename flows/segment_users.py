@@ -489,7 +489,10 @@ def segment_users(
         "MLflow UI": f"mlflow ui --backend-store-uri {ws.mlflow_uri} --workers 1",
         "MLflow model": f"runs:/{mlflow_run_id}/segmenter",
     }
-    write_run_report(report_path, run_id, locations, profiles, metrics, figures, notes, families)
+    write_run_report(
+        report_path, run_id, locations, profiles, metrics, figures, notes, families,
+        micro_frames["micro_segments"].to_dicts(),
+    )  # fmt: skip
     create_markdown_artifact(
         key="segment-summary",
         markdown=_markdown(run_id, profiles, metrics, locations, notes, families),

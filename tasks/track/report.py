@@ -53,6 +53,7 @@ def write_run_report(
     charts: dict[str, bytes],
     notes: list[str] = (),
     families: list[dict] = (),
+    micro_segments: list[dict] = (),
 ) -> Path:
     rows = "".join(
         f"<tr><td>{p['segment_id']}</td><td>{escape(p['label'])}</td><td>{p['size']:,}</td><td>{p['share']:.1%}</td>"
@@ -74,6 +75,7 @@ def write_run_report(
         f"<th>top items</th></tr>{rows}</table>"
         + "".join(f"<p><strong>{escape(note)}</strong></p>" for note in notes)
         + f"<h2>Metrics</h2><table><tr><th>metric</th><th>value</th></tr>{metric_rows}</table>"
+        + _micro_table(micro_segments)
         + _families_table(families)
         + f"<h2>Where everything is</h2><table>{where}</table><h2>Charts</h2>{images}"
     )
@@ -100,4 +102,22 @@ def _families_table(families: list[dict]) -> str:
         "<h2>Embedding families (segments fit on the training part, scored on the holdout)</h2>"
         "<table><tr><th>family</th><th>segment Recall@10</th><th>NDCG@10</th><th>silhouette</th>"
         f"<th>fit seconds</th><th></th></tr>{rows}</table>"
+    )
+
+
+def _micro_table(micro_segments: list[dict], shown: int = 30) -> str:
+    """The micro-segments for recommenders, largest first (the first `shown`)."""
+    if not micro_segments:
+        return ""
+    ordered = sorted(micro_segments, key=lambda m: (-m["size"], m["micro_segment_id"]))
+    rows = "".join(
+        f"<tr><td>{m['micro_segment_id']}</td><td>{m['size']:,}</td><td>{m['segment_id']}</td>"
+        f"<td>{escape(', '.join(m['top_categories'] or []))}</td></tr>"
+        for m in ordered[:shown]
+    )
+    more = f"<p>and {len(ordered) - shown} more in micro_segments</p>" if len(ordered) > shown else ""
+    return (
+        f"<h2>Micro-segments (for recommenders): {len(ordered)}</h2>"
+        "<table><tr><th>id</th><th>users</th><th>segment most members are in</th><th>top categories</th></tr>"
+        f"{rows}</table>{more}"
     )

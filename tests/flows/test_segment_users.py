@@ -72,6 +72,9 @@ def test_demo_run_writes_exports_report_and_mlflow_runs(demo_run):
     assert (
         "ARI vs planted segments" in report and "data:image/png;base64," in report and "<script" not in report
     )
+    n_micro = int(summary.metrics["micro_k"])
+    assert f"<h2>Micro-segments (for recommenders): {n_micro}</h2>" in report
+    assert "<h2>Embedding families (segments fit on the training part, scored on the holdout)</h2>" in report
 
     from mlflow.tracking import MlflowClient
 
