@@ -78,7 +78,9 @@ def batch_loader(dataset: TensorBatches) -> DataLoader:
 
 class KeepBest(Callback):
     """Keeps the weights of the epoch with the lowest monitored value in memory (no checkpoint files) and puts
-    them back when training ends, so early stopping returns the best model, not the last."""
+    them back when training ends, so early stopping returns the best model, not the last. Only whole epochs
+    count: a time budget that stops a fit mid-epoch makes Lightning validate the part done, and where that
+    part ends depends on the machine's speed, so keeping it would give a seed different vectors run to run."""
 
     def __init__(self, monitor: str = "val/loss") -> None:
         self.monitor = monitor
@@ -86,7 +88,7 @@ class KeepBest(Callback):
         self.state: dict[str, torch.Tensor] | None = None
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return
         value = trainer.callback_metrics.get(self.monitor)
         if value is not None and float(value) < self.best:

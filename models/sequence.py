@@ -21,6 +21,7 @@ from torch import nn
 from models.common import TensorBatches, batch_loader
 
 PAD, UNKNOWN, FIRST_ITEM = 0, 1, 2
+MIN_BATCHES_PER_EPOCH = 8  # an epoch of small data: whole passes over the windows up to this many batches
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,8 @@ class SequenceData(pl.LightningDataModule):
     """Token arrays (grouped by user, time order within a user) into training windows and a validation set:
     for a seeded `val_fraction` of the users with 3+ tokens (but at least `min_val_users` of them, at most
     `max_val_users`), the latest token is held out and predicted from the ones before it against negatives
-    drawn once. An epoch is `windows_per_epoch` windows: fewer than all, or several passes over them."""
+    drawn once. An epoch is at most `windows_per_epoch` windows: a part of them on large data; on small data
+    every window, in passes up to MIN_BATCHES_PER_EPOCH batches."""
 
     def __init__(
         self,
@@ -286,9 +288,12 @@ class SequenceData(pl.LightningDataModule):
         return len(self.val_windows[0]) > 0
 
     def train_dataloader(self):
-        dataset = TensorBatches(
-            self.train_windows, self.batch_size, seed=self.seed, n_per_epoch=self.windows_per_epoch
-        )
+        # Large data see a part of their windows per epoch; small data whole passes, but at least a few
+        # batches. Ten thousand windows of a few hundred users took 20 s an epoch on a busy CPU: every fit
+        # ran into the time budget, and where the budget stopped it changed the vectors from run to run.
+        n_windows = len(self.train_windows[0])
+        n_per_epoch = min(self.windows_per_epoch, max(n_windows, MIN_BATCHES_PER_EPOCH * self.batch_size))
+        dataset = TensorBatches(self.train_windows, self.batch_size, seed=self.seed, n_per_epoch=n_per_epoch)
         return batch_loader(dataset)
 
     def val_dataloader(self):

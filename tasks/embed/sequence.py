@@ -52,7 +52,7 @@ class SequenceSettings(BaseModel):
         20, ge=1, description="Training windows of max_len per user, latest first"
     )
     windows_per_epoch: int = Field(
-        10_000, ge=1, description="Training windows per epoch (fewer or more than all)"
+        10_000, ge=1, description="Most training windows per epoch (small data: whole passes, 8+ batches)"
     )
     val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of users whose latest item is val/loss")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate")

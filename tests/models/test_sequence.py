@@ -140,3 +140,19 @@ def test_training_windows_cut_a_history_from_the_latest_backwards_left_padded():
     np.testing.assert_array_equal(capped, [[14, 15, 16], [0, 0, 21]])
     latest, _ = last_windows(users, items, types, n_users=2, max_len=3)
     np.testing.assert_array_equal(latest, [[15, 16, 17], [0, 21, 22]])
+
+
+def test_an_epoch_of_a_small_shop_is_a_few_batches_of_whole_passes_not_ten_thousand_windows(shop):
+    """The default `windows_per_epoch` is for large data; on a few hundred windows it made an epoch of 79
+    batches (26 passes), every fit ran into the time budget, and the same seed gave other vectors."""
+    _, features, _ = shop
+    embedder = SequenceEmbedder(0, SequenceSettings(max_len=8, dim=8, n_layers=1, batch_size=64))
+    data, _ = embedder.training_parts(features)
+    n_windows = len(data.train_windows[0])
+    assert n_windows < 8 * 64
+    assert len(data.train_dataloader().dataset) == 8  # MIN_BATCHES_PER_EPOCH, whole passes
+    large = SequenceEmbedder(
+        0, SequenceSettings(max_len=8, dim=8, n_layers=1, batch_size=4, windows_per_epoch=40)
+    )
+    data, _ = large.training_parts(features)
+    assert len(data.train_dataloader().dataset) == 10  # a part of the windows per epoch, as configured

@@ -1,0 +1,41 @@
+"""What every learned family shares: a fit that a time budget stops mid-epoch returns the best *whole* epoch,
+so the same seed gives the same weights wherever the budget happened to cut the last epoch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+
+from models.autoencoder import AutoencoderConfig, AutoencoderModule, MLPAutoencoder, VectorDataModule
+from models.common import TrainSettings, copy_state, make_trainer, training_scope
+
+
+class StopAt(Callback):
+    """Stops training after batch `batch` of epoch `epoch`, as Lightning's Timer does when the budget runs out."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        if trainer.current_epoch == self.epoch and args[-1] == self.batch:
+            trainer.should_stop = True
+
+
+def weights_of_a_fit_cut_at(batch: int) -> dict[str, torch.Tensor]:
+    x = np.random.default_rng(0).normal(size=(400, 6)).astype(np.float32)
+    settings = TrainSettings(max_epochs=5, batch_size=16, lr=1e-2, accelerator="cpu")
+    with training_scope(0, n_threads=1):
+        network = MLPAutoencoder(AutoencoderConfig(n_inputs=6, dim=2, hidden=8))
+        trainer, keep_best = make_trainer(settings)
+        trainer.callbacks.append(StopAt(epoch=2, batch=batch))
+        trainer.fit(AutoencoderModule(network, settings.lr), datamodule=VectorDataModule(x, 16, seed=0))
+    return copy_state(network)
+
+
+def test_a_fit_cut_mid_epoch_by_the_budget_keeps_the_best_whole_epoch_wherever_the_cut_fell():
+    early, late = weights_of_a_fit_cut_at(batch=3), weights_of_a_fit_cut_at(batch=15)
+    assert early.keys() == late.keys()
+    for name in early:
+        torch.testing.assert_close(early[name], late[name], rtol=0, atol=0, msg=name)
