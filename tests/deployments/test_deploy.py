@@ -97,8 +97,22 @@ def test_deploy_registers_both_deployments_with_their_schedules_and_defaults(ser
     assert [d["parameters"]["source"] for d in read_deployments(server)] == ["demo", "demo"]
 
 
+def run_to_the_end(client, name: str, parameters: dict, timeout_s: float = 420):
+    """Trigger a deployment's run and wait for its final state."""
+    run = client.create_flow_run_from_deployment(
+        client.read_deployment_by_name(name).id, parameters=parameters
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = client.read_flow_run(run.id).state
+        if state is not None and state.is_final():
+            return state
+        time.sleep(2)
+    return state
+
+
 @pytest.mark.slow
-def test_a_worker_runs_a_triggered_daily_run_to_completed_and_publishes(server, tmp_path):
+def test_a_worker_runs_triggered_daily_and_hourly_runs_to_completed_and_publishes(server, tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -111,17 +125,13 @@ def test_a_worker_runs_a_triggered_daily_run_to_completed_and_publishes(server, 
     )  # fmt: skip
     try:
         with temporary_settings({PREFECT_API_URL: server}), get_client(sync_client=True) as client:
-            deployment = client.read_deployment_by_name("segment-users/daily")
             settings = {"k": 4, "micro_k": 3, "k_max": 6}  # a small run: the parameters a person would type
-            run = client.create_flow_run_from_deployment(deployment.id, parameters={"settings": settings})
-            deadline = time.monotonic() + 420
-            while time.monotonic() < deadline:
-                state = client.read_flow_run(run.id).state
-                if state is not None and state.is_final():
-                    break
-                time.sleep(2)
+            daily = run_to_the_end(client, "segment-users/daily", {"settings": settings})
+            # then the hourly scoring, with its defaults: the workspace the daily run published to
+            hourly = run_to_the_end(client, "score-users/hourly", {})
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(30)
-    assert state.type.value == "COMPLETED", state
+    assert daily.type.value == "COMPLETED", daily
+    assert hourly.type.value == "COMPLETED", hourly
     assert (workspace / "exports" / "current" / "user_segments.parquet").is_file()
