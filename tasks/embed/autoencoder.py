@@ -52,7 +52,9 @@ class AutoencoderEmbedder(Saveable):
 
     def fit(self, features: UserFeatures) -> Self:
         self.behaviour = BehaviourEmbedder(self.seed).fit(features)
-        self.svd = SvdEmbedder(self.seed).fit(features) if self.with_taste else None
+        # Taste needs two items to tell users apart (and TruncatedSVD two columns): a catalogue of one has none.
+        n_items = features.interactions["item_id"].n_unique()
+        self.svd = SvdEmbedder(self.seed).fit(features) if self.with_taste and n_items >= 2 else None
         inputs = self._inputs(features)
         self.config = replace(self.config, n_inputs=inputs.shape[1])
         with training_scope(self.seed), one_thread():
@@ -65,6 +67,8 @@ class AutoencoderEmbedder(Saveable):
         return self
 
     def transform(self, features: UserFeatures) -> Embedding:
+        if len(features.users) == 0:  # no rows for the fitted scalers to take
+            return Embedding(self.name, features.users, np.zeros((0, self.config.dim), dtype=np.float32))
         with one_thread():
             vectors = self.network.encode(self._inputs(features))
         return Embedding(self.name, features.users, vectors.astype(np.float32))

@@ -198,7 +198,8 @@ class TextEmbedder(Saveable):
         if self.head is not None:
             with one_thread():
                 users = self.head.project(users)
-        return Embedding(self.name, features.users, normalize(users).astype(np.float32))
+        vectors = normalize(users) if len(users) else np.zeros((0, users.shape[1]))  # no users: no rows
+        return Embedding(self.name, features.users, vectors.astype(np.float32))
 
     def _fit_head(self, features: UserFeatures, texts: dict[str, str]) -> ProjectionHead:
         items = np.array(sorted(texts), dtype=object)

@@ -7,6 +7,7 @@ import csv
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pytest
 from pytorch_lightning.loggers import CSVLogger
 
@@ -18,6 +19,7 @@ from tasks.ingest.demo import DemoConfig, write_demo_data
 from tasks.segment.settings import SegmentSettings
 
 ONE_EPOCH = TrainSettings(max_epochs=1, batch_size=32)
+ITEMLESS = pa.table({"item_id": pa.array([], pa.string())})
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +75,26 @@ def test_save_and_load_and_the_seed_reproduce_the_vectors(shop, tmp_path):
     np.testing.assert_array_equal(reloaded.transform(features).vectors, vectors)
     np.testing.assert_array_equal(small(seed=1).fit(features).transform(features).vectors, vectors)
     assert not np.allclose(small(seed=2).fit(features).transform(features).vectors, vectors)
+
+
+def test_a_catalogue_of_one_item_trains_on_behaviour_alone(shop):
+    """Every user on the same one item: there is no taste to learn (TruncatedSVD refused the one column, and
+    `--embedding autoencoder` stopped the run); how people shop still tells them apart."""
+    _, _, events = shop
+    one_item = pl.from_arrow(events).with_columns(pl.lit("the-only-item").alias("item_id"))
+    model, features = FeatureModel.fit(as_events_table(one_item), ITEMLESS, SegmentSettings().weights)
+    embedder = small().fit(features)
+    assert embedder.svd is None
+    vectors = embedder.transform(features).vectors
+    assert vectors.shape == (60, 4) and np.isfinite(vectors).all()
+    assert len(np.unique(vectors.round(5), axis=0)) > 1
+    newcomer = one_item.filter(pl.col("user_id") == features.users[0]).with_columns(user_id=pl.lit("new"))
+    np.testing.assert_allclose(
+        embedder.transform(model.transform(newcomer)).vectors[0], vectors[0], atol=1e-5
+    )
+
+
+def test_no_users_give_no_rows_not_an_error(shop):
+    model, features, events = shop
+    embedding = small().fit(features).transform(model.transform(events.slice(0, 0)))
+    assert embedding.vectors.shape == (0, 4) and len(embedding.user_ids) == 0

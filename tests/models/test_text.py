@@ -174,3 +174,9 @@ def test_the_projection_head_trains_on_next_items_and_reproduces_after_save_and_
     np.testing.assert_array_equal(reloaded.transform(features).vectors, vectors)
     again = fitted(features, encoder, head=True, head_train=one_epoch).transform(features).vectors
     np.testing.assert_array_equal(again, vectors)
+
+
+def test_no_users_give_no_rows_not_an_error(shop, encoder):
+    model, features = shop
+    embedding = fitted(features, encoder).transform(model.transform(SHOP.slice(0, 0)))
+    assert embedding.vectors.shape == (0, 384) and len(embedding.user_ids) == 0
