@@ -16,6 +16,7 @@ import pytest
 from pytorch_lightning.loggers import CSVLogger
 
 from models.sequence import last_windows, training_windows
+from tasks.embed.base import FitOptions
 from tasks.embed.sequence import SequenceEmbedder, SequenceSettings, item_steps
 from tasks.features.events import as_events_table
 from tasks.features.user_features import FeatureModel
@@ -156,3 +157,15 @@ def test_an_epoch_of_a_small_shop_is_a_few_batches_of_whole_passes_not_ten_thous
     )
     data, _ = large.training_parts(features)
     assert len(data.train_dataloader().dataset) == 10  # a part of the windows per epoch, as configured
+
+
+def test_under_the_runs_budget_a_small_shop_trains_its_epochs_in_seconds_and_reproduces(shop):
+    """Default sizes, `--max-epochs 4` and the run's 20 s budget: the fit ends by its epochs, not by the clock,
+    so the same seed gives the same vectors. Before, an epoch of a small shop was 10,000 windows on torch's
+    threads fighting over busy cores: a fit ran out of budget within 2 epochs and the vectors changed."""
+    _, features, _ = shop
+    options = FitOptions(max_epochs=4, time_budget_s=20.0, accelerator="cpu")
+    first, second = (SequenceEmbedder(0).configure(options).fit(features) for _ in range(2))
+    assert first.training["epochs"] == second.training["epochs"] == 4
+    assert first.training["seconds"] < 10.0
+    np.testing.assert_array_equal(first.transform(features).vectors, second.transform(features).vectors)
