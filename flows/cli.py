@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -478,7 +479,8 @@ def parse_segment_settings(
             str(first["loc"][0]).removesuffix("_s") if first["loc"] else None
         )  # time_budget_s: --time-budget
         option = f"'--{field.replace('_', '-')}'" if field else "a segment setting"
-        raise typer.BadParameter(f"{first['input']!r}: {first['msg']}", param_hint=option) from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise typer.BadParameter(f"{first['input']!r}: {message}", param_hint=option) from None
 
 
 @app.command()
@@ -542,12 +544,20 @@ def run(
     details: DetailsOption = False,
 ) -> None:
     """Run the whole pipeline on a source: ingest, validate, features, embed, cluster, evaluate, publish."""
+    fresh = not workspace.exists()
     ws, server = prepare_writer(ctx, workspace)
     # Parsed after the server is started: the settings import the model code (seconds), while it boots.
-    settings = parse_segment_settings(
-        embedding, clusterer, k, seed, micro_k, min_segment_size, require_lift,
-        max_epochs=max_epochs, time_budget_s=time_budget, accelerator=accelerator, force=force,
-    )  # fmt: skip
+    try:
+        settings = parse_segment_settings(
+            embedding, clusterer, k, seed, micro_k, min_segment_size, require_lift,
+            max_epochs=max_epochs, time_budget_s=time_budget, accelerator=accelerator, force=force,
+        )  # fmt: skip
+    except typer.BadParameter:
+        if server is not None:
+            server.stop()
+        if fresh:  # a usage error leaves no half-made workspace behind
+            shutil.rmtree(ws.root, ignore_errors=True)
+        raise
     from flows.segment_users import segment_users
 
     wait_for_prefect(server)
@@ -701,8 +711,11 @@ def show_published_user(ws: Workspace, snapshot: Any, user_id: str, found: dict,
     titles, note = item_titles(ws, snapshot, [row["item_id"] for row in listed])
     if note:
         print_line(("note ", "yellow"), f"{note}, so titles are not shown; ask again when it is done")
+    shown = f"top {len(listed)}" + (
+        f" (the published list holds {len(listed)}, not {n})" if len(listed) < n else ""
+    )
     print_recommendations(
-        f"top {n} recommendations (blended from the micro-segments, seen items excluded)", listed, titles
+        f"{shown} recommendations (blended from the micro-segments, seen items excluded)", listed, titles
     )
 
 

@@ -20,7 +20,7 @@ def lines(output: str) -> list[str]:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--embedding", "svd,graph"], "error: Invalid value for '--embedding': 'svd,graph': Value error, unknown embedding 'graph'; choose auto or one or more of behaviour, svd, combined, sequence, lightgcn, autoencoder, text, fusion (see `segflow run --help`)"),
+        (["--embedding", "svd,graph"], "error: Invalid value for '--embedding': 'svd,graph': unknown embedding 'graph'; choose auto or one or more of behaviour, svd, combined, sequence, lightgcn, autoencoder, text, fusion (see `segflow run --help`)"),
         (["--time-budget", "0"], "error: Invalid value for '--time-budget': 0.0: Input should be greater than 0 (see `segflow run --help`)"),
         (["--max-epochs", "0"], "error: Invalid value for '--max-epochs': 0: Input should be greater than or equal to 1 (see `segflow run --help`)"),
         (["--accelerator", "tpu"], "error: Invalid value for '--accelerator': 'tpu': Input should be 'auto', 'cpu' or 'gpu' (see `segflow run --help`)"),
@@ -30,6 +30,7 @@ def test_a_bad_training_option_names_the_option_and_exits_2(args, message, works
     result = runner.invoke(app, ["run", *args, "--workspace", str(workspace)])
     assert result.exit_code == 2, result.output
     assert lines(result.output) == [message]
+    assert not workspace.exists()  # a usage error leaves no half-made workspace
 
 
 @pytest.mark.slow
