@@ -65,7 +65,7 @@ class FusionEmbedder(Saveable):
 
     def transform(self, features: UserFeatures) -> Embedding:
         blocks = [
-            normalize(part.transform(features).vectors) * np.sqrt(weight)
+            _unit_rows(part.transform(features).vectors) * np.sqrt(weight)
             for part, weight in zip(self.parts, self.chosen_weights, strict=True)
         ]
         return Embedding(self.name, features.users, np.hstack(blocks).astype(np.float32))
@@ -75,6 +75,11 @@ class FusionEmbedder(Saveable):
             "store": None,
             "options": None,
         }
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows L2-normalised (zero rows stay zero); no rows stay no rows, which sklearn's normalize refuses."""
+    return normalize(vectors) if len(vectors) else vectors
 
 
 def has_titles(items: pa.Table) -> bool:

@@ -7,6 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from tasks.embed.base import FitOptions
 from tasks.embed.fusion import FusionEmbedder
 from tasks.features.events import as_events_table
 from tasks.features.user_features import FeatureModel
@@ -81,3 +82,15 @@ def test_with_titles_text_joins_and_the_saved_fusion_gives_the_same_vectors(shop
 def test_impossible_choices_are_refused(families, weights):
     with pytest.raises(ValueError, match="fusion"):
         FusionEmbedder(0, families=families, weights=weights)
+
+
+def test_no_users_give_no_rows_of_the_fused_width_not_an_error(shop):
+    """An empty events frame through a fusion of learned families (what a segmenter of `lightgcn` or
+    `sequence` assigns with): sklearn's normalize refused the empty blocks."""
+    events, _, no_titles = shop
+    model, features = FeatureModel.fit(events, no_titles, SegmentSettings().weights)
+    fusion = FusionEmbedder(0, families=("lightgcn", "sequence"))
+    fusion.configure(FitOptions(max_epochs=1, accelerator="cpu")).fit(features)
+    embedding = fusion.transform(model.transform(events.slice(0, 0)))
+    assert embedding.vectors.shape == (0, fusion.transform(features).vectors.shape[1])
+    assert len(embedding.user_ids) == 0
