@@ -4,7 +4,7 @@ trained with BPR on sampled negatives (models/lightgcn.py).
 A user of the fit gets their own final (propagated) vector. A user the fit never saw is folded in from the
 fitted items' final vectors: the mean of their items' vectors weighted as one propagation step would weigh
 them (log1p(weight) / sqrt(item degree)); items the fit never saw are ignored, and a user with none of the
-fitted items gets the zero vector. Rows are L2-normalised.
+fitted items gets the zero vector, as does a fit's user without a positive-weight item. Rows are L2-normalised.
 """
 
 from __future__ import annotations
@@ -90,6 +90,9 @@ class LightGCNEmbedder(Saveable):
             "n_edges": float(len(data.users)),
         }
         self.user_vectors = final[:n_users].astype(np.float32)
+        # A user without a positive edge (e.g. only returns) is no node of the graph: their row is still its
+        # random start. Zero, as a new user with that history is folded in: no taste, not a random one.
+        self.user_vectors[np.bincount(data.users, minlength=n_users) == 0] = 0.0
         self.item_vectors = final[n_users:].astype(np.float32)
         degree = np.bincount(data.items, data.weights, n_items)
         self.item_scale = (1.0 / np.sqrt(np.maximum(degree, 1e-12))).astype(np.float32)

@@ -9,6 +9,7 @@ import pickle
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pytest
 import torch
 from pytorch_lightning.loggers import CSVLogger
@@ -22,6 +23,7 @@ from tasks.segment.settings import SegmentSettings
 
 # The real settings, shrunk: narrow vectors, one thread (the test machine's cores are shared).
 TINY = LightGCNSettings(dim=8, batch_size=256, max_epochs=1, n_threads=1)
+NO_CATALOGUE = pa.table({"item_id": pa.array([], pa.string())})
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +140,24 @@ def test_validation_takes_at_most_one_edge_per_user_and_leaves_every_user_a_trai
     assert len(val_users) == len(np.unique(val_users)) > 0
     assert set(data.train_edges[0].numpy()) == set(users)
     assert len(data.train_edges[0]) + len(val_users) == len(users)
+
+
+def test_users_whose_every_event_weighs_nothing_get_the_zero_vector_as_when_folded_in(shop):
+    """Two users who only returned things (weight 0: no edge in the graph) have no taste to learn. They kept
+    their random starting vector at unit length, so identical histories landed in different segments, and
+    the same history as a new user (folded in: zero) in another one again."""
+    _, _, events = shop
+    frame = pl.from_arrow(events)
+    returners = pl.concat([copy_of(events, str(frame["user_id"][0]), f"returner-{n}") for n in (1, 2)])
+    returners = returners.with_columns(pl.lit("return").alias("event_type"))
+    model, features = FeatureModel.fit(
+        as_events_table(pl.concat([frame, returners])), NO_CATALOGUE, SegmentSettings().weights
+    )
+    embedder = LightGCNEmbedder(0, TINY).fit(features)
+    embedding = embedder.transform(features)
+    rows = [list(features.users).index(f"returner-{n}") for n in (1, 2)]
+    np.testing.assert_array_equal(embedding.vectors[rows], 0.0)
+    others = np.delete(embedding.vectors, rows, axis=0)
+    np.testing.assert_allclose(np.linalg.norm(others, axis=1), 1.0, rtol=1e-5)
+    newcomer = returners.filter(pl.col("user_id") == "returner-1").with_columns(user_id=pl.lit("new"))
+    np.testing.assert_array_equal(embedder.transform(model.transform(newcomer)).vectors, 0.0)
