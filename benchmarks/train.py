@@ -77,7 +77,9 @@ def bench_sequence(features, seed: int, threads: int | None):
     embedder = SequenceEmbedder(seed, SequenceSettings(n_threads=threads))
     data, module = embedder.training_parts(features)
     n_targets, n_windows = int((data.train_windows[2] > 0).sum()), len(data.train_windows[2])
-    return embedder, data, module, n_targets * data.windows_per_epoch // n_windows, n_targets
+    # An epoch of small data is whole passes over the windows, not windows_per_epoch (models/sequence.py).
+    n_per_epoch = data.train_dataloader().dataset.n_per_epoch
+    return embedder, data, module, n_targets * n_per_epoch // n_windows, n_targets
 
 
 def bench_lightgcn(features, seed: int, threads: int | None):
