@@ -80,9 +80,9 @@ def stage_scores(
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
 def publish_scores(warehouse_path: str, memory_limit: str, exports_dir: str, published: PublishedRun) -> str:
-    """Write a new export folder, swap the scored rows in one transaction (with their history), then switch
-    exports/current."""
-    from tasks.publish.publish import switch_current_export
+    """Write a new export folder, swap the scored rows in one transaction (with their history), switch
+    exports/current, then delete all but the newest export folders (an hourly schedule makes 24 a day)."""
+    from tasks.publish.publish import DEFAULT_KEEP_EXPORTS, prune_exports, switch_current_export
 
     name = f"{published.run_id}-scored-{new_id()}"
     con = connect_warehouse(warehouse_path, memory_limit)
@@ -91,7 +91,9 @@ def publish_scores(warehouse_path: str, memory_limit: str, exports_dir: str, pub
         score.swap_scores(con)
     finally:
         con.close()
-    return str(switch_current_export(Path(exports_dir), name))
+    current = switch_current_export(Path(exports_dir), name)
+    prune_exports(Path(exports_dir), DEFAULT_KEEP_EXPORTS)
+    return str(current)
 
 
 @task(cache_policy=NO_CACHE)

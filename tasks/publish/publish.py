@@ -156,6 +156,9 @@ def switch_current_export(exports_dir: Path, run_id: str) -> Path:
     return current
 
 
+DEFAULT_KEEP_EXPORTS = 5  # export folders kept: the current one and the newest others
+
+
 def prune_exports(exports_dir: Path, keep: int) -> list[str]:
     """Delete all but the `keep` newest export folders (by modification time; the one `exports/current` points
     at is always kept and counts as one), and temporary links a crash left behind. Folders of runs that never

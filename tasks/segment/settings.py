@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from tasks.cluster.registry import CLUSTERERS
 from tasks.embed.registry import EMBEDDERS
 from tasks.features.interactions import InteractionWeights
+from tasks.publish.publish import DEFAULT_KEEP_EXPORTS
 
 # What `--embedding auto` trains, where the data support it (tasks/segment/families.py).
 # svd is left out: combined is behaviour + svd, which is what svd is for segments of people.
@@ -69,7 +70,9 @@ class SegmentSettings(BaseModel):
         0.3, ge=0, le=1, description="Warn when more than this share of users changed segment since then"
     )
     keep_exports: int = Field(
-        5, ge=1, description="Export folders kept under exports/ (the current one and the newest others)"
+        DEFAULT_KEEP_EXPORTS,
+        ge=1,
+        description="Export folders kept under exports/ (the current one and the newest others)",
     )
     force: bool = Field(
         False,
