@@ -30,13 +30,17 @@ class SvdEmbedder(Saveable):
         document_frequency = np.bincount(matrix.indices, minlength=matrix.shape[1])
         self.idf = np.log((1 + matrix.shape[0]) / (1 + document_frequency)) + 1
         weighted = self._weighted(matrix)
+        if weighted.shape[1] < 2:  # TruncatedSVD needs two items; one item is its own (trivial) taste
+            self.svd = None
+            return self
         k = max(1, min(self.n_components, min(weighted.shape) - 1))
         self.svd = TruncatedSVD(n_components=k, random_state=self.seed).fit(weighted)
         return self
 
     def transform(self, features: UserFeatures) -> Embedding:
         matrix = interaction_matrix(features.interactions, users=features.users, items=self.items).weights
-        vectors = self.svd.transform(self._weighted(matrix))
+        weighted = self._weighted(matrix)
+        vectors = weighted.toarray() if self.svd is None else self.svd.transform(weighted)
         return Embedding(self.name, features.users, normalize(vectors).astype(np.float32))
 
     def _weighted(self, matrix: sp.csr_matrix) -> sp.csr_matrix:

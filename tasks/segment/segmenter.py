@@ -47,7 +47,10 @@ class Segmenter(Saveable):
 
     def assign(self, events) -> pl.DataFrame:
         """`user_id, segment_id, distance` for every user in `events`; -1 is no segment (hdbscan noise)."""
-        return assignment_frame(self.embed(events), self.clusterer)
+        features = self.features.transform(events)
+        if len(features.users) == 0:  # no events: no rows (the fitted scalers refuse an empty matrix)
+            return pl.DataFrame(schema={"user_id": pl.String, "segment_id": pl.Int64, "distance": pl.Float64})
+        return assignment_frame(self.embedder.transform(features), self.clusterer)
 
     def memberships(self, events) -> pl.DataFrame:
         """`user_id, micro_segment_id, weight` for every user in `events`: their nearest micro-segments."""
