@@ -594,9 +594,7 @@ def print_families(families: list[dict]) -> None:
     table = Table(title="embedding families (segment lists on the holdout)", title_justify="left")
     for column in ("family", "Recall@10", "silhouette", "fit s", ""):
         table.add_column(column, justify="left" if column in ("family", "") else "right")
-
-    def figure(value: float | None, digits: int) -> str:
-        return "" if value is None else f"{value:.{digits}f}"
+    from tasks.track.report import figure
 
     for f in families:
         table.add_row(

@@ -48,7 +48,7 @@ from tasks.segment.sweep import Sweep, sweep_k
 from tasks.serve import find_snapshot
 from tasks.track import champion, charts, tracking
 from tasks.track.champion import Champion
-from tasks.track.report import headline_metrics, write_run_report
+from tasks.track.report import figure, headline_metrics, write_run_report
 from tasks.validate import validate_table
 from tasks.warehouse import connect_warehouse
 from tasks.workspace import Workspace, hold_workspace, open_workspace
@@ -531,14 +531,10 @@ def _markdown(
     ]
     lines += ["", "| family | Recall@10 | silhouette | fit s | |", "|---|---|---|---|---|"]
     lines += [
-        f"| {f['family']} | {_figure(f['recall@10'])} | {_figure(f['silhouette'])} | "
-        f"{_figure(f['fit_seconds'], 1)} | {'published' if f['chosen'] else f['note']} |"
+        f"| {f['family']} | {figure(f['recall@10'])} | {figure(f['silhouette'])} | "
+        f"{figure(f['fit_seconds'], 1)} | {'published' if f['chosen'] else f['note']} |"
         for f in families
     ]
     lines += ["", *(f"> {note}" for note in notes)]
     lines += ["", *(f"- {k}: `{v}`" for k, v in locations.items())]
     return "\n".join(lines)
-
-
-def _figure(value: float | None, digits: int = 4) -> str:
-    return "" if value is None else f"{value:.{digits}f}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -69,8 +70,6 @@ def fit_family(
     text_cache: str | None = None,
 ) -> FamilyFit:  # fmt: skip
     """Fit `family` on the training part's features and score its segments on the held-out items."""
-    from pathlib import Path
-
     log = EpochLog()
     options = fit_options(settings, logger=log, text_cache=Path(text_cache) if text_cache else None)
     started = time.perf_counter()

@@ -41,10 +41,6 @@ class Segmenter(Saveable):
     def k(self) -> int:
         return self.clusterer.k
 
-    def embed(self, events) -> Embedding:
-        """The vectors of the users in `events` (a frame of the canonical event columns)."""
-        return self.embedder.transform(self.features.transform(events))
-
     def assign(self, events) -> pl.DataFrame:
         """`user_id, segment_id, distance` for every user in `events`; -1 is no segment (hdbscan noise)."""
         features = self.features.transform(events)

@@ -87,14 +87,13 @@ def register_champion(
 ) -> str:  # fmt: skip
     """Register the run's segmenter as a new version of `user-segmenter` and point `champion` at it."""
     import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri)
-    values = {"family": family, "clusterer": clusterer, "k": k, "seed": seed, "run_id": run_id}
-    values["objective"] = "" if objective is None else repr(float(objective))
     from mlflow.exceptions import MlflowException
 
     from tasks.track.pyfunc import MODEL_URI_TAG
 
+    mlflow.set_tracking_uri(tracking_uri)
+    values = {"family": family, "clusterer": clusterer, "k": k, "seed": seed, "run_id": run_id}
+    values["objective"] = "" if objective is None else repr(float(objective))
     client = mlflow.MlflowClient()  # not mlflow.register_model: it prints to stderr whatever the log level
     try:
         client.create_registered_model(MODEL_NAME, description="segflow's published user segmenter")

@@ -84,14 +84,15 @@ def write_run_report(
     return path
 
 
+def figure(value: float | None, digits: int = 4) -> str:
+    """A figure of the family comparison: blank when not measured (a family not trained, or failed)."""
+    return "" if value is None else f"{value:.{digits}f}"
+
+
 def _families_table(families: list[dict]) -> str:
     """The embedding families the run compared on the holdout, best first; the published one marked."""
     if not families:
         return ""
-
-    def figure(value: float | None, digits: int = 4) -> str:
-        return "" if value is None else f"{value:.{digits}f}"
-
     rows = "".join(
         f"<tr><td>{escape(f['family'])}</td><td>{figure(f['recall@10'])}</td><td>{figure(f['ndcg@10'])}</td>"
         f"<td>{figure(f['silhouette'], 3)}</td><td>{figure(f['fit_seconds'], 1)}</td>"
