@@ -63,6 +63,20 @@ class SegmentSettings(BaseModel):
     accelerator: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="Where learned families train: auto (a GPU when present), cpu or gpu"
     )
+    devices: int = Field(
+        1, ge=1, description="Processes (CPU) or GPUs per machine a learned family trains on; more than one: DDP"
+    )
+    num_nodes: int = Field(1, ge=1, description="Machines a learned family trains on together (DDP)")
+    task_runner: Literal["thread", "dask", "ray"] = Field(
+        "thread",
+        description="Where the flow's independent tasks run: thread (one after another in the flow's "
+        "process), dask or ray (in parallel on a cluster: a local one, or the one at cluster_address)",
+    )
+    cluster_address: str | None = Field(
+        None,
+        description="The Dask scheduler (tcp://host:8786) or Ray cluster (ray://host:10001, auto) the dask or "
+        "ray task runner uses; none: a local cluster started for the run",
+    )
     drift_max_psi: float = Field(
         0.25, ge=0, description="Warn when segment sizes shift more than this PSI from the published run"
     )
