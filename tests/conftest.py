@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,15 @@ def prefect_harness():
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     return tmp_path / "workspace"
+
+
+@pytest.fixture(scope="session")
+def spark_master() -> Iterator[str]:
+    """A local Spark session for the whole test session (started once, ~10 s); tests pass its master URL
+    to the code under test, which reuses the session."""
+    from tasks.engine.spark import spark_session
+
+    master = "local[2]"
+    session = spark_session(master)
+    yield master
+    session.stop()

@@ -1,6 +1,9 @@
 -- Per user: activity, recency / frequency / monetary, event-type shares, funnel rates and sessions.
 -- Recency is measured from the fitted reference time $end_ts (the last event the fit saw), so it does not
 -- drift with the wall clock and a user scored later is measured on the same scale.
+-- Portable to Spark SQL (tests/sql/test_features_portable.py): times are compared in microseconds (Spark's
+-- second difference truncates, DuckDB's counts boundaries) and divisors are integers (in Spark a decimal
+-- literal makes the result a decimal).
 with per_user as (
     select
         seg_events.user_id,
@@ -26,8 +29,8 @@ final as (
         per_user.n_events,
         per_user.n_items,
         per_user.active_days,
-        greatest(date_diff('second', per_user.last_ts, $end_ts) / 86400.0, 0.0) as recency_days,
-        per_user.active_days / greatest(date_diff('second', per_user.first_ts, $end_ts) / 86400.0, 1.0)
+        greatest(date_diff('microsecond', per_user.last_ts, $end_ts) / 86400000000, 0) as recency_days,
+        per_user.active_days / greatest(date_diff('microsecond', per_user.first_ts, $end_ts) / 86400000000, 1)
             as frequency,
         per_user.monetary,
         per_user.n_views / per_user.n_events as share_view,

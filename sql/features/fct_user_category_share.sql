@@ -1,5 +1,6 @@
 -- Per user and category: the user's share of their interaction weight. Multi-valued categories
 -- ('Action|Comedy') split evenly. Reads fct_interactions and seg_items(item_id, category).
+-- The unnest names its column (split_category(category)): SQLGlot needs it to write Spark's explode.
 with interactions as (
     select * from fct_interactions where weight > 0
 ),
@@ -7,11 +8,11 @@ with interactions as (
 categorised as (
     select
         interactions.user_id,
-        trim(category.unnest) as category,
-        interactions.weight / len(string_split(seg_items.category, '|')) as weight,
+        trim(split_category.category) as category,
+        interactions.weight / array_length(string_split(seg_items.category, '|')) as weight,
     from interactions
     join seg_items on seg_items.item_id = interactions.item_id
-    cross join unnest(string_split(seg_items.category, '|')) as category
+    cross join unnest(string_split(seg_items.category, '|')) as split_category(category)
     where seg_items.category is not null
 ),
 

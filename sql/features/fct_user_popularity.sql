@@ -4,7 +4,7 @@ with per_user as (
     select
         fct_interactions.user_id,
         avg(ln(coalesce(fit_item_popularity.n_users, 1))) as mean_log_popularity,
-        avg(case when coalesce(fit_item_popularity.is_niche, true) then 1.0 else 0.0 end) as share_niche,
+        avg(case when coalesce(fit_item_popularity.is_niche, true) then 1 else 0 end) as share_niche,
     from fct_interactions
     left join fit_item_popularity on fit_item_popularity.item_id = fct_interactions.item_id
     group by fct_interactions.user_id

@@ -7,7 +7,7 @@ with users as (
 final as (
     select
         fct_user_category_share.category,
-        ln((1 + any_value(users.n)) / (1 + count(*))) + 1 as idf,
+        ln((1 + max(users.n)) / (1 + count(*))) + 1 as idf,
     from fct_user_category_share
     cross join users
     group by fct_user_category_share.category

@@ -1,5 +1,9 @@
 """The fitted feature model: per-user features from events by the SQL in sql/features/, with the statistics
-learned at fit time (reference time, category idf, item popularity, item categories, category columns)."""
+learned at fit time (reference time, category idf, item popularity, item categories, category columns).
+
+The SQL runs on an engine (tasks/engine/): DuckDB in this process by default, or Spark for a fit; a transform
+(scoring a few users with a saved model) runs on DuckDB.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,11 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from tasks.features.events import as_events_table, memory_connection
+from tasks.engine import EngineName, SqlEngine, open_engine
+from tasks.features.events import as_events_table
 from tasks.features.interactions import InteractionWeights
-from tasks.warehouse import load_sql
 
 MAX_CATEGORY_COLUMNS = 50
 FEATURE_TABLES = (
@@ -55,23 +60,22 @@ class FeatureModel:
 
     @classmethod
     def fit(
-        cls, events: pa.Table, items: pa.Table, weights: InteractionWeights
-    ) -> tuple[FeatureModel, UserFeatures]:
-        """Learn the statistics from `events` and return them with the features of the events' users."""
-        con = memory_connection()
-        try:
-            known = _known_items(con, events, items)
-            _open(con, events, known, weights)
-            con.execute(f"create temp table fit_category_idf as {load_sql('features/fit_category_idf')}")
-            con.execute(
-                f"create temp table fit_item_popularity as {load_sql('features/fit_item_popularity')}"
-            )
-            end_ts = con.execute("select max(ts) from seg_events").fetchall()[0][0]
-            n_users = con.execute("select count(distinct user_id) from fct_user_category_share").fetchall()[
-                0
-            ][0]
+        cls, events: pa.Table, items: pa.Table, weights: InteractionWeights,
+        engine: EngineName = "duckdb", spark_master: str | None = None,
+    ) -> tuple[FeatureModel, UserFeatures]:  # fmt: skip
+        """Learn the statistics from `events` and return them with the features of the events' users; the SQL
+        runs on `engine` (spark: on the session of `spark_master`, see tasks.engine.open_engine)."""
+        with open_engine(engine, spark_master) as sql:
+            known = _open(sql, events, items, weights)
+            sql.create("fit_category_idf", "features/fit_category_idf")
+            sql.create("fit_item_popularity", "features/fit_item_popularity")
+            sql.create("fit_category_users", "features/fit_category_users")
+            end_ts = pc.max(events.column("ts")).as_py()
+            n_users = sql.fetch("fit_category_users").column("n_users")[0].as_py()
             unseen_idf = math.log(1 + n_users) + 1
-            tables = _user_tables(con, end_ts, unseen_idf)
+            tables = _user_tables(sql, end_ts, unseen_idf)
+            category_idf = sql.fetch("fit_category_idf").sort_by("category")
+            item_popularity = sql.fetch("fit_item_popularity").sort_by("item_id")
             top = (
                 tables["fct_user_category"].group_by("category").len()
                 .sort(["len", "category"], descending=[True, False]).head(MAX_CATEGORY_COLUMNS)
@@ -80,30 +84,22 @@ class FeatureModel:
             if tables["fct_user_category"]["category"].n_unique() > len(category_columns):
                 category_columns.append(OTHER_CATEGORY)
             wide = _wide_frame(tables, set(category_columns))
-            model = cls(
-                weights=weights, end_ts=end_ts, unseen_idf=unseen_idf,
-                category_idf=con.sql("select * from fit_category_idf order by category").to_arrow_table(),
-                item_popularity=con.sql("select * from fit_item_popularity order by item_id").to_arrow_table(),
-                items=known,
-                columns=tuple(c for c in wide.columns if c != "user_id" and not c.startswith("cat:"))
-                + tuple(category_columns),
-            )  # fmt: skip
-        finally:
-            con.close()
+        model = cls(
+            weights=weights, end_ts=end_ts, unseen_idf=unseen_idf, category_idf=category_idf,
+            item_popularity=item_popularity, items=known,
+            columns=tuple(c for c in wide.columns if c != "user_id" and not c.startswith("cat:"))
+            + tuple(category_columns),
+        )  # fmt: skip
         return model, model._features(tables, wide, events, known)
 
     def transform(self, events) -> UserFeatures:
         """The features of the users in `events` (any frame of the canonical columns), by the fitted statistics."""
         events = events if isinstance(events, pa.Table) else as_events_table(events)
-        con = memory_connection()
-        try:
-            known = _known_items(con, events, self.items)
-            _open(con, events, known, self.weights)
-            con.register("fit_category_idf", self.category_idf)
-            con.register("fit_item_popularity", self.item_popularity)
-            tables = _user_tables(con, self.end_ts, self.unseen_idf)
-        finally:
-            con.close()
+        with open_engine("duckdb") as sql:
+            known = _open(sql, events, self.items, self.weights)
+            sql.register("fit_category_idf", self.category_idf)
+            sql.register("fit_item_popularity", self.item_popularity)
+            tables = _user_tables(sql, self.end_ts, self.unseen_idf)
         category_columns = {c for c in self.columns if c.startswith("cat:")}
         return self._features(tables, _wide_frame(tables, category_columns), events, known)
 
@@ -116,39 +112,6 @@ class FeatureModel:
         return UserFeatures(frame["user_id"].to_numpy().astype(object), frame, tables, events, items)
 
 
-def _known_items(con, events: pa.Table, catalogue: pa.Table) -> pa.Table:
-    """`item_id, title, category, text` for the events' items: the catalogue's, and where it lacks an item or a
-    value, the events' own `item_title` / `item_category` (feeds that name items only in their rows)."""
-    con.register("catalogue", _with_item_columns(catalogue))
-    con.register("events_in", events)
-    known = con.sql(
-        """
-        with used as (select distinct item_id from events_in),
-        named as (
-            select
-                item_id,
-                any_value(item_title order by ts desc) filter (where item_title is not null) as title,
-                any_value(item_category order by ts desc) filter (where item_category is not null) as category,
-            from events_in
-            where item_title is not null or item_category is not null
-            group by item_id
-        )
-        select
-            used.item_id,
-            coalesce(catalogue.title, named.title) as title,
-            coalesce(catalogue.category, named.category) as category,
-            catalogue.text,
-        from used
-        left join catalogue on catalogue.item_id = used.item_id
-        left join named on named.item_id = used.item_id
-        order by used.item_id
-        """
-    ).to_arrow_table()
-    con.unregister("catalogue")
-    con.unregister("events_in")
-    return known
-
-
 def _with_item_columns(items: pa.Table) -> pa.Table:
     """The catalogue with all of `item_id, title, category, text` (absent ones null)."""
     for name in ("title", "category", "text"):
@@ -157,28 +120,28 @@ def _with_item_columns(items: pa.Table) -> pa.Table:
     return items.select(["item_id", "title", "category", "text"])
 
 
-def _open(con, events: pa.Table, items: pa.Table, weights: InteractionWeights) -> None:
-    con.register("seg_events", events)
-    con.register("seg_items", items)
-    con.execute(
-        f"create temp table fct_interactions as {load_sql('features/fct_interactions')}", weights.as_params()
-    )
-    con.execute(
-        f"create temp table fct_user_category_share as {load_sql('features/fct_user_category_share')}"
-    )
+def _open(sql: SqlEngine, events: pa.Table, catalogue: pa.Table, weights: InteractionWeights) -> pa.Table:
+    """Register the events and their items (`seg_items`), make `fct_interactions` and
+    `fct_user_category_share`; returns the items as known (`item_id, title, category, text`, by id)."""
+    sql.register("seg_events", events)
+    sql.register("catalogue", _with_item_columns(catalogue))
+    sql.create("seg_items", "features/seg_items")
+    sql.create("fct_interactions", "features/fct_interactions", weights.as_params())
+    sql.create("fct_user_category_share", "features/fct_user_category_share")
+    return sql.fetch("seg_items").sort_by("item_id")
 
 
-def _user_tables(con, end_ts: datetime, unseen_idf: float) -> dict[str, pl.DataFrame]:
-    con.execute(
-        f"create temp table fct_user_category as {load_sql('features/fct_user_category')}",
-        {"unseen_idf": unseen_idf},
-    )
-    con.execute(f"create temp table fct_user_popularity as {load_sql('features/fct_user_popularity')}")
-    con.execute(
-        f"create temp table fct_user_activity as {load_sql('features/fct_user_activity')}", {"end_ts": end_ts}
-    )
-    con.execute(f"create temp table fct_user_time as {load_sql('features/fct_user_time')}")
-    return {table: con.sql(f"select * from {table} order by all").pl() for table in FEATURE_TABLES}
+def _user_tables(sql: SqlEngine, end_ts: datetime, unseen_idf: float) -> dict[str, pl.DataFrame]:
+    sql.create("fct_user_category", "features/fct_user_category", {"unseen_idf": unseen_idf})
+    sql.create("fct_user_popularity", "features/fct_user_popularity")
+    sql.create("fct_user_activity", "features/fct_user_activity", {"end_ts": end_ts})
+    sql.create("fct_user_time", "features/fct_user_time")
+    return {table: sorted_rows(pl.from_arrow(sql.fetch(table))) for table in FEATURE_TABLES}
+
+
+def sorted_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows in DuckDB's `order by all` (every column ascending, nulls last): the same whichever engine."""
+    return frame.sort(frame.columns, nulls_last=True) if frame.height else frame
 
 
 def _wide_frame(tables: dict[str, pl.DataFrame], category_columns: set[str]) -> pl.DataFrame:
