@@ -534,6 +534,17 @@ def run(
     accelerator: Annotated[
         str, typer.Option(help="Where learned families train: auto (a GPU when present), cpu or gpu.")
     ] = "auto",
+    engine: Annotated[
+        str, typer.Option(help="Where the feature SQL runs: duckdb (in this process) or spark.")
+    ] = "duckdb",
+    spark_master: Annotated[
+        str | None,
+        typer.Option(
+            "--spark-master",
+            help="With --engine spark: local[*], spark://host:7077 or sc://host:15002 (Spark Connect). "
+            "Default: env SPARK_REMOTE, else local[*].",
+        ),
+    ] = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -551,6 +562,7 @@ def run(
         settings = parse_segment_settings(
             embedding, clusterer, k, seed, micro_k, min_segment_size, require_lift,
             max_epochs=max_epochs, time_budget_s=time_budget, accelerator=accelerator, force=force,
+            engine=engine, spark_master=spark_master,
         )  # fmt: skip
     except typer.BadParameter:
         if server is not None:

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from tasks.cluster.registry import CLUSTERERS
 from tasks.embed.registry import EMBEDDERS
+from tasks.engine import EngineName
 from tasks.features.interactions import InteractionWeights
 from tasks.publish.publish import DEFAULT_KEEP_EXPORTS
 
@@ -62,6 +63,16 @@ class SegmentSettings(BaseModel):
     )
     accelerator: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="Where learned families train: auto (a GPU when present), cpu or gpu"
+    )
+    engine: EngineName = Field(
+        "duckdb",
+        description="Where the feature SQL runs: duckdb (in this process) or spark (the same sql/features "
+        "files, transpiled; the rest of the run is the same)",
+    )
+    spark_master: str | None = Field(
+        None,
+        description="With engine spark: a Spark master (local[*], spark://host:7077) or a Spark Connect URL "
+        "(sc://host:15002); none: env SPARK_REMOTE when set, else local[*]",
     )
     devices: int = Field(
         1, ge=1, description="Processes (CPU) or GPUs per machine a learned family trains on; more than one: DDP"
