@@ -99,7 +99,9 @@ class VectorDataModule(pl.LightningDataModule):
         self.seed = seed
 
     def train_dataloader(self):
-        return batch_loader(TensorBatches((self.train,), self.batch_size, seed=self.seed))
+        return batch_loader(
+            TensorBatches((self.train,), self.batch_size, seed=self.seed, split_across_ranks=True)
+        )
 
     def val_dataloader(self):
         return batch_loader(TensorBatches((self.val,), self.batch_size, shuffle=False))

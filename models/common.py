@@ -1,11 +1,13 @@
-"""What every learned family shares: batches of whole tensors, the Trainer as segflow runs it, the best weights
-kept in memory, and a fit that leaves no global state behind."""
+"""What every learned family shares: batches of whole tensors, the Trainer as segflow runs it (one process, or
+DDP over processes it spawns), the best weights kept in memory, and a fit that leaves no global state behind."""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,11 +15,15 @@ from datetime import timedelta
 
 import pytorch_lightning as pl
 import torch
+from lightning_utilities.core.apply_func import apply_to_collection
 from pytorch_lightning.callbacks import Callback, EarlyStopping
 from pytorch_lightning.loggers import Logger
+from pytorch_lightning.strategies import DDPStrategy
+from pytorch_lightning.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 from torch.utils.data import DataLoader, IterableDataset
 
 LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric")
+SPARSE_WARNINGS = "ignore::UserWarning:torch.multiprocessing.reductions"
 
 
 @dataclass(frozen=True)
@@ -31,13 +37,23 @@ class TrainSettings:
     batch_size: int = 256
     accelerator: str = "auto"
     n_threads: int | None = None  # torch's intra-op threads during the fit; None keeps torch's default
+    devices: int = 1  # processes (CPU) or GPUs per node; more than one trains with DDP
+    num_nodes: int = 1
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.devices * self.num_nodes > 1
 
 
 class TensorBatches(IterableDataset):
     """Batches cut from whole tensors (rows in a new order each epoch, by a seeded generator): no per-row
     `__getitem__` and collate, which would cost more than the model on CPU. With `n_per_epoch` an epoch is that
     many rows: fewer than all, so large data finish in budget, or more (whole passes in new orders, then a
-    part of one), so small data make enough steps per epoch. The loader takes `batch_size=None`."""
+    part of one), so small data make enough steps per epoch. The loader takes `batch_size=None`.
+
+    With `split_across_ranks`, under DDP each process takes its share of every batch: as many steps as one
+    process makes and the same global batch, so the gradient DDP averages is that of one process's batch.
+    Validation batches are not split: every rank scores all of them and agrees on early stopping."""
 
     def __init__(
         self,
@@ -46,11 +62,13 @@ class TensorBatches(IterableDataset):
         shuffle: bool = True,
         seed: int = 0,
         n_per_epoch: int | None = None,
+        split_across_ranks: bool = False,
     ) -> None:
         self.tensors = tensors
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
+        self.split_across_ranks = split_across_ranks
         self.n_rows = len(tensors[0])
         self.n_per_epoch = self.n_rows if n_per_epoch is None or self.n_rows == 0 else n_per_epoch
         self.epoch = 0
@@ -67,9 +85,27 @@ class TensorBatches(IterableDataset):
             order = torch.arange(self.n_rows).repeat(math.ceil(self.n_per_epoch / max(self.n_rows, 1)))
         order = order[: self.n_per_epoch]
         self.epoch += 1
+        rank, world_size = rank_and_world_size() if self.split_across_ranks else (0, 1)
         for start in range(0, self.n_per_epoch, self.batch_size):
             rows = order[start : start + self.batch_size]
+            if world_size > 1:
+                rows = rank_share(rows, rank, world_size)
             yield tuple(t[rows] for t in self.tensors)
+
+
+def rank_and_world_size() -> tuple[int, int]:
+    """This process's rank and the number of processes training together (0 and 1 outside DDP)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def rank_share(rows: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """Rank `rank`'s contiguous part of a batch's rows; a batch smaller than the world gives a rank one row
+    (again), never none: every rank must step, and a loss over no rows is NaN."""
+    if len(rows) < world_size:
+        return rows[rank % len(rows)].reshape(1)
+    return torch.tensor_split(rows, world_size)[rank]
 
 
 def batch_loader(dataset: TensorBatches) -> DataLoader:
@@ -99,6 +135,22 @@ class KeepBest(Callback):
         if self.state is not None:
             pl_module.load_state_dict(self.state)
 
+    def state_dict(self) -> dict[str, float]:  # the weights go back from a spawned fit on their own
+        return {"best": self.best}
+
+    def load_state_dict(self, state_dict: dict[str, float]) -> None:
+        self.best = state_dict["best"]
+
+
+class TorchThreads(Callback):
+    """Sets torch's intra-op threads in each process a DDP fit spawns (the parent's setting stays behind)."""
+
+    def __init__(self, n_threads: int) -> None:
+        self.n_threads = n_threads
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        torch.set_num_threads(self.n_threads)
+
 
 class EpochLog(Logger):
     """A Lightning logger that keeps what a fit logs (train/loss and val/loss per epoch) in memory: the run's
@@ -122,6 +174,12 @@ class EpochLog(Logger):
     def log_hyperparams(self, params, *args, **kwargs) -> None:  # the family's params are logged by the run
         pass
 
+    def state_dict(self) -> dict[str, list]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, list]) -> None:
+        self.rows = list(state_dict["rows"])
+
     def epochs(self) -> list[dict[str, float]]:
         """One dict per epoch (`epoch`, `train/loss`, `val/loss`, as logged), in epoch order."""
         by_epoch: dict[int, dict[str, float]] = {}
@@ -138,14 +196,19 @@ def make_trainer(
     settings: TrainSettings, logger: Logger | None = None, validate: bool = True
 ) -> tuple[pl.Trainer, KeepBest]:
     """The Trainer as segflow runs it: quiet, no files, a time budget, and (with `validate`, when there is
-    validation data) early stopping on `val/loss` with the best epoch's weights kept."""
+    validation data) early stopping on `val/loss` with the best epoch's weights kept. With more than one
+    device or node it trains with DDP over processes it spawns (`SpawnedDDP`)."""
     keep_best = KeepBest()
     callbacks = (
         [EarlyStopping("val/loss", patience=settings.patience, mode="min"), keep_best] if validate else []
     )
+    if settings.is_distributed and settings.n_threads:
+        callbacks.append(TorchThreads(settings.n_threads))
     trainer = pl.Trainer(
         accelerator=settings.accelerator,
-        devices=1,
+        devices=settings.devices,
+        num_nodes=settings.num_nodes,
+        strategy=SpawnedDDP() if settings.is_distributed else "auto",
         max_epochs=settings.max_epochs,
         max_time=timedelta(seconds=settings.max_time_s),
         logger=logger if logger is not None else False,
@@ -163,6 +226,86 @@ def make_trainer(
     return trainer, keep_best
 
 
+class SpawnedDDP(DDPStrategy):
+    """DDP over processes started with `spawn` from inside the running process (a Prefect task, a test):
+    Lightning's default launcher re-runs the script, which a task cannot do, and `fork` is unsafe in a
+    process with threads (Prefect's) or CUDA. gloo on CPU, NCCL on GPUs (Lightning picks by accelerator).
+    Buffers are not broadcast: none changes in training (LightGCN's sparse adjacency is one), and every rank
+    starts from the parent's copy.
+
+    Lightning brings rank 0's weights back to the parent; its launcher here also brings back what a fit's
+    caller reads afterwards: the epochs done, and the state of the callbacks and loggers that have one
+    (KeepBest's best loss, EpochLog's rows)."""
+
+    def __init__(self) -> None:
+        # broadcast_buffers (deprecated in torch 2.13): its successor still broadcasts at start, which fails on
+        # a sparse buffer; with it off, nothing is broadcast.
+        super().__init__(start_method="spawn", broadcast_buffers=False)
+
+    def _configure_launcher(self) -> None:  # Lightning 2.6's hook for the launcher (private API)
+        self._launcher = _FitStateLauncher(self, start_method="spawn")
+
+    def setup_environment(self) -> None:
+        for name in LIGHTNING_LOGGERS:  # the spawned process's own loggers: as quiet as the parent's fit
+            logging.getLogger(name).setLevel(logging.WARNING)
+        ignore_fit_warnings()
+        super().setup_environment()
+
+
+class _FitStateLauncher(_MultiProcessingLauncher):
+    def launch(self, function, *args, trainer: pl.Trainer | None = None, **kwargs):
+        # Unpickling a sparse tensor (LightGCN's graph) warns that sparse support is in beta, in each spawned
+        # process before any code of ours runs there: their interpreters start with that warning off.
+        before = os.environ.get("PYTHONWARNINGS")
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [before, SPARSE_WARNINGS]))
+        try:
+            return super().launch(function, *args, trainer=trainer, **kwargs)
+        finally:
+            if before is None:
+                os.environ.pop("PYTHONWARNINGS", None)
+            else:
+                os.environ["PYTHONWARNINGS"] = before
+
+    def get_extra_results(self, trainer: pl.Trainer) -> dict:
+        state = {
+            "epoch_progress": trainer.fit_loop.epoch_progress.state_dict(),
+            "callbacks": [_state(c) for c in trainer.callbacks],
+            "loggers": [_state(lg) for lg in trainer.loggers],
+        }
+        # As bytes: a tensor put on the queue as it is lives in the spawned process's shared memory, which is
+        # gone by the time the parent reads it (Lightning sends its callback metrics the same way).
+        buffer = io.BytesIO()
+        torch.save(apply_to_collection(state, torch.Tensor, lambda t: t.cpu()), buffer)
+        return super().get_extra_results(trainer) | {"fit_state_bytes": buffer.getvalue()}
+
+    def update_main_process_results(self, trainer: pl.Trainer, extra: dict) -> None:
+        super().update_main_process_results(trainer, extra)
+        state = torch.load(io.BytesIO(extra["fit_state_bytes"]), weights_only=True)
+        trainer.fit_loop.epoch_progress.load_state_dict(state["epoch_progress"])
+        for holder, holder_state in [
+            *zip(trainer.callbacks, state["callbacks"], strict=True),
+            *zip(trainer.loggers, state["loggers"], strict=True),
+        ]:
+            if holder_state is not None:
+                holder.load_state_dict(holder_state)
+
+
+def _state(holder: object) -> dict | None:
+    return holder.state_dict() if hasattr(holder, "load_state_dict") else None
+
+
+def ignore_fit_warnings() -> None:
+    """Lightning's notes on CPU-sized loaders and on logging per rank, which say nothing about segflow's fits."""
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*number of training batches.*")
+    warnings.filterwarnings("ignore", message=r".*Total length of `DataLoader` across ranks.*")
+    warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` defined.*")
+    warnings.filterwarnings("ignore", message=r".*Your `IterableDataset` has `__len__`.*")
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=r".*sync_dist=True.*")
+    warnings.filterwarnings("ignore", message=r".*`broadcast_buffers` is deprecated.*")
+
+
 @contextlib.contextmanager
 def training_scope(seed: int, n_threads: int | None = None) -> Iterator[None]:
     """Seeds everything for one fit and puts back what it changes globally (the deterministic-algorithms flag,
@@ -173,12 +316,7 @@ def training_scope(seed: int, n_threads: int | None = None) -> Iterator[None]:
     for name in LIGHTNING_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=r".*number of training batches.*")
-        warnings.filterwarnings("ignore", message=r".*Total length of `DataLoader` across ranks.*")
-        warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` defined.*")
-        warnings.filterwarnings("ignore", message=r".*Your `IterableDataset` has `__len__`.*")
-        warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+        ignore_fit_warnings()
         try:
             with torch_threads(n_threads):
                 pl.seed_everything(seed, verbose=False)

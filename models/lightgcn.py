@@ -202,7 +202,13 @@ class LightGCNData(pl.LightningDataModule):
 
     def train_dataloader(self):
         n_per_epoch = min(self.edges_per_epoch, len(self.train_edges[0]))
-        dataset = TensorBatches(self.train_edges, self.batch_size, seed=self.seed, n_per_epoch=n_per_epoch)
+        dataset = TensorBatches(
+            self.train_edges,
+            self.batch_size,
+            seed=self.seed,
+            n_per_epoch=n_per_epoch,
+            split_across_ranks=True,
+        )
         return batch_loader(dataset)
 
     def val_dataloader(self):

@@ -293,7 +293,13 @@ class SequenceData(pl.LightningDataModule):
         # ran into the time budget, and where the budget stopped it changed the vectors from run to run.
         n_windows = len(self.train_windows[0])
         n_per_epoch = min(self.windows_per_epoch, max(n_windows, MIN_BATCHES_PER_EPOCH * self.batch_size))
-        dataset = TensorBatches(self.train_windows, self.batch_size, seed=self.seed, n_per_epoch=n_per_epoch)
+        dataset = TensorBatches(
+            self.train_windows,
+            self.batch_size,
+            seed=self.seed,
+            n_per_epoch=n_per_epoch,
+            split_across_ranks=True,
+        )
         return batch_loader(dataset)
 
     def val_dataloader(self):

@@ -45,7 +45,7 @@ class AutoencoderEmbedder(Saveable):
         self.logger = logger  # e.g. an MLFlowLogger for train/loss and val/loss per epoch; never saved
 
     def configure(self, options: FitOptions) -> Self:
-        """Train as the run says (epochs, time budget, accelerator, logger)."""
+        """Train as the run says (epochs, time budget, accelerator, processes, logger)."""
         self.train = replace(self.train, **options.train_overrides())
         self.logger = options.logger
         return self

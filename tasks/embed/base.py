@@ -27,6 +27,8 @@ class FitOptions:
     max_epochs: int | None = None
     time_budget_s: float | None = None
     accelerator: str = "auto"
+    devices: int = 1  # processes (CPU) or GPUs per node; more than one trains with Lightning's DDP
+    num_nodes: int = 1
     logger: Any = (
         None  # a Lightning Logger for train/loss and val/loss per epoch (e.g. models.common.EpochLog)
     )
@@ -34,7 +36,9 @@ class FitOptions:
 
     def train_overrides(self) -> dict[str, Any]:
         """The fields of a models.common.TrainSettings these options set."""
-        overrides: dict[str, Any] = {"accelerator": self.accelerator}
+        overrides: dict[str, Any] = {
+            "accelerator": self.accelerator, "devices": self.devices, "num_nodes": self.num_nodes,
+        }  # fmt: skip
         if self.max_epochs is not None:
             overrides["max_epochs"] = self.max_epochs
         if self.time_budget_s is not None:

@@ -67,11 +67,16 @@ class SequenceSettings(BaseModel):
     n_threads: int | None = Field(
         1, ge=1, description="torch CPU threads while training (None: torch's default, one per core)"
     )
+    devices: int = Field(
+        1, ge=1, description="Processes (CPU) or GPUs per node; more than one trains with DDP"
+    )
+    num_nodes: int = Field(1, ge=1, description="Machines training together (DDP)")
 
     def train_settings(self) -> TrainSettings:
         return TrainSettings(
             max_epochs=self.max_epochs, max_time_s=self.max_time_s, patience=self.patience, lr=self.lr,
             batch_size=self.batch_size, accelerator=self.accelerator, n_threads=self.n_threads,
+            devices=self.devices, num_nodes=self.num_nodes,
         )  # fmt: skip
 
 
@@ -86,7 +91,7 @@ class SequenceEmbedder(Saveable):
         self.logger = logger  # e.g. an MLFlowLogger for train/loss and val/loss per epoch; never saved
 
     def configure(self, options: FitOptions) -> Self:
-        """Train as the run says (epochs, time budget, accelerator, logger)."""
+        """Train as the run says (epochs, time budget, accelerator, processes, logger)."""
         self.settings = self.settings.model_copy(update=options.train_overrides())
         self.logger = options.logger
         return self

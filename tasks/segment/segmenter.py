@@ -88,7 +88,7 @@ def fit_options(settings: SegmentSettings, **extra) -> FitOptions:
     """How the settings train learned families; `extra`: a logger, a text cache."""
     return FitOptions(
         max_epochs=settings.max_epochs, time_budget_s=settings.time_budget_s,
-        accelerator=settings.accelerator, **extra,
+        accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes, **extra,
     )  # fmt: skip
 
 
