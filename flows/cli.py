@@ -545,6 +545,29 @@ def run(
             "Default: env SPARK_REMOTE, else local[*].",
         ),
     ] = None,
+    devices: Annotated[
+        int,
+        typer.Option(
+            "--devices", help="Processes (cpu) or GPUs per machine a learned family trains on; 2+: DDP."
+        ),
+    ] = 1,
+    num_nodes: Annotated[
+        int, typer.Option("--num-nodes", help="Machines a learned family trains on together (DDP).")
+    ] = 1,
+    task_runner: Annotated[
+        str,
+        typer.Option(
+            "--task-runner",
+            help="thread (tasks one after another, in this process), dask or ray (independent tasks in "
+            "parallel on a cluster: a local one, or the one at --cluster-address).",
+        ),
+    ] = "thread",
+    cluster_address: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster-address", help="A Dask scheduler (tcp://host:8786) or Ray cluster (ray://host:10001)."
+        ),
+    ] = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -563,6 +586,7 @@ def run(
             embedding, clusterer, k, seed, micro_k, min_segment_size, require_lift,
             max_epochs=max_epochs, time_budget_s=time_budget, accelerator=accelerator, force=force,
             engine=engine, spark_master=spark_master,
+            devices=devices, num_nodes=num_nodes, task_runner=task_runner, cluster_address=cluster_address,
         )  # fmt: skip
     except typer.BadParameter:
         if server is not None:
@@ -570,7 +594,7 @@ def run(
         if fresh:  # a usage error leaves no half-made workspace behind
             shutil.rmtree(ws.root, ignore_errors=True)
         raise
-    from flows.segment_users import segment_users
+    from flows.segment_users import segment_users_with_runner
 
     wait_for_prefect(server)
     try:
@@ -578,7 +602,7 @@ def run(
             f"ingesting {source}",
             after_ingest="segmenting users: features, embed, cluster, evaluate, publish",
         ):
-            summary = segment_users(
+            summary = segment_users_with_runner(settings)(
                 source=source, workspace=str(ws.root), settings=settings, max_bad_fraction=max_bad_fraction
             )
     except Exception as error:

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import polars as pl
 import pyarrow as pa
 from prefect import flow, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from pydantic import Field
 
 from flows.ingest import IngestReport, ingest_events
+from flows.runners import make_task_runner, runs_in_parallel
 from tasks.clock import new_id, utc_now
 from tasks.cluster.base import Clusterer
 from tasks.cluster.choose_k import choose_k, choose_micro_k
@@ -414,7 +416,16 @@ def segment_users(
             _, train_features = features(split.train, items, settings, "train")
             names, skipped = list_families(settings, split.train, items)
             text_cache = str(ws.root / "cache" / "item_text_vectors.parquet")
-            fits = [embed_family(family, train_features, split, settings, k, text_cache) for family in names]
+            if runs_in_parallel(FlowRunContext.get().task_runner):  # dask, ray: the families at once
+                futures = [
+                    embed_family.submit(family, train_features, split, settings, k, text_cache)
+                    for family in names
+                ]
+                fits = [future.result() for future in futures]
+            else:
+                fits = [
+                    embed_family(family, train_features, split, settings, k, text_cache) for family in names
+                ]
             chosen, families = choose_embedding(fits, skipped)
             settings = settings.model_copy(update={"embedding": chosen})
             train_embedding = next(f.embedding for f in fits if f.family == chosen)
@@ -518,6 +529,43 @@ def segment_users(
     )  # fmt: skip
     return RunSummary(
         run_id, report.source, report, profiles, metrics, locations, notes, families, verdict.publish
+    )
+
+
+def segment_users_with_runner(settings: SegmentSettings):
+    """`segment_users` on the task runner `settings` name (`thread`: the flow as it is)."""
+    if settings.task_runner == "thread":
+        return segment_users
+    return segment_users.with_options(
+        task_runner=make_task_runner(settings.task_runner, settings.cluster_address)
+    )
+
+
+@flow(name="segment-users-on-cluster")
+def segment_users_on_cluster(
+    source: str = "demo",
+    workspace: str | None = None,
+    settings: SegmentSettings | None = None,
+    max_bad_fraction: Annotated[float, Field(ge=0, le=1)] = 0.05,
+    task_runner: Literal["dask", "ray"] = "dask",
+    cluster_address: str | None = None,
+) -> RunSummary:
+    """`segment-users` with its independent tasks (the embedding families) run in parallel on a cluster.
+
+    Args:
+        source: As segment-users.
+        workspace: As segment-users; the cluster's workers must reach the same folder.
+        settings: As segment-users (its task_runner and cluster_address are replaced by the two below).
+        max_bad_fraction: As segment-users.
+        task_runner: dask (prefect-dask) or ray (prefect-ray, the `[ray]` extra).
+        cluster_address: The Dask scheduler (tcp://host:8786) or Ray cluster (ray://host:10001); none: a
+            local cluster started for the run.
+    """
+    settings = (settings or SegmentSettings()).model_copy(
+        update={"task_runner": task_runner, "cluster_address": cluster_address}
+    )
+    return segment_users_with_runner(settings)(
+        source=source, workspace=workspace, settings=settings, max_bad_fraction=max_bad_fraction
     )
 
 

@@ -86,6 +86,7 @@ def test_deploy_registers_both_deployments_with_their_schedules_and_defaults(ser
     deployments = read_deployments(server)
     assert [(d["name"], d["crons"], d["work_pool"], d["paused"]) for d in deployments] == [
         ("score-users/hourly", ["0 * * * *"], "segflow", False),
+        ("segment-users-on-cluster/on-cluster", [], "segflow", False),
         ("segment-users/daily", ["0 3 * * *"], "segflow", False),
     ]
     assert all(d["parameters"] == {"source": "demo:200", "workspace": str(workspace)} for d in deployments)
@@ -94,7 +95,7 @@ def test_deploy_registers_both_deployments_with_their_schedules_and_defaults(ser
     assert (
         again.returncode == 0 and lines(again.stdout)[0] == f"work pool segflow (already there) on {server}"
     )
-    assert [d["parameters"]["source"] for d in read_deployments(server)] == ["demo", "demo"]
+    assert [d["parameters"]["source"] for d in read_deployments(server)] == ["demo", "demo", "demo"]
 
 
 def run_to_the_end(client, name: str, parameters: dict, timeout_s: float = 420):
