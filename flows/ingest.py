@@ -1,8 +1,9 @@
 """The `ingest-events` flow: every file of a source into the warehouse, once.
 
 The file's steps share the flow's DuckDB connection: its staging tables are temporary tables of that
-connection, and quarantine, insert and record run in one transaction on it. Each task returns a new
-FileOutcome and changes none of its arguments.
+connection, and quarantine, insert and record run in one transaction on it; once it commits, the file's events
+land in the Parquet lake too (tasks/ingest/lake.py). Each task returns a new FileOutcome and changes none of
+its arguments.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.ingest import files as ingest_files
+from tasks.ingest import lake
 from tasks.ingest.files import FileOutcome, FileStatus, IngestFailedError, SourceFile
 from tasks.ingest.sources import SourceSpec, resolve_source
 from tasks.validate import validate_staged_batch
@@ -83,6 +85,19 @@ def record(con: duckdb.DuckDBPyConnection, outcome: FileOutcome, status: FileSta
     return ingest_files.record_manifest(con, ingest_files.with_status(outcome, status))
 
 
+@task(cache_policy=NO_CACHE)
+def sync_lake(con: duckdb.DuckDBPyConnection, lake_dir: str) -> tuple[int, int]:
+    """Bring the Parquet lake in line with the warehouse (batches a crash left out, a workspace from before
+    the lake); returns the batches written and removed."""
+    return lake.sync_lake(con, Path(lake_dir))
+
+
+@task(cache_policy=NO_CACHE, task_run_name="land {outcome.file}")
+def land(con: duckdb.DuckDBPyConnection, outcome: FileOutcome, lake_dir: str) -> int:
+    """Write the file's inserted events to the Parquet lake, by event date; returns the rows written."""
+    return lake.write_lake_batch(con, Path(lake_dir), outcome.batch_id)
+
+
 @flow(name="ingest-events", log_prints=True)
 def ingest_events(
     source: str = "demo", workspace: str | None = None, max_bad_fraction: float = 0.05
@@ -102,6 +117,8 @@ def ingest_events(
         try:
             ingest_files.restrict_access(con, [ws.root, *ingest_files.source_folders(files)])
             remember_source(con, spec)
+            lake_dir = str(lake.lake_events_dir(ws.root))
+            sync_lake(con, lake_dir)
             for index, file in enumerate(files, start=1):
                 outcome = stage(con, file, spec, max_bad_fraction)
                 if outcome.status is FileStatus.STAGED:
@@ -111,6 +128,8 @@ def ingest_events(
                         quarantine(con, outcome)
                         insert(con, outcome)
                         outcome = record(con, outcome, FileStatus.INGESTED)
+                    if outcome.kind == "events":
+                        land(con, outcome, lake_dir)
                 elif outcome.status is not FileStatus.SKIPPED:
                     outcome = record(con, outcome, outcome.status)
                 report.files.append(outcome)
