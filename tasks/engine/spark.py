@@ -14,10 +14,16 @@ from contextlib import contextmanager
 from functools import cache
 
 import pyarrow as pa
-import sqlglot
-from sqlglot.errors import ErrorLevel
 
 from tasks.warehouse import load_sql
+
+try:
+    import sqlglot
+    from sqlglot.errors import ErrorLevel
+except ImportError as error:  # the spark extra is not installed
+    raise ImportError(
+        "the spark engine needs pyspark and sqlglot: pip install -e '.[spark]' (and Java 17 or later)"
+    ) from error
 
 _SESSIONS: dict[str, object] = {}
 # Small local jobs: Spark's 200 shuffle partitions would be 200 tasks per join on a laptop.
