@@ -100,7 +100,7 @@ class VectorDataModule(pl.LightningDataModule):
 
     def train_dataloader(self):
         return batch_loader(
-            TensorBatches((self.train,), self.batch_size, seed=self.seed, split_across_ranks=True)
+            TensorBatches((self.train,), self.batch_size, seed=self.seed, split_across_ranks="rows")
         )
 
     def val_dataloader(self):

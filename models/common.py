@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 
 import pytorch_lightning as pl
 import torch
@@ -51,9 +52,12 @@ class TensorBatches(IterableDataset):
     many rows: fewer than all, so large data finish in budget, or more (whole passes in new orders, then a
     part of one), so small data make enough steps per epoch. The loader takes `batch_size=None`.
 
-    With `split_across_ranks`, under DDP each process takes its share of every batch: as many steps as one
-    process makes and the same global batch, so the gradient DDP averages is that of one process's batch.
-    Validation batches are not split: every rank scores all of them and agrees on early stopping."""
+    Under DDP, `split_across_ranks` says how the processes share an epoch: "rows", each takes its share of
+    every batch (as many steps as one process, the same global batch: the gradient DDP averages is one
+    process's), for models whose step costs what its rows cost; "batches", each takes every n-th batch
+    (1/n of the steps, an n times larger global batch), for models whose step costs the same whatever its
+    rows (LightGCN propagates over the whole graph every step). None: every process iterates everything
+    (validation: every rank scores all of it and agrees on early stopping)."""
 
     def __init__(
         self,
@@ -62,7 +66,7 @@ class TensorBatches(IterableDataset):
         shuffle: bool = True,
         seed: int = 0,
         n_per_epoch: int | None = None,
-        split_across_ranks: bool = False,
+        split_across_ranks: Literal["rows", "batches"] | None = None,
     ) -> None:
         self.tensors = tensors
         self.batch_size = batch_size
@@ -74,7 +78,10 @@ class TensorBatches(IterableDataset):
         self.epoch = 0
 
     def __len__(self) -> int:
-        return math.ceil(self.n_per_epoch / self.batch_size)
+        n_batches = math.ceil(self.n_per_epoch / self.batch_size)
+        if self.split_across_ranks == "batches":
+            return math.ceil(n_batches / rank_and_world_size()[1])
+        return n_batches
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         if self.shuffle:
@@ -86,9 +93,13 @@ class TensorBatches(IterableDataset):
         order = order[: self.n_per_epoch]
         self.epoch += 1
         rank, world_size = rank_and_world_size() if self.split_across_ranks else (0, 1)
-        for start in range(0, self.n_per_epoch, self.batch_size):
+        starts = range(0, self.n_per_epoch, self.batch_size)
+        if world_size > 1 and self.split_across_ranks == "batches":
+            # Every rank makes len(self) steps (DDP waits for all): the last ranks wrap to the first batches.
+            starts = [starts[(rank + world_size * i) % len(starts)] for i in range(len(self))]
+        for start in starts:
             rows = order[start : start + self.batch_size]
-            if world_size > 1:
+            if world_size > 1 and self.split_across_ranks == "rows":
                 rows = rank_share(rows, rank, world_size)
             yield tuple(t[rows] for t in self.tensors)
 

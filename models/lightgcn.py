@@ -207,7 +207,7 @@ class LightGCNData(pl.LightningDataModule):
             self.batch_size,
             seed=self.seed,
             n_per_epoch=n_per_epoch,
-            split_across_ranks=True,
+            split_across_ranks="batches",
         )
         return batch_loader(dataset)
 

@@ -40,8 +40,9 @@ def test_each_rank_takes_its_share_of_every_batch_and_makes_as_many_steps():
             assert torch.equal(torch.cat(shares), rows)  # together, exactly the batch
             assert max(map(len, shares)) - min(map(len, shares)) <= 1
     # Outside DDP a dataset that splits across ranks yields whole batches, as before.
-    batches = TensorBatches((torch.arange(10),), 4, shuffle=False, split_across_ranks=True)
-    assert [len(b[0]) for b in batches] == [4, 4, 2]
+    for split in ("rows", "batches"):
+        batches = TensorBatches((torch.arange(10),), 4, shuffle=False, split_across_ranks=split)
+        assert len(batches) == 3 and [len(b[0]) for b in batches] == [4, 4, 2]
 
 
 @pytest.mark.slow
