@@ -298,7 +298,7 @@ class SequenceData(pl.LightningDataModule):
             self.batch_size,
             seed=self.seed,
             n_per_epoch=n_per_epoch,
-            split_across_ranks=True,
+            split_across_ranks="rows",
         )
         return batch_loader(dataset)
 
