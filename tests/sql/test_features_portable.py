@@ -150,3 +150,14 @@ def test_the_feature_model_fits_the_same_on_both_engines(events, spark_master):
     assert_same_rows(duck.frame, spark.frame, "wide frame")
     # A model fitted on Spark transforms (on DuckDB) to the same features it fitted.
     assert_same_rows(spark.frame, spark_model.transform(events).frame, "transform")
+
+
+def test_a_catalogue_without_categories_fits_the_same_on_both_engines(events, spark_master):
+    bare = pa.table({"item_id": ITEMS["item_id"]})  # no title, category or text column at all
+    uncategorised = events.drop_columns(["item_title", "item_category"])
+    uncategorised = as_events_table(uncategorised)
+    duck_model, duck = FeatureModel.fit(uncategorised, bare, InteractionWeights(), "duckdb")
+    spark_model, spark = FeatureModel.fit(uncategorised, bare, InteractionWeights(), "spark", spark_master)
+    assert duck.tables["fct_user_category"].height == 0 == spark.tables["fct_user_category"].height
+    assert spark_model.columns == duck_model.columns and spark_model.unseen_idf == duck_model.unseen_idf
+    assert_same_rows(duck.frame, spark.frame, "wide frame")
