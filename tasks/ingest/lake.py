@@ -22,14 +22,10 @@ import shutil
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
-import pyarrow.dataset as ds
 
 from tasks.warehouse import load_sql
 
 BATCH_FILE = re.compile(r"^batch-(?P<batch_id>.+)-\d+\.parquet$")
-# A batch of ratings can span decades: one partition per day, so allow many.
-MAX_PARTITIONS = 1_000_000
 
 
 def lake_events_dir(workspace_root: Path | str) -> Path:
@@ -70,21 +66,17 @@ def write_lake_batch(con: duckdb.DuckDBPyConnection, lake_dir: Path, batch_id: s
     """Write one batch's events (from the warehouse) to the lake, replacing any files it had; the rows written."""
     staging = lake_dir.parent / "_staging" / batch_id
     shutil.rmtree(staging, ignore_errors=True)
-    reader = con.sql(load_sql("warehouse/lake_events"), params={"batch_id": batch_id}).to_arrow_reader()
-    n_rows = 0
-
-    def counted():
-        nonlocal n_rows
-        for batch in reader:
-            n_rows += batch.num_rows
-            yield batch
-
-    ds.write_dataset(
-        counted(), staging, schema=reader.schema, format="parquet",
-        partitioning=ds.partitioning(pa.schema([("event_date", pa.date32())]), flavor="hive"),
-        basename_template=f"batch-{batch_id}-{{i}}.parquet", max_partitions=MAX_PARTITIONS,
-        existing_data_behavior="overwrite_or_ignore",
-    )  # fmt: skip
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    # DuckDB writes the partitions itself (one file per day, rows streamed); paths cannot be bound parameters.
+    copy = (
+        f"copy ({load_sql('warehouse/lake_events')}) to {_literal(str(staging))} "
+        f"(format parquet, partition_by (event_date), filename_pattern {_literal(f'batch-{batch_id}-{{i}}')})"
+    )
+    con.execute("set enable_progress_bar = false")  # a long copy would draw DuckDB's bar over the CLI's
+    try:
+        n_rows = con.execute(copy, {"batch_id": batch_id}).fetchall()[0][0]
+    finally:
+        con.execute("reset enable_progress_bar")
     _remove_batch(lake_dir, batch_id)
     names = []
     for path in sorted(staging.glob("event_date=*/*.parquet")):
@@ -93,10 +85,15 @@ def write_lake_batch(con: duckdb.DuckDBPyConnection, lake_dir: Path, batch_id: s
         os.replace(path, lake_dir / names[-1])
     record = _record_path(lake_dir, batch_id)
     record.parent.mkdir(parents=True, exist_ok=True)
+    staging.mkdir(parents=True, exist_ok=True)  # a batch of no rows has no partition, but a record
     (staging / "record.json").write_text(json.dumps({"batch_id": batch_id, "rows": n_rows, "files": names}))
     os.replace(staging / "record.json", record)
     shutil.rmtree(staging, ignore_errors=True)
     return n_rows
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _remove_batch(lake_dir: Path, batch_id: str) -> None:
