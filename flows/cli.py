@@ -235,6 +235,15 @@ def check_micro_k(value: str) -> str:
     raise typer.BadParameter(f"{value!r}: use auto or a whole number of micro-segments, at least 2")
 
 
+def check_personal_weight(value: str) -> str:
+    try:
+        if value == "auto" or 0 <= float(value) <= 1:
+            return value
+    except ValueError:
+        pass
+    raise typer.BadParameter(f"{value!r}: use auto or a number from 0 to 1")
+
+
 WorkspaceOption = Annotated[
     Path,
     typer.Option(
@@ -510,6 +519,15 @@ def run(
             help="Number of micro-segments for recommenders (2 or more), or auto: chosen by usefulness.",
         ),
     ] = "auto",
+    personal_weight: Annotated[
+        str,
+        typer.Option(
+            "--personal-weight",
+            callback=check_personal_weight,
+            help="How much each user's own taste reorders their ready list, 0 (the micro-segments' lists "
+            "alone) to 1, or auto: chosen by usefulness with the micro-segments.",
+        ),
+    ] = "auto",
     min_segment_size: Annotated[
         int | None,
         typer.Option(
@@ -585,6 +603,7 @@ def run(
         settings = parse_segment_settings(
             embedding, clusterer, k, seed, micro_k, min_segment_size, require_lift,
             max_epochs=max_epochs, time_budget_s=time_budget, accelerator=accelerator, force=force,
+            personal_weight=personal_weight if personal_weight == "auto" else float(personal_weight),
             engine=engine, spark_master=spark_master,
             devices=devices, num_nodes=num_nodes, task_runner=task_runner, cluster_address=cluster_address,
         )  # fmt: skip
@@ -758,7 +777,6 @@ def show_unpublished_user(ws: Workspace, snapshot: Any, user_id: str, n: int) ->
     error when they have no events (or the warehouse cannot be read now)."""
     from tasks.serve import (
         assign_now,
-        blend_recommendations,
         describe_memberships,
         look_into_warehouse,
         read_profiles,
@@ -777,7 +795,7 @@ def show_unpublished_user(ws: Workspace, snapshot: Any, user_id: str, n: int) ->
     if events.num_rows == 0:
         fail(f"user {user_id!r} has no segment: they have no events in {ws.root}; the global list applies")
     run_id = read_published_run(snapshot)["run_id"]
-    live = assign_now(snapshot, events)
+    live = assign_now(snapshot, events, n)
     if live is None:
         fail(
             f"user {user_id!r} is not in the published segments, and run {run_id} saved no segmenter to assign "
@@ -790,7 +808,7 @@ def show_unpublished_user(ws: Workspace, snapshot: Any, user_id: str, n: int) ->
     seen = sorted(set(events.column("item_id").to_pylist()))
     if live.memberships and snapshot.has("micro_segment_recommendations"):
         print_memberships(describe_memberships(snapshot, live.memberships))
-        listed = blend_recommendations(snapshot, live.memberships, n, seen)
+        listed = live.recommendations
         title = f"top {n} recommendations (blended from the micro-segments, seen items excluded)"
     else:
         listed = read_recommendations(snapshot, live.segment_id, n, seen)

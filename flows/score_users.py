@@ -59,21 +59,22 @@ def select_users(warehouse_path: str, memory_limit: str) -> pa.Table:
 
 
 @task(cache_policy=NO_CACHE)
-def assign(published: PublishedRun, events: pa.Table) -> tuple[pl.DataFrame, pl.DataFrame | None, int]:
-    """The saved segmenter's segment and micro-segment memberships for each selected user."""
-    assignments, memberships = score.assign_events(published.segmenter_path, events)
-    return assignments, memberships, score.list_length(published.segmenter_path)
+def assign(
+    published: PublishedRun, events: pa.Table
+) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None]:
+    """The saved segmenter's segment, micro-segment memberships and ready list for each selected user."""
+    return score.assign_events(published.segmenter_path, events)
 
 
 @task(cache_policy=NO_CACHE)
 def stage_scores(
     warehouse_path: str, memory_limit: str, run_id: str, assignments: pl.DataFrame,
-    memberships: pl.DataFrame | None, n_recommendations: int,
+    memberships: pl.DataFrame | None, recommendations: pl.DataFrame | None,
 ) -> ScoredCounts:  # fmt: skip
     """Stage the scored users' segments, memberships and ready lists."""
     con = connect_warehouse(warehouse_path, memory_limit)
     try:
-        return score.stage_scores(con, run_id, assignments, memberships, n_recommendations)
+        return score.stage_scores(con, run_id, assignments, memberships, recommendations)
     finally:
         con.close()
 
@@ -130,9 +131,9 @@ def score_users(
             events = select_users(warehouse, memory)
             if events.num_rows == 0:
                 return ScoreSummary(published.run_id, report, ScoredCounts(0, 0, 0))
-            assignments, memberships, n_recommendations = assign(published, events)
+            assignments, memberships, recommendations = assign(published, events)
             counts = stage_scores(
-                warehouse, memory, published.run_id, assignments, memberships, n_recommendations
+                warehouse, memory, published.run_id, assignments, memberships, recommendations
             )
             current = publish_scores(warehouse, memory, str(ws.exports_dir), published)
         finally:

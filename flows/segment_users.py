@@ -24,7 +24,7 @@ from flows.ingest import IngestReport, ingest_events
 from flows.runners import make_task_runner, runs_in_parallel
 from tasks.clock import new_id, utc_now
 from tasks.cluster.base import Clusterer
-from tasks.cluster.choose_k import choose_k, choose_micro_k
+from tasks.cluster.choose_k import choose_k, choose_micro
 from tasks.cluster.registry import FINDS_ITS_OWN_K
 from tasks.embed.base import Embedder, Embedding
 from tasks.evaluate.drift import measure_drift
@@ -95,21 +95,21 @@ def split_holdout(events: pa.Table, seed: int) -> EventSplit:
 @task(cache_policy=NO_CACHE)
 def choose_segment_count(
     train: pa.Table, items: pa.Table, settings: SegmentSettings
-) -> tuple[int, int, Sweep]:
-    """K for people (by structure) and K for micro-segments (by usefulness): as given, or swept on the
-    training part."""
+) -> tuple[int, int, float, Sweep]:
+    """K for people (by structure), K for micro-segments and the personal weight of the per-user lists (by
+    usefulness): as given, or swept on the training part."""
     sweep_people = settings.k == "auto" and settings.clusterer not in FINDS_ITS_OWN_K
-    sweep = (
-        sweep_k(train, items, settings, people=sweep_people)
-        if sweep_people or settings.micro_k == "auto"
-        else Sweep([], [])
-    )
+    sweep_micro = settings.micro_k == "auto" or settings.personal_weight == "auto"
+    sweep = sweep_k(train, items, settings, people=sweep_people) if sweep_people or sweep_micro else Sweep([], [])
     if settings.clusterer in FINDS_ITS_OWN_K:
         k = 0
     else:
         k = choose_k(sweep.people) if sweep_people else int(settings.k)
-    micro_k = choose_micro_k(sweep.micro) if settings.micro_k == "auto" else int(settings.micro_k)
-    return k, micro_k, sweep
+    if settings.micro_k == "auto" or settings.personal_weight == "auto":
+        micro_k, weight = choose_micro(sweep.micro)
+    else:
+        micro_k, weight = int(settings.micro_k), float(settings.personal_weight)
+    return k, micro_k, weight, sweep
 
 
 @task(cache_policy=NO_CACHE, task_run_name="features ({part})")
@@ -411,7 +411,8 @@ def segment_users(
         try:
             events, items = load_events(warehouse, memory, settings)
             split = split_holdout(events, settings.seed)
-            k, micro_k, sweep = choose_segment_count(split.train, items, settings)
+            k, micro_k, personal_weight, sweep = choose_segment_count(split.train, items, settings)
+            settings = settings.model_copy(update={"personal_weight": personal_weight})
 
             _, train_features = features(split.train, items, settings, "train")
             names, skipped = list_families(settings, split.train, items)

@@ -134,22 +134,6 @@ def read_user_list(snapshot: Snapshot, user_id: str, n: int) -> list[dict] | Non
     return query_snapshot("user_blended_list", params)
 
 
-def blend_recommendations(
-    snapshot: Snapshot, memberships: Sequence[tuple[int, float]], n: int, seen_items: Sequence[str] = ()
-) -> list[dict]:
-    """A list for a user the snapshot does not hold: the micro-segment lists blended by `memberships`, less
-    `seen_items`, topped up (score 0) from the global list; item_id and score, best first."""
-    params = {
-        "micro_segment_recommendations": snapshot.path("micro_segment_recommendations"),
-        "segment_recommendations": snapshot.path("segment_recommendations"),
-        "micro_ids": [int(m) for m, _ in memberships],
-        "weights": [float(w) for _, w in memberships],
-        "seen_items": list(seen_items),
-        "n": n,
-    }
-    return query_snapshot("blended_recommendations", params)
-
-
 def read_export_titles(snapshot: Snapshot, item_ids: Sequence[str]) -> dict[str, str | None] | None:
     """item_id -> title from the snapshot's catalogue extract; None in an older snapshot."""
     if not snapshot.has("item_titles"):
@@ -236,24 +220,28 @@ def read_user_events(look: WarehouseLook, user_id: str):
 
 @dataclass(frozen=True)
 class LiveAssignment:
-    """A segment and memberships given now by the snapshot's saved segmenter, not published."""
+    """A segment, memberships and ready list given now by the snapshot's saved segmenter, not published."""
 
     segment_id: int
     distance: float
     memberships: list[tuple[int, float]]
+    recommendations: list[dict]  # item_id, score; best first (none without a micro level)
 
 
-def assign_now(snapshot: Snapshot, events) -> LiveAssignment | None:
-    """The segment and micro-segment memberships the snapshot's saved segmenter gives the (one) user in
-    `events`; None when the snapshot holds no segmenter."""
+def assign_now(snapshot: Snapshot, events, n: int) -> LiveAssignment | None:
+    """The segment, micro-segment memberships and list of `n` items the snapshot's saved segmenter gives the
+    (one) user in `events`, as a run would publish them; None when the snapshot holds no segmenter."""
     if not snapshot.segmenter_path.is_file():
         return None
     from tasks.segment.segmenter import Segmenter  # the model code: imported only when a user needs it
 
     segmenter = Segmenter.load(snapshot.segmenter_path)
     assigned = segmenter.assign(events).row(0, named=True)
-    memberships = []
+    memberships, recommendations = [], []
     if segmenter.micro is not None:
         frame = segmenter.memberships(events)
         memberships = list(zip(frame["micro_segment_id"].to_list(), frame["weight"].to_list(), strict=True))
-    return LiveAssignment(int(assigned["segment_id"]), float(assigned["distance"]), memberships)
+        recommendations = segmenter.recommend(events, n).select("item_id", "score").to_dicts()
+    return LiveAssignment(
+        int(assigned["segment_id"]), float(assigned["distance"]), memberships, recommendations
+    )

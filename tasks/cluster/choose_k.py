@@ -6,8 +6,10 @@ groups distinct?) and stability (mean ARI between fits with different seeds: wou
 groups?; measured for the K whose silhouette is within 15% of the best). Among the K with stability >= 0.8,
 take the smallest K whose silhouette is within 2% of the best of them.
 
-Recommenders (`choose_micro_k`): micro-segments are there to predict, so their K is the one whose blended
-lists are the most useful (NDCG@10) on an inner validation split; ties within 1% go to the smaller K.
+Recommenders (`choose_micro`): micro-segments are there to predict, so their K, with the personal weight of
+the per-user lists made from them (tasks/segment/micro.py), is the pair whose per-user lists are the most
+useful (NDCG@10) on an inner validation split; ties within 1% go to the smaller K, then the smaller weight
+(the lists closer to the micro-segments' own).
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ def choose_k(sweep: list[dict]) -> int:
     return int(min(row["k"] for row in good_enough))
 
 
-def choose_micro_k(sweep: list[dict]) -> int:
-    """The recommender rule above over sweep rows {k, usefulness}."""
+def choose_micro(sweep: list[dict]) -> tuple[int, float]:
+    """The recommender rule above over sweep rows {k, personal_weight, usefulness}: (K, personal weight)."""
     best = max(row["usefulness"] for row in sweep)
-    return int(min(row["k"] for row in sweep if row["usefulness"] >= (1 - USEFULNESS_TOLERANCE) * best))
+    good_enough = [row for row in sweep if row["usefulness"] >= (1 - USEFULNESS_TOLERANCE) * best]
+    k, weight = min((row["k"], row["personal_weight"]) for row in good_enough)
+    return int(k), float(weight)
 
 
 def silhouette(vectors: np.ndarray, labels: np.ndarray, seed: int = 0, sample: int = 3000) -> float:

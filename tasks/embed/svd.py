@@ -43,6 +43,16 @@ class SvdEmbedder(Saveable):
         vectors = weighted.toarray() if self.svd is None else self.svd.transform(weighted)
         return Embedding(self.name, features.users, normalize(vectors).astype(np.float32))
 
+    def item_vectors(self, items: np.ndarray) -> np.ndarray:
+        """(len(items), dimensions): each item's vector in the users' space, so that a user's vector times an
+        item's scores how the user's taste reconstructs that item (0 for items the fit never saw)."""
+        index = {item: i for i, item in enumerate(self.items)}
+        positions = np.array([index.get(item, -1) for item in items], dtype=np.int64)
+        basis = np.eye(len(self.items)) if self.svd is None else self.svd.components_.T
+        vectors = np.zeros((len(items), basis.shape[1]))
+        vectors[positions >= 0] = basis[positions[positions >= 0]]
+        return vectors
+
     def _weighted(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
         tf = matrix.copy()
         tf.data = np.log1p(tf.data)  # dampen heavy users' weights

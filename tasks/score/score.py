@@ -79,21 +79,17 @@ def select_users_to_score(con: duckdb.DuckDBPyConnection) -> pa.Table:
     return con.sql(load_sql("scoring/scr_events_to_score")).to_arrow_table()
 
 
-def assign_events(segmenter_path: Path, events: pa.Table) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """Each user's segment and distance, and their micro-segment memberships (None without a micro level),
-    as the saved segmenter gives them."""
+def assign_events(
+    segmenter_path: Path, events: pa.Table
+) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None]:
+    """Each user's segment and distance, their micro-segment memberships and their ready list (None without a
+    micro level), as the saved segmenter gives them."""
     from tasks.segment.segmenter import Segmenter  # the model code: imported only when there is work
 
     segmenter = Segmenter.load(segmenter_path)
-    memberships = segmenter.memberships(events) if segmenter.micro is not None else None
-    return segmenter.assign(events), memberships
-
-
-def list_length(segmenter_path: Path) -> int:
-    """How many items the published run put in each user's ready list."""
-    from tasks.segment.segmenter import Segmenter
-
-    return Segmenter.load(segmenter_path).settings.n_user_recommendations
+    if segmenter.micro is None:
+        return segmenter.assign(events), None, None
+    return segmenter.assign(events), segmenter.memberships(events), segmenter.recommend(events)
 
 
 def stage_scores(
@@ -101,7 +97,7 @@ def stage_scores(
     run_id: str,
     assignments: pl.DataFrame,
     memberships: pl.DataFrame | None,
-    n_recommendations: int,
+    recommendations: pl.DataFrame | None,
 ) -> ScoredCounts:
     """Stage the scored users' rows of the published tables; count the new users and the moved ones."""
     at = utc_now()
@@ -113,16 +109,14 @@ def stage_scores(
         pl.lit(at).alias("assigned_at"),
     )
     create_table_from_frame(con, "seg_user_segments", rows, order_by="user_id")
-    if memberships is not None:
-        staged = memberships.with_columns(pl.lit(run_id).alias("run_id"))
-        create_table_from_frame(con, "scr_user_memberships", staged, order_by="user_id, weight desc")
-        con.execute(
-            f"""
-            create or replace table scr_user_recommendations as
-            select *, $run_id as run_id from ({load_sql("scoring/scr_user_recommendations")})
-            """,
-            {"n": n_recommendations, "run_id": run_id},
-        )
+    if memberships is not None and recommendations is not None:
+        for table, frame, order in (
+            ("scr_user_memberships", memberships, "user_id, weight desc"),
+            ("scr_user_recommendations", recommendations, "user_id, rank"),
+        ):
+            create_table_from_frame(
+                con, table, frame.with_columns(pl.lit(run_id).alias("run_id")), order_by=order
+            )
     n_scored, n_new, n_moved = con.execute(
         """
         select

@@ -12,7 +12,6 @@ from tasks.embed.base import Embedding
 from tasks.evaluate.holdout import EventSplit
 from tasks.evaluate.metrics import (
     agreement,
-    global_item_scores,
     intrinsic_metrics,
     itemknn_usefulness,
     list_metrics,
@@ -20,7 +19,7 @@ from tasks.evaluate.metrics import (
 )
 from tasks.features.interactions import Interactions, interaction_matrix
 from tasks.features.user_features import UserFeatures
-from tasks.segment.micro import MicroSegments, blend_lists, recommend_users, segment_lists
+from tasks.segment.micro import MicroSegments
 
 USER_LIST_LENGTH = 20
 LISTS = ("segments", "micro", "blended")
@@ -30,14 +29,11 @@ ITEMKNN_MAX_ITEMS = 30_000  # item-item similarity is quadratic in items: past t
 def blended_usefulness(
     train: Interactions, heldout: dict[str, set[str]], taste: Embedding, micro: MicroSegments
 ) -> dict[str, float]:
-    """Recall / NDCG of the blended per-user lists, as published: each user's micro-segment lists (top 100)
-    blended by membership weight, seen items excluded, topped up by popularity. Rows of `train` and `taste`
-    are the same users in the same order."""
-    labels = micro.clusterer.predict(taste.vectors)[0]
-    lists = segment_lists(train, labels, micro.clusterer.k)
+    """Recall / NDCG of the ready per-user lists, as published (`MicroSegments.recommend`). Rows of `train` and
+    `taste` are the same users in the same order, and its items those of the micro-segments' lists."""
     rows = np.array([i for i, u in enumerate(train.users) if u in heldout], dtype=np.int64)
-    blended = blend_lists(micro.memberships(taste)[rows], lists)
-    recommended = recommend_users(blended, train.matrix[rows], global_item_scores(train), USER_LIST_LENGTH)
+    users = Embedding(taste.name, taste.user_ids[rows], taste.vectors[rows])
+    recommended = micro.recommend(users, train.matrix[rows], USER_LIST_LENGTH)
     return list_metrics(
         train, heldout, {train.users[r]: items for r, (items, _) in zip(rows, recommended, strict=True)}
     )

@@ -1,38 +1,59 @@
 """Micro-segments, for recommenders: many fine-grained taste clusters, each with its own top list, and every
 user's soft membership in the nearest few (as Pinterest's PinnerSage keeps several interest clusters per
-user). A recommender blends the lists by the weights; `blend_lists` is that blend, and `recommend_users` the
-ready per-user list published as `user_recommendations`.
+user). `MicroSegments.recommend` makes the ready per-user list published as `user_recommendations`, for the
+users of a run and for users scored later by its saved segmenter alike.
 
 Membership weights: over the user's `n_memberships` nearest micro-centroids, w_j ~ exp(-d_j^2 / t), summing
 to 1, where the temperature t is the fit's mean squared distance of users to their nearest centroid.
+
+A user's list: the candidates are the items of their micro-segments' lists (the top LIST_LENGTH of each, by
+the share of its members who interacted with them), less the items they have seen. Each candidate scores
+(1 - a) * blend + a * personal, where blend is the membership-weighted sum of the lists' shares over the
+user's best candidate's (so in (0, 1]) and personal the user's own taste vector times the item's (the svd
+reconstruction) scaled to [0, 1] over the user's candidates; a, `personal_weight`, is chosen on the inner validation split (0: the pure blend of the
+micro-segments' lists). Lists shorter than asked are topped up from the most popular unseen items (score 0).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
 from tasks.cluster.base import Clusterer, nearest_centroid
-from tasks.embed.base import Embedder, Embedding
+from tasks.embed.base import Embedding
 from tasks.embed.svd import SvdEmbedder
 from tasks.features.interactions import Interactions, interaction_matrix
 from tasks.features.user_features import UserFeatures
 from tasks.fitted import Saveable
 
-LIST_LENGTH = 100  # items in each micro-segment's published list; the blend reads only these
+LIST_LENGTH = 100  # items in each micro-segment's list that the blend reads
+PERSONAL_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # the grid `personal_weight` is chosen from
+
+
+@dataclass(frozen=True)
+class MicroLists:
+    """What a user's list is made from, fitted with the micro-segments: the fit's items, each micro-segment's
+    top LIST_LENGTH items by member share, every item's share of users (ties and top-up) and its taste vector."""
+
+    items: np.ndarray
+    shares: sp.csr_matrix  # (n_micro, n_items)
+    popularity: np.ndarray  # (n_items,)
+    item_vectors: np.ndarray  # (n_items, taste dimensions)
 
 
 @dataclass(frozen=True)
 class MicroSegments(Saveable):
-    """The fitted micro level: a taste embedder, its clusterer, and how memberships are weighed."""
+    """The fitted micro level: a taste embedder, its clusterer, how memberships are weighed, and the lists."""
 
-    taste: Embedder
+    taste: SvdEmbedder
     clusterer: Clusterer
     temperature: float
     n_memberships: int
+    lists: MicroLists
+    personal_weight: float = 0.0
 
     def embed(self, features: UserFeatures) -> Embedding:
         return self.taste.transform(features)
@@ -55,20 +76,93 @@ class MicroSegments(Saveable):
         )
         return frame.sort(["user_id", "weight", "micro_segment_id"], descending=[False, True, False])
 
+    def with_personal_weight(self, personal_weight: float) -> MicroSegments:
+        return replace(self, personal_weight=float(personal_weight))
 
-def fit_taste(features: UserFeatures, seed: int) -> tuple[Embedder, Embedding]:
+    def recommend(
+        self, embedding: Embedding, seen: sp.csr_matrix, k: int
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per user (rows of `embedding`; `seen`: the same rows over `lists.items`): the top `k` unseen items
+        (indices of `lists.items`) and their scores, as the module doc says."""
+        lists = self.lists
+        blended = (self.memberships(embedding) @ lists.shares).tocsr()
+        by_popularity = np.argsort(-lists.popularity, kind="stable")
+        result = []
+        for u in range(blended.shape[0]):
+            items = blended.indices[blended.indptr[u] : blended.indptr[u + 1]]
+            scores = blended.data[blended.indptr[u] : blended.indptr[u + 1]]
+            seen_items = seen.indices[seen.indptr[u] : seen.indptr[u + 1]]
+            keep = ~np.isin(items, seen_items) & (scores > 0)
+            items, scores = items[keep], scores[keep] / scores[keep].max(initial=1e-300)
+            if self.personal_weight > 0 and len(items):
+                personal = _unit_scale(lists.item_vectors[items] @ embedding.vectors[u].astype(np.float64))
+                scores = (1 - self.personal_weight) * scores + self.personal_weight * personal
+            order = np.lexsort((items, -lists.popularity[items], -scores))[:k]
+            items, scores = items[order], scores[order]
+            if len(items) < k:
+                extra = by_popularity[~np.isin(by_popularity, np.concatenate([items, seen_items]))][
+                    : k - len(items)
+                ]
+                items, scores = np.concatenate([items, extra]), np.concatenate([scores, np.zeros(len(extra))])
+            result.append((items, scores))
+        return result
+
+    def user_lists(self, features: UserFeatures, k: int) -> pl.DataFrame:
+        """`user_id, rank, item_id, score`: the ready list of `k` items of every user in `features`."""
+        seen = interaction_matrix(features.interactions, users=features.users, items=self.lists.items).matrix
+        return self.recommendation_frame(self.embed(features), seen, k)
+
+    def recommendation_frame(self, embedding: Embedding, seen: sp.csr_matrix, k: int) -> pl.DataFrame:
+        """`recommend` as rows `user_id, rank, item_id, score`."""
+        recommended = self.recommend(embedding, seen, k)
+        return (
+            pl.DataFrame(
+                {
+                    "user_id": np.repeat(
+                        embedding.user_ids.astype(str), [len(items) for items, _ in recommended]
+                    ),
+                    "item_id": self.lists.items[
+                        np.concatenate([items for items, _ in recommended] or [[]]).astype(np.int64)
+                    ].astype(str),
+                    "score": np.round(np.concatenate([scores for _, scores in recommended] or [[]]), 6),
+                },
+                schema={"user_id": pl.String, "item_id": pl.String, "score": pl.Float64},
+            )
+            .with_columns(pl.int_range(1, pl.len() + 1).over("user_id").alias("rank"))
+            .select("user_id", "rank", "item_id", "score")
+        )
+
+
+def _unit_scale(values: np.ndarray) -> np.ndarray:
+    """`values` scaled to [0, 1] (all 1 when they are all equal)."""
+    if not len(values):
+        return values.astype(np.float64)
+    low, high = float(values.min()), float(values.max())
+    return np.ones(len(values)) if high - low <= 1e-12 else (values - low) / (high - low)
+
+
+def fit_taste(features: UserFeatures, seed: int) -> tuple[SvdEmbedder, Embedding]:
     """The taste embedding micro-segments live in: svd of the user-item matrix."""
     taste = SvdEmbedder(seed).fit(features)
     return taste, taste.transform(features)
 
 
 def fit_micro(
-    taste: Embedder, embedding: Embedding, clusterer: Clusterer, n_memberships: int
-) -> MicroSegments:
-    """Wrap a clusterer fitted on the taste embedding with its membership temperature."""
+    taste: SvdEmbedder, embedding: Embedding, clusterer: Clusterer, n_memberships: int, train: Interactions,
+    personal_weight: float = 0.0,
+) -> MicroSegments:  # fmt: skip
+    """Wrap a clusterer fitted on the taste embedding with its membership temperature and its lists (from
+    `train`, whose rows are the users of `embedding` in the same order)."""
     distances = nearest_centroid(embedding.vectors, clusterer.centroids)[1]
     temperature = float(max(np.mean(distances**2), 1e-6))
-    return MicroSegments(taste, clusterer, temperature, n_memberships)
+    labels = clusterer.predict(embedding.vectors)[0]
+    lists = MicroLists(
+        items=train.items,
+        shares=segment_lists(train, labels, clusterer.k),
+        popularity=np.asarray(train.matrix.mean(axis=0)).ravel(),
+        item_vectors=taste.item_vectors(train.items),
+    )
+    return MicroSegments(taste, clusterer, temperature, n_memberships, lists, float(personal_weight))
 
 
 def membership_matrix(
@@ -120,37 +214,6 @@ def segment_lists(
     )
 
 
-def blend_lists(memberships: sp.csr_matrix, lists: sp.csr_matrix) -> sp.csr_matrix:
-    """(n_users, n_items): each user's blend of their micro-segments' lists, by membership weight."""
-    return (memberships @ lists).tocsr()
-
-
-def recommend_users(
-    blended: sp.csr_matrix, seen: sp.csr_matrix, popularity: np.ndarray, k: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per user (rows of `blended`): the top `k` unseen items by blended score, topped up from the most
-    popular unseen items when the blend has fewer; (item indices, scores)."""
-    by_popularity = np.argsort(-popularity, kind="stable")
-    result = []
-    for u in range(blended.shape[0]):
-        items, scores = (
-            blended.indices[blended.indptr[u] : blended.indptr[u + 1]],
-            blended.data[blended.indptr[u] : blended.indptr[u + 1]],
-        )
-        seen_items = seen.indices[seen.indptr[u] : seen.indptr[u + 1]]
-        keep = ~np.isin(items, seen_items) & (scores > 0)
-        items, scores = items[keep], scores[keep]
-        order = np.lexsort((items, -popularity[items], -scores))[:k]
-        items, scores = items[order], scores[order]
-        if len(items) < k:
-            extra = by_popularity[~np.isin(by_popularity, np.concatenate([items, seen_items]))][
-                : k - len(items)
-            ]
-            items, scores = np.concatenate([items, extra]), np.concatenate([scores, np.zeros(len(extra))])
-        result.append((items, scores))
-    return result
-
-
 def micro_tables(
     features: UserFeatures,
     micro: MicroSegments,
@@ -169,18 +232,6 @@ def micro_tables(
         .rename({"segment": "micro_segment_id"})
         .with_columns(pl.col("score").round(6))
     )
-    popularity = np.asarray(train.matrix.mean(axis=0)).ravel()
-    recommended = recommend_users(
-        blend_lists(micro.memberships(taste), segment_lists(train, labels, micro.clusterer.k)), train.matrix,
-        popularity, n_user_recommendations,
-    )  # fmt: skip
-    user_rows = pl.DataFrame(
-        {
-            "user_id": np.repeat(train.users.astype(str), [len(items) for items, _ in recommended]),
-            "i": np.concatenate([items for items, _ in recommended]).astype(np.int64),
-            "score": np.round(np.concatenate([scores for _, scores in recommended]), 6),
-        }
-    ).with_columns(pl.int_range(1, pl.len() + 1).over("user_id").alias("rank"))
     item_ids = pl.DataFrame({"i": np.arange(len(train.items)), "item_id": train.items.astype(str)})
     members = pl.DataFrame(
         {"user_id": taste.user_ids.astype(str), "micro_segment_id": labels.astype(np.int64)}
@@ -203,6 +254,8 @@ def micro_tables(
         "micro_segment_recommendations": ranked.join(item_ids, on="i").sort("micro_segment_id", "rank")
         .select("micro_segment_id", "rank", "item_id", "score"),
         "user_memberships": micro.membership_frame(taste),
-        "user_recommendations": user_rows.join(item_ids, on="i").sort("user_id", "rank")
-        .select("user_id", "rank", "item_id", "score"),
+        "user_recommendations": micro.recommendation_frame(
+            taste, interaction_matrix(features.interactions, users=features.users, items=micro.lists.items).matrix,
+            n_user_recommendations,
+        ).sort("user_id", "rank"),
     }  # fmt: skip

@@ -18,6 +18,7 @@ from tasks.cluster.base import Clusterer, default_min_segment_size, enforce_min_
 from tasks.cluster.registry import make_clusterer
 from tasks.embed.base import Embedder, Embedding, FitOptions
 from tasks.embed.registry import make_embedder
+from tasks.features.interactions import interaction_matrix
 from tasks.features.user_features import FeatureModel, UserFeatures
 from tasks.fitted import Saveable
 from tasks.segment.micro import MicroSegments, fit_micro, fit_taste
@@ -53,6 +54,14 @@ class Segmenter(Saveable):
         if self.micro is None:
             raise ValueError("this segmenter has no micro-segments")
         return self.micro.membership_frame(self.micro.embed(self.features.transform(events)))
+
+    def recommend(self, events, n: int | None = None) -> pl.DataFrame:
+        """`user_id, rank, item_id, score`: the ready list of `n` items (default: the run's) of every user in
+        `events`, as the run published them for its own users."""
+        if self.micro is None:
+            raise ValueError("this segmenter has no micro-segments")
+        n = n or self.settings.n_user_recommendations
+        return self.micro.user_lists(self.features.transform(events), n)
 
     def with_labels(self, labels: dict[int, str]) -> Segmenter:
         return replace(self, segment_labels=dict(labels))
@@ -129,11 +138,14 @@ def fit_clusterer(embedding: Embedding, settings: SegmentSettings, k: int) -> Cl
 def fit_micro_segments(
     features: UserFeatures, settings: SegmentSettings, k: int
 ) -> tuple[MicroSegments, Embedding]:
-    """The micro level: taste embedding, K-Means with `k` micro-segments, membership weights."""
+    """The micro level: taste embedding, K-Means with `k` micro-segments, membership weights, and the lists
+    the per-user lists are made from (personal weight: the settings', 0 while still auto)."""
     taste, embedding = fit_taste(features, settings.seed)
     k = max(1, min(k, len(np.unique(embedding.vectors, axis=0))))
     clusterer = make_clusterer("kmeans", settings.seed).fit(embedding.vectors, k)
-    return fit_micro(taste, embedding, clusterer, settings.n_memberships), embedding
+    train = interaction_matrix(features.interactions, users=features.users)
+    weight = 0.0 if settings.personal_weight == "auto" else float(settings.personal_weight)
+    return fit_micro(taste, embedding, clusterer, settings.n_memberships, train, weight), embedding
 
 
 def fit_segmenter(

@@ -51,6 +51,11 @@ class SegmentSettings(BaseModel):
     )
     n_memberships: int = Field(3, ge=1, description="Micro-segments per user, weighted, in user_memberships")
     n_user_recommendations: int = Field(20, ge=1, description="Items in each user's blended list")
+    personal_weight: float | Literal["auto"] = Field(
+        "auto",
+        description="How much a user's own taste reorders their blended list (0: the micro-segments' lists "
+        "alone, 1: only the user's taste), or auto: chosen by usefulness",
+    )
     require_lift: bool = Field(
         False, description="Refuse to publish when the published lists are not more useful than popularity"
     )
@@ -132,6 +137,13 @@ class SegmentSettings(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError(f"a family is named twice in {embedding!r}")
         return ",".join(names)
+
+    @field_validator("personal_weight")
+    @classmethod
+    def _a_share(cls, weight: float | str) -> float | str:
+        if weight != "auto" and not 0 <= float(weight) <= 1:
+            raise ValueError(f"personal_weight must be between 0 and 1 or 'auto', not {weight}")
+        return weight
 
     @field_validator("k", "micro_k")
     @classmethod

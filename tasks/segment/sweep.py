@@ -3,7 +3,8 @@ tasks/cluster/choose_k.py):
 
 - people: K = k_min..k_max on the behaviour-and-taste embedding, each scored by silhouette, stability (mean ARI
   of fits with two other seeds) and, for information, the NDCG@10 of the segment lists;
-- micro: K on a geometric grid on the taste embedding, each scored by the NDCG@10 of the blended lists.
+- micro: K on a geometric grid on the taste embedding, each with every personal weight of the grid
+  (tasks/segment/micro.py), scored by the NDCG@10 of the ready per-user lists they make.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from tasks.cluster.registry import make_clusterer, sweep_family
 from tasks.evaluate.holdout import split_events
 from tasks.evaluate.metrics import agreement, segment_usefulness
 from tasks.features.interactions import interaction_matrix
+from tasks.features.user_features import UserFeatures
 from tasks.segment.evaluate import blended_usefulness
-from tasks.segment.micro import fit_micro, fit_taste
+from tasks.segment.micro import PERSONAL_WEIGHTS, fit_micro, fit_taste
 from tasks.segment.segmenter import fit_embedder, fit_features
 from tasks.segment.settings import SegmentSettings
 
@@ -27,6 +29,7 @@ SWEEP_SAMPLE = 5_000
 MICRO_SAMPLE = 20_000
 MICRO_GRID = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 MIN_USERS_PER_MICRO = 8
+MICRO_EVAL_USERS = 5_000
 STABILITY_CANDIDATES = 0.15  # K whose silhouette is within 15% of the best get a stability score
 
 
@@ -40,7 +43,7 @@ def sweep_k(events: pa.Table, items: pa.Table, settings: SegmentSettings, people
     """Both sweeps on one inner split of `events` (the micro sweep only when settings.micro_k is auto)."""
     inner = split_events(events, settings.seed)
     _, features = fit_features(inner.train, items, settings)
-    train = interaction_matrix(features.interactions)
+    train = interaction_matrix(features.interactions, users=features.users)
     rng = np.random.default_rng(settings.seed)
     people_rows = []
     if people:
@@ -76,18 +79,41 @@ def sweep_k(events: pa.Table, items: pa.Table, settings: SegmentSettings, people
                     np.mean([agreement(fits[row["k"]].labels_, f.labels_)["ari"] for f in refits])
                 )
     micro_rows = []
+    if settings.micro_k == "auto" or settings.personal_weight == "auto":
+        micro_rows = _sweep_micro(features, inner.heldout, settings, rng)
+    return Sweep(people_rows, micro_rows)
+
+
+def _sweep_micro(
+    features: UserFeatures, heldout: dict[str, set[str]], settings: SegmentSettings, rng: np.random.Generator
+) -> list[dict]:
+    """Rows {k, personal_weight, usefulness, recall@10}: every K of the grid (or the K given) with every
+    personal weight (or the one given), scored on at most MICRO_EVAL_USERS held-out users."""
+    train = interaction_matrix(features.interactions, users=features.users)
+    taste, taste_embedding = fit_taste(features, settings.seed)
+    n_users = len(taste_embedding.user_ids)
     if settings.micro_k == "auto":
-        taste, taste_embedding = fit_taste(features, settings.seed)
-        n_users = len(taste_embedding.user_ids)
         grid = [k for k in MICRO_GRID if k * MIN_USERS_PER_MICRO <= min(n_users, MICRO_SAMPLE)] or [
             MICRO_GRID[0]
         ]
-        for k in grid:
-            clusterer = make_clusterer("kmeans", settings.seed).fit(_sample(taste_embedding.vectors, rng), k)
-            micro = fit_micro(taste, taste_embedding, clusterer, settings.n_memberships)
-            useful = blended_usefulness(train, inner.heldout, taste_embedding, micro)
-            micro_rows.append({"k": k, "usefulness": useful["ndcg@10"], "recall@10": useful["recall@10"]})
-    return Sweep(people_rows, micro_rows)
+    else:
+        grid = [int(settings.micro_k)]
+    weights = PERSONAL_WEIGHTS if settings.personal_weight == "auto" else (float(settings.personal_weight),)
+    if len(heldout) > MICRO_EVAL_USERS:
+        users = sorted(heldout)
+        heldout = {
+            users[i]: heldout[users[i]]
+            for i in np.sort(rng.choice(len(users), MICRO_EVAL_USERS, replace=False))
+        }
+    rows = []
+    for k in grid:
+        clusterer = make_clusterer("kmeans", settings.seed).fit(_sample(taste_embedding.vectors, rng), k)
+        micro = fit_micro(taste, taste_embedding, clusterer, settings.n_memberships, train)
+        for weight in weights:
+            useful = blended_usefulness(train, heldout, taste_embedding, micro.with_personal_weight(weight))
+            rows.append({"k": k, "personal_weight": weight, "usefulness": useful["ndcg@10"],
+                         "recall@10": useful["recall@10"]})  # fmt: skip
+    return rows
 
 
 def _sample(vectors: np.ndarray, rng: np.random.Generator) -> np.ndarray:

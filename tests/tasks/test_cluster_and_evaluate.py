@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from tasks.cluster.choose_k import choose_k, choose_micro_k
+from tasks.cluster.choose_k import choose_k, choose_micro
 from tasks.cluster.registry import CLUSTERERS, fit_clusters, make_clusterer
 from tasks.evaluate.metrics import agreement, intrinsic_metrics, ranking_metrics, segment_usefulness
 from tasks.features.interactions import Interactions
@@ -71,9 +71,16 @@ def test_the_people_k_rule_takes_the_smallest_k_near_the_best_silhouette_among_t
     assert choose_k(sweep) == 4
 
 
-def test_the_micro_k_rule_takes_the_smallest_k_within_1_percent_of_the_most_useful():
-    sweep = [{"k": 8, "usefulness": 0.100}, {"k": 16, "usefulness": 0.1195}, {"k": 32, "usefulness": 0.120}]
-    assert choose_micro_k(sweep) == 16
+def test_the_micro_rule_takes_the_smallest_k_then_weight_within_1_percent_of_the_most_useful():
+    sweep = [
+        {"k": 8, "personal_weight": 0.0, "usefulness": 0.100},
+        {"k": 8, "personal_weight": 0.5, "usefulness": 0.110},
+        {"k": 16, "personal_weight": 0.0, "usefulness": 0.1180},
+        {"k": 16, "personal_weight": 0.25, "usefulness": 0.1195},  # within 1% of the best
+        {"k": 16, "personal_weight": 0.5, "usefulness": 0.1196},
+        {"k": 32, "personal_weight": 0.0, "usefulness": 0.120},
+    ]
+    assert choose_micro(sweep) == (16, 0.25)
 
 
 def test_segments_under_the_minimum_size_merge_into_their_nearest():

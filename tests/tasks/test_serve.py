@@ -13,7 +13,6 @@ import pytest
 
 from tasks.publish.publish import switch_current_export
 from tasks.serve import (
-    blend_recommendations,
     describe_memberships,
     find_snapshot,
     look_into_warehouse,
@@ -274,15 +273,6 @@ def test_the_micro_level_titles_and_run_come_from_the_snapshot_alone(published_m
     assert (run["run_id"], run["source"], run["embedding"], run["clusterer"], run["k"]) == (
         RUN_ID, "shop", "combined", "kmeans", 2,
     )  # fmt: skip
-
-
-def test_a_list_for_an_unpublished_user_blends_the_micro_lists_by_weight(published_micro):
-    snapshot = find_snapshot(published_micro.exports_dir)
-    rows = blend_recommendations(snapshot, [(0, 0.5), (1, 0.5)], 5, seen_items=["i3"])
-    # i5: 0.5 * 0.4 + 0.5 * 1.0 = 0.7; i2: 0.5 * 0.8 = 0.4; i3 seen; then the global list with score 0
-    assert [(r["item_id"], round(r["score"], 6)) for r in rows] == [
-        ("i5", 0.7), ("i2", 0.4), ("i1", 0.0), ("i4", 0.0), ("i6", 0.0),
-    ]  # fmt: skip
 
 
 def test_a_users_events_come_from_a_free_warehouse_in_the_segmenter_columns(published):

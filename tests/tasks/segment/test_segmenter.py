@@ -174,3 +174,5 @@ def test_micro_tables_give_every_user_a_blended_list_of_unseen_items(fitted, sho
     )
     assert (ranks["rank"] == ranks["len"]).all()
     assert tables["micro_segments"]["size"].sum() == 300
+    # The saved segmenter makes the same lists for the same users (as scoring and `segflow user` use it).
+    assert fitted.recommend(events).sort("user_id", "rank").equals(lists)
