@@ -8,10 +8,12 @@ timestamps without a zone mean what they mean in DuckDB.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -26,6 +28,8 @@ except ImportError as error:  # the spark extra is not installed
     ) from error
 
 _SESSIONS: dict[str, object] = {}
+_SESSIONS_LOCK = threading.Lock()  # tasks in threads may ask for the session at once
+LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")  # the JVM's logs: errors only
 # Small local jobs: Spark's 200 shuffle partitions would be 200 tasks per join on a laptop.
 LOCAL_SHUFFLE_PARTITIONS = "8"
 
@@ -33,25 +37,33 @@ LOCAL_SHUFFLE_PARTITIONS = "8"
 def spark_session(master: str | None = None):
     """The process's Spark session for `master` (default: env SPARK_REMOTE, else local[*]), made once."""
     url = master or os.environ.get("SPARK_REMOTE") or "local[*]"
-    if url not in _SESSIONS:
-        with _quiet():
-            from pyspark.sql import SparkSession
-
-        builder = SparkSession.builder.appName("segflow")
-        if url.startswith("sc://"):
-            builder = builder.remote(url)
-        else:
-            builder = builder.master(url).config("spark.ui.enabled", "false")
-            builder = builder.config("spark.ui.showConsoleProgress", "false")
-            for side in ("driver", "executor"):
-                builder = builder.config(f"spark.{side}.extraJavaOptions", "-Duser.timezone=UTC")
-            if url.startswith("local"):
-                builder = builder.config("spark.sql.shuffle.partitions", LOCAL_SHUFFLE_PARTITIONS)
-        session = builder.config("spark.sql.session.timeZone", "UTC").getOrCreate()
-        if not url.startswith("sc://"):
-            session.sparkContext.setLogLevel("ERROR")
-        _SESSIONS[url] = session
+    with _SESSIONS_LOCK:
+        if url not in _SESSIONS:
+            _SESSIONS[url] = _new_session(url)
     return _SESSIONS[url]
+
+
+def _new_session(url: str):
+    """A Spark session for `url`: a master URL, or `sc://` for Spark Connect."""
+    with _quiet():
+        from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName("segflow")
+    if url.startswith("sc://"):
+        builder = builder.remote(url)
+    else:
+        builder = builder.master(url).config("spark.ui.enabled", "false")
+        builder = builder.config("spark.ui.showConsoleProgress", "false")
+        quiet = f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}"
+        builder = builder.config("spark.driver.extraJavaOptions", f"-Duser.timezone=UTC {quiet}")
+        builder = builder.config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
+        if url.startswith("local"):
+            builder = builder.config("spark.sql.shuffle.partitions", LOCAL_SHUFFLE_PARTITIONS)
+    with _quiet():
+        session = builder.config("spark.sql.session.timeZone", "UTC").getOrCreate()
+    if not url.startswith("sc://"):
+        session.sparkContext.setLogLevel("ERROR")
+    return session
 
 
 @contextmanager
