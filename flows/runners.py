@@ -19,10 +19,14 @@ def make_task_runner(
     if name == "thread":
         return ThreadPoolTaskRunner()
     if name == "dask":
+        import dask
         from prefect_dask import DaskTaskRunner
 
         if address:
             return DaskTaskRunner(address=address)
+        # Workers this process starts are not daemonic, so that a fit there can start its DDP processes (a
+        # daemonic process may not have children). Set for the process: the runner starts its cluster lazily.
+        dask.config.set({"distributed.worker.daemon": False})
         # Single-threaded worker processes: threads sharing one interpreter would wait on each other's GIL.
         return DaskTaskRunner(
             cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True},
