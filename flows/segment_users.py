@@ -417,7 +417,8 @@ def segment_users(
             _, train_features = features(split.train, items, settings, "train")
             names, skipped = list_families(settings, split.train, items)
             text_cache = str(ws.root / "cache" / "item_text_vectors.parquet")
-            if runs_in_parallel(FlowRunContext.get().task_runner):  # dask, ray: the families at once
+            run_context = FlowRunContext.get()  # None when the body runs outside a flow run (.fn)
+            if run_context is not None and runs_in_parallel(run_context.task_runner):  # the families at once
                 futures = [
                     embed_family.submit(family, train_features, split, settings, k, text_cache)
                     for family in names
