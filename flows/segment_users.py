@@ -316,10 +316,13 @@ def save_segmenter(segmenter: Segmenter, profiles: list[dict], workspace_root: s
 def track(
     ws_root: str, run_id: str, params: dict, metrics: dict, embedding: Embedding, assignments: pl.DataFrame,
     sweep: Sweep, k: int, profiles: list[dict], segmenter_path: str, events: pa.Table, fits: list[FamilyFit],
-    families: list[dict],
+    families: list[dict], train_model: FeatureModel,
 ) -> tuple[str, dict[str, bytes]]:  # fmt: skip
-    """Log the run to MLflow (params, metrics, charts, the segmenter as a pyfunc model); returns its run id."""
+    """Log the run to MLflow (params, metrics, charts, the segmenter and every family's embedder as pyfunc
+    models); returns its run id."""
     import json
+
+    from tasks.track.pyfunc import FamilyModel  # imports MLflow: only when a run is tracked
 
     ws = Workspace(workspace=Path(ws_root))
     figures = {
@@ -341,7 +344,10 @@ def track(
         ws.mlflow_uri, ws.mlartifacts_dir, run_id, params, metrics,
         f"{params['segments']['embedding']}/{params['segments']['clusterer']}", {**figures, **tables},
         segmenter_path=segmenter_path, input_example=example,
-        families=[tracking.FamilyRun(f.family, f.metrics, f.epochs, f.embedding) for f in fits if f.error is None],
+        families=[
+            tracking.FamilyRun(f.family, f.metrics, f.epochs, f.embedding, FamilyModel(train_model, f.embedder))
+            for f in fits if f.error is None
+        ],
     )  # fmt: skip
     return mlflow_run_id, figures
 
@@ -414,7 +420,7 @@ def segment_users(
             k, micro_k, personal_weight, sweep = choose_segment_count(split.train, items, settings)
             settings = settings.model_copy(update={"personal_weight": personal_weight})
 
-            _, train_features = features(split.train, items, settings, "train")
+            train_model, train_features = features(split.train, items, settings, "train")
             names, skipped = list_families(settings, split.train, items)
             text_cache = str(ws.root / "cache" / "item_text_vectors.parquet")
             run_context = FlowRunContext.get()  # None when the body runs outside a flow run (.fn)
@@ -475,7 +481,7 @@ def segment_users(
             }
             mlflow_run_id, figures = track(
                 str(ws.root), run_id, params, metrics, embedding, assignments, sweep, clusterer.k, profiles,
-                segmenter_path, events, fits, families,
+                segmenter_path, events, fits, families, train_model,
             )  # fmt: skip
             run = {
                 "run_id": run_id, "created_at": utc_now(), "source": report.source,

@@ -1,32 +1,51 @@
-"""The segmenter as an MLflow pyfunc model: `mlflow.pyfunc.load_model("runs:/<id>/segmenter").predict(events)`
-takes a pandas frame of events in the canonical columns and returns `user_id, segment_id, distance` per user.
-Loading it needs segflow installed (the model unpickles segflow's classes)."""
+"""The run's models as MLflow pyfunc models, each taking a pandas frame of events in the canonical columns:
+
+- the segmenter, `mlflow.pyfunc.load_model("runs:/<id>/segmenter").predict(events)`: `user_id, segment_id,
+  distance` per user;
+- each embedding family the run trained, in its nested run `family/<name>`, artifact path `embedder`: the
+  family's fitted embedder with the feature statistics it reads (fit on the training part), returning
+  `user_id, dim_0, dim_1, ...` per user, the vectors its segments were scored on.
+
+Loading them needs segflow installed (they unpickle segflow's classes)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow.pyfunc
 import pandas as pd
+import polars as pl
+import polars.selectors  # noqa: F401  (pl.selectors)
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
+from tasks.embed.base import Embedder, embedding_frame
+from tasks.features.user_features import FeatureModel
+from tasks.fitted import Saveable
 from tasks.segment.segmenter import Segmenter
 
+# What the models need, as installed here: given, MLflow does not start a process per model to infer them.
+REQUIRED_PACKAGES = (
+    "mlflow", "torch", "pytorch-lightning", "scikit-learn", "scipy", "numpy", "pandas", "polars", "pyarrow",
+    "duckdb", "pydantic", "sentence-transformers",
+)  # fmt: skip
 ARTIFACT_PATH = "segmenter"
+EMBEDDER_PATH = "embedder"
+EVENTS_SCHEMA = Schema(
+    [
+        ColSpec("string", "user_id"),
+        ColSpec("string", "item_id"),
+        ColSpec("string", "event_type"),
+        ColSpec("datetime", "ts"),
+        ColSpec("double", "value", required=False),
+        ColSpec("double", "quantity", required=False),
+        ColSpec("string", "session_id", required=False),
+        ColSpec("string", "item_category", required=False),
+    ]
+)
 SIGNATURE = ModelSignature(
-    inputs=Schema(
-        [
-            ColSpec("string", "user_id"),
-            ColSpec("string", "item_id"),
-            ColSpec("string", "event_type"),
-            ColSpec("datetime", "ts"),
-            ColSpec("double", "value", required=False),
-            ColSpec("double", "quantity", required=False),
-            ColSpec("string", "session_id", required=False),
-            ColSpec("string", "item_category", required=False),
-        ]
-    ),
+    inputs=EVENTS_SCHEMA,
     outputs=Schema(
         [ColSpec("string", "user_id"), ColSpec("long", "segment_id"), ColSpec("double", "distance")]
     ),
@@ -44,6 +63,19 @@ class SegmenterModel(mlflow.pyfunc.PythonModel):
 MODEL_URI_TAG = "segflow.model_uri"
 
 
+def pip_requirements() -> list[str]:
+    """REQUIRED_PACKAGES pinned at their installed versions (those not installed left out)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pinned = []
+    for name in REQUIRED_PACKAGES:
+        try:
+            pinned.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            continue
+    return pinned
+
+
 def log_segmenter(segmenter_path: str, input_example: pd.DataFrame) -> str:
     """Log the saved segmenter to the active MLflow run under the artifact path `segmenter`; returns the
     logged model's URI (`models:/<model id>`, what the registry registers), also kept as a run tag."""
@@ -53,6 +85,49 @@ def log_segmenter(segmenter_path: str, input_example: pd.DataFrame) -> str:
         artifacts={ARTIFACT_PATH: segmenter_path},
         signature=SIGNATURE,
         input_example=input_example,
+        pip_requirements=pip_requirements(),
     )
     mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
+    return info.model_uri
+
+
+@dataclass(frozen=True)
+class FamilyModel(Saveable):
+    """One family's fitted embedder with the fitted feature statistics it reads: events in, vectors out."""
+
+    features: FeatureModel
+    embedder: Embedder
+
+    def embed(self, events) -> pd.DataFrame:
+        vectors = self.embedder.transform(self.features.transform(events))
+        return (
+            embedding_frame(vectors)
+            .with_columns(pl.selectors.starts_with("dim_").cast(pl.Float64))
+            .to_pandas()
+        )
+
+
+class FamilyEmbedderModel(mlflow.pyfunc.PythonModel):
+    def load_context(self, context) -> None:
+        self.model = FamilyModel.load(context.artifacts[EMBEDDER_PATH])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        return self.model.embed(model_input)
+
+
+def log_family_model(model: FamilyModel, dimensions: int, input_example: pd.DataFrame, folder: Path) -> str:
+    """Log a family's model to the active (nested) MLflow run under `embedder`; returns the model's URI."""
+    path = folder / "family_model.pkl"
+    model.save(path)
+    outputs = Schema(
+        [ColSpec("string", "user_id"), *(ColSpec("double", f"dim_{i}") for i in range(dimensions))]
+    )
+    info = mlflow.pyfunc.log_model(
+        name=EMBEDDER_PATH,
+        python_model=str(Path(__file__).with_name("embedder_model.py")),
+        artifacts={EMBEDDER_PATH: str(path)},
+        signature=ModelSignature(inputs=EVENTS_SCHEMA, outputs=outputs),
+        input_example=input_example,
+        pip_requirements=pip_requirements(),
+    )
     return info.model_uri

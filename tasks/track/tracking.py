@@ -21,6 +21,7 @@ class FamilyRun:
     metrics: dict[str, float]
     epochs: list[dict[str, float]] = field(default_factory=list)  # train/loss, val/loss per epoch
     embedding: object = None  # tasks.embed.base.Embedding of the training part's users
+    model: object = None  # tasks.track.pyfunc.FamilyModel: the fitted embedder and its feature statistics
 
 
 def metric_key(name: str) -> str:
@@ -81,7 +82,7 @@ def log_run(
                 else:
                     mlflow.log_text(content, name)
         for family in families:
-            _log_family(mlflow, experiment_id, family, params)
+            _log_family(mlflow, experiment_id, family, params, input_example)
         mlflow.log_text(json.dumps(metrics, indent=2, default=float), "evaluation.json")
         if segmenter_path is not None:
             from tasks.track.pyfunc import log_segmenter
@@ -90,9 +91,10 @@ def log_run(
         return parent.info.run_id
 
 
-def _log_family(mlflow, experiment_id: str, family: FamilyRun, params: dict) -> None:
+def _log_family(mlflow, experiment_id: str, family: FamilyRun, params: dict, input_example=None) -> None:
     """A nested run per family: what it was trained with, its loss per epoch (step = epoch), how it scored
-    on the holdout, and the training part's embedding (`embedding.parquet`: user_id, dim_0, ...)."""
+    on the holdout, the training part's embedding (`embedding.parquet`: user_id, dim_0, ...) and the family's
+    model (`embedder`, a pyfunc from events to vectors, with its signature and an input example)."""
     from tasks.embed.base import embedding_frame
 
     segments = params.get("segments", {})
@@ -118,6 +120,11 @@ def _log_family(mlflow, experiment_id: str, family: FamilyRun, params: dict) -> 
                 path = Path(folder) / "embedding.parquet"
                 embedding_frame(family.embedding).write_parquet(path)
                 mlflow.log_artifact(str(path))
+                if family.model is not None and input_example is not None:
+                    from tasks.track.pyfunc import log_family_model
+
+                    dimensions = family.embedding.vectors.shape[1]
+                    log_family_model(family.model, dimensions, input_example, Path(folder))
 
 
 def mark_published(tracking_uri: str, mlflow_run_id: str) -> None:

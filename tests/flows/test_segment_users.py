@@ -7,6 +7,7 @@ import os
 import re
 
 import duckdb
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -108,6 +109,39 @@ def test_demo_run_writes_exports_report_and_mlflow_runs(demo_run):
     )
     artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
     assert {"k_sweep.png", "projection.png", "segment_sizes.png", "segment_profiles.json"} <= artifacts
+
+
+def test_each_familys_model_reloaded_from_mlflow_embeds_the_training_users_as_the_run_did(demo_run):
+    import mlflow
+    import polars as pl
+    from mlflow import MlflowClient
+
+    from tasks.evaluate.holdout import split_events
+
+    workspace, summary = demo_run
+    mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow.db'}")
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("segflow").experiment_id])
+    con = duckdb.connect(str(workspace / "warehouse.duckdb"), read_only=True)
+    try:
+        events = con.sql(
+            "select user_id, item_id, event_type, ts, value, quantity, session_id from events"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    train = split_events(events).train.to_pandas()  # the part the families were fit and scored on
+    families = {r.data.tags["segflow.family"]: r for r in runs if "segflow.family" in r.data.tags}
+    assert len(families) == 5
+    for family, run in families.items():
+        model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/embedder")
+        outputs = model.metadata.get_output_schema().input_names()
+        predicted = pl.from_pandas(model.predict(train)).sort("user_id")
+        logged = pl.read_parquet(client.download_artifacts(run.info.run_id, "embedding.parquet")).sort("user_id")
+        assert predicted.columns == outputs == logged.columns, family
+        assert predicted["user_id"].to_list() == logged["user_id"].to_list(), family
+        np.testing.assert_allclose(
+            predicted.drop("user_id").to_numpy(), logged.drop("user_id").to_numpy(), atol=1e-4, err_msg=family
+        )
 
 
 def test_the_segmenter_reloaded_from_mlflow_reproduces_the_published_assignment(demo_run):
