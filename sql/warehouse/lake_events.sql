@@ -1,20 +1,9 @@
--- One ingest batch's events as they land in the Parquet lake, with the event date (UTC) the lake is
--- partitioned by (lake/events/event_date=YYYY-MM-DD/). Params: $batch_id.
+-- One ingest batch's events as they land in the Parquet lake: every column of `events` (the lake mirrors
+-- it), and the event date (UTC) the lake is partitioned by (lake/events/event_date=YYYY-MM-DD/).
+-- Params: $batch_id.
 with final as (
     select
-        events.user_id,
-        events.item_id,
-        events.event_type,
-        events.ts,
-        events.value,
-        events.quantity,
-        events.session_id,
-        events.event_id,
-        events.item_title,
-        events.item_category,
-        events.source,
-        events.batch_id,
-        events.ingested_at,
+        events.*,
         cast(events.ts as date) as event_date,
     from events
     where events.batch_id = $batch_id
