@@ -83,28 +83,38 @@ class MicroSegments(Saveable):
         self, embedding: Embedding, seen: sp.csr_matrix, k: int
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per user (rows of `embedding`; `seen`: the same rows over `lists.items`): the top `k` unseen items
-        (indices of `lists.items`) and their scores, as the module doc says."""
-        lists = self.lists
+        (indices of `lists.items`) and their scores, as the module doc says. Vectorised over all users'
+        candidates at once; only lists short of `k` are topped up one user at a time."""
+        lists, n_users = self.lists, len(embedding.vectors)
         blended = (self.memberships(embedding) @ lists.shares).tocsr()
+        blended = (blended - blended.multiply(seen.astype(bool))).tocsr()  # seen items out
+        blended.data[blended.data < 0] = 0
+        blended.eliminate_zeros()
+        counts = np.diff(blended.indptr)
+        rows, items = np.repeat(np.arange(n_users), counts), blended.indices
+        scores = blended.data / np.asarray(blended.max(axis=1).todense()).ravel()[rows]
+        if self.personal_weight > 0 and len(items):
+            personal = _row_unit_scale(
+                _pair_dots(embedding.vectors, lists.item_vectors, rows, items), blended.indptr
+            )
+            scores = (1 - self.personal_weight) * scores + self.personal_weight * personal
+        order = np.lexsort((items, -lists.popularity[items], -scores, rows))
+        rows, items, scores = rows[order], items[order], scores[order]
+        top = np.arange(len(rows)) - blended.indptr[rows] < k
+        rows, items, scores = rows[top], items[top], scores[top]
+        bounds = np.cumsum(np.bincount(rows, minlength=n_users))[:-1]
+        result = list(zip(np.split(items, bounds), np.split(scores, bounds), strict=True))
         by_popularity = np.argsort(-lists.popularity, kind="stable")
-        result = []
-        for u in range(blended.shape[0]):
-            items = blended.indices[blended.indptr[u] : blended.indptr[u + 1]]
-            scores = blended.data[blended.indptr[u] : blended.indptr[u + 1]]
+        for u in np.flatnonzero(np.minimum(counts, k) < k):
+            listed, listed_scores = result[u]
             seen_items = seen.indices[seen.indptr[u] : seen.indptr[u + 1]]
-            keep = ~np.isin(items, seen_items) & (scores > 0)
-            items, scores = items[keep], scores[keep] / scores[keep].max(initial=1e-300)
-            if self.personal_weight > 0 and len(items):
-                personal = _unit_scale(lists.item_vectors[items] @ embedding.vectors[u].astype(np.float64))
-                scores = (1 - self.personal_weight) * scores + self.personal_weight * personal
-            order = np.lexsort((items, -lists.popularity[items], -scores))[:k]
-            items, scores = items[order], scores[order]
-            if len(items) < k:
-                extra = by_popularity[~np.isin(by_popularity, np.concatenate([items, seen_items]))][
-                    : k - len(items)
-                ]
-                items, scores = np.concatenate([items, extra]), np.concatenate([scores, np.zeros(len(extra))])
-            result.append((items, scores))
+            extra = by_popularity[~np.isin(by_popularity, np.concatenate([listed, seen_items]))][
+                : k - len(listed)
+            ]
+            result[u] = (
+                np.concatenate([listed, extra]),
+                np.concatenate([listed_scores, np.zeros(len(extra))]),
+            )
         return result
 
     def user_lists(self, features: UserFeatures, k: int) -> pl.DataFrame:
@@ -133,12 +143,25 @@ class MicroSegments(Saveable):
         )
 
 
-def _unit_scale(values: np.ndarray) -> np.ndarray:
-    """`values` scaled to [0, 1] (all 1 when they are all equal)."""
-    if not len(values):
-        return values.astype(np.float64)
-    low, high = float(values.min()), float(values.max())
-    return np.ones(len(values)) if high - low <= 1e-12 else (values - low) / (high - low)
+def _pair_dots(
+    users: np.ndarray, items: np.ndarray, rows: np.ndarray, columns: np.ndarray, chunk: int = 200_000
+) -> np.ndarray:
+    """users[rows[j]] . items[columns[j]] for every pair j, in chunks (never a pairs x dimensions array)."""
+    out = np.empty(len(rows))
+    for start in range(0, len(rows), chunk):
+        part = slice(start, start + chunk)
+        out[part] = np.einsum("ij,ij->i", users[rows[part]].astype(np.float64), items[columns[part]])
+    return out
+
+
+def _row_unit_scale(values: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """`values` (a CSR matrix's data, rows by `indptr`) scaled to [0, 1] within each row (1 where a row's
+    values are all equal)."""
+    starts = indptr[:-1][np.diff(indptr) > 0]
+    counts = np.diff(indptr)[np.diff(indptr) > 0]
+    low = np.repeat(np.minimum.reduceat(values, starts), counts)
+    span = np.repeat(np.maximum.reduceat(values, starts), counts) - low
+    return np.where(span > 1e-12, (values - low) / np.where(span > 1e-12, span, 1), 1.0)
 
 
 def fit_taste(features: UserFeatures, seed: int) -> tuple[SvdEmbedder, Embedding]:
