@@ -98,25 +98,29 @@ def list_metrics(
     ks: tuple[int, ...] = (10, 20),
 ) -> dict[str, float]:
     """Mean Recall@k and NDCG@k over the held-out users that have a list (`recommended`: user -> ranked item
-    indices of `train.items`)."""
-    item_index = {t: i for i, t in enumerate(train.items)}
+    indices of `train.items`). Vectorised: one lookup of every (user, listed item) among the held-out pairs."""
+    users = [user for user in heldout if user in recommended]
     sums = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg")}
-    discounts = 1.0 / np.log2(np.arange(2, max(ks) + 2))
-    n_users = 0
-    for user, items in heldout.items():
-        if user not in recommended:
-            continue
-        relevant = {item_index[t] for t in items if t in item_index}
-        hits = np.array([1.0 if i in relevant else 0.0 for i in recommended[user]])
-        n_users += 1
-        for k in ks:
-            hits_k = hits[:k]
-            sums[f"recall@{k}"] += hits_k.sum() / len(items)
-            ideal = discounts[: min(k, len(items))].sum()
-            sums[f"ndcg@{k}"] += float((hits_k * discounts[: len(hits_k)]).sum() / ideal)
-    return {name: (total / n_users if n_users else 0.0) for name, total in sums.items()} | {
-        "n_eval_users": n_users
-    }
+    if not users:
+        return sums | {"n_eval_users": 0}
+    item_index = {t: i for i, t in enumerate(train.items)}
+    n_items, depth = len(train.items) + 1, max(ks)
+    listed = np.full((len(users), depth), -1, dtype=np.int64)
+    relevant_keys, n_heldout = [], np.empty(len(users))
+    for row, user in enumerate(users):
+        items = np.asarray(recommended[user][:depth], dtype=np.int64)
+        listed[row, : len(items)] = items
+        relevant_keys += [row * n_items + item_index[t] for t in heldout[user] if t in item_index]
+        n_heldout[row] = len(heldout[user])
+    keys = np.where(listed >= 0, np.arange(len(users))[:, None] * n_items + listed, -1)
+    hits = np.isin(keys, np.array(relevant_keys, dtype=np.int64)).astype(np.float64)
+    discounts = 1.0 / np.log2(np.arange(2, depth + 2))
+    ideal_cumulative = np.cumsum(discounts)
+    for k in ks:
+        sums[f"recall@{k}"] = float((hits[:, :k].sum(axis=1) / n_heldout).mean())
+        ideal = ideal_cumulative[np.minimum(k, n_heldout).astype(np.int64) - 1]
+        sums[f"ndcg@{k}"] = float(((hits[:, :k] * discounts[:k]).sum(axis=1) / ideal).mean())
+    return sums | {"n_eval_users": len(users)}
 
 
 def itemknn_usefulness(

@@ -4,6 +4,8 @@ and agreement with planted segments."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from tasks.cluster.base import Clusterer
@@ -31,12 +33,24 @@ def blended_usefulness(
 ) -> dict[str, float]:
     """Recall / NDCG of the ready per-user lists, as published (`MicroSegments.recommend`). Rows of `train` and
     `taste` are the same users in the same order, and its items those of the micro-segments' lists."""
+    return blended_usefulness_by_weight(train, heldout, taste, micro, [micro.personal_weight])[0]
+
+
+def blended_usefulness_by_weight(
+    train: Interactions, heldout: dict[str, set[str]], taste: Embedding, micro: MicroSegments,
+    personal_weights: Sequence[float],
+) -> list[dict[str, float]]:  # fmt: skip
+    """`blended_usefulness` at each personal weight, the users' candidates made once."""
     rows = np.array([i for i, u in enumerate(train.users) if u in heldout], dtype=np.int64)
     users = Embedding(taste.name, taste.user_ids[rows], taste.vectors[rows])
-    recommended = micro.recommend(users, train.matrix[rows], USER_LIST_LENGTH)
-    return list_metrics(
-        train, heldout, {train.users[r]: items for r, (items, _) in zip(rows, recommended, strict=True)}
-    )
+    seen = train.matrix[rows]
+    candidates = micro.candidates(users, seen)
+    scores = []
+    for weight in personal_weights:
+        recommended = micro.with_personal_weight(weight).recommend(users, seen, USER_LIST_LENGTH, candidates)
+        by_user = {train.users[r]: items for r, (items, _) in zip(rows, recommended, strict=True)}
+        scores.append(list_metrics(train, heldout, by_user))
+    return scores
 
 
 def score_holdout(

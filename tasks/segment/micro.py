@@ -45,6 +45,18 @@ class MicroLists:
 
 
 @dataclass(frozen=True)
+class Candidates:
+    """Users' candidates as CSR-ordered pairs (row, item) with their blend and personal scores in [0, 1]."""
+
+    indptr: np.ndarray
+    rows: np.ndarray
+    items: np.ndarray
+    blend: np.ndarray
+    personal: np.ndarray
+    seen: sp.csr_matrix
+
+
+@dataclass(frozen=True)
 class MicroSegments(Saveable):
     """The fitted micro level: a taste embedder, its clusterer, how memberships are weighed, and the lists."""
 
@@ -79,35 +91,40 @@ class MicroSegments(Saveable):
     def with_personal_weight(self, personal_weight: float) -> MicroSegments:
         return replace(self, personal_weight=float(personal_weight))
 
-    def recommend(
-        self, embedding: Embedding, seen: sp.csr_matrix, k: int
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per user (rows of `embedding`; `seen`: the same rows over `lists.items`): the top `k` unseen items
-        (indices of `lists.items`) and their scores, as the module doc says. Vectorised over all users'
-        candidates at once; only lists short of `k` are topped up one user at a time."""
-        lists, n_users = self.lists, len(embedding.vectors)
+    def candidates(self, embedding: Embedding, seen: sp.csr_matrix) -> Candidates:
+        """Every user's candidates (rows of `embedding`; `seen`: the same rows over `lists.items`) with their
+        blend and personal scores, before the personal weight mixes them (module doc)."""
+        lists = self.lists
         blended = (self.memberships(embedding) @ lists.shares).tocsr()
         blended = (blended - blended.multiply(seen.astype(bool))).tocsr()  # seen items out
         blended.data[blended.data < 0] = 0
         blended.eliminate_zeros()
-        counts = np.diff(blended.indptr)
-        rows, items = np.repeat(np.arange(n_users), counts), blended.indices
-        scores = blended.data / np.asarray(blended.max(axis=1).todense()).ravel()[rows]
-        if self.personal_weight > 0 and len(items):
-            personal = _row_unit_scale(
-                _pair_dots(embedding.vectors, lists.item_vectors, rows, items), blended.indptr
-            )
-            scores = (1 - self.personal_weight) * scores + self.personal_weight * personal
-        order = np.lexsort((items, -lists.popularity[items], -scores, rows))
-        rows, items, scores = rows[order], items[order], scores[order]
-        top = np.arange(len(rows)) - blended.indptr[rows] < k
-        rows, items, scores = rows[top], items[top], scores[top]
+        rows = np.repeat(np.arange(blended.shape[0]), np.diff(blended.indptr))
+        blend = blended.data / np.asarray(blended.max(axis=1).todense()).ravel()[rows]
+        personal = _row_unit_scale(
+            _pair_dots(embedding.vectors, lists.item_vectors, rows, blended.indices), blended.indptr
+        )
+        return Candidates(blended.indptr, rows, blended.indices, blend, personal, seen)
+
+    def recommend(
+        self, embedding: Embedding, seen: sp.csr_matrix, k: int, candidates: Candidates | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per user (rows of `embedding`; `seen`: the same rows over `lists.items`): the top `k` unseen items
+        (indices of `lists.items`) and their scores, as the module doc says. Vectorised over all users'
+        candidates at once (`candidates`, when made already); only lists short of `k` are topped up one user
+        at a time."""
+        c = candidates or self.candidates(embedding, seen)
+        popularity, n_users = self.lists.popularity, len(c.indptr) - 1
+        scores = (1 - self.personal_weight) * c.blend + self.personal_weight * c.personal
+        order = np.lexsort((c.items, -popularity[c.items], -scores, c.rows))
+        top = np.arange(len(order)) - c.indptr[c.rows[order]] < k
+        rows, items, scores = c.rows[order][top], c.items[order][top], scores[order][top]
         bounds = np.cumsum(np.bincount(rows, minlength=n_users))[:-1]
         result = list(zip(np.split(items, bounds), np.split(scores, bounds), strict=True))
-        by_popularity = np.argsort(-lists.popularity, kind="stable")
-        for u in np.flatnonzero(np.minimum(counts, k) < k):
+        by_popularity = np.argsort(-popularity, kind="stable")
+        for u in np.flatnonzero(np.diff(c.indptr) < k):
             listed, listed_scores = result[u]
-            seen_items = seen.indices[seen.indptr[u] : seen.indptr[u + 1]]
+            seen_items = c.seen.indices[c.seen.indptr[u] : c.seen.indptr[u + 1]]
             extra = by_popularity[~np.isin(by_popularity, np.concatenate([listed, seen_items]))][
                 : k - len(listed)
             ]

@@ -20,7 +20,7 @@ from tasks.evaluate.holdout import split_events
 from tasks.evaluate.metrics import agreement, segment_usefulness
 from tasks.features.interactions import interaction_matrix
 from tasks.features.user_features import UserFeatures
-from tasks.segment.evaluate import blended_usefulness
+from tasks.segment.evaluate import blended_usefulness_by_weight
 from tasks.segment.micro import PERSONAL_WEIGHTS, fit_micro, fit_taste
 from tasks.segment.segmenter import fit_embedder, fit_features
 from tasks.segment.settings import SegmentSettings
@@ -109,10 +109,16 @@ def _sweep_micro(
     for k in grid:
         clusterer = make_clusterer("kmeans", settings.seed).fit(_sample(taste_embedding.vectors, rng), k)
         micro = fit_micro(taste, taste_embedding, clusterer, settings.n_memberships, train)
-        for weight in weights:
-            useful = blended_usefulness(train, heldout, taste_embedding, micro.with_personal_weight(weight))
-            rows.append({"k": k, "personal_weight": weight, "usefulness": useful["ndcg@10"],
-                         "recall@10": useful["recall@10"]})  # fmt: skip
+        by_weight = blended_usefulness_by_weight(train, heldout, taste_embedding, micro, weights)
+        rows += [
+            {
+                "k": k,
+                "personal_weight": weight,
+                "usefulness": useful["ndcg@10"],
+                "recall@10": useful["recall@10"],
+            }
+            for weight, useful in zip(weights, by_weight, strict=True)
+        ]
     return rows
 
 
