@@ -63,6 +63,11 @@ class SegmenterModel(mlflow.pyfunc.PythonModel):
 MODEL_URI_TAG = "segflow.model_uri"
 
 
+def _in_schema(events: pd.DataFrame) -> pd.DataFrame:
+    """The input example without the columns the models do not read (MLflow warns of each one)."""
+    return events[[name for name in EVENTS_SCHEMA.input_names() if name in events.columns]]
+
+
 def pip_requirements() -> list[str]:
     """REQUIRED_PACKAGES pinned at their installed versions (those not installed left out)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -84,7 +89,7 @@ def log_segmenter(segmenter_path: str, input_example: pd.DataFrame) -> str:
         python_model=str(Path(__file__).with_name("segmenter_model.py")),
         artifacts={ARTIFACT_PATH: segmenter_path},
         signature=SIGNATURE,
-        input_example=input_example,
+        input_example=_in_schema(input_example),
         pip_requirements=pip_requirements(),
     )
     mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
@@ -127,7 +132,7 @@ def log_family_model(model: FamilyModel, dimensions: int, input_example: pd.Data
         python_model=str(Path(__file__).with_name("embedder_model.py")),
         artifacts={EMBEDDER_PATH: str(path)},
         signature=ModelSignature(inputs=EVENTS_SCHEMA, outputs=outputs),
-        input_example=input_example,
+        input_example=_in_schema(input_example),
         pip_requirements=pip_requirements(),
     )
     return info.model_uri
