@@ -44,7 +44,7 @@ def blended_usefulness_by_weight(
     rows = np.array([i for i, u in enumerate(train.users) if u in heldout], dtype=np.int64)
     users = Embedding(taste.name, taste.user_ids[rows], taste.vectors[rows])
     seen = train.matrix[rows]
-    candidates = micro.candidates(users, seen)
+    candidates = micro.candidates(users, seen) if len(rows) else None
     scores = []
     for weight in personal_weights:
         recommended = micro.with_personal_weight(weight).recommend(users, seen, USER_LIST_LENGTH, candidates)

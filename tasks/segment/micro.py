@@ -113,6 +113,8 @@ class MicroSegments(Saveable):
         (indices of `lists.items`) and their scores, as the module doc says. Vectorised over all users'
         candidates at once (`candidates`, when made already); only lists short of `k` are topped up one user
         at a time."""
+        if len(embedding.vectors) == 0:
+            return []
         c = candidates or self.candidates(embedding, seen)
         popularity, n_users = self.lists.popularity, len(c.indptr) - 1
         scores = (1 - self.personal_weight) * c.blend + self.personal_weight * c.personal

@@ -57,3 +57,8 @@ def test_with_full_personal_weight_the_users_taste_orders_the_candidates(micro):
 def test_a_personal_weight_between_mixes_both_scores(micro):
     # i3: (0.208333 + 1) / 2, i1: (0.916667 + 0.25) / 2, i0: (1 + 0) / 2
     assert user_list(micro, 0.5) == [("i3", 0.604167), ("i1", 0.583333), ("i0", 0.5), ("i4", 0.0)]
+
+
+def test_no_users_get_no_lists(micro):
+    nobody = Embedding("svd", np.array([], dtype=object), np.zeros((0, 2), dtype=np.float32))
+    assert micro.recommend(nobody, sp.csr_matrix((0, 5)), 4) == []
