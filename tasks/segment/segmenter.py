@@ -60,6 +60,11 @@ class Segmenter(Saveable):
         `events`, as the run published them for its own users."""
         if self.micro is None:
             raise ValueError("this segmenter has no micro-segments")
+        if getattr(self.micro, "lists", None) is None:  # saved before the lists were part of the fit
+            raise SegmentationError(
+                "this segmenter was saved by an older segflow, without its micro-segments' lists: run "
+                "`segflow run` to publish one that makes ready lists"
+            )
         n = n or self.settings.n_user_recommendations
         return self.micro.user_lists(self.features.transform(events), n)
 

@@ -176,3 +176,17 @@ def test_micro_tables_give_every_user_a_blended_list_of_unseen_items(fitted, sho
     assert tables["micro_segments"]["size"].sum() == 300
     # The saved segmenter makes the same lists for the same users (as scoring and `segflow user` use it).
     assert fitted.recommend(events).sort("user_id", "rank").equals(lists)
+
+
+def test_a_segmenter_saved_without_micro_lists_asks_for_a_new_run(fitted, shop, tmp_path):
+    import dataclasses
+
+    from tasks.segment.micro import MicroSegments
+    from tasks.segment.segmenter import SegmentationError
+
+    events, _, _ = shop
+    older = object.__new__(MicroSegments)  # as an older segflow pickled it: no `lists`
+    older.__dict__.update({k: v for k, v in fitted.micro.__dict__.items() if k != "lists"})
+    path = dataclasses.replace(fitted, micro=older).save(tmp_path / "older.pkl")
+    with pytest.raises(SegmentationError, match=r"saved by an older segflow.*run `segflow run`"):
+        Segmenter.load(path).recommend(events)
