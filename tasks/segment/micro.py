@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from tasks.cluster.base import Clusterer, nearest_centroid
 from tasks.embed.base import Embedding
 from tasks.embed.svd import SvdEmbedder
+from tasks.evaluate.metrics import global_item_scores
 from tasks.features.interactions import Interactions, interaction_matrix
 from tasks.features.user_features import UserFeatures
 from tasks.fitted import Saveable
@@ -201,7 +202,7 @@ def fit_micro(
     lists = MicroLists(
         items=train.items,
         shares=segment_lists(train, labels, clusterer.k),
-        popularity=np.asarray(train.matrix.mean(axis=0)).ravel(),
+        popularity=global_item_scores(train),
         item_vectors=taste.item_vectors(train.items),
     )
     return MicroSegments(taste, clusterer, temperature, n_memberships, lists, float(personal_weight))
@@ -267,7 +268,7 @@ def micro_tables(
     """The micro level as the published tables (without run_id): `micro_segments`,
     `micro_segment_recommendations`, `user_memberships` and `user_recommendations`. Rows of `features` and
     `taste` are the same users in the same order."""
-    train = interaction_matrix(features.interactions, users=features.users)
+    train = interaction_matrix(features.interactions, users=features.users, items=micro.lists.items)
     labels = micro.clusterer.predict(taste.vectors)[0]
     ranked = (
         ranked_segment_items(train, labels, micro.clusterer.k, length=n_recommendations)
@@ -296,8 +297,6 @@ def micro_tables(
         "micro_segment_recommendations": ranked.join(item_ids, on="i").sort("micro_segment_id", "rank")
         .select("micro_segment_id", "rank", "item_id", "score"),
         "user_memberships": micro.membership_frame(taste),
-        "user_recommendations": micro.recommendation_frame(
-            taste, interaction_matrix(features.interactions, users=features.users, items=micro.lists.items).matrix,
-            n_user_recommendations,
-        ).sort("user_id", "rank"),
+        "user_recommendations": micro.recommendation_frame(taste, train.matrix, n_user_recommendations)
+        .sort("user_id", "rank"),
     }  # fmt: skip

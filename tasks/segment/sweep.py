@@ -18,7 +18,7 @@ from tasks.cluster.choose_k import silhouette
 from tasks.cluster.registry import make_clusterer, sweep_family
 from tasks.evaluate.holdout import split_events
 from tasks.evaluate.metrics import agreement, segment_usefulness
-from tasks.features.interactions import interaction_matrix
+from tasks.features.interactions import Interactions, interaction_matrix
 from tasks.features.user_features import UserFeatures
 from tasks.segment.evaluate import blended_usefulness_by_weight
 from tasks.segment.micro import PERSONAL_WEIGHTS, fit_micro, fit_taste
@@ -80,16 +80,16 @@ def sweep_k(events: pa.Table, items: pa.Table, settings: SegmentSettings, people
                 )
     micro_rows = []
     if settings.micro_k == "auto" or settings.personal_weight == "auto":
-        micro_rows = _sweep_micro(features, inner.heldout, settings, rng)
+        micro_rows = _sweep_micro(features, train, inner.heldout, settings, rng)
     return Sweep(people_rows, micro_rows)
 
 
 def _sweep_micro(
-    features: UserFeatures, heldout: dict[str, set[str]], settings: SegmentSettings, rng: np.random.Generator
-) -> list[dict]:
+    features: UserFeatures, train: Interactions, heldout: dict[str, set[str]], settings: SegmentSettings,
+    rng: np.random.Generator,
+) -> list[dict]:  # fmt: skip
     """Rows {k, personal_weight, usefulness, recall@10}: every K of the grid (or the K given) with every
     personal weight (or the one given), scored on at most MICRO_EVAL_USERS held-out users."""
-    train = interaction_matrix(features.interactions, users=features.users)
     taste, taste_embedding = fit_taste(features, settings.seed)
     n_users = len(taste_embedding.user_ids)
     if settings.micro_k == "auto":
