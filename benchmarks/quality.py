@@ -4,7 +4,8 @@
 
 Prints one table: global popularity, a reference ItemKNN (item-item cosine over the binary training matrix,
 a personalised recommender that segments cannot beat, only approach), every embedding family `auto` trained
-(its segments fit on the training part with the run's K), and what a default run publishes (segments,
+(its segments fit on the training part with the run's K) and svd (ids only, the reference the
+text family must beat on titles-only data), and what a default run publishes (segments,
 micro-segments, blended per-user lists), for the demo shop, its titles-only variant and every MovieLens
 folder found under --data. Reference figures for
 ml-latest-small with this protocol: popularity 0.039, ItemKNN 0.0555, EASE 0.068 (Recall@10).
@@ -52,6 +53,22 @@ def itemknn_metrics(warehouse: Path) -> dict[str, float]:
     return ranking_metrics(train, split.heldout, scores, rows)
 
 
+def svd_reference(warehouse: Path, k: int) -> dict[str, float]:
+    """The svd family (item ids only, with the behaviour block, as for people), fit on the same training part
+    and clustered with the run's K: what the text family must beat where items have only titles."""
+    from tasks.evaluate.holdout import split_events
+    from tasks.features.events import read_warehouse_events
+    from tasks.segment.families import fit_family
+    from tasks.segment.segmenter import fit_features
+    from tasks.segment.settings import SegmentSettings
+
+    events, items = read_warehouse_events(warehouse)
+    split = split_events(events)
+    settings = SegmentSettings(embedding="svd")
+    _, features = fit_features(split.train, items, settings)
+    return fit_family("svd", features, split, settings, k).metrics
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -85,6 +102,9 @@ def main() -> None:
              ", ".join(filter(None, ["published" if f["chosen"] else f["note"], f"fit {f['fit_seconds']:.1f} s"])))
             for f in summary.families if f["recall@10"] is not None
         ]  # fmt: skip
+        if "svd" not in {f["family"] for f in summary.families}:
+            svd = svd_reference(workspace / "warehouse.duckdb", int(m["k"]))
+            rows.append(("family svd", svd["recall@10"], svd["ndcg@10"], None, "reference, not in auto"))
         rows += [
             ("segments", m["segments/recall@10"], m["segments/ndcg@10"], m["segments/recall@20"],
              f"K={int(m['k'])}, lift {m['lift/recall@10']:.2f}x{planted}, run {seconds:.0f} s"),

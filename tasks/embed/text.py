@@ -193,11 +193,15 @@ class TextEmbedder(Saveable):
             else np.zeros((0, ENCODER_DIM))
         )
         users = user_item_weights(features, items, self.end_ts, self.half_life_days) @ matrix
-        # A user none of whose items has words gets the catalogue's centre: no taste to tell them apart by.
-        users = np.where(np.abs(users).sum(axis=1, keepdims=True) > 0, users, self.centre)
+        has_words = np.abs(users).sum(axis=1, keepdims=True) > 0
+        centre = self.centre[None, :]
         if self.head is not None:
             with one_thread():
-                users = self.head.project(users)
+                users, centre = self.head.project(users), self.head.project(centre)
+        # Centred on the catalogue: what every item's words share (most of a sentence vector) says nothing
+        # about a user, and left in, it shrinks the differences between users next to other blocks of a fusion.
+        # A user none of whose items has words has no taste to tell them apart by: a zero vector.
+        users = np.where(has_words, users - centre, 0.0)
         vectors = normalize(users) if len(users) else np.zeros((0, users.shape[1]))  # no users: no rows
         return Embedding(self.name, features.users, vectors.astype(np.float32))
 

@@ -91,6 +91,21 @@ def user_recalls(
     return recalls
 
 
+def paired_gaps(recalls: dict) -> dict:
+    """Name -> (mean, standard error) of the per-user Recall@10 difference between the most useful of the
+    compared lists (the first, among equals) and that one, over the users the best one scored (a user the
+    other missed counts 0). `recalls`: name -> `user_recalls`."""
+    best = max(recalls, key=lambda name: np.mean(list(recalls[name].values())) if recalls[name] else 0.0)
+    users = sorted(recalls[best])
+    reference = np.array([recalls[best][u] for u in users])
+    gaps = {}
+    for name, by_user in recalls.items():
+        gap = reference - np.array([by_user.get(u, 0.0) for u in users])
+        error = gap.std(ddof=1) / np.sqrt(len(gap)) if len(gap) > 1 else 0.0
+        gaps[name] = (float(gap.mean()) if len(gap) else 0.0, float(error))
+    return gaps
+
+
 def list_metrics(
     train: Interactions,
     heldout: dict[str, set[str]],

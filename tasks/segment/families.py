@@ -26,7 +26,7 @@ from tasks.embed.base import Embedder, Embedding
 from tasks.embed.registry import LEARNED
 from tasks.embed.text import item_texts
 from tasks.evaluate.holdout import EventSplit
-from tasks.evaluate.metrics import list_metrics, segment_user_lists, user_recalls
+from tasks.evaluate.metrics import list_metrics, paired_gaps, segment_user_lists, user_recalls
 from tasks.features.interactions import interaction_matrix
 from tasks.features.user_features import UserFeatures
 from tasks.segment.segmenter import fit_clusterer, fit_embedder, fit_options
@@ -122,15 +122,8 @@ def tied_with_best(fits: list[FamilyFit]) -> list[FamilyFit]:
     per-user difference (every family, without a holdout)."""
     if not all(fit.recalls for fit in fits):
         return fits
-    best = max(fits, key=lambda fit: fit.metrics["recall@10"])
-    users = sorted(best.recalls)
-    tied = []
-    for fit in fits:
-        gaps = np.array([best.recalls[u] - fit.recalls.get(u, 0.0) for u in users])
-        error = gaps.std(ddof=1) / np.sqrt(len(gaps)) if len(gaps) > 1 else 0.0
-        if gaps.mean() <= error:
-            tied.append(fit)
-    return tied
+    gaps = paired_gaps({fit.family: fit.recalls for fit in fits})
+    return [fit for fit in fits if gaps[fit.family][0] <= gaps[fit.family][1]]
 
 
 def comparison_rows(fits: list[FamilyFit], chosen: str, skipped: dict[str, str]) -> list[dict]:

@@ -108,16 +108,23 @@ def fit_options(settings: SegmentSettings, **extra) -> FitOptions:
 
 # Families that see only what people interact with: for segments of people they are joined with how people
 # shop (the behaviour block, equal weight), or segments that differ only in how people shop would merge.
-TASTE_ONLY = ("svd", "lightgcn", "sequence", "text")
+# Item words join what the item ids say (svd) rather than replace it: words tell what kind of thing an item
+# is, ids which one; a long tail's ids are shared by few people, its words by many.
+PEOPLE_BLOCKS = {
+    "svd": ("behaviour", "svd"),
+    "lightgcn": ("behaviour", "lightgcn"),
+    "sequence": ("behaviour", "sequence"),
+    "text": ("behaviour", "svd", "text"),
+}
 
 
 def people_embedder(family: str, seed: int, options: FitOptions | None = None) -> Embedder:
-    """The embedder of people-level segments for `family`: the family itself, or behaviour + the family for
-    those that see only items (the embedding keeps the family's name)."""
-    if family in TASTE_ONLY:
+    """The embedder of people-level segments for `family`: the family itself, or a fusion with the blocks of
+    PEOPLE_BLOCKS for those that see only items (the embedding keeps the family's name)."""
+    if family in PEOPLE_BLOCKS:
         from tasks.embed.fusion import FusionEmbedder
 
-        return FusionEmbedder(seed, families=("behaviour", family), name=family).configure(options)
+        return FusionEmbedder(seed, families=PEOPLE_BLOCKS[family], name=family).configure(options)
     return make_embedder(family, seed, options)
 
 

@@ -2,7 +2,8 @@
 tasks/cluster/choose_k.py):
 
 - people: K = k_min..k_max on the behaviour-and-taste embedding, each scored by silhouette, stability (mean ARI
-  of fits with two other seeds) and, for information, the NDCG@10 of the segment lists;
+  of fits with two other seeds) and the Recall@10 of its segment lists, with the per-user gap to the most
+  useful K and its standard error (the NDCG@10 is kept for the chart);
 - micro: K on a geometric grid on the taste embedding, each with every personal weight of the grid
   (tasks/segment/micro.py), scored by the NDCG@10 of the ready per-user lists they make.
 """
@@ -17,7 +18,7 @@ import pyarrow as pa
 from tasks.cluster.choose_k import silhouette
 from tasks.cluster.registry import make_clusterer, sweep_family
 from tasks.evaluate.holdout import split_events
-from tasks.evaluate.metrics import agreement, segment_usefulness
+from tasks.evaluate.metrics import agreement, list_metrics, paired_gaps, segment_user_lists, user_recalls
 from tasks.features.interactions import Interactions, interaction_matrix
 from tasks.features.user_features import UserFeatures
 from tasks.segment.evaluate import blended_usefulness_by_weight
@@ -55,18 +56,23 @@ def sweep_k(events: pa.Table, items: pa.Table, settings: SegmentSettings, people
         )
         vectors, users = embedding.vectors[sample], embedding.user_ids[sample]
         n_distinct = len(np.unique(vectors, axis=0))  # more segments than distinct users cannot be told apart
-        fits = {}
+        fits, recalls = {}, {}
         for k in range(settings.k_min, max(settings.k_min, min(settings.k_max, n_distinct - 1)) + 1):
             fits[k] = make_clusterer(sweep_family(settings.clusterer), settings.seed).fit(vectors, k)
-            useful = segment_usefulness(train, inner.heldout, users, fits[k].labels_)
+            lists = segment_user_lists(train, inner.heldout, users, fits[k].labels_)
+            useful = list_metrics(train, inner.heldout, lists, ks=(10,))
+            recalls[k] = user_recalls(train, inner.heldout, lists)
             people_rows.append(
                 {
                     "k": k,
                     "silhouette": silhouette(vectors, fits[k].labels_, settings.seed),
-                    "usefulness": useful["segments/ndcg@10"],
-                    "recall@10": useful["segments/recall@10"],
+                    "usefulness": useful["ndcg@10"],
+                    "recall@10": useful["recall@10"],
                 }
             )
+        if inner.heldout:
+            for row, (gap, error) in zip(people_rows, paired_gaps(recalls).values(), strict=True):
+                row |= {"recall_gap": gap, "recall_gap_se": error}
         # Stability costs two more fits per K: measured only where the silhouette makes K a candidate.
         best = max(row["silhouette"] for row in people_rows)
         for row in people_rows:

@@ -80,23 +80,23 @@ def test_item_text_is_title_category_and_only_new_words_of_the_text():
     assert item_text(None, None, "  ") is None
 
 
-def test_a_user_is_the_weighted_recency_decayed_mean_of_their_items(shop, encoder):
+def test_a_user_is_the_weighted_recency_decayed_mean_of_their_items_centred_on_the_catalogue(shop, encoder):
     _, features = shop
     embedder = fitted(features, encoder, half_life_days=30.0)
     embedding = embedder.transform(features)
     assert embedding.vectors.shape == (4, 384) and np.isfinite(embedding.vectors).all()
-    np.testing.assert_allclose(np.linalg.norm(embedding.vectors, axis=1), 1.0, rtol=1e-5)
     a, b, c, d = encoder.encode(
         [item_text(r["title"], r["category"], r["text"]) for r in ITEMS.slice(0, 4).to_pylist()]
     )
+    centre = embedder.centre
+    np.testing.assert_allclose(centre, np.mean(list(embedder.vectors.values()), axis=0), atol=1e-6)
     # u1: a view (weight 1) 30 days before the last event (one half-life), a purchase (weight 5) on that day.
-    expected = 0.5 * a + 5 * b
+    expected = (0.5 * a + 5 * b) / 5.5 - centre
     np.testing.assert_allclose(embedding.vectors[0], expected / np.linalg.norm(expected), atol=1e-5)
-    np.testing.assert_allclose(embedding.vectors[1], c, atol=1e-5)  # u2: one item
-    # u4's only item has no words: the catalogue's centre, not a zero or NaN vector.
-    np.testing.assert_allclose(
-        embedding.vectors[3], embedder.centre / np.linalg.norm(embedder.centre), atol=1e-6
-    )
+    np.testing.assert_allclose(embedding.vectors[1], (c - centre) / np.linalg.norm(c - centre), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(embedding.vectors[:3], axis=1), 1.0, rtol=1e-5)
+    # u4's only item has no words: no taste to tell them by, a zero vector (not NaN).
+    np.testing.assert_array_equal(embedding.vectors[3], np.zeros(384, dtype=np.float32))
 
 
 def test_a_second_fit_encodes_only_new_or_changed_items_and_a_store_keeps_them_across_fits(
@@ -126,7 +126,8 @@ def test_a_new_user_with_a_new_item_is_placed_without_a_refit(shop, encoder):
     embedding = embedder.transform(model.transform(newcomer))
     (stove,) = encoder.encode(["Camping stove. outdoors"])
     assert list(embedding.user_ids) == ["new"]
-    np.testing.assert_allclose(embedding.vectors[0], stove, atol=1e-5)
+    expected = stove - embedder.centre  # centred on the fitted catalogue
+    np.testing.assert_allclose(embedding.vectors[0], expected / np.linalg.norm(expected), atol=1e-5)
     assert embedder.vectors.keys() == cached.keys()  # transform changes nothing it learned
 
 
@@ -162,7 +163,8 @@ def test_the_projection_head_trains_on_next_items_and_reproduces_after_save_and_
     embedder = fitted(features, encoder, head=True, head_train=one_epoch, logger=logger)
     vectors = embedder.transform(features).vectors
     assert vectors.shape == (4, 384) and np.isfinite(vectors).all()
-    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    # u4's only item has no words: zero, as without a head.
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), [1.0, 1.0, 1.0, 0.0], rtol=1e-5)
     assert not np.allclose(vectors, fitted(features, encoder).transform(features).vectors)  # the head moved
     (metrics,) = tmp_path.glob("head/*/metrics.csv")
     rows = list(csv.DictReader(metrics.open()))

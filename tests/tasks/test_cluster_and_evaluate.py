@@ -8,7 +8,13 @@ import scipy.sparse as sp
 
 from tasks.cluster.choose_k import choose_k, choose_micro
 from tasks.cluster.registry import CLUSTERERS, fit_clusters, make_clusterer
-from tasks.evaluate.metrics import agreement, intrinsic_metrics, ranking_metrics, segment_usefulness
+from tasks.evaluate.metrics import (
+    agreement,
+    intrinsic_metrics,
+    paired_gaps,
+    ranking_metrics,
+    segment_usefulness,
+)
 from tasks.features.interactions import Interactions
 
 
@@ -69,6 +75,36 @@ def test_the_people_k_rule_takes_the_smallest_k_near_the_best_silhouette_among_t
         {"k": 6, "silhouette": 0.25},  # stability not measured: silhouette too far from the best
     ]
     assert choose_k(sweep) == 4
+
+
+def test_the_people_k_is_at_least_the_smallest_k_within_one_standard_error_of_the_most_useful():
+    # Silhouette falls from K = 2 on (overlapping groups, as in a titles-only shop), so structure says 2;
+    # 9 segments recall far more, and 8 is more than one standard error behind the best (12).
+    sweep = [
+        {"k": 2, "silhouette": 0.17, "stability": 1.0, "recall_gap": 0.050, "recall_gap_se": 0.004},
+        {"k": 8, "silhouette": 0.12, "stability": 0.9, "recall_gap": 0.011, "recall_gap_se": 0.004},
+        {"k": 9, "silhouette": 0.11, "stability": 0.9, "recall_gap": 0.003, "recall_gap_se": 0.004},
+        {"k": 12, "silhouette": 0.10, "recall_gap": 0.0, "recall_gap_se": 0.0},
+    ]
+    assert choose_k(sweep) == 9
+    # When structure asks for more segments than usefulness needs, structure wins: segments that share a
+    # taste but shop differently have the same lists, and must not be merged for it.
+    sweep = [
+        {"k": 4, "silhouette": 0.20, "stability": 1.0, "recall_gap": 0.0, "recall_gap_se": 0.003},
+        {"k": 9, "silhouette": 0.29, "stability": 0.95, "recall_gap": 0.0, "recall_gap_se": 0.0},
+    ]
+    assert choose_k(sweep) == 9
+
+
+def test_paired_gaps_measure_each_list_against_the_most_useful_per_user():
+    recalls = {
+        "a": {"u1": 0.5, "u2": 0.0, "u3": 1.0},  # mean 0.5: the best
+        "b": {"u1": 0.5, "u2": 0.5},  # u3 missing counts 0: mean gap (0 - 0.5 + 1) / 3
+    }
+    gaps = paired_gaps(recalls)
+    assert gaps["a"] == (0.0, 0.0)
+    assert gaps["b"][0] == pytest.approx(1 / 6)
+    assert gaps["b"][1] == pytest.approx(np.std([0.0, -0.5, 1.0], ddof=1) / np.sqrt(3))
 
 
 def test_the_micro_rule_takes_the_smallest_k_then_weight_within_1_percent_of_the_most_useful():
