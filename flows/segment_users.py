@@ -460,6 +460,7 @@ def segment_users(
             assignments = assign(embedding, clusterer)
             metrics |= describe(embedding, assignments, clusterer, settings, source, str(ws.sources_dir))
             metrics["micro_k"] = float(micro.clusterer.k)
+            metrics["personal_weight"] = float(settings.personal_weight)
             drift, drift_warnings = compare_with_published(
                 str(ws.exports_dir), assignments, embedding, settings
             )

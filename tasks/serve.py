@@ -235,13 +235,12 @@ def assign_now(snapshot: Snapshot, events, n: int) -> LiveAssignment | None:
         return None
     from tasks.segment.segmenter import Segmenter  # the model code: imported only when a user needs it
 
-    segmenter = Segmenter.load(snapshot.segmenter_path)
-    assigned = segmenter.assign(events).row(0, named=True)
+    segments, frame, lists = Segmenter.load(snapshot.segmenter_path).score(events, n)
+    assigned = segments.row(0, named=True)
     memberships, recommendations = [], []
-    if segmenter.micro is not None:
-        frame = segmenter.memberships(events)
+    if frame is not None:
         memberships = list(zip(frame["micro_segment_id"].to_list(), frame["weight"].to_list(), strict=True))
-        recommendations = segmenter.recommend(events, n).select("item_id", "score").to_dicts()
+        recommendations = lists.select("item_id", "score").to_dicts()
     return LiveAssignment(
         int(assigned["segment_id"]), float(assigned["distance"]), memberships, recommendations
     )

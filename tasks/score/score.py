@@ -86,10 +86,7 @@ def assign_events(
     micro level), as the saved segmenter gives them."""
     from tasks.segment.segmenter import Segmenter  # the model code: imported only when there is work
 
-    segmenter = Segmenter.load(segmenter_path)
-    if segmenter.micro is None:
-        return segmenter.assign(events), None, None
-    return segmenter.assign(events), segmenter.memberships(events), segmenter.recommend(events)
+    return Segmenter.load(segmenter_path).score(events)
 
 
 def stage_scores(

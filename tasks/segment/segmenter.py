@@ -44,20 +44,40 @@ class Segmenter(Saveable):
 
     def assign(self, events) -> pl.DataFrame:
         """`user_id, segment_id, distance` for every user in `events`; -1 is no segment (hdbscan noise)."""
-        features = self.features.transform(events)
-        if len(features.users) == 0:  # no events: no rows (the fitted scalers refuse an empty matrix)
-            return pl.DataFrame(schema={"user_id": pl.String, "segment_id": pl.Int64, "distance": pl.Float64})
-        return assignment_frame(self.embedder.transform(features), self.clusterer)
+        return self._assign(self.features.transform(events))
 
     def memberships(self, events) -> pl.DataFrame:
         """`user_id, micro_segment_id, weight` for every user in `events`: their nearest micro-segments."""
-        if self.micro is None:
-            raise ValueError("this segmenter has no micro-segments")
+        self._check_micro()
         return self.micro.membership_frame(self.micro.embed(self.features.transform(events)))
 
     def recommend(self, events, n: int | None = None) -> pl.DataFrame:
         """`user_id, rank, item_id, score`: the ready list of `n` items (default: the run's) of every user in
         `events`, as the run published them for its own users."""
+        self._check_micro()
+        return self.micro.user_lists(
+            self.features.transform(events), n or self.settings.n_user_recommendations
+        )
+
+    def score(
+        self, events, n: int | None = None
+    ) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None]:
+        """`assign`, `memberships` and `recommend` at once, from one pass over the users' features (None for
+        the last two without micro-segments): what scoring and `segflow user` publish for a user."""
+        features = self.features.transform(events)
+        if self.micro is None:
+            return self._assign(features), None, None
+        self._check_micro()
+        memberships = self.micro.membership_frame(self.micro.embed(features))
+        lists = self.micro.user_lists(features, n or self.settings.n_user_recommendations)
+        return self._assign(features), memberships, lists
+
+    def _assign(self, features: UserFeatures) -> pl.DataFrame:
+        if len(features.users) == 0:  # no events: no rows (the fitted scalers refuse an empty matrix)
+            return pl.DataFrame(schema={"user_id": pl.String, "segment_id": pl.Int64, "distance": pl.Float64})
+        return assignment_frame(self.embedder.transform(features), self.clusterer)
+
+    def _check_micro(self) -> None:
         if self.micro is None:
             raise ValueError("this segmenter has no micro-segments")
         if getattr(self.micro, "lists", None) is None:  # saved before the lists were part of the fit
@@ -65,8 +85,6 @@ class Segmenter(Saveable):
                 "this segmenter was saved by an older segflow, without its micro-segments' lists: run "
                 "`segflow run` to publish one that makes ready lists"
             )
-        n = n or self.settings.n_user_recommendations
-        return self.micro.user_lists(self.features.transform(events), n)
 
     def with_labels(self, labels: dict[int, str]) -> Segmenter:
         return replace(self, segment_labels=dict(labels))

@@ -34,6 +34,7 @@ HEADLINE = (
     ("planted/ari", "ARI vs planted segments"),
     ("planted/nmi", "NMI vs planted segments"),
     ("micro_k", "micro-segments"),
+    ("personal_weight", "personal weight of the per-user lists (0: the micro-segment blend alone)"),
     ("drift/size_psi", "drift: segment size PSI vs the published run"),
     ("drift/changed_share", "drift: share of users who changed segment"),
     ("drift/centroid_shift", "drift: mean centroid shift (in segment radii)"),

@@ -75,6 +75,12 @@ def test_demo_run_writes_exports_report_and_mlflow_runs(demo_run):
     )
     n_micro = int(summary.metrics["micro_k"])
     assert f"<h2>Micro-segments (for recommenders): {n_micro}</h2>" in report
+    weight = summary.metrics["personal_weight"]  # chosen with the micro K (auto): shown, not only in MLflow
+    assert weight in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert (
+        f"<td>personal weight of the per-user lists (0: the micro-segment blend alone)</td><td>{weight:.4g}</td>"
+        in report
+    )
     assert "<h2>Embedding families (segments fit on the training part, scored on the holdout)</h2>" in report
 
     from mlflow.tracking import MlflowClient
@@ -136,7 +142,9 @@ def test_each_familys_model_reloaded_from_mlflow_embeds_the_training_users_as_th
         model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/embedder")
         outputs = model.metadata.get_output_schema().input_names()
         predicted = pl.from_pandas(model.predict(train)).sort("user_id")
-        logged = pl.read_parquet(client.download_artifacts(run.info.run_id, "embedding.parquet")).sort("user_id")
+        logged = pl.read_parquet(client.download_artifacts(run.info.run_id, "embedding.parquet")).sort(
+            "user_id"
+        )
         assert predicted.columns == outputs == logged.columns, family
         assert predicted["user_id"].to_list() == logged["user_id"].to_list(), family
         np.testing.assert_allclose(
