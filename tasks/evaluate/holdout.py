@@ -43,14 +43,20 @@ def split_events(events: pa.Table, seed: int = 0) -> EventSplit:
             anti join heldout on heldout.user_id = seg_events.user_id and heldout.item_id = seg_events.item_id
             """
         ).to_arrow_table()
+        (n_pairs,) = con.execute("select count(*) from heldout").fetchone()
+        users = [
+            user for (user,) in con.execute("select distinct user_id from heldout order by 1").fetchall()
+        ]
+        if len(users) > MAX_EVAL_USERS:  # only the scored users' items come into Python
+            keep = np.random.default_rng(seed).choice(len(users), size=MAX_EVAL_USERS, replace=False)
+            con.register("scored", pa.table({"user_id": [users[i] for i in sorted(keep)]}))
+            con.execute(
+                "create or replace temp table heldout as select * from heldout semi join scored using (user_id)"
+            )
         pairs = con.execute("select user_id, item_id from heldout order by all").fetchall()
     finally:
         con.close()
     heldout: dict[str, set[str]] = {}
     for user, item in pairs:
         heldout.setdefault(user, set()).add(item)
-    if len(heldout) > MAX_EVAL_USERS:
-        users = sorted(heldout)
-        keep = np.random.default_rng(seed).choice(len(users), size=MAX_EVAL_USERS, replace=False)
-        heldout = {users[i]: heldout[users[i]] for i in sorted(keep)}
-    return EventSplit(train, heldout, len(pairs))
+    return EventSplit(train, heldout, n_pairs)
