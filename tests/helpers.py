@@ -13,6 +13,11 @@ needs_ml_latest_small = pytest.mark.skipif(
     not (ML_LATEST_SMALL / "ratings.csv").exists(),
     reason=f"MovieLens latest-small not found at {ML_LATEST_SMALL} (the shared data folder is absent)",
 )
+LASTFM = SHARED_DATA / "hetrec2011-lastfm-2k"
+needs_lastfm = pytest.mark.skipif(
+    not (LASTFM / "user_artists.dat").exists(),
+    reason=f"Last.fm hetrec2011-lastfm-2k not found at {LASTFM} (the shared data folder is absent)",
+)
 
 
 def query(workspace: Path, sql: str) -> list[tuple]:

@@ -63,7 +63,7 @@ EXTENSION_FORMATS = {
     ".ndjson": "jsonl",
     ".ndjson.gz": "jsonl",
 }
-FEED_KEYS = ("path", "format", "columns", "delimiter", "header", "file_columns", "encoding")
+FEED_KEYS = ("path", "format", "columns", "delimiter", "quote", "header", "file_columns", "encoding")
 SPEC_KEYS = ("name", "events", "items", "event_types", "validation", "ground_truth")
 
 
@@ -223,6 +223,9 @@ class Feed(BaseModel):
     format: str | None = None
     columns: dict[str, str]
     delimiter: str | None = None
+    # The CSV quote character; "" reads every character as it is (a TSV whose values hold quotes).
+    # None: '"', or no quoting with a delimiter of several characters.
+    quote: str | None = None
     header: bool = True
     file_columns: list[str] | None = None
     encoding: str = "utf-8"
@@ -296,21 +299,35 @@ def resolve_source(source: str, sources_dir: Path) -> SourceSpec:
     raise SourceSpecError(f"unknown source {source!r}: use demo, movielens:DIR or a PATH.toml source spec")
 
 
-def _line_of(lines: list[str], section: str, key: str | None = None) -> int | None:
-    """1-based line of `[section]` (or of `key = ` inside it) in a TOML text; None if not found."""
+def _header_name(stripped: str) -> str | None:
+    """The table a TOML header line opens (`[a.b]` or `[[a.b]]`: "a.b"), None for any other line."""
+    header = stripped.split("#")[0].strip()
+    if not header.startswith("["):
+        return None
+    return header.strip("[]").strip()
+
+
+def _line_of(lines: list[str], section: str, key: str | None = None, start: int = 0) -> int | None:
+    """1-based line of `[section]` (or of `key = ` inside it) in a TOML text; None if not found.
+    `start` (0-based) skips the lines before it: the element of an array of tables (`[[events]]`)."""
     in_section = section == ""
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(lines[start:], start=start + 1):
         stripped = line.strip()
         if stripped.startswith("["):
-            if section == "" and key is not None and re.match(rf"^\[{re.escape(key)}[\].]", stripped):
+            if section == "" and key is not None and re.match(rf"^\[\[?{re.escape(key)}[\].]", stripped):
                 return number
-            in_section = stripped.split("#")[0].strip() == f"[{section}]"
+            in_section = _header_name(stripped) == section
             if in_section and key is None:
                 return number
             continue
         if in_section and key is not None and re.match(rf'^\s*"?{re.escape(key)}"?\s*=', line):
             return number
     return None
+
+
+def _element_starts(lines: list[str], kind: str) -> list[int]:
+    """0-based lines of each `[[kind]]` header, in order."""
+    return [i for i, line in enumerate(lines) if line.strip().split("#")[0].strip() == f"[[{kind}]]"]
 
 
 def parse_source_spec(spec_path: Path) -> SourceSpec:
@@ -325,16 +342,17 @@ def parse_source_spec(spec_path: Path) -> SourceSpec:
     except tomllib.TOMLDecodeError as error:
         raise SourceSpecError(f"{spec_path}: not valid TOML: {error}") from None
 
-    def where(section: str, key: str | None = None) -> str:
-        line = _line_of(lines, section, key)
+    def where(section: str, key: str | None = None, start: int = 0) -> str:
+        line = _line_of(lines, section, key, start)
         return f"{spec_path.name} line {line}" if line else spec_path.name
 
-    def check_keys(table: dict, allowed: tuple[str, ...], section: str) -> None:
+    def check_keys(table: dict, allowed: tuple[str, ...], section: str, start: int = 0) -> None:
         for key in table:
             if key not in allowed:
                 label = f"[{section}]" if section else "the top level"
                 raise SourceSpecError(
-                    f"{where(section, key)}: unknown key {key!r} in {label}; allowed: {', '.join(allowed)}"
+                    f"{where(section, key, start)}: unknown key {key!r} in {label}; "
+                    f"allowed: {', '.join(allowed)}"
                 )
 
     check_keys(raw, SPEC_KEYS, "")
@@ -343,16 +361,36 @@ def parse_source_spec(spec_path: Path) -> SourceSpec:
     if "events" not in raw:
         raise SourceSpecError(f"{spec_path.name}: missing the [events] table (path and columns)")
 
-    def read_feed(kind: Literal["events", "items"]) -> Feed:
-        table = raw[kind]
-        if not isinstance(table, dict):
-            raise SourceSpecError(f"{where('', kind)}: {kind} must be a table ([{kind}])")
-        check_keys(table, FEED_KEYS, kind)
+    def read_feeds(kind: Literal["events", "items"]) -> list[Feed]:
+        """`[kind]`: one feed; `[[kind]]` (an array of tables): one feed per element, each its own layout."""
+        tables = raw[kind]
+        if isinstance(tables, dict):
+            return [read_feed(kind, tables, 0)]
+        if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
+            raise SourceSpecError(
+                f"{where('', kind)}: {kind} must be a table ([{kind}]) or an array of tables ([[{kind}]])"
+            )
+        starts = _element_starts(lines, kind)
+        return [
+            read_feed(kind, table, starts[i] if len(starts) == len(tables) else 0)
+            for i, table in enumerate(tables)
+        ]
+
+    def read_feed(kind: Literal["events", "items"], table: dict, start: int) -> Feed:
+        def at(section: str, key: str | None = None) -> str:
+            return where(section, key, start)
+
+        check_keys(table, FEED_KEYS, kind, start)
         if "path" not in table:
-            raise SourceSpecError(f'{where(kind)}: [{kind}] needs path = "..." (file, folder or glob)')
+            raise SourceSpecError(f'{at(kind)}: [{kind}] needs path = "..." (file, folder or glob)')
         if table.get("format") is not None and table["format"] not in FORMATS:
             raise SourceSpecError(
-                f"{where(kind, 'format')}: unknown format {table['format']!r}; allowed: {', '.join(FORMATS)}"
+                f"{at(kind, 'format')}: unknown format {table['format']!r}; allowed: {', '.join(FORMATS)}"
+            )
+        quote = table.get("quote")
+        if quote is not None and (not isinstance(quote, str) or len(quote) > 1):
+            raise SourceSpecError(
+                f'{at(kind, "quote")}: quote must be one character, or "" to read quotes as text'
             )
         columns = table.get("columns")
         section = f"{kind}.columns"
@@ -363,23 +401,23 @@ def parse_source_spec(spec_path: Path) -> SourceSpec:
         )
         if not isinstance(columns, dict):
             raise SourceSpecError(
-                f"{where(kind)}: missing [{section}]; required: {', '.join(required)}; "
+                f"{at(kind)}: missing [{section}]; required: {', '.join(required)}; "
                 f"allowed: {', '.join(allowed)}"
             )
         for name, expression in columns.items():
             if name not in allowed:
                 raise SourceSpecError(
-                    f"{where(section, name)}: unknown column {name!r} in [{section}]; "
+                    f"{at(section, name)}: unknown column {name!r} in [{section}]; "
                     f"allowed: {', '.join(allowed)}"
                 )
             if not isinstance(expression, str) or not expression.strip():
                 raise SourceSpecError(
-                    f"{where(section, name)}: {name} must be a non-empty DuckDB SQL expression (a string)"
+                    f"{at(section, name)}: {name} must be a non-empty DuckDB SQL expression (a string)"
                 )
         missing = [name for name in required if name not in columns]
         if missing:
             raise SourceSpecError(
-                f"{where(section)}: [{section}] is missing required column(s) {', '.join(missing)}; "
+                f"{at(section)}: [{section}] is missing required column(s) {', '.join(missing)}; "
                 f"required: {', '.join(required)}; allowed: {', '.join(allowed)}"
             )
         path = table["path"]
@@ -387,14 +425,14 @@ def parse_source_spec(spec_path: Path) -> SourceSpec:
             path = str(spec_path.parent.resolve() / path)
         options = {
             key: table[key]
-            for key in ("format", "delimiter", "header", "file_columns", "encoding")
+            for key in ("format", "delimiter", "quote", "header", "file_columns", "encoding")
             if key in table
         }
         feed = Feed(
             kind=kind,
             path=path,
             columns=columns,
-            origins={name: where(section, name) for name in columns},
+            origins={name: at(section, name) for name in columns},
             **options,
         )
         check_feed_expressions(feed)
@@ -416,8 +454,8 @@ def parse_source_spec(spec_path: Path) -> SourceSpec:
         ) from None
     return SourceSpec(
         name=raw["name"].strip(),
-        events=[read_feed("events")],
-        items=[read_feed("items")] if "items" in raw else [],
+        events=read_feeds("events"),
+        items=read_feeds("items") if "items" in raw else [],
         event_types=tuple(t.strip().lower() for t in event_types),
         validation=validation,
         ground_truth=str(spec_path.parent.resolve() / raw["ground_truth"])

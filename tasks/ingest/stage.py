@@ -196,6 +196,8 @@ def _delimiter(file: SourceFile) -> str:
 
 
 def _quote(file: SourceFile) -> str:
+    if file.feed.quote is not None:
+        return file.feed.quote
     return "" if file.feed.delimiter and len(file.feed.delimiter) > 1 else '"'
 
 
@@ -210,8 +212,8 @@ def _header(file: SourceFile) -> list[str]:
         raise FileRefusedError(
             f"{file.path}: the gzip stream is truncated before the first line ends; the file is refused"
         ) from None
-    if len(delimiter) == 1:
-        names = next(csv.reader([first], delimiter=delimiter), [])
+    if len(delimiter) == 1 and _quote(file):
+        names = next(csv.reader([first], delimiter=delimiter, quotechar=_quote(file)), [])
     else:
         names = first.split(delimiter)
     names = [name.strip().lstrip("\ufeff") for name in names]

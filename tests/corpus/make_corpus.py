@@ -34,13 +34,15 @@ def rows(n: int, start: int = 0) -> list[str]:
 
 
 def write_case(name: str, files: dict[str, bytes | str], path: str = "events.csv", user_id: str = "user",
-               item_id: str = "item", ts: str = "day", extra: str = "") -> None:  # fmt: skip
+               item_id: str = "item", ts: str = "day", extra: str = "", spec: str | None = None) -> None:  # fmt: skip
+    """The case's files and its source.toml: the one-feed SPEC filled in, or `spec` as given."""
     folder = HERE / name
     folder.mkdir(exist_ok=True)
     for file_name, content in files.items():
         data = content.encode() if isinstance(content, str) else content
         (folder / file_name).write_bytes(data)
-    spec = SPEC.format(name=name, path=path, user_id=user_id, item_id=item_id, ts=ts, extra=extra)
+    if spec is None:
+        spec = SPEC.format(name=name, path=path, user_id=user_id, item_id=item_id, ts=ts, extra=extra)
     (folder / "source.toml").write_text(spec)
 
 
@@ -142,6 +144,61 @@ def main() -> None:
     )
     write_case("hostile_comment", {"events.csv": good}, user_id="user -- ", item_id="item")
     write_case("hostile_getenv", {"events.csv": good}, user_id="getenv('HOME')")
+
+    # A tab-separated catalogue whose names hold quotes as text (Last.fm's artists.dat: `"Weird Al"
+    # Yankovic`, `Royce da 5'9"`). Read with CSV quoting, a value that starts with a quote cannot be read
+    # and its row was quarantined with no way to say otherwise; `quote = ""` reads every name as it is.
+    names = [
+        '"Weird Al" Yankovic',
+        "Royce da 5'9\"",
+        'Lee "Scratch" Perry',
+        "The Beatles",
+        '"Quoted"',
+        "Björk",
+    ]
+    catalogue = "id\tname\n" + "".join(f"{i}\t{name}\n" for i, name in enumerate(names, start=1))
+    plays = "userID\tartistID\tweight\n" + "".join(
+        f"{u}\t{1 + (u * 7) % 6}\t{u * 13}\n" for u in range(1, 21)
+    )
+    write_case(
+        "tsv_quotes_as_text",
+        {"artists.tsv": catalogue, "plays.tsv": plays},
+        spec=(
+            'name = "tsv_quotes_as_text"\n[events]\npath = "plays.tsv"\n[events.columns]\nuser_id = "userID"\n'
+            'item_id = "artistID"\nevent_type = "\'play\'"\nts = "DATE \'2011-05-31\'"\nvalue = "weight"\n'
+            '[items]\npath = "artists.tsv"\nquote = ""\n[items.columns]\nitem_id = "id"\ntitle = "name"\n'
+        ),
+    )
+
+    # Last.fm's layout in small: play counts with no time at all (ts is a constant), tag assignments dated
+    # by day/month/year columns (a user tags one artist several times a day: event_id keeps them apart; a
+    # date before 1990 is quarantined), CRLF line ends, and an artist catalogue: three files of three
+    # layouts in one spec ([[events]] twice).
+    plays = "userID\tartistID\tweight\r\n" + "".join(
+        f"{u}\t{a}\t{(u * 31 + a * 17) % 900 + 1}\r\n" for u in range(1, 11) for a in range(1, 6)
+    )
+    tags = (
+        "userID\tartistID\ttagID\tday\tmonth\tyear\r\n"
+        + "".join(
+            f"{u}\t{1 + u % 5}\t{t}\t1\t{1 + u % 12}\t2009\r\n" for u in range(1, 11) for t in (13, 15, 41)
+        )
+        + "7\t2\t99\t1\t6\t1956\r\n"
+    )
+    catalogue = "id\tname\n" + "".join(f"{a}\tArtist {a}\n" for a in range(1, 6))
+    write_case(
+        "several_layouts_no_times",
+        {"user_artists.dat": plays, "user_taggedartists.dat": tags, "artists.dat": catalogue},
+        spec=(
+            'name = "several_layouts_no_times"\n'
+            '[[events]]\npath = "user_artists.dat"\nformat = "tsv"\n[events.columns]\nuser_id = "userID"\n'
+            'item_id = "artistID"\nevent_type = "\'play\'"\nts = "DATE \'2011-05-31\'"\nvalue = "weight"\n'
+            '[[events]]\npath = "user_taggedartists.dat"\nformat = "tsv"\n[events.columns]\nuser_id = "userID"\n'
+            'item_id = "artistID"\nevent_type = "\'tag\'"\nts = "make_date(year, month, day)"\n'
+            "event_id = \"concat_ws(':', 'tag', userID, artistID, tagID)\"\n"
+            '[items]\npath = "artists.dat"\nformat = "tsv"\nquote = ""\n[items.columns]\nitem_id = "id"\n'
+            'title = "name"\n'
+        ),
+    )
 
 
 if __name__ == "__main__":

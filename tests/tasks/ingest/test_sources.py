@@ -205,3 +205,95 @@ def test_movielens_expressions_pass_the_same_check(tmp_path):
     for feed in [*spec.events, *spec.items]:
         for expression in feed.columns.values():
             assert check_expression(expression) is None, expression
+
+
+SEVERAL = """name = "lastfm"
+[[events]]
+path = "user_artists.dat"
+format = "tsv"
+[events.columns]
+user_id = "userID"
+item_id = "artistID"
+event_type = "'play'"
+ts = "DATE '2011-05-31'"
+value = "weight"
+[[events]]
+path = "user_taggedartists.dat"
+format = "tsv"
+[events.columns]
+user_id = "userID"
+item_id = "artistID"
+event_type = "'tag'"
+ts = "make_date(year, month, day)"
+event_id = "concat_ws(':', 'tag', userID, artistID, tagID)"
+[items]
+path = "artists.dat"
+format = "tsv"
+quote = ""
+[items.columns]
+item_id = "id"
+title = "name"
+"""
+
+
+def test_several_files_of_different_layouts_are_an_array_of_tables(tmp_path):
+    spec = parse_source_spec(write(tmp_path, SEVERAL))
+    plays, tags = spec.events
+    assert Path(plays.path).name == "user_artists.dat"
+    assert plays.columns["value"] == "weight"
+    assert plays.columns["ts"] == "DATE '2011-05-31'"  # a file without times: a constant ts
+    assert Path(tags.path).name == "user_taggedartists.dat"
+    assert tags.columns["ts"] == "make_date(year, month, day)"
+    # Each feed's lines are its own: the second [events.columns] is the second element's.
+    assert plays.origins["value"] == "shop.toml line 10"
+    assert tags.origins["event_id"] == "shop.toml line 19"
+    (items,) = spec.items
+    assert items.quote == ""
+    assert plays.quote is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ('event_id = "concat_ws', 'event_idd = "concat_ws'),
+            "shop.toml line 19: unknown column 'event_idd' in [events.columns]",
+        ),
+        (
+            ('ts = "make_date(year, month, day)"\n', ""),
+            "shop.toml line 14: [events.columns] is missing required column(s) ts",
+        ),
+        (
+            (
+                'format = "tsv"\n[events.columns]\nuser_id = "userID"\nitem_id = "artistID"\nevent_type = "\'tag\'"',
+                'fromat = "tsv"\n[events.columns]\nuser_id = "userID"\nitem_id = "artistID"\nevent_type = "\'tag\'"',
+            ),
+            "shop.toml line 13: unknown key 'fromat' in [events]",
+        ),  # fmt: skip
+        (('quote = ""', "quote = \"''\""), "shop.toml line 23: quote must be one character"),
+        (
+            ('ts = "DATE', 'ts = "(select 1) || DATE'),
+            "shop.toml line 9: the expression for ts = \"(select 1) || DATE '2011-05-31'\" is refused",
+        ),
+    ],
+)
+def test_a_mistake_in_an_array_element_names_its_own_line(tmp_path, change, message):
+    old, new = change
+    assert old in SEVERAL
+    with pytest.raises(SourceSpecError) as raised:
+        parse_source_spec(write(tmp_path, SEVERAL.replace(old, new, 1)))
+    assert message in str(raised.value)
+
+
+def test_events_that_are_neither_a_table_nor_tables_is_a_clear_error(tmp_path):
+    with pytest.raises(SourceSpecError, match=r"events must be a table \(\[events\]\) or an array of tables"):
+        parse_source_spec(write(tmp_path, 'name = "x"\nevents = ["a.csv"]\n'))
+
+
+def test_the_lastfm_example_spec_parses():
+    example = Path(__file__).resolve().parents[3] / "examples" / "lastfm" / "source.toml"
+    spec = parse_source_spec(example)
+    assert [Path(feed.path).name for feed in spec.events] == ["user_artists.dat", "user_taggedartists.dat"]
+    assert [Path(feed.path).name for feed in spec.items] == ["artists.dat"]
+    assert spec.events[0].columns["event_type"] == "'play'"
+    assert spec.events[1].columns["event_type"] == "'tag'"

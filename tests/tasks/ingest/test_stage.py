@@ -141,3 +141,26 @@ def test_a_jsonl_file_without_objects_is_refused(tmp_path):
     error = refusal(tmp_path / "e.jsonl")
     assert str(error).endswith("e.jsonl: no JSON object lines found; the file is refused")
     assert error.rows_read == 2
+
+
+def test_quote_empty_reads_quotes_in_a_tsv_as_text(tmp_path):
+    path = tmp_path / "artists.tsv"
+    path.write_text('id\tname\n1\t"Weird Al" Yankovic\n2\tRoyce da 5\'9"\n3\tThe "K"\n')
+
+    def read(quote: str | None) -> tuple[list[tuple], list[tuple]]:
+        feed = Feed(kind="items", path=str(path), columns={"item_id": "id"}, quote=quote)
+        con = duckdb.connect()
+        try:
+            stage_file(con, SourceFile(source="s", feed=feed, path=path, format="tsv"))
+            rows = con.execute("select _row, name from stg_raw order by _row").fetchall()
+            return rows, con.execute("select _row, reason from stg_rejects").fetchall()
+        finally:
+            con.close()
+
+    assert read("") == ([(1, '"Weird Al" Yankovic'), (2, "Royce da 5'9\""), (3, 'The "K"')], [])
+    # With CSV quoting (the default) the value that starts with a quote cannot be read: its row is malformed.
+    rows, rejects = read(None)
+    assert [row for row, _ in rows] == [2, 3]
+    assert [(row, reason.split(" (")[0]) for row, reason in rejects] == [
+        (1, "malformed line: unquoted value")
+    ]
