@@ -519,9 +519,11 @@ def insert_rows(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> int:
 
 
 def record_manifest(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> FileOutcome:
-    """Write the file's manifest row; returns the outcome it recorded."""
+    """Write the file's manifest row; returns the outcome it recorded. Its message is why the file was
+    refused, or else its warnings (an empty file, the validation's warnings), one after the other."""
     if outcome.status in (FileStatus.STAGED, FileStatus.SKIPPED):
         raise ValueError(f"a {outcome.status} file has no manifest row: {outcome.file}")
+    message = outcome.message or "; ".join(dict.fromkeys(outcome.warnings)) or None
     con.execute(
         """
         insert into ingest_manifest values (
@@ -540,7 +542,7 @@ def record_manifest(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> Fil
             "rows_duplicate": outcome.rows_duplicate,
             "rows_quarantined": outcome.rows_quarantined,
             "status": outcome.status.value,
-            "message": outcome.message,
+            "message": message,
             "at": datetime.now(UTC).replace(tzinfo=None),
         },
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -12,8 +13,9 @@ import duckdb
 import pytest
 
 from flows.ingest import ingest_events
-from tasks.ingest.files import IngestFailedError
+from tasks.ingest.files import FileOutcome, FileStatus, IngestFailedError, record_manifest
 from tasks.ingest.sources import SourceSpecError
+from tasks.warehouse import create_warehouse_tables
 from tests.helpers import query
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -352,3 +354,16 @@ def test_a_stray_quote_in_a_gzip_file_costs_its_own_row_and_every_later_row_is_r
         (20, "malformed line: unterminated quote (a quoted value opens on this line and never closes)")
     ]
     assert query(workspace, "select count(*) from events where event_type = 'view'") == [(99,)]
+
+
+def test_the_manifest_keeps_a_validation_warning_as_the_files_message():
+    con = duckdb.connect()
+    create_warehouse_tables(con)
+    tags = FileOutcome("s", "tags.dat", "events", "x", "b", FileStatus.INGESTED, rows_read=3, rows_inserted=3)
+    warning = "event_type mix within 25% of the warehouse: 2 of 2 event types unexpected"
+    record_manifest(con, replace(tags, warnings=(warning,)))
+    record_manifest(con, replace(tags, file="plays.dat"))
+    assert con.execute("select file, message from ingest_manifest order by file").fetchall() == [
+        ("plays.dat", None),
+        ("tags.dat", warning),
+    ]
