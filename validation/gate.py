@@ -298,8 +298,11 @@ def _add_chunk_result(total: CheckResult, item: Any, check: Check, id_columns: l
                     ids = {k: row[k] for k in id_columns if k in row}
                     total.examples.append(_example(value, ids, check.format_example))
             else:
-                for value in (result.get("partial_unexpected_list") or [])[: 5 - len(total.examples)]:
-                    total.examples.append(_example(value, None, check.format_example))
+                # Each value once: a repeated value (one missing item in many rows) must not fill the list.
+                for value in result.get("partial_unexpected_list") or []:
+                    example = _example(value, None, check.format_example)
+                    if len(total.examples) < 5 and example not in total.examples:
+                        total.examples.append(example)
     else:
         observed = result.get("observed_value")
         if isinstance(total.observed_value, int | float) and isinstance(observed, int | float):

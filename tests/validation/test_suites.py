@@ -116,6 +116,20 @@ def test_too_many_events_on_items_missing_from_the_catalogue_fail(con):
     assert result.success
 
 
+def test_an_unexpected_value_is_given_once_as_an_example(con):
+    # Last.fm: 1,538 tag events on 390 uncatalogued artists read "e.g. '8391', '8391', '10951'".
+    rows = [
+        *GOOD,
+        *(
+            (f"u{i}", "i404" if i < 3 else "i405", "view", datetime(2024, 1, 5), None, f"m{i}")
+            for i in range(4)
+        ),
+    ]
+    lenient = ValidationSettings(max_missing_item_share=0.9)
+    _, checks = validate(con, rows, settings=lenient, with_catalogue=True)
+    assert checks["items_in_catalogue"].observed == "4 of 8 rows unexpected, e.g. 'i404', 'i405'"
+
+
 def test_items_the_batch_names_itself_count_as_catalogued(con):
     # A shop feed names its items only in its rows (item_title / item_category): new items are not missing.
     rows = [*GOOD, *((f"u{i}", f"new{i}", "view", datetime(2024, 1, 5), None, f"n{i}") for i in range(6))]
