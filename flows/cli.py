@@ -660,8 +660,10 @@ def print_families(families: list[dict]) -> None:
 
 
 def print_segments(profiles: list[dict]) -> None:
+    """The segments table; its last column is the top categories, or the top items where items have none."""
+    by_items = not any(p["top_categories"] for p in profiles) and any(p.get("top_items") for p in profiles)
     table = Table(title="segments", title_justify="left")
-    for column in ("id", "label", "users", "share", "top categories"):
+    for column in ("id", "label", "users", "share", "top items" if by_items else "top categories"):
         table.add_column(column, justify="right" if column in ("id", "users", "share") else "left")
     for p in profiles:
         table.add_row(
@@ -669,7 +671,7 @@ def print_segments(profiles: list[dict]) -> None:
             cell(p["label"]),
             cell(f"{p['size']:,}"),
             cell(f"{p['share']:.1%}"),
-            cell(", ".join(p["top_categories"] or [])),
+            cell(", ".join((p.get("top_items") or [])[:3] if by_items else p["top_categories"] or [])),
         )
     console.print(table)
 

@@ -19,6 +19,10 @@ DAYPARTS = {
 }
 
 
+# A segment's top items that are not among everyone's top LABEL_DEPTH name it when items have no categories.
+LABEL_DEPTH = 20
+
+
 def write_assignments(con: duckdb.DuckDBPyConnection, assignments: pl.DataFrame) -> str:
     """`seg_assignments(user_id, segment_id, distance)`: the segment of every user, as the segmenter assigns."""
     return create_table_from_frame(con, "seg_assignments", assignments, temp=True)
@@ -39,10 +43,15 @@ def build_recommendations(con: duckdb.DuckDBPyConnection, run_id: str, n_items: 
     return "seg_segment_recommendations"
 
 
-def segment_label(segment: dict, overall: dict, categories: list[tuple[str, float, float]]) -> str:
-    """A short name from what sets the segment apart: taste, activity, funnel, ratings, time of day."""
+def segment_label(
+    segment: dict, overall: dict, categories: list[tuple[str, float, float]], items: list[str] = ()
+) -> str:
+    """A short name from what sets the segment apart: taste (its distinctive categories; without categories,
+    `items`: its top items that are not among everyone's), activity, funnel, ratings, time of day."""
     parts = []
     distinct = [name for name, share, lift in categories if lift >= 1.2 and share >= 0.05][:2]
+    if not categories:
+        distinct = list(items[:2])
     if distinct:
         # "coffee & tea, kitchen": category names may hold "&" themselves.
         parts.append(", ".join(distinct) if any("&" in name for name in distinct) else " & ".join(distinct))
@@ -84,15 +93,16 @@ def build_profiles(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
     overall = stats.filter(pl.col("segment_id").is_null()).to_dicts()[0]
     categories = con.sql(load_sql("segments/seg_segment_categories")).pl()
     titles = con.sql(
-        """
+        f"""
         select rec.segment_id, list(coalesce(items.title, rec.item_id) order by rec.rank) as titles
         from seg_segment_recommendations as rec
         left join items on items.item_id = rec.item_id
-        where rec.rank <= 5
+        where rec.rank <= {LABEL_DEPTH}
         group by rec.segment_id
         """
     ).pl()
     titles_of = {row["segment_id"]: row["titles"] for row in titles.to_dicts()}
+    everyones = set(titles_of.get(-1, []))  # -1: the global list
     rows = []
     for segment in stats.filter(pl.col("segment_id").is_not_null()).to_dicts():
         segment_id = segment["segment_id"]
@@ -107,10 +117,14 @@ def build_profiles(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
                 "segment_id": segment_id,
                 "size": segment["size"],
                 "share": round(segment["share"], 4),
-                "label": "no segment (noise)" if segment_id < 0 else segment_label(segment, overall, cats),
+                "label": "no segment (noise)"
+                if segment_id < 0
+                else segment_label(
+                    segment, overall, cats, [t for t in titles_of.get(segment_id, []) if t not in everyones]
+                ),
                 "top_categories": [c[0] for c in sorted(cats, key=lambda c: -(c[1] * c[2]))[:3]]
                 or [c[0] for c in by_share[:3]],
-                "top_items": titles_of.get(segment_id, []),
+                "top_items": titles_of.get(segment_id, [])[:5],
                 "median_events": segment["median_events"],
                 "purchase_share": segment["purchase_share"],
                 "view_to_cart": segment["view_to_cart"],

@@ -42,3 +42,15 @@ def test_raters_and_weekends():
 
 def test_a_segment_like_everyone_is_typical_users():
     assert segment_label(stats(), stats(), []) == "typical users"
+
+
+def test_without_categories_a_segment_is_named_by_its_top_items_that_are_not_everyones():
+    # Last.fm's artists have names, no categories: 16 of 20 segments were "typical users".
+    items = ["Lady Gaga", "Britney Spears", "Rihanna"]  # its top items, those in everyone's top list left out
+    assert (
+        segment_label(stats(median_events=20), stats(), [], items)
+        == "Lady Gaga & Britney Spears · heavy users"
+    )
+    assert segment_label(stats(), stats(), [], []) == "typical users"
+    # With categories, the categories name the taste, not the items.
+    assert segment_label(stats(), stats(), [("pop", 0.5, 1.1)], items) == "mixed taste, mostly pop"
