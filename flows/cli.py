@@ -419,8 +419,9 @@ def print_warehouse(ws: Workspace) -> None:
         return  # another process has it now; the counts are a courtesy, not the result
     print_line(
         "warehouse ", (str(ws.warehouse_path), "bold"),
-        f": {counts['events']:,} events from {counts['users']:,} users on {counts['items']:,} items; "
-        f"{counts['quarantine']:,} rows in quarantine",
+        f": {counts['events']:,} events from {counts['users']:,} users on {counts['items']:,} items"
+        + (f" ({counts['catalogue']:,} in the catalogue)" if counts["catalogue"] != counts["items"] else "")
+        + f"; {counts['quarantine']:,} rows in quarantine",
     )  # fmt: skip
 
 

@@ -69,7 +69,8 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 
 def describe_warehouse(path: Path | str) -> dict[str, int]:
-    """Headline counts of the warehouse, read-only."""
+    """Headline counts of the warehouse, read-only: `items` are those with events, `catalogue` the rows of the
+    item catalogue (events may name items it lacks, and it may list items nobody touched)."""
     con = duckdb.connect(str(path), read_only=True)
     try:
         row = con.execute(
@@ -77,13 +78,14 @@ def describe_warehouse(path: Path | str) -> dict[str, int]:
             select
                 (select count(*) from events),
                 (select count(distinct user_id) from events),
+                (select count(distinct item_id) from events),
                 (select count(*) from items),
                 (select count(*) from quarantine)
             """
         ).fetchall()[0]
     finally:
         con.close()
-    return dict(zip(("events", "users", "items", "quarantine"), row, strict=True))
+    return dict(zip(("events", "users", "items", "catalogue", "quarantine"), row, strict=True))
 
 
 def source_settings(con: duckdb.DuckDBPyConnection) -> list[tuple[str, tuple[str, ...], ValidationSettings]]:
