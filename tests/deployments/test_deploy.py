@@ -50,6 +50,19 @@ def env_for(api_url: str) -> dict[str, str]:
     return {**os.environ, "PREFECT_API_URL": api_url}
 
 
+@pytest.fixture(scope="module")
+def deployed(server, tmp_path_factory):
+    """One `segflow deploy --source demo:200` on the module's server, shared: the worker runs what it made, and
+    the registration is checked on its output (deploying costs ~20 s: `prefect deploy` imports every flow)."""
+    workspace = tmp_path_factory.mktemp("deployed") / "ws"
+    done = subprocess.run(
+        [SEGFLOW, "deploy", "--workspace", str(workspace), "--source", "demo:200"],
+        env=env_for(server), capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return workspace, done.stdout
+
+
 def test_deploy_without_a_server_says_how_to_start_one(tmp_path):
     url = f"http://127.0.0.1:{free_port()}/api"
     workspace = tmp_path / "ws"
@@ -71,18 +84,10 @@ def test_a_source_path_is_stored_absolute_since_the_worker_runs_elsewhere(tmp_pa
 
 
 @pytest.mark.slow
-def test_deploy_registers_both_deployments_with_their_schedules_and_defaults(server, tmp_path):
-    workspace = tmp_path / "ws"
-    done = subprocess.run(
-        [SEGFLOW, "deploy", "--workspace", str(workspace), "--source", "demo:200"],
-        env=env_for(server), capture_output=True, text=True,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert lines(done.stdout)[0] == f"work pool segflow (created) on {server}"
-    assert (
-        lines(done.stdout)[-1]
-        == f"run them with: PREFECT_API_URL={server} prefect worker start --pool segflow"
-    )
+def test_deploy_registers_both_deployments_with_their_schedules_and_defaults(server, deployed):
+    workspace, stdout = deployed
+    assert lines(stdout)[0] == f"work pool segflow (created) on {server}"
+    assert lines(stdout)[-1] == f"run them with: PREFECT_API_URL={server} prefect worker start --pool segflow"
     deployments = read_deployments(server)
     assert [(d["name"], d["crons"], d["work_pool"], d["paused"]) for d in deployments] == [
         ("score-users/hourly", ["0 * * * *"], "segflow", False),
@@ -90,12 +95,6 @@ def test_deploy_registers_both_deployments_with_their_schedules_and_defaults(ser
         ("segment-users/daily", ["0 3 * * *"], "segflow", False),
     ]
     assert all(d["parameters"] == {"source": "demo:200", "workspace": str(workspace)} for d in deployments)
-
-    again = subprocess.run([SEGFLOW, "deploy", "--workspace", str(workspace)], env=env_for(server), capture_output=True, text=True)  # fmt: skip
-    assert (
-        again.returncode == 0 and lines(again.stdout)[0] == f"work pool segflow (already there) on {server}"
-    )
-    assert [d["parameters"]["source"] for d in read_deployments(server)] == ["demo", "demo", "demo"]
 
 
 def run_to_the_end(client, name: str, parameters: dict, timeout_s: float = 420):
@@ -113,26 +112,42 @@ def run_to_the_end(client, name: str, parameters: dict, timeout_s: float = 420):
 
 
 @pytest.mark.slow
-def test_a_worker_runs_triggered_daily_and_hourly_runs_to_completed_and_publishes(server, tmp_path):
+def test_a_worker_runs_triggered_daily_and_hourly_runs_to_completed_and_publishes(server, deployed):
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    workspace = tmp_path / "ws"
-    deployed = subprocess.run([SEGFLOW, "deploy", "--workspace", str(workspace), "--source", "demo:200"], env=env_for(server), capture_output=True, text=True)  # fmt: skip
-    assert deployed.returncode == 0, deployed.stderr
+    workspace, _ = deployed
+    # The runs take their source and workspace from the deployments' defaults: still the shared deploy's
+    # (the test that deploys again comes after this one).
+    assert {d["parameters"]["source"] for d in read_deployments(server)} == {"demo:200"}
     worker = subprocess.Popen(
         [PREFECT, "worker", "start", "--pool", "segflow", "--limit", "1"], env=env_for(server),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
         with temporary_settings({PREFECT_API_URL: server}), get_client(sync_client=True) as client:
-            settings = {"k": 4, "micro_k": 3, "k_max": 6}  # a small run: the parameters a person would type
+            # A small run, the parameters a person would type; one family (the families have their own tests).
+            settings = {"embedding": "combined", "k": 4, "micro_k": 3, "k_max": 6}
             daily = run_to_the_end(client, "segment-users/daily", {"settings": settings})
             # then the hourly scoring, with its defaults: the workspace the daily run published to
             hourly = run_to_the_end(client, "score-users/hourly", {})
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(30)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:  # still a failure, but no worker left behind polling a dead server
+            os.killpg(worker.pid, signal.SIGKILL)
+            raise
     assert daily.type.value == "COMPLETED", daily
     assert hourly.type.value == "COMPLETED", hourly
     assert (workspace / "exports" / "current" / "user_segments.parquet").is_file()
+
+
+@pytest.mark.slow
+def test_deploying_again_keeps_the_work_pool_and_updates_the_defaults(server, deployed):
+    workspace, _ = deployed
+    again = subprocess.run([SEGFLOW, "deploy", "--workspace", str(workspace)], env=env_for(server), capture_output=True, text=True)  # fmt: skip
+    assert (
+        again.returncode == 0 and lines(again.stdout)[0] == f"work pool segflow (already there) on {server}"
+    )
+    assert [d["parameters"]["source"] for d in read_deployments(server)] == ["demo", "demo", "demo"]
