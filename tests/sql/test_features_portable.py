@@ -88,6 +88,12 @@ def run_files(engine: str, events: pa.Table, spark_master: str) -> dict[str, pl.
         return {name: sorted_rows(pl.from_arrow(sql.fetch(name))) for name, _ in FILES}
 
 
+@pytest.fixture(scope="module")
+def spark_tables(events, spark_master) -> dict[str, pl.DataFrame]:
+    """The files' rows on Spark, run once for the tests that read them (Spark takes seconds per file)."""
+    return run_files("spark", events, spark_master)
+
+
 def assert_same_rows(duck: pl.DataFrame, spark: pl.DataFrame, name: str) -> None:
     assert duck.schema == spark.schema, name
     assert duck.height == spark.height, name
@@ -113,16 +119,15 @@ def test_every_feature_file_transpiles_without_loss():
         to_spark_sql(load_sql(f"features/{name}"))  # SQLGlot raises on what it cannot carry over
 
 
-def test_every_feature_file_gives_the_same_rows_on_duckdb_and_spark(events, spark_master):
-    duck = run_files("duckdb", events, spark_master)
-    spark = run_files("spark", events, spark_master)
+def test_every_feature_file_gives_the_same_rows_on_duckdb_and_spark(events, spark_master, spark_tables):
+    duck, spark = run_files("duckdb", events, spark_master), spark_tables
     for name, _ in FILES:
         assert duck[name].height > 0, name
         assert_same_rows(duck[name], spark[name], name)
 
 
-def test_the_hard_cases_come_out_as_meant(events, spark_master):
-    tables = run_files("spark", events, spark_master)
+def test_the_hard_cases_come_out_as_meant(spark_tables):
+    tables = spark_tables
     items = tables["seg_items"].filter(pl.col("item_id") == "named").row(0, named=True)
     assert (items["title"], items["category"]) == ('It\'s "new"', "Tea|")  # a tie in time: the greatest
     shares = tables["fct_user_category_share"].filter(pl.col("user_id") == "用户 2")
