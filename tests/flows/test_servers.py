@@ -64,7 +64,7 @@ def clean_env() -> dict[str, str]:
 def start(args: list[str]) -> tuple[subprocess.Popen, list[str]]:
     """Start a serving command and read its lines up to the one that says what uses it."""
     process = subprocess.Popen(
-        [SEGFLOW, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
+        [SEGFLOW, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
         start_new_session=True,
     )  # fmt: skip
     shown = []
