@@ -100,10 +100,15 @@ def test_the_documented_spec_parses(tmp_path):
     ],
 )
 def test_each_bad_spec_names_the_line_and_the_allowed_names(tmp_path, change, message):
+    assert_spec_error(tmp_path, GOOD, change, message)
+
+
+def assert_spec_error(tmp_path, spec: str, change: tuple[str, str], message: str) -> None:
+    """`spec` with `change` (old, new) applied is refused with `message` in the error."""
     old, new = change
-    assert old in GOOD
+    assert old in spec
     with pytest.raises(SourceSpecError) as raised:
-        parse_source_spec(write(tmp_path, GOOD.replace(old, new, 1)))
+        parse_source_spec(write(tmp_path, spec.replace(old, new, 1)))
     assert message in str(raised.value)
 
 
@@ -278,11 +283,7 @@ def test_several_files_of_different_layouts_are_an_array_of_tables(tmp_path):
     ],
 )
 def test_a_mistake_in_an_array_element_names_its_own_line(tmp_path, change, message):
-    old, new = change
-    assert old in SEVERAL
-    with pytest.raises(SourceSpecError) as raised:
-        parse_source_spec(write(tmp_path, SEVERAL.replace(old, new, 1)))
-    assert message in str(raised.value)
+    assert_spec_error(tmp_path, SEVERAL, change, message)
 
 
 def test_events_that_are_neither_a_table_nor_tables_is_a_clear_error(tmp_path):
