@@ -4,19 +4,22 @@ stage's wall time and the process's peak memory while it ran.
     .venv/bin/python benchmarks/scale.py [--events 1000000 5000000 25000000] [--embedding auto] [--keep DIR]
 
 Each size gets its own demo shop (`segflow demo-data`, about 54 events a user, written in chunks) and a fresh
-workspace; generation is timed apart from the run. Both flows run in this process against one local Prefect
-server started beforehand (its start-up is paid by no stage). A stage is a Prefect task run: its seconds are
-the server's record of it; its peak is the highest resident memory of this process sampled every 0.1 s while
-it ran (processes it starts, e.g. Spark or DDP workers, are not counted). Prints one table per size and, at
-the end, seconds per million events and peak memory per size: time per event should not grow with size.
+workspace; generation is timed apart from the run. Each size's run is a process of its own (so one size's
+memory is not counted in the next), against one local Prefect server started beforehand (its start-up is paid
+by no stage). A stage is a Prefect task run: its seconds are the server's record of it; its peak is the highest
+resident memory of the run's process sampled every 0.1 s while it ran (processes it starts, e.g. Spark or DDP
+workers, are not counted). Prints one table per size and, at the end, seconds per million events and peak
+memory per size: time per event should not grow with size.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -93,33 +96,53 @@ async def read_task_runs(after: datetime) -> list[tuple[str, float, float]]:
     )
 
 
-def run_size(n_events: int, root: Path, settings, sampler: MemorySampler) -> dict:
-    from flows.segment_users import segment_users
+def generate(n_events: int, root: Path) -> tuple[Path, int, float]:
+    """The demo shop for about `n_events` events under root/events-N/data (kept from an earlier --keep run of
+    the same size): (folder, users, seconds spent generating)."""
     from tasks.ingest.demo import DemoConfig, write_demo_data
-    from tasks.warehouse import describe_warehouse
 
     folder = root / f"events-{n_events}"
+    n_users = max(20, round(n_events / EVENTS_PER_USER))
+    shutil.rmtree(folder / "workspace", ignore_errors=True)  # every run starts from an empty workspace
+    if (folder / "data" / "source.toml").exists():
+        return folder, n_users, 0.0
     started = time.perf_counter()
-    counts = write_demo_data(folder / "data", DemoConfig(n_users=max(20, round(n_events / EVENTS_PER_USER))))
-    generate_s = time.perf_counter() - started
+    write_demo_data(folder / "data", DemoConfig(n_users=n_users))
+    return folder, n_users, time.perf_counter() - started
+
+
+def run_one(folder: Path, settings) -> dict:
+    """`segment-users` on folder/data into folder/workspace, in this process: its seconds, peak and stages."""
+    from flows.segment_users import segment_users
+    from tasks.warehouse import describe_warehouse
 
     began = datetime.now(UTC)
-    started, wall_start = time.perf_counter(), time.time()
-    segment_users(
-        source=str(folder / "data" / "source.toml"), workspace=str(folder / "workspace"), settings=settings
-    )
-    run_s = time.perf_counter() - started
-    stages: dict[str, list[float]] = {}
-    for name, start, end in asyncio.run(read_task_runs(began)):
-        seconds, peak = end - start, sampler.peak(start, end)
-        total = stages.setdefault(stage_name(name), [0.0, 0])
-        total[0] += seconds
-        total[1] = max(total[1], peak)
+    with MemorySampler() as sampler:
+        started, wall_start = time.perf_counter(), time.time()
+        segment_users(
+            source=str(folder / "data" / "source.toml"),
+            workspace=str(folder / "workspace"),
+            settings=settings,
+        )
+        run_s = time.perf_counter() - started
+        peak = sampler.peak(wall_start, time.time())
+        stages: dict[str, list[float]] = {}
+        for name, start, end in asyncio.run(read_task_runs(began)):
+            total = stages.setdefault(stage_name(name), [0.0, 0])
+            total[0] += end - start
+            total[1] = max(total[1], sampler.peak(start, end))
     warehouse = describe_warehouse(folder / "workspace" / "warehouse.duckdb")
-    return {
-        "events": warehouse["events"], "users": counts["users"], "generate_s": generate_s, "run_s": run_s,
-        "peak": sampler.peak(wall_start, time.time()), "stages": stages,
-    }  # fmt: skip
+    return {"events": warehouse["events"], "run_s": run_s, "peak": peak, "stages": stages}
+
+
+def run_size(folder: Path, embedding: str) -> dict:
+    """run_one in a fresh Python process (it inherits PREFECT_API_URL): this process's memory is not in it."""
+    out = folder / "result.json"
+    subprocess.run(
+        [sys.executable, __file__, "--run-one", str(folder), "--embedding", embedding, "--result", str(out)],
+        check=True,
+    )
+    return json.loads(out.read_text())
 
 
 def main() -> None:
@@ -129,10 +152,18 @@ def main() -> None:
     parser.add_argument("--events", type=int, nargs="+", default=[1_000_000, 5_000_000, 25_000_000])
     parser.add_argument("--embedding", default="auto", help="the run's --embedding (default auto)")
     parser.add_argument("--keep", type=Path, help="keep the data and workspaces in this folder")
+    parser.add_argument("--run-one", type=Path, help=argparse.SUPPRESS)  # a child: one size's run
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    root = args.keep or Path(tempfile.mkdtemp(prefix="segflow-scale-"))
     from tasks.segment.settings import SegmentSettings
+
+    settings = SegmentSettings(embedding=args.embedding)
+    if args.run_one:
+        args.result.write_text(json.dumps(run_one(args.run_one, settings)))
+        return
+
+    root = args.keep or Path(tempfile.mkdtemp(prefix="segflow-scale-"))
     from tasks.workspace import configure_environment, open_workspace, start_prefect_server
 
     ws = open_workspace(root / "prefect-workspace")
@@ -140,21 +171,20 @@ def main() -> None:
     server = start_prefect_server(ws)
     os.environ["PREFECT_API_URL"] = server.api_url
     server.wait_until_ready(120)
-    settings = SegmentSettings(embedding=args.embedding)
     results = []
     try:
-        with MemorySampler() as sampler:
-            for n_events in args.events:
-                result = run_size(n_events, root, settings, sampler)
-                results.append(result)
-                print(
-                    f"\n{result['events']:,} events, {result['users']:,} users: run {result['run_s']:.0f} s, "
-                    f"peak {result['peak'] / 2**30:.2f} GB (generating the files: {result['generate_s']:.0f} s)"
-                )
-                print(f"  {'stage':<34}{'s':>9}{'peak GB':>9}")
-                for name, (seconds, peak) in sorted(result["stages"].items(), key=lambda s: -s[1][0]):
-                    if seconds >= 0.5:
-                        print(f"  {name:<34}{seconds:>9.1f}{peak / 2**30:>9.2f}")
+        for n_events in args.events:
+            folder, users, generate_s = generate(n_events, root)
+            result = run_size(folder, args.embedding) | {"users": users}
+            results.append(result)
+            print(
+                f"\n{result['events']:,} events, {users:,} users: run {result['run_s']:.0f} s, "
+                f"peak {result['peak'] / 2**30:.2f} GB (generating the files: {generate_s:.0f} s)"
+            )
+            print(f"  {'stage':<34}{'s':>9}{'peak GB':>9}")
+            for name, (seconds, peak) in sorted(result["stages"].items(), key=lambda s: -s[1][0]):
+                if seconds >= 0.5:
+                    print(f"  {name:<34}{seconds:>9.1f}{peak / 2**30:>9.2f}")
     finally:
         server.stop()
     print(f"\n{'events':>12}{'users':>10}{'run s':>9}{'s per M events':>16}{'peak GB':>9}")

@@ -28,7 +28,7 @@ from tasks.cluster.choose_k import choose_k, choose_micro
 from tasks.cluster.registry import FINDS_ITS_OWN_K
 from tasks.embed.base import Embedder, Embedding
 from tasks.evaluate.drift import measure_drift
-from tasks.evaluate.holdout import EventSplit, split_events
+from tasks.evaluate.holdout import EventSplit, sample_notes, split_events
 from tasks.features.events import read_warehouse_events
 from tasks.features.user_features import FeatureModel, UserFeatures
 from tasks.ingest.sources import resolve_source
@@ -88,7 +88,8 @@ def load_events(
 
 @task(cache_policy=NO_CACHE)
 def split_holdout(events: pa.Table, seed: int) -> EventSplit:
-    """Hold out each user's last 20% of items (users with >= 5): the training part is all a fit may read."""
+    """Hold out each user's last 20% of items (users with >= 5): the training part is all a fit may read.
+    Past 50,000 users, of a fixed random sample of 50,000 (tasks/evaluate/holdout.py)."""
     return split_events(events, seed)
 
 
@@ -100,7 +101,9 @@ def choose_segment_count(
     usefulness): as given, or swept on the training part."""
     sweep_people = settings.k == "auto" and settings.clusterer not in FINDS_ITS_OWN_K
     sweep_micro = settings.micro_k == "auto" or settings.personal_weight == "auto"
-    sweep = sweep_k(train, items, settings, people=sweep_people) if sweep_people or sweep_micro else Sweep([], [])
+    sweep = (
+        sweep_k(train, items, settings, people=sweep_people) if sweep_people or sweep_micro else Sweep([], [])
+    )
     if settings.clusterer in FINDS_ITS_OWN_K:
         k = 0
     else:
@@ -442,7 +445,7 @@ def segment_users(
             metrics = evaluate(
                 train_features, train_embedding, train_clusterer, train_micro, train_taste, split
             )
-            notes = check_usefulness(metrics, settings.require_lift)
+            notes = [*sample_notes(split), *check_usefulness(metrics, settings.require_lift)]
             objective = metrics.get("segments/recall@10")
             found = look_up_champion(str(ws.root))
             champion_score = (

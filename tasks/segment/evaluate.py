@@ -64,7 +64,10 @@ def score_holdout(
     """The recommendation protocol for every list a run publishes, fit on the training part and scored on the
     held-out items, with popularity and ItemKNN measured the same way. Without users of >= 5 distinct items,
     usefulness is not measured."""
-    metrics = {"holdout/n_items": float(split.n_heldout_items), "holdout/k": float(clusterer.k)}
+    metrics = {
+        "holdout/n_items": float(split.n_heldout_items), "holdout/n_users": float(split.n_users),
+        "holdout/k": float(clusterer.k),
+    }  # fmt: skip
     if not split.heldout:
         return metrics
     train = interaction_matrix(features.interactions, users=features.users)

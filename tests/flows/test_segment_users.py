@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.segment_users import segment_users
+from tasks.evaluate import holdout
 from tasks.publish import profile
 from tasks.segment.settings import SegmentSettings
 from tests.helpers import ML_LATEST_SMALL, needs_ml_latest_small, query, write_csv_source
@@ -308,10 +309,12 @@ def test_the_features_and_the_embedding_stay_in_the_warehouse(demo_run):
     assert query(workspace, "select count(*) from fct_user_activity") == [(400,)]
 
 
-def test_without_users_of_five_items_usefulness_is_not_measured_but_segments_publish(tmp_path):
+def test_without_users_of_five_items_usefulness_is_not_measured_but_segments_publish(tmp_path, monkeypatch):
     rows = [f"u{u},i{(u * 3 + i) % 7},x,2024-01-0{1 + i}\n" for u in range(12) for i in range(3)]
     spec = write_csv_source(tmp_path / "short", rows, event_type="'view'")
     workspace = tmp_path / "workspace"
+    # Past MAX_FIT_USERS the scored fits read a sample of users (here 8 of 12); the published fit reads all.
+    monkeypatch.setattr(holdout, "MAX_FIT_USERS", 8)
     # auto on 12 users: every family that the data support trains (briefly) and one is published
     summary = segment_users(
         source=str(spec), workspace=str(workspace), settings=SegmentSettings(time_budget_s=2)
@@ -320,4 +323,8 @@ def test_without_users_of_five_items_usefulness_is_not_measured_but_segments_pub
     assert "segments/recall@10" not in summary.metrics and "lift/recall@10" not in summary.metrics
     assert query(workspace, "select count(*) from user_segments") == [(12,)]
     metrics = query(workspace, "select metrics from segment_runs where is_current")[0][0]
-    assert '"holdout/n_items": 0.0' in metrics
+    assert '"holdout/n_items": 0.0' in metrics and '"holdout/n_users": 8.0' in metrics
+    assert summary.notes[0] == (
+        "the K sweeps, the family comparison and the holdout figures used a random sample of 8 of 12 users; "
+        "the published segments were fit on all of them"
+    )

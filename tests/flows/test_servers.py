@@ -58,7 +58,10 @@ def browse(url: str, screenshot: Path) -> str:
 
 
 def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_HOME")}
+    """This environment without a Prefect server of its own; servers may take up to 4 minutes to answer (the
+    default 90 s ran out once on 2 cores while another test process trained on both)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_HOME")}
+    return env | {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "240"}
 
 
 def start(args: list[str]) -> tuple[subprocess.Popen, list[str]]:
@@ -71,8 +74,8 @@ def start(args: list[str]) -> tuple[subprocess.Popen, list[str]]:
     for line in process.stdout:
         shown.append(line.rstrip())
         if line.startswith("segflow commands on"):
-            break
-    return process, shown
+            return process, shown
+    raise AssertionError(f"exit {process.wait()} before serving: {shown} {process.stderr.read()}")
 
 
 def stop(process: subprocess.Popen, signum: int) -> int:

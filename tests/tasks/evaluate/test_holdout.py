@@ -34,17 +34,27 @@ def test_each_user_of_five_items_holds_out_their_last_fifth_and_the_training_par
     assert train.filter(pl.col("item_id").is_in(["i8", "i9"])).height == 0
 
 
-def test_past_the_cap_a_seeded_sample_of_users_is_scored_but_every_eligible_user_is_held_out(monkeypatch):
-    monkeypatch.setattr(holdout, "MAX_EVAL_USERS", 4)
+def test_past_the_cap_the_split_is_made_on_a_seeded_sample_of_users_and_says_so(monkeypatch):
+    monkeypatch.setattr(holdout, "MAX_FIT_USERS", 4)
     events = as_events_table(shop(10, 5))
     split = split_events(events, seed=3)
     users = sorted(f"u{u:02d}" for u in range(10))
     expected = [users[i] for i in sorted(np.random.default_rng(3).choice(10, size=4, replace=False))]
     assert sorted(split.heldout) == expected
     assert all(items == {"i4"} for items in split.heldout.values())
-    assert split.n_heldout_items == 10  # every eligible user's held-out item is counted...
-    assert (
-        pl.from_arrow(split.train).filter(pl.col("item_id") == "i4").height == 0
-    )  # ...and kept out of training
+    assert (split.n_heldout_items, split.n_users, split.n_users_total) == (4, 4, 10)
+    train = pl.from_arrow(split.train)
+    assert sorted(train["user_id"].unique()) == expected  # the other users are in no fit that is scored
+    assert train.height == 4 * 4 and train.filter(pl.col("item_id") == "i4").height == 0
+    assert holdout.sample_notes(split) == [
+        "the K sweeps, the family comparison and the holdout figures used a random sample of 4 of 10 users; "
+        "the published segments were fit on all of them"
+    ]
     assert split_events(events, seed=3).heldout == split.heldout
     assert sorted(split_events(events, seed=4).heldout) != expected
+
+
+def test_under_the_cap_every_user_is_split_and_nothing_is_said():
+    split = split_events(as_events_table(shop(10, 5)))
+    assert (split.n_users, split.n_users_total, len(split.heldout)) == (10, 10, 10)
+    assert holdout.sample_notes(split) == []
