@@ -215,9 +215,11 @@ def _chunks(con: duckdb.DuckDBPyConnection, part: SuitePart, chunk_rows: int):
     if n_chunks == 1 or part.chunk_key is None:
         yield _frame(con, part.sql, part.params)
         return
+    # Stored in chunk order, so that each chunk's query reads its own row groups only (DuckDB skips the others
+    # by their min/max); unordered, every chunk scanned the whole table (25M rows: 50 scans, 195 s).
     con.execute(
         f"create or replace temp table val_chunks as select *, hash({part.chunk_key}) % {n_chunks} as _chunk "
-        f"from ({part.sql})",
+        f"from ({part.sql}) order by _chunk",
         part.params,
     )
     try:

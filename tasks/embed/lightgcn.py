@@ -14,6 +14,7 @@ from typing import Self
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 import torch
 from pydantic import BaseModel, Field
 from pytorch_lightning.loggers import Logger
@@ -124,7 +125,6 @@ class LightGCNEmbedder(Saveable):
 
     def transform(self, features: UserFeatures) -> Embedding:
         users = np.asarray(features.users, dtype=object)
-        vectors = self.fold_in(features)
         known = pl.DataFrame({"user_id": users.astype(str)}).join(
             pl.DataFrame({"user_id": self.users.astype(str), "row": np.arange(len(self.users))}),
             on="user_id",
@@ -132,17 +132,21 @@ class LightGCNEmbedder(Saveable):
             maintain_order="left",
         )["row"]
         is_known = known.is_not_null().to_numpy()
+        vectors = np.zeros((len(users), self.item_vectors.shape[1]), dtype=np.float32)
         vectors[is_known] = self.user_vectors[known.drop_nulls().to_numpy()]
+        if not is_known.all():  # only the users the fit never saw are folded in
+            vectors[~is_known] = self.fold_in(features, users[~is_known])
         return Embedding(self.name, features.users, _normalized(vectors))
 
-    def fold_in(self, features: UserFeatures) -> np.ndarray:
-        """Every user of `features` from the fitted item vectors, as if the fit had never seen them."""
-        users = np.asarray(features.users, dtype=object)
+    def fold_in(self, features: UserFeatures, users: np.ndarray | None = None) -> np.ndarray:
+        """Users of `features` (default: all) from the fitted item vectors, as if the fit had never seen them:
+        one sparse product (users x items) @ (items x dim), never an array of edges x dim."""
+        users = np.asarray(features.users if users is None else users, dtype=object)
         rows, items, weights = _coded(_edges(features.interactions), users, self.items)
-        mixing = weights * self.item_scale[items]
-        vectors = np.zeros((len(users), self.item_vectors.shape[1]), dtype=np.float64)
-        np.add.at(vectors, rows, mixing[:, None] * self.item_vectors[items])
-        return vectors.astype(np.float32)
+        mixing = sp.csr_matrix(
+            (weights * self.item_scale[items], (rows, items)), shape=(len(users), len(self.items))
+        )
+        return np.asarray(mixing @ self.item_vectors.astype(np.float64), dtype=np.float32)
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "logger"} | {"logger": None}

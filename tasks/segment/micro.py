@@ -31,6 +31,7 @@ from tasks.features.user_features import UserFeatures
 from tasks.fitted import Saveable
 
 LIST_LENGTH = 100  # items in each micro-segment's list that the blend reads
+RECOMMEND_CHUNK = 20_000  # users whose lists are made at once
 PERSONAL_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # the grid `personal_weight` is chosen from
 
 
@@ -113,9 +114,17 @@ class MicroSegments(Saveable):
         """Per user (rows of `embedding`; `seen`: the same rows over `lists.items`): the top `k` unseen items
         (indices of `lists.items`) and their scores, as the module doc says. Vectorised over all users'
         candidates at once (`candidates`, when made already); only lists short of `k` are topped up one user
-        at a time."""
+        at a time. Without `candidates`, users go RECOMMEND_CHUNK at a time: a user's candidates are up to
+        n_memberships x LIST_LENGTH items, and all users' at once were 139M pairs (12 GB) at 463,000 users."""
         if len(embedding.vectors) == 0:
             return []
+        if candidates is None and len(embedding.vectors) > RECOMMEND_CHUNK:
+            result = []
+            for start in range(0, len(embedding.vectors), RECOMMEND_CHUNK):
+                rows = slice(start, start + RECOMMEND_CHUNK)
+                part = Embedding(embedding.name, embedding.user_ids[rows], embedding.vectors[rows])
+                result += self.recommend(part, seen[rows], k)
+            return result
         c = candidates or self.candidates(embedding, seen)
         popularity, n_users = self.lists.popularity, len(c.indptr) - 1
         scores = (1 - self.personal_weight) * c.blend + self.personal_weight * c.personal

@@ -178,6 +178,16 @@ def test_micro_tables_give_every_user_a_blended_list_of_unseen_items(fitted, sho
     assert fitted.recommend(events).sort("user_id", "rank").equals(lists)
 
 
+def test_lists_made_a_block_of_users_at_a_time_are_the_lists_made_at_once(fitted, shop, monkeypatch):
+    from tasks.segment import micro
+
+    events, _, _ = shop
+    at_once = fitted.recommend(events)
+    monkeypatch.setattr(micro, "RECOMMEND_CHUNK", 7)  # 300 users: 43 blocks, the last of 6
+    assert fitted.recommend(events).equals(at_once)
+    assert at_once.height == 300 * 20
+
+
 def test_a_segmenter_saved_without_micro_lists_asks_for_a_new_run(fitted, shop, tmp_path):
     import dataclasses
 
