@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytorch_lightning as pl
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -85,23 +86,31 @@ class SymmetricProduct(torch.autograd.Function):
 def normalized_adjacency(
     n_users: int, n_items: int, users: np.ndarray, items: np.ndarray, weights: np.ndarray
 ) -> torch.Tensor:
-    """D^-1/2 A D^-1/2 of the bipartite graph with edge weights `weights`, as a sparse CSR tensor."""
-    n = n_users + n_items
-    rows = np.concatenate([users, n_users + items]).astype(np.int64)
-    cols = np.concatenate([n_users + items, users]).astype(np.int64)
-    values = np.concatenate([weights, weights]).astype(np.float64)
-    degree = np.bincount(rows, weights=values, minlength=n)
-    scale = np.where(degree > 0, 1.0 / np.sqrt(np.maximum(degree, 1e-12)), 0.0)
-    values = values * scale[rows] * scale[cols]
-    coo = torch.sparse_coo_tensor(
-        torch.from_numpy(np.vstack([rows, cols])),
-        torch.from_numpy(values.astype(np.float32)),
-        (n, n),
-        check_invariants=False,
-    ).coalesce()
+    """D^-1/2 A D^-1/2 of the bipartite graph with edge weights `weights` (repeated pairs summed), as a sparse
+    CSR tensor. Built as the user x item block and its transpose in scipy (32-bit indices while they fit): at
+    14M edges a COO tensor coalesced in torch held 1.7 GB more."""
+    weights = np.asarray(weights, dtype=np.float64)
+    user_scale = _inverse_sqrt(np.bincount(users, weights=weights, minlength=n_users))
+    item_scale = _inverse_sqrt(np.bincount(items, weights=weights, minlength=n_items))
+    values = (weights * user_scale[users] * item_scale[items]).astype(np.float32)
+    block = sp.csr_matrix((values, (users, items)), shape=(n_users, n_items))
+    block.sum_duplicates()  # canonical: sorted columns in each row, no repeats
+    transposed = block.tocsc()  # the item x user block, as CSR of the transpose (sorted rows per column)
+    index = np.int64 if block.nnz * 2 > np.iinfo(np.int32).max else np.int32
+    crow = np.concatenate([block.indptr, block.nnz + transposed.indptr[1:]]).astype(index)
+    col = np.concatenate([block.indices.astype(index) + n_users, transposed.indices.astype(index)])
+    data = np.concatenate([block.data, transposed.data])
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
-        return coo.to_sparse_csr()
+        warnings.filterwarnings("ignore", message=".*Sparse invariant checks are implicitly disabled.*")
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(crow), torch.from_numpy(col), torch.from_numpy(data),
+            (n_users + n_items, n_users + n_items), check_invariants=False,
+        )  # fmt: skip
+
+
+def _inverse_sqrt(degree: np.ndarray) -> np.ndarray:
+    return np.where(degree > 0, 1.0 / np.sqrt(np.maximum(degree, 1e-12)), 0.0)
 
 
 class LightGCNModule(pl.LightningModule):

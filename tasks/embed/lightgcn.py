@@ -170,13 +170,29 @@ def _edges(interactions: pl.DataFrame) -> pl.DataFrame:
 def _coded(
     edges: pl.DataFrame, users: np.ndarray, items: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Edges as (user row, item column, weight) arrays; pairs outside `users` x `items` are dropped."""
+    """Edges as (user row, item column, weight) arrays, sorted by row then column; pairs outside `users` x
+    `items` are dropped. Rows and columns are the ids' positions in `users` and `items` (each without repeats),
+    found as codes of an Enum over them: no join of string columns (at 14M edges that held 1.5 GB)."""
     coded = (
-        edges.join(pl.DataFrame({"user_id": users.astype(str), "u": np.arange(len(users))}), on="user_id")
-        .join(pl.DataFrame({"item_id": items.astype(str), "i": np.arange(len(items))}), on="item_id")
+        edges.select(
+            pl.col("user_id")
+            .cast(pl.Enum(users.astype(str).tolist()), strict=False)
+            .to_physical()
+            .alias("u"),
+            pl.col("item_id")
+            .cast(pl.Enum(items.astype(str).tolist()), strict=False)
+            .to_physical()
+            .alias("i"),
+            "weight",
+        )
+        .drop_nulls(["u", "i"])
         .sort("u", "i")
     )
-    return coded["u"].to_numpy(), coded["i"].to_numpy(), coded["weight"].to_numpy()
+    return (
+        coded["u"].to_numpy().astype(np.int64),
+        coded["i"].to_numpy().astype(np.int64),
+        coded["weight"].to_numpy(),
+    )
 
 
 def _normalized(vectors: np.ndarray) -> np.ndarray:

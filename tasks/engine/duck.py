@@ -21,7 +21,7 @@ class DuckDBEngine:
         self._con.execute(f"create temp table {quote_ident(table)} as {load_sql(sql_name)}", params or {})
 
     def fetch(self, table: str) -> pa.Table:
-        return self._con.sql(f"select * from {quote_ident(table)}").to_arrow_table()
+        return self._con.sql(f"select * from {quote_ident(table)} order by all nulls last").to_arrow_table()
 
     def close(self) -> None:
         self._con.close()

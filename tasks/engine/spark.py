@@ -134,7 +134,8 @@ class SparkEngine:
 
     def fetch(self, table: str) -> pa.Table:
         with _quiet():
-            return _from_spark(self._spark.table(table).toArrow())
+            frame = self._spark.table(table)
+            return _from_spark(frame.orderBy(*[frame[c].asc_nulls_last() for c in frame.columns]).toArrow())
 
     def close(self) -> None:
         for view in self._views:

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.engine import EngineName, SqlEngine, open_engine
-from tasks.features.events import as_events_table
+from tasks.features.events import REQUIRED_EVENT_COLUMNS, as_events_table
 from tasks.features.interactions import InteractionWeights
 
 MAX_CATEGORY_COLUMNS = 50
@@ -38,7 +38,7 @@ class UserFeatures:
     users: np.ndarray
     frame: pl.DataFrame
     tables: dict[str, pl.DataFrame]
-    events: pa.Table  # the events the features were computed from (for models that read sequences)
+    events: pa.Table  # REQUIRED_EVENT_COLUMNS of the events the features were computed from (for sequences)
     items: pa.Table  # item_id, title, category, text of the events' items, as far as known
 
     @property
@@ -109,7 +109,8 @@ class FeatureModel:
         """The wide frame in the fitted columns: a column the fit had but these users lack is null."""
         missing = [pl.lit(None, dtype=pl.Float64).alias(c) for c in self.columns if c not in wide.columns]
         frame = wide.with_columns(missing).select("user_id", *self.columns).sort("user_id")
-        return UserFeatures(frame["user_id"].to_numpy().astype(object), frame, tables, events, items)
+        sequences = events.select(list(REQUIRED_EVENT_COLUMNS))  # shares the buffers of the kept columns only
+        return UserFeatures(frame["user_id"].to_numpy().astype(object), frame, tables, sequences, items)
 
 
 def _with_item_columns(items: pa.Table) -> pa.Table:
@@ -136,12 +137,7 @@ def _user_tables(sql: SqlEngine, end_ts: datetime, unseen_idf: float) -> dict[st
     sql.create("fct_user_popularity", "features/fct_user_popularity")
     sql.create("fct_user_activity", "features/fct_user_activity", {"end_ts": end_ts})
     sql.create("fct_user_time", "features/fct_user_time")
-    return {table: sorted_rows(pl.from_arrow(sql.fetch(table))) for table in FEATURE_TABLES}
-
-
-def sorted_rows(frame: pl.DataFrame) -> pl.DataFrame:
-    """The rows in DuckDB's `order by all` (every column ascending, nulls last): the same whichever engine."""
-    return frame.sort(frame.columns, nulls_last=True) if frame.height else frame
+    return {table: pl.from_arrow(sql.fetch(table)) for table in FEATURE_TABLES}
 
 
 def _wide_frame(tables: dict[str, pl.DataFrame], category_columns: set[str]) -> pl.DataFrame:

@@ -130,6 +130,15 @@ def test_the_adjacency_is_symmetric_and_normalised_by_weighted_degree():
     np.testing.assert_allclose(dense, expected, rtol=1e-6)
 
 
+def test_a_repeated_pair_counts_as_one_edge_with_the_summed_weight():
+    repeated = normalized_adjacency(
+        2, 2, np.array([0, 0, 0, 1]), np.array([0, 0, 1, 1]), np.array([1.0, 2.0, 3.0, 2.0])
+    )
+    once = normalized_adjacency(2, 2, np.array([0, 0, 1]), np.array([0, 1, 1]), np.array([3.0, 3.0, 2.0]))
+    assert repeated.values().shape == once.values().shape == (6,)
+    np.testing.assert_array_equal(repeated.to_dense().numpy(), once.to_dense().numpy())
+
+
 def test_validation_takes_at_most_one_edge_per_user_and_leaves_every_user_a_training_edge():
     rng = np.random.default_rng(0)
     users = np.repeat(np.arange(50), rng.integers(1, 6, size=50))

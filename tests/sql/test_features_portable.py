@@ -15,7 +15,7 @@ from tasks.engine import open_engine
 from tasks.engine.spark import to_spark_sql
 from tasks.features.events import as_events_table
 from tasks.features.interactions import InteractionWeights
-from tasks.features.user_features import FeatureModel, sorted_rows
+from tasks.features.user_features import FeatureModel
 from tasks.warehouse import SQL_DIR, load_sql
 
 TOKYO = timezone(timedelta(hours=9))
@@ -85,7 +85,7 @@ def run_files(engine: str, events: pa.Table, spark_master: str) -> dict[str, pl.
         sql.register("catalogue", ITEMS)
         for name, params in FILES:
             sql.create(name, f"features/{name}", params)
-        return {name: sorted_rows(pl.from_arrow(sql.fetch(name))) for name, _ in FILES}
+        return {name: pl.from_arrow(sql.fetch(name)) for name, _ in FILES}
 
 
 @pytest.fixture(scope="module")
