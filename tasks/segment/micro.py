@@ -128,12 +128,21 @@ class MicroSegments(Saveable):
         c = candidates or self.candidates(embedding, seen)
         popularity, n_users = self.lists.popularity, len(c.indptr) - 1
         scores = (1 - self.personal_weight) * c.blend + self.personal_weight * c.personal
-        order = np.lexsort((c.items, -popularity[c.items], -scores, c.rows))
+        by_popularity = np.argsort(-popularity, kind="stable")  # ties: the lower index first
+        popularity_rank = np.empty(len(popularity), dtype=np.int64)
+        popularity_rank[by_popularity] = np.arange(len(popularity))
+        # Each row's candidates by score, then popularity, then index (a row holds an item once). Polars sorts
+        # the 6M pairs of a block in under a second; np.lexsort on the same keys took 8 s.
+        order = (
+            pl.DataFrame({"row": c.rows, "score": scores, "rank": popularity_rank[c.items]})
+            .with_row_index("at")
+            .sort(["row", "score", "rank"], descending=[False, True, False], maintain_order=True)["at"]
+            .to_numpy()
+        )
         top = np.arange(len(order)) - c.indptr[c.rows[order]] < k
         rows, items, scores = c.rows[order][top], c.items[order][top], scores[order][top]
         bounds = np.cumsum(np.bincount(rows, minlength=n_users))[:-1]
         result = list(zip(np.split(items, bounds), np.split(scores, bounds), strict=True))
-        by_popularity = np.argsort(-popularity, kind="stable")
         for u in np.flatnonzero(np.diff(c.indptr) < k):
             listed, listed_scores = result[u]
             seen_items = c.seen.indices[c.seen.indptr[u] : c.seen.indptr[u + 1]]
