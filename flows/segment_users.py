@@ -1,9 +1,9 @@
 """The `segment-users` flow: ingest, then each stage of segmenting as its own task, visible in the run graph.
 
-holdout split -> features of all users -> choose K -> (features -> embed each candidate family -> choose the
-family -> cluster -> evaluate) on the training part -> (embed -> cluster -> assign) on all users -> describe ->
-profile -> validate -> save -> track -> judge against the champion -> publish and register. Tasks take and
-return values (frames, fitted objects) or paths, never a connection.
+holdout split -> features of all users -> choose K -> (features -> embed each candidate family -> choose
+the family -> cluster -> evaluate) on the training part -> (embed -> cluster -> assign) on all users ->
+describe -> profile -> validate -> save -> track -> judge against the champion -> publish and register. Tasks
+take and return values (frames, fitted objects) or paths, never a connection.
 """
 
 from __future__ import annotations
@@ -423,7 +423,7 @@ def segment_users(
             model, user_features = features(events, items, settings, "all")
             # From here the events are read only through the features (which keep the columns sequences
             # need): the full table goes, and a copy of its first rows stays as the models' input example
-            # (a slice would keep every event alive). At 25M events: 0.9 of 1.8 GB freed for the rest of the run.
+            # (a slice would keep every event alive). At 25M events: 0.9 of 1.8 GB freed for the rest.
             example = events.take(list(range(min(20, events.num_rows))))
             del events
             k, micro_k, personal_weight, sweep = choose_segment_count(split.train, items, settings)

@@ -171,8 +171,8 @@ def _coded(
     edges: pl.DataFrame, users: np.ndarray, items: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Edges as (user row, item column, weight) arrays, sorted by row then column; pairs outside `users` x
-    `items` are dropped. Rows and columns are the ids' positions in `users` and `items` (each without repeats),
-    found as codes of an Enum over them: no join of string columns (at 14M edges that held 1.5 GB)."""
+    `items` are dropped. Rows and columns are the ids' positions in `users` and `items` (each without
+    repeats), found as codes of an Enum over them: no join of string columns (at 14M edges: 1.5 GB)."""
     coded = (
         edges.select(
             pl.col("user_id")

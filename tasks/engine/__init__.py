@@ -1,7 +1,8 @@
 """Where the feature SQL runs: one small interface, `SqlEngine`, with a DuckDB and a Spark implementation.
 
 An engine holds named tables for one computation: `register` hands it an Arrow table, `create` makes a table
-from a file of sql/ (plain DuckDB SQL, transpiled for Spark by SQLGlot), `fetch` hands a table back as Arrow, in the same order on every engine.
+from a file of sql/ (plain DuckDB SQL, transpiled for Spark by SQLGlot), `fetch` hands a table back as Arrow,
+in the same order on every engine.
 DuckDB (in memory, in this process) is the default; Spark runs the same files on a local or remote session.
 """
 
@@ -27,8 +28,8 @@ class SqlEngine(Protocol):
         """Create `table` from `sql/<sql_name>.sql` with its bound parameters."""
 
     def fetch(self, table: str) -> pa.Table:
-        """`table`'s rows ordered by all of their columns, ascending, nulls last (so every engine hands back the
-        same rows in the same order; sorted by the engine, which can spill); timestamps without a zone, in UTC."""
+        """`table`'s rows ordered by all of their columns, ascending, nulls last (every engine hands back the
+        same rows in the same order; the engine sorts, and can spill); timestamps without a zone, in UTC."""
 
     def close(self) -> None: ...
 
