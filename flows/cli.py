@@ -548,8 +548,12 @@ def run(
     ] = None,
     time_budget: Annotated[
         float | None,
-        typer.Option("--time-budget", help="Seconds of training per learned family fit (default 20)."),
-    ] = 20.0,
+        typer.Option(
+            "--time-budget",
+            help="A wall-clock cap in seconds per learned family fit (default: none; a fit is bounded by its "
+            "epochs, and a cap that stops one makes its vectors depend on the machine's speed).",
+        ),
+    ] = None,
     accelerator: Annotated[
         str, typer.Option(help="Where learned families train: auto (a GPU when present), cpu or gpu.")
     ] = "auto",

@@ -41,6 +41,7 @@ from tasks.segment.families import (
     choose_family,
     comparison_rows,
     fit_family,
+    time_budget_notes,
     try_fit_family,
 )
 from tasks.segment.micro import MicroSegments, micro_tables
@@ -451,7 +452,9 @@ def segment_users(
             metrics = evaluate(
                 train_features, train_embedding, train_clusterer, train_micro, train_taste, split
             )
-            notes = [*sample_notes(split), *check_usefulness(metrics, settings.require_lift)]
+            notes = [
+                *sample_notes(split), *time_budget_notes(fits), *check_usefulness(metrics, settings.require_lift)
+            ]  # fmt: skip
             objective = metrics.get("segments/recall@10")
             found = look_up_champion(str(ws.root))
             champion_score = (

@@ -85,9 +85,18 @@ def one_thread() -> Iterator[None]:
 
 
 class VectorDataModule(pl.LightningDataModule):
-    """Rows of one float matrix handed over by tasks/; a seeded fraction of them is the validation set."""
+    """Rows of one float matrix handed over by tasks/; a seeded fraction of them is the validation set. An
+    epoch is at most `rows_per_epoch` training rows (a new seeded draw each epoch), so it costs the same on
+    many users as on a few thousand, and a fit is bounded by its epochs."""
 
-    def __init__(self, x: np.ndarray, batch_size: int, val_fraction: float = 0.1, seed: int = 0) -> None:
+    def __init__(
+        self,
+        x: np.ndarray,
+        batch_size: int,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        rows_per_epoch: int | None = None,
+    ) -> None:
         super().__init__()
         tensor = torch.as_tensor(np.asarray(x, dtype=np.float32))
         order = torch.randperm(len(tensor), generator=torch.Generator().manual_seed(seed))
@@ -97,10 +106,17 @@ class VectorDataModule(pl.LightningDataModule):
         self.train = tensor[order[n_val:]]
         self.batch_size = batch_size
         self.seed = seed
+        self.n_per_epoch = min(len(self.train), rows_per_epoch) if rows_per_epoch else None
 
     def train_dataloader(self):
         return batch_loader(
-            TensorBatches((self.train,), self.batch_size, seed=self.seed, split_across_ranks="rows")
+            TensorBatches(
+                (self.train,),
+                self.batch_size,
+                seed=self.seed,
+                n_per_epoch=self.n_per_epoch,
+                split_across_ranks="rows",
+            )  # fmt: skip
         )
 
     def val_dataloader(self):

@@ -17,7 +17,7 @@ from typing import Literal
 import pytorch_lightning as pl
 import torch
 from lightning_utilities.core.apply_func import apply_to_collection
-from pytorch_lightning.callbacks import Callback, EarlyStopping
+from pytorch_lightning.callbacks import Callback, EarlyStopping, Timer
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.strategies.launchers.multiprocessing import _MultiProcessingLauncher
@@ -32,7 +32,9 @@ class TrainSettings:
     """How long and how a family trains; the network's own sizes are in its config."""
 
     max_epochs: int = 20
-    max_time_s: float = 60.0
+    # A wall-clock cap stops where the machine's speed says: the same seed then gives other vectors from one
+    # run to the next. Off by default; a family's epochs are sized so a fit's cost is bounded without it.
+    max_time_s: float | None = None
     patience: int = 3  # epochs without a better val/loss before stopping
     lr: float = 1e-3
     batch_size: int = 256
@@ -215,13 +217,15 @@ def make_trainer(
     )
     if settings.is_distributed and settings.n_threads:
         callbacks.append(TorchThreads(settings.n_threads))
+    if settings.max_time_s:
+        callbacks.append(TimeBudgetNote())
     trainer = pl.Trainer(
         accelerator=settings.accelerator,
         devices=settings.devices,
         num_nodes=settings.num_nodes,
         strategy=SpawnedDDP() if settings.is_distributed else "auto",
         max_epochs=settings.max_epochs,
-        max_time=timedelta(seconds=settings.max_time_s),
+        max_time=timedelta(seconds=settings.max_time_s) if settings.max_time_s else None,
         logger=logger if logger is not None else False,
         callbacks=callbacks,
         limit_val_batches=None if validate else 0,
@@ -235,6 +239,23 @@ def make_trainer(
         default_root_dir=None,
     )
     return trainer, keep_best
+
+
+class TimeBudgetNote(Callback):
+    """Logs `stopped_by_time` = 1 to the fit's loggers when its time budget ended it (in MLflow, and in the
+    EpochLog a run reads to tell the user that this family's vectors depend on the machine's speed)."""
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if stopped_by_time(trainer):
+            for logger in trainer.loggers:
+                logger.log_metrics({"stopped_by_time": 1.0}, step=trainer.global_step)
+
+
+def stopped_by_time(trainer: pl.Trainer) -> bool:
+    """Whether the fit's time budget (`max_time_s`) ended it: how many epochs it trained then depends on the
+    machine's speed, so the same seed may give other vectors on another run."""
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    return timer is not None and timer.time_remaining() is not None and timer.time_remaining() <= 0
 
 
 class SpawnedDDP(DDPStrategy):

@@ -19,7 +19,7 @@ import torch
 from pytorch_lightning.loggers import Logger
 from torch import nn
 
-from models.common import TensorBatches, TrainSettings, batch_loader
+from models.common import TensorBatches, TimeBudgetNote, TrainSettings, batch_loader
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,8 @@ def make_dec_trainer(settings: TrainSettings, logger: Logger | None = None) -> p
         accelerator=settings.accelerator,
         devices=1,
         max_epochs=settings.max_epochs,
-        max_time=timedelta(seconds=settings.max_time_s),
+        max_time=timedelta(seconds=settings.max_time_s) if settings.max_time_s else None,
+        callbacks=[TimeBudgetNote()] if settings.max_time_s else [],
         logger=logger if logger is not None else False,
         enable_checkpointing=False,
         enable_progress_bar=False,

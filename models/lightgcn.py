@@ -7,6 +7,7 @@ embedding and its 1..n_layers-hop propagations over the symmetric normalised adj
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -145,7 +146,12 @@ class LightGCNModule(pl.LightningModule):
 class LightGCNData(pl.LightningDataModule):
     """Edges (user, item, weight > 0) split into training and validation edges (a seeded share of the edges
     of users with at least two, so every user keeps one in the training graph); validation negatives are
-    drawn once, so `val/loss` is comparable across epochs. An epoch is `edges_per_epoch` training edges."""
+    drawn once, so `val/loss` is comparable across epochs. An epoch is `edges_per_epoch` training edges.
+
+    Every step propagates over the whole training graph, so a step's cost grows with the graph: an epoch
+    makes at most `graph_edges_per_epoch / training edges` steps, its edges then coming in fewer, larger
+    batches. An epoch so costs about the same at any size, and a fit is bounded by its epochs, not by a clock
+    (which would stop it where the machine's speed says, and the same seed would give other vectors)."""
 
     def __init__(
         self,
@@ -159,6 +165,7 @@ class LightGCNData(pl.LightningDataModule):
         val_fraction: float = 0.05,
         max_val_edges: int = 20_000,
         seed: int = 0,
+        graph_edges_per_epoch: int = 4_000_000,
     ) -> None:
         super().__init__()
         self.n_users, self.n_items = n_users, n_items
@@ -168,6 +175,7 @@ class LightGCNData(pl.LightningDataModule):
         self.val_fraction = val_fraction
         self.max_val_edges = max_val_edges
         self.seed = seed
+        self.graph_edges_per_epoch = graph_edges_per_epoch
         self.is_set_up = False
 
     def setup(self, stage: str | None = None) -> None:
@@ -192,6 +200,13 @@ class LightGCNData(pl.LightningDataModule):
             torch.from_numpy(self.users[train]).long(),
             torch.from_numpy(self.items[train]).long(),
         )
+        n_train = int(train.sum())
+        self.n_per_epoch = min(self.edges_per_epoch, n_train)
+        steps = max(
+            1,
+            min(math.ceil(self.n_per_epoch / self.batch_size), self.graph_edges_per_epoch // max(n_train, 1)),
+        )
+        self.step_batch_size = max(self.batch_size, math.ceil(self.n_per_epoch / steps))
         val_negatives = rng.integers(0, self.n_items, size=len(val))
         self.val_edges = (
             torch.from_numpy(self.users[val]).long(),
@@ -210,15 +225,14 @@ class LightGCNData(pl.LightningDataModule):
         return normalized_adjacency(self.n_users, self.n_items, self.users, self.items, self.weights)
 
     def train_dataloader(self):
-        n_per_epoch = min(self.edges_per_epoch, len(self.train_edges[0]))
         dataset = TensorBatches(
             self.train_edges,
-            self.batch_size,
+            self.step_batch_size,
             seed=self.seed,
-            n_per_epoch=n_per_epoch,
+            n_per_epoch=self.n_per_epoch,
             split_across_ranks="batches",
         )
         return batch_loader(dataset)
 
     def val_dataloader(self):
-        return batch_loader(TensorBatches(self.val_edges, max(self.batch_size, 8192), shuffle=False))
+        return batch_loader(TensorBatches(self.val_edges, max(self.step_batch_size, 8192), shuffle=False))

@@ -218,8 +218,10 @@ class SequenceData(pl.LightningDataModule):
     """Token arrays (grouped by user, time order within a user) into training windows and a validation set:
     for a seeded `val_fraction` of the users with 3+ tokens (but at least `min_val_users` of them, at most
     `max_val_users`), the latest token is held out and predicted from the ones before it against negatives
-    drawn once. An epoch is at most `windows_per_epoch` windows: a part of them on large data; on small data
-    every window, in passes up to MIN_BATCHES_PER_EPOCH batches."""
+    drawn once. An epoch is at most `windows_per_epoch` windows and `tokens_per_epoch` items in them (a step
+    costs what its tokens cost: long histories fill every window, so a window-only cap made an epoch of 50,000
+    users 5x one of ml-latest-small's): a part of them on large data; on small data every window, in passes
+    up to MIN_BATCHES_PER_EPOCH batches."""
 
     def __init__(
         self,
@@ -231,10 +233,11 @@ class SequenceData(pl.LightningDataModule):
         max_len: int = 50,
         max_windows_per_user: int = 20,
         windows_per_epoch: int = 10_000,
+        tokens_per_epoch: int = 100_000,
         batch_size: int = 128,
         val_fraction: float = 0.1,
         min_val_users: int = 500,
-        max_val_users: int = 5_000,
+        max_val_users: int = 1_000,
         n_negatives: int = 128,
         seed: int = 0,
     ) -> None:
@@ -244,6 +247,7 @@ class SequenceData(pl.LightningDataModule):
         self.max_len = max_len
         self.max_windows_per_user = max_windows_per_user
         self.windows_per_epoch = windows_per_epoch
+        self.tokens_per_epoch = tokens_per_epoch
         self.batch_size = batch_size
         self.val_fraction = val_fraction
         self.min_val_users = min_val_users
@@ -292,7 +296,11 @@ class SequenceData(pl.LightningDataModule):
         # batches. Ten thousand windows of a few hundred users took 20 s an epoch on a busy CPU: every fit
         # ran into the time budget, and where the budget stopped it changed the vectors from run to run.
         n_windows = len(self.train_windows[0])
-        n_per_epoch = min(self.windows_per_epoch, max(n_windows, MIN_BATCHES_PER_EPOCH * self.batch_size))
+        per_window = float((self.train_windows[0] != PAD).sum()) / max(n_windows, 1)
+        by_tokens = max(int(self.tokens_per_epoch / max(per_window, 1.0)), self.batch_size)
+        n_per_epoch = min(
+            self.windows_per_epoch, by_tokens, max(n_windows, MIN_BATCHES_PER_EPOCH * self.batch_size)
+        )
         dataset = TensorBatches(
             self.train_windows,
             self.batch_size,

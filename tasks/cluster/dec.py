@@ -20,7 +20,7 @@ from tasks.cluster.base import centroids_of, nearest_centroid, relabel_by_size
 from tasks.cluster.kmeans import KMeansClusterer
 from tasks.fitted import Saveable
 
-TRAIN = TrainSettings(max_epochs=30, max_time_s=60.0, lr=1e-2, batch_size=256)  # patience: unused, see tol
+TRAIN = TrainSettings(max_epochs=30, lr=1e-2, batch_size=256)  # patience: unused, see tol
 
 
 class DecClusterer(Saveable):

@@ -35,9 +35,20 @@ class LightGCNSettings(BaseModel):
     lr: float = Field(1e-2, gt=0, description="Adam learning rate")
     batch_size: int = Field(2048, ge=1, description="Edges per batch")
     edges_per_epoch: int = Field(200_000, ge=1, description="Training edges drawn per epoch (at most all)")
+    graph_edges_per_epoch: int = Field(
+        4_000_000,
+        ge=1,
+        description="Most steps x training edges per epoch: every step propagates over the whole graph, so a "
+        "large graph's epoch comes in fewer, larger batches and costs about the same as a small one's",
+    )
     val_fraction: float = Field(0.05, ge=0, lt=1, description="Share of edges held out for val/loss")
-    max_epochs: int = Field(30, ge=1, description="Most epochs")
-    max_time_s: float = Field(60.0, gt=0, description="Training time budget per fit, in seconds")
+    max_epochs: int = Field(12, ge=1, description="Most epochs (on 2 cores an epoch takes about 2 s)")
+    max_time_s: float | None = Field(
+        None,
+        gt=0,
+        description="Wall-clock cap per fit, in seconds (None: none; a cap that stops a fit makes its "
+        "vectors depend on the machine's speed)",
+    )
     patience: int = Field(3, ge=1, description="Epochs without a better val/loss before stopping")
     accelerator: str = Field("auto", description="Lightning accelerator: auto, cpu, gpu")
     # One thread: at these sizes threads mostly wait for each other, and on busy cores (other processes, other
@@ -119,6 +130,7 @@ class LightGCNEmbedder(Saveable):
             self.config.n_users, self.config.n_items, users, items, weights,
             batch_size=settings.batch_size, edges_per_epoch=settings.edges_per_epoch,
             val_fraction=settings.val_fraction, seed=self.seed,
+            graph_edges_per_epoch=settings.graph_edges_per_epoch,
         )  # fmt: skip
         data.setup("fit")
         return data, LightGCNModule(LightGCN(self.config), data.train_adjacency, settings.lr)

@@ -51,15 +51,27 @@ class SequenceSettings(BaseModel):
     max_windows_per_user: int = Field(
         20, ge=1, description="Training windows of max_len per user, latest first"
     )
+    tokens_per_epoch: int = Field(
+        100_000,
+        ge=1,
+        description="Most items in an epoch's windows (an epoch then costs about 3 s on 2 cores)",
+    )
     windows_per_epoch: int = Field(
         10_000, ge=1, description="Most training windows per epoch (small data: whole passes, 8+ batches)"
     )
-    val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of users whose latest item is val/loss")
+    val_fraction: float = Field(
+        0.1, ge=0, lt=1, description="Share of users whose latest item is val/loss (500 to 1,000 users)"
+    )
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     batch_size: int = Field(128, ge=1, description="Windows per batch")
-    max_epochs: int = Field(20, ge=1, description="Most epochs")
-    max_time_s: float = Field(60.0, gt=0, description="Training time budget per fit, in seconds")
+    max_epochs: int = Field(8, ge=1, description="Most epochs (on 2 cores an epoch takes about 3 s)")
+    max_time_s: float | None = Field(
+        None,
+        gt=0,
+        description="Wall-clock cap per fit, in seconds (None: none; a cap that stops a fit makes its "
+        "vectors depend on the machine's speed)",
+    )
     patience: int = Field(3, ge=1, description="Epochs without a better val/loss before stopping")
     accelerator: str = Field("auto", description="Lightning accelerator: auto, cpu, gpu")
     # One thread: at these sizes threads mostly wait for each other, and on busy cores (other processes, other
@@ -133,6 +145,7 @@ class SequenceEmbedder(Saveable):
         data = SequenceData(
             user_codes, items, types, len(users), self.config.n_tokens, max_len=settings.max_len,
             max_windows_per_user=settings.max_windows_per_user, windows_per_epoch=settings.windows_per_epoch,
+            tokens_per_epoch=settings.tokens_per_epoch,
             batch_size=settings.batch_size, val_fraction=settings.val_fraction,
             n_negatives=settings.n_negatives, seed=self.seed,
         )  # fmt: skip

@@ -37,7 +37,7 @@ from tasks.fitted import Saveable
 ENCODER_NAME = "all-MiniLM-L6-v2"
 ENCODER_DIM = 384
 ENCODE_BATCH = 64
-HEAD_TRAIN = TrainSettings(max_epochs=20, max_time_s=120.0, patience=3, lr=1e-3, batch_size=256)
+HEAD_TRAIN = TrainSettings(max_epochs=20, patience=3, lr=1e-3, batch_size=256)
 SAMPLES_PER_USER = 5  # next-item steps drawn per user for the head
 MAX_HISTORY = 50  # items before a step that make its history
 MAX_SAMPLES = 50_000

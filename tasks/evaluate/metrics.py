@@ -23,7 +23,8 @@ from tasks.features.interactions import Interactions
 
 
 def segment_item_scores(train: Interactions, labels: np.ndarray) -> np.ndarray:
-    """(n_segments, n_items): the share of each segment's members who interacted with each item.
+    """(n_segments, n_items): the share of each segment's members who interacted with each item (an
+    interaction of positive weight: `Interactions.touched`, as the published lists count).
 
     `labels` are per row of `train.users`; segment -1 (noise) gets the global shares."""
     n_segments = int(labels.max()) + 1 if len(labels) else 0
@@ -31,13 +32,14 @@ def segment_item_scores(train: Interactions, labels: np.ndarray) -> np.ndarray:
         (np.ones(int((labels >= 0).sum())), (labels[labels >= 0], np.flatnonzero(labels >= 0))),
         shape=(n_segments, len(labels)),
     )
-    counts = np.asarray((members @ train.matrix).todense())
+    counts = np.asarray((members @ train.touched).todense())
     sizes = np.maximum(np.asarray(members.sum(axis=1)).ravel(), 1)
     return counts / sizes[:, None]
 
 
 def global_item_scores(train: Interactions) -> np.ndarray:
-    return np.asarray(train.matrix.mean(axis=0)).ravel()
+    """Each item's share of all users (who touched it with a positive weight)."""
+    return np.asarray(train.touched.mean(axis=0)).ravel()
 
 
 def top_unseen(scores: np.ndarray, seen: np.ndarray, k: int, tie_break: np.ndarray) -> np.ndarray:

@@ -48,6 +48,15 @@ class Interactions:
     matrix: sp.csr_matrix  # 1 where the user touched the item (any event, whatever its weight)
     weights: sp.csr_matrix  # the interaction weights, positive ones only
 
+    @property
+    def touched(self) -> sp.csr_matrix:
+        """1 where the user's events with the item weigh something (not only a return or a removal from the
+        cart): what segment and micro-segment lists count, as sql/segments/seg_segment_recommendations.sql
+        does for the published lists. `matrix` (any event) says what a user has seen."""
+        touched = self.weights.copy()
+        touched.data = np.ones(len(touched.data), dtype=np.float32)
+        return touched
+
     def user_positions(self, user_ids) -> np.ndarray:
         index = {u: i for i, u in enumerate(self.users)}
         return np.array([index.get(u, -1) for u in user_ids])

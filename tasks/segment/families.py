@@ -88,6 +88,7 @@ def fit_family(
         recalls = user_recalls(train, split.heldout, lists)
     if family in LEARNED:
         metrics["epochs"] = float(len(log.epochs()))
+        metrics["stopped_by_time"] = float(any("stopped_by_time" in row for row in log.rows))
     return FamilyFit(family, embedder, embedding, metrics, log.epochs(), recalls)
 
 
@@ -124,6 +125,22 @@ def tied_with_best(fits: list[FamilyFit]) -> list[FamilyFit]:
         return fits
     gaps = paired_gaps({fit.family: fit.recalls for fit in fits})
     return [fit for fit in fits if gaps[fit.family][0] <= gaps[fit.family][1]]
+
+
+def time_budget_notes(fits: list[FamilyFit]) -> list[str]:
+    """A note for the summary when the time budget stopped a family's fit: its epochs, so its vectors and
+    maybe the family chosen, then depend on the machine's speed and load, not only on the seed and data."""
+    stopped = [
+        f"{fit.family} ({fit.metrics['epochs']:.0f} epochs)"
+        for fit in fits
+        if fit.metrics.get("stopped_by_time")
+    ]
+    if not stopped:
+        return []
+    return [
+        f"the time budget stopped {', '.join(stopped)}: another run with the same seed may train "
+        "them differently (leave --time-budget out to bound fits by their epochs only)"
+    ]
 
 
 def comparison_rows(fits: list[FamilyFit], chosen: str, skipped: dict[str, str]) -> list[dict]:

@@ -248,15 +248,16 @@ def ranked_segment_items(
     train: Interactions, labels: np.ndarray, n_segments: int, length: int = LIST_LENGTH
 ) -> pl.DataFrame:
     """`segment, i, score, rank`: each segment's top `length` items (`i` indexes `train.items`), scored by the
-    share of its members who interacted with them, ties by overall share then item; `labels` per row of
+    share of its members who interacted with them (positive weight), ties by overall share then item; `labels` per row of
     `train.users`, -1 for none."""
     valid = labels >= 0
     members = sp.csr_matrix(
         (np.ones(int(valid.sum())), (labels[valid], np.flatnonzero(valid))), shape=(n_segments, len(labels))
     )
     sizes = np.maximum(np.asarray(members.sum(axis=1)).ravel(), 1)
-    shares = (sp.diags(1 / sizes) @ (members @ train.matrix)).tocoo()
-    overall = np.asarray(train.matrix.mean(axis=0)).ravel()
+    touched = train.touched
+    shares = (sp.diags(1 / sizes) @ (members @ touched)).tocoo()
+    overall = np.asarray(touched.mean(axis=0)).ravel()
     order = np.lexsort((shares.col, -overall[shares.col], -shares.data, shares.row))
     ranked = pl.DataFrame({"segment": shares.row[order].astype(np.int64), "i": shares.col[order].astype(np.int64),
                            "score": shares.data[order]})  # fmt: skip

@@ -64,7 +64,10 @@ class SegmentSettings(BaseModel):
         None, ge=1, description="Most epochs per learned family fit (default: each family's own)"
     )
     time_budget_s: float | None = Field(
-        20.0, gt=0, description="Training time per learned family fit, in seconds (none: each family's own)"
+        None,
+        gt=0,
+        description="A wall-clock cap per learned family fit, in seconds (none: a fit is bounded by its epochs; "
+        "a cap that stops one makes its vectors depend on the machine's speed)",
     )
     accelerator: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="Where learned families train: auto (a GPU when present), cpu or gpu"
@@ -80,7 +83,9 @@ class SegmentSettings(BaseModel):
         "(sc://host:15002); none: env SPARK_REMOTE when set, else local[*]",
     )
     devices: int = Field(
-        1, ge=1, description="Processes (CPU) or GPUs per machine a learned family trains on; more than one: DDP"
+        1,
+        ge=1,
+        description="Processes (CPU) or GPUs per machine a learned family trains on; more than one: DDP",
     )
     num_nodes: int = Field(1, ge=1, description="Machines a learned family trains on together (DDP)")
     task_runner: Literal["thread", "dask", "ray"] = Field(

@@ -151,6 +151,41 @@ def test_validation_takes_at_most_one_edge_per_user_and_leaves_every_user_a_trai
     assert len(data.train_edges[0]) + len(val_users) == len(users)
 
 
+def test_on_a_graph_past_the_epochs_propagation_budget_an_epoch_comes_in_fewer_larger_batches():
+    """Every step propagates over the whole graph: at 50,000 users an epoch of 98 batches of 2,048 edges took
+    67 s, so the run's 20 s budget stopped the fit inside its first epoch, wherever the machine's speed said.
+    Capping steps x edges keeps an epoch's cost bounded, and the fit is bounded by its epochs."""
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(100), 10)
+    items = rng.integers(0, 40, size=len(users))
+    small = LightGCNData(100, 40, users, items, np.ones(len(users)), batch_size=64, val_fraction=0.0)
+    small.setup()
+    assert len(small.train_dataloader().dataset) == 16  # ceil(1000 / 64): within the budget, as configured
+    capped = LightGCNData(
+        100,
+        40,
+        users,
+        items,
+        np.ones(len(users)),
+        batch_size=64,
+        val_fraction=0.0,
+        graph_edges_per_epoch=5_000,
+    )
+    capped.setup()
+    batches = list(capped.train_dataloader())
+    assert len(capped.train_edges[0]) == 999  # one edge is kept for val/loss
+    assert [len(batch[0]) for batch in batches] == [
+        200,
+        200,
+        200,
+        200,
+        199,
+    ]  # 5,000 // 999: 5 steps, all edges
+    assert sorted(torch.cat([batch[1] for batch in batches]).tolist()) == sorted(
+        capped.train_edges[1].tolist()
+    )
+
+
 def test_users_whose_every_event_weighs_nothing_get_the_zero_vector_as_when_folded_in(shop):
     """Two users who only returned things (weight 0: no edge in the graph) have no taste to learn. They kept
     their random starting vector at unit length, so identical histories landed in different segments, and

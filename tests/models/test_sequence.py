@@ -160,7 +160,7 @@ def test_an_epoch_of_a_small_shop_is_a_few_batches_of_whole_passes_not_ten_thous
 
 
 def test_under_the_runs_budget_a_small_shop_trains_its_epochs_in_seconds_and_reproduces(shop):
-    """Default sizes, `--max-epochs 4` and the run's 20 s budget: the fit ends by its epochs, not by the clock,
+    """Default sizes, `--max-epochs 4` and a 20 s budget: the fit ends by its epochs, not by the clock,
     so the same seed gives the same vectors. Before, an epoch of a small shop was 10,000 windows on torch's
     threads fighting over busy cores: a fit ran out of budget within 2 epochs and the vectors changed."""
     _, features, _ = shop

@@ -5,9 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 
 import duckdb
+import numpy as np
+import polars as pl
 import pytest
 
-from tasks.features.interactions import InteractionWeights
+from tasks.evaluate.metrics import segment_item_scores
+from tasks.features.interactions import InteractionWeights, interaction_matrix
+from tasks.segment.micro import ranked_segment_items
 from tasks.warehouse import create_warehouse_tables, load_sql
 
 EVENTS = [
@@ -148,3 +152,37 @@ def test_popularity_features_count_an_unseen_item_as_seen_by_one_user_and_niche(
         f"select user_id, mean_log_popularity, share_niche from ({load_sql('features/fct_user_popularity')}) order by 1"
     ).fetchall()
     assert rows[-1] == ("c", 0.0, 1.0)
+
+
+def test_evaluated_and_micro_lists_count_what_the_published_lists_count_a_return_alone_is_no_interest(con):
+    """A pair with only a return weighs 0: the published segment lists (SQL) never listed it, while the lists
+    the holdout scored and the micro-segment lists (Python) counted any event, so the figures in the summary
+    were not those of the published tables on a shop with returns."""
+    con.execute(
+        "insert into events (user_id, item_id, event_type, ts, source, batch_id, ingested_at) "
+        "values ('b', 'i4', 'return', '2024-01-11 10:00', 's', 'b', now())"
+    )
+    con.execute("drop table fct_interactions")
+    con.execute(
+        f"create table fct_interactions as {load_sql('features/fct_interactions')}",
+        InteractionWeights().as_params(),
+    )
+    con.execute(
+        "create table seg_assignments as select * from (values ('a', 0, 0.0), ('b', 1, 0.0)) t(user_id, segment_id, distance)"
+    )
+    published = con.execute(
+        "select segment_id, rank, item_id, score from ("
+        + load_sql("segments/seg_segment_recommendations")
+        + ") where segment_id >= 0",
+        {"n_items": 5, "run_id": "r"},
+    ).fetchall()
+    train = interaction_matrix(pl.from_arrow(con.sql("select * from fct_interactions").to_arrow_table()))
+    labels = np.array([0, 1])  # a, b: the rows of train.users
+    ranked = ranked_segment_items(train, labels, n_segments=2, length=5)
+    evaluated = [(s, r, train.items[i], round(score, 6)) for s, i, score, r in ranked.iter_rows()]
+    assert published == evaluated == [
+        (0, 1, "i2", 1.0), (0, 2, "i1", 1.0), (1, 1, "i2", 1.0), (1, 2, "i3", 1.0),
+    ]  # fmt: skip
+    scores = segment_item_scores(train, labels)
+    assert train.items.tolist() == ["i1", "i2", "i3", "i4"] and scores[:, 3].tolist() == [0.0, 0.0]
+    assert train.matrix[1, 3] == 1  # b has still seen i4: it is not recommended back to b

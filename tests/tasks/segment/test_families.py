@@ -8,7 +8,13 @@ import pytest
 from pydantic import ValidationError
 
 from tasks.embed.base import Embedding
-from tasks.segment.families import FamilyFit, candidate_families, choose_family, comparison_rows
+from tasks.segment.families import (
+    FamilyFit,
+    candidate_families,
+    choose_family,
+    comparison_rows,
+    time_budget_notes,
+)
 from tasks.segment.settings import AUTO_FAMILIES, SegmentSettings
 from tasks.track.champion import Champion, judge
 
@@ -134,3 +140,16 @@ def test_a_family_that_fails_among_several_is_a_row_with_its_error_and_the_other
     )
     with pytest.raises(RuntimeError, match="no embedding family could be fit: text: ValueError: the text"):
         choose_family(fits[1:])
+
+
+def test_a_family_the_time_budget_stopped_is_named_in_a_note_with_its_epochs():
+    fits = [
+        FamilyFit("lightgcn", None, None, {"epochs": 4.0, "stopped_by_time": 1.0}),
+        FamilyFit("sequence", None, None, {"epochs": 8.0, "stopped_by_time": 0.0}),
+        FamilyFit("combined", None, None, {}),
+    ]
+    assert time_budget_notes(fits) == [
+        "the time budget stopped lightgcn (4 epochs): another run with the same seed may train them "
+        "differently (leave --time-budget out to bound fits by their epochs only)"
+    ]
+    assert time_budget_notes(fits[1:]) == []
