@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import Annotated, Any, Protocol, Self
 
 import numpy as np
 import polars as pl
+from pydantic import Field
 
 from tasks.features.user_features import UserFeatures
+
+# A learned family's `max_time_s`: off unless asked for, since a cap that stops a fit makes its vectors depend
+# on the machine's speed (models/common.py, TrainSettings).
+WallClockCap = Annotated[
+    float | None,
+    Field(gt=0, description="Wall-clock cap per fit, in seconds (None: none; a cap that stops a fit makes its "
+          "vectors depend on the machine's speed)"),
+]  # fmt: skip
 
 
 @dataclass(frozen=True)

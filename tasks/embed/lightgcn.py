@@ -21,7 +21,7 @@ from pytorch_lightning.loggers import Logger
 
 from models.common import TrainSettings, copy_state, make_trainer, training_scope
 from models.lightgcn import LightGCN, LightGCNConfig, LightGCNData, LightGCNModule
-from tasks.embed.base import Embedding, FitOptions
+from tasks.embed.base import Embedding, FitOptions, WallClockCap
 from tasks.features.user_features import UserFeatures
 from tasks.fitted import Saveable
 
@@ -43,12 +43,7 @@ class LightGCNSettings(BaseModel):
     )
     val_fraction: float = Field(0.05, ge=0, lt=1, description="Share of edges held out for val/loss")
     max_epochs: int = Field(12, ge=1, description="Most epochs (on 2 cores an epoch takes about 2 s)")
-    max_time_s: float | None = Field(
-        None,
-        gt=0,
-        description="Wall-clock cap per fit, in seconds (None: none; a cap that stops a fit makes its "
-        "vectors depend on the machine's speed)",
-    )
+    max_time_s: WallClockCap = None
     patience: int = Field(3, ge=1, description="Epochs without a better val/loss before stopping")
     accelerator: str = Field("auto", description="Lightning accelerator: auto, cpu, gpu")
     # One thread: at these sizes threads mostly wait for each other, and on busy cores (other processes, other

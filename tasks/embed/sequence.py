@@ -30,7 +30,7 @@ from models.sequence import (
     SequenceModule,
     last_windows,
 )
-from tasks.embed.base import Embedding, FitOptions
+from tasks.embed.base import Embedding, FitOptions, WallClockCap
 from tasks.features.user_features import UserFeatures
 from tasks.fitted import Saveable
 
@@ -66,12 +66,7 @@ class SequenceSettings(BaseModel):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     batch_size: int = Field(128, ge=1, description="Windows per batch")
     max_epochs: int = Field(8, ge=1, description="Most epochs (on 2 cores an epoch takes about 3 s)")
-    max_time_s: float | None = Field(
-        None,
-        gt=0,
-        description="Wall-clock cap per fit, in seconds (None: none; a cap that stops a fit makes its "
-        "vectors depend on the machine's speed)",
-    )
+    max_time_s: WallClockCap = None
     patience: int = Field(3, ge=1, description="Epochs without a better val/loss before stopping")
     accelerator: str = Field("auto", description="Lightning accelerator: auto, cpu, gpu")
     # One thread: at these sizes threads mostly wait for each other, and on busy cores (other processes, other
