@@ -139,7 +139,8 @@ def time_budget_notes(fits: list[FamilyFit]) -> list[str]:
         return []
     return [
         f"the time budget stopped {', '.join(stopped)}: another run with the same seed may train "
-        "them differently (leave --time-budget out to bound fits by their epochs only)"
+        f"{'it' if len(stopped) == 1 else 'them'} differently (leave --time-budget out to bound fits by "
+        "their epochs only)"
     ]
 
 

@@ -149,7 +149,12 @@ def test_a_family_the_time_budget_stopped_is_named_in_a_note_with_its_epochs():
         FamilyFit("combined", None, None, {}),
     ]
     assert time_budget_notes(fits) == [
-        "the time budget stopped lightgcn (4 epochs): another run with the same seed may train them "
+        "the time budget stopped lightgcn (4 epochs): another run with the same seed may train it "
         "differently (leave --time-budget out to bound fits by their epochs only)"
+    ]
+    both = [fits[0], FamilyFit("sequence", None, None, {"epochs": 3.0, "stopped_by_time": 1.0})]
+    assert time_budget_notes(both) == [
+        "the time budget stopped lightgcn (4 epochs), sequence (3 epochs): another run with the same seed may "
+        "train them differently (leave --time-budget out to bound fits by their epochs only)"
     ]
     assert time_budget_notes(fits[1:]) == []
