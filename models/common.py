@@ -255,7 +255,8 @@ def stopped_by_time(trainer: pl.Trainer) -> bool:
     """Whether the fit's time budget (`max_time_s`) ended it: how many epochs it trained then depends on the
     machine's speed, so the same seed may give other vectors on another run."""
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-    return timer is not None and timer.time_remaining() is not None and timer.time_remaining() <= 0
+    remaining = timer.time_remaining() if timer is not None else None
+    return remaining is not None and remaining <= 0
 
 
 class SpawnedDDP(DDPStrategy):

@@ -22,19 +22,23 @@ from sklearn.preprocessing import normalize
 from tasks.features.interactions import Interactions
 
 
-def segment_item_scores(train: Interactions, labels: np.ndarray) -> np.ndarray:
-    """(n_segments, n_items): the share of each segment's members who interacted with each item (an
-    interaction of positive weight: `Interactions.touched`, as the published lists count).
-
-    `labels` are per row of `train.users`; segment -1 (noise) gets the global shares."""
-    n_segments = int(labels.max()) + 1 if len(labels) else 0
+def member_shares(train: Interactions, labels: np.ndarray, n_segments: int) -> sp.csr_matrix:
+    """(n_segments, n_items), sparse: the share of each segment's members who interacted with each item (an
+    interaction of positive weight: `Interactions.touched`, as the published lists count). `labels` are per
+    row of `train.users`; -1 (noise, none) counts in no segment."""
+    valid = labels >= 0
     members = sp.csr_matrix(
-        (np.ones(int((labels >= 0).sum())), (labels[labels >= 0], np.flatnonzero(labels >= 0))),
-        shape=(n_segments, len(labels)),
+        (np.ones(int(valid.sum())), (labels[valid], np.flatnonzero(valid))), shape=(n_segments, len(labels))
     )
-    counts = np.asarray((members @ train.touched).todense())
     sizes = np.maximum(np.asarray(members.sum(axis=1)).ravel(), 1)
-    return counts / sizes[:, None]
+    return (sp.diags(1 / sizes) @ (members @ train.touched)).tocsr()
+
+
+def segment_item_scores(train: Interactions, labels: np.ndarray) -> np.ndarray:
+    """`member_shares` of every segment in `labels`, dense (users labelled -1 get the global list, in
+    `segment_user_lists`)."""
+    n_segments = int(labels.max()) + 1 if len(labels) else 0
+    return member_shares(train, labels, n_segments).toarray()
 
 
 def global_item_scores(train: Interactions) -> np.ndarray:

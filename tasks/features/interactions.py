@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -48,7 +49,7 @@ class Interactions:
     matrix: sp.csr_matrix  # 1 where the user touched the item (any event, whatever its weight)
     weights: sp.csr_matrix  # the interaction weights, positive ones only
 
-    @property
+    @cached_property  # derived once: every list and the popularity read it
     def touched(self) -> sp.csr_matrix:
         """1 where the user's events with the item weigh something (not only a return or a removal from the
         cart): what segment and micro-segment lists count, as sql/segments/seg_segment_recommendations.sql

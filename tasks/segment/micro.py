@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from tasks.cluster.base import Clusterer, nearest_centroid
 from tasks.embed.base import Embedding
 from tasks.embed.svd import SvdEmbedder
-from tasks.evaluate.metrics import global_item_scores
+from tasks.evaluate.metrics import global_item_scores, member_shares
 from tasks.features.interactions import Interactions, interaction_matrix
 from tasks.features.user_features import UserFeatures
 from tasks.fitted import Saveable
@@ -248,16 +248,10 @@ def ranked_segment_items(
     train: Interactions, labels: np.ndarray, n_segments: int, length: int = LIST_LENGTH
 ) -> pl.DataFrame:
     """`segment, i, score, rank`: each segment's top `length` items (`i` indexes `train.items`), scored by the
-    share of its members who interacted with them (positive weight), ties by overall share then item; `labels` per row of
-    `train.users`, -1 for none."""
-    valid = labels >= 0
-    members = sp.csr_matrix(
-        (np.ones(int(valid.sum())), (labels[valid], np.flatnonzero(valid))), shape=(n_segments, len(labels))
-    )
-    sizes = np.maximum(np.asarray(members.sum(axis=1)).ravel(), 1)
-    touched = train.touched
-    shares = (sp.diags(1 / sizes) @ (members @ touched)).tocoo()
-    overall = np.asarray(touched.mean(axis=0)).ravel()
+    share of its members who interacted with them (`member_shares`), ties by overall share then item; `labels`
+    per row of `train.users`, -1 for none."""
+    shares = member_shares(train, labels, n_segments).tocoo()
+    overall = global_item_scores(train)
     order = np.lexsort((shares.col, -overall[shares.col], -shares.data, shares.row))
     ranked = pl.DataFrame({"segment": shares.row[order].astype(np.int64), "i": shares.col[order].astype(np.int64),
                            "score": shares.data[order]})  # fmt: skip
