@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from models.common import TensorBatches, batch_loader
+from models.common import LossModule, TensorBatches, batch_loader
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class MLPAutoencoder(nn.Module):
         ).numpy()
 
 
-class AutoencoderModule(pl.LightningModule):
+class AutoencoderModule(LossModule):
     """Mean squared reconstruction error, Adam."""
 
     def __init__(self, network: MLPAutoencoder, lr: float = 1e-3) -> None:
@@ -56,17 +56,12 @@ class AutoencoderModule(pl.LightningModule):
         self.network = network
         self.lr = lr
 
-    def _loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def training_loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         (x,) = batch
         return nn.functional.mse_loss(self.network(x)[1], x)
 
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_index: int) -> torch.Tensor:
-        loss = self._loss(batch)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
-        return loss
-
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_index: int) -> None:
-        self.log("val/loss", self._loss(batch), on_epoch=True, batch_size=len(batch[0]))
+        self.log("val/loss", self.training_loss(batch), on_epoch=True, batch_size=len(batch[0]))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.lr)

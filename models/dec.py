@@ -19,7 +19,7 @@ import torch
 from pytorch_lightning.loggers import Logger
 from torch import nn
 
-from models.common import TensorBatches, TimeBudgetNote, TrainSettings, batch_loader
+from models.common import LossModule, TensorBatches, TimeBudgetNote, TrainSettings, batch_loader
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def target_distribution(q: torch.Tensor) -> torch.Tensor:
     return weight / weight.sum(dim=1, keepdim=True)
 
 
-class DecModule(pl.LightningModule):
+class DecModule(LossModule):
     """Loss = KL(P || Q) + gamma x squared reconstruction error per row; Adam. The target P of every row is
     held here and refreshed from all rows at the end of each epoch."""
 
@@ -107,7 +107,7 @@ class DecModule(pl.LightningModule):
         )
         return target_distribution(q), q.argmax(dim=1)
 
-    def _loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def training_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, rows = batch
         standard, rebuilt, q = self.network(x)
         p = self.targets[rows].to(q.device)
@@ -115,19 +115,20 @@ class DecModule(pl.LightningModule):
         reconstruction = (rebuilt - standard).pow(2).sum(dim=1).mean()
         return kl + self.network.config.gamma * reconstruction
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> torch.Tensor:
-        loss = self._loss(batch)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
-        return loss
-
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
-        self.log("val/loss", self._loss(batch), on_epoch=True, batch_size=len(batch[0]))
+        self.log("val/loss", self.training_loss(batch), on_epoch=True, batch_size=len(batch[0]))
 
-    def on_train_epoch_end(self) -> None:
+    def refresh_targets(self) -> float:
+        """The end of an epoch: new targets from all rows; returns the share of rows that changed cluster."""
         targets, labels = self._refresh()
         changed = float((labels != self.labels.to(labels.device)).float().mean())
         self.targets, self.labels = targets, labels
         self.changed.append(changed)
+        return changed
+
+    def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
+        changed = self.refresh_targets()
         if len(self.changed) >= self.network.config.min_epochs and changed < self.network.config.tol:
             self.trainer.should_stop = True
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.common import TensorBatches, batch_loader
+from models.common import LossModule, TensorBatches, batch_loader
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def _inverse_sqrt(degree: np.ndarray) -> np.ndarray:
     return np.where(degree > 0, 1.0 / np.sqrt(np.maximum(degree, 1e-12)), 0.0)
 
 
-class LightGCNModule(pl.LightningModule):
+class LightGCNModule(LossModule):
     """BPR with one uniformly sampled negative item per positive edge; Adam."""
 
     def __init__(self, model: LightGCN, adjacency: torch.Tensor, lr: float = 1e-3) -> None:
@@ -128,11 +128,6 @@ class LightGCNModule(pl.LightningModule):
         users, items = batch
         negatives = torch.randint(self.model.config.n_items, users.shape, device=users.device)
         return self.model.bpr_loss(self.adjacency, users, items, negatives)
-
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        loss = self.training_loss(batch)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
-        return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         users, items, negatives = batch

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.common import TensorBatches, batch_loader
+from models.common import LossModule, TensorBatches, batch_loader
 
 PAD, UNKNOWN, FIRST_ITEM = 0, 1, 2
 MIN_BATCHES_PER_EPOCH = 8  # an epoch of small data: whole passes over the windows up to this many batches
@@ -128,7 +128,7 @@ class SequenceEncoder(nn.Module):
         return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
 
 
-class SequenceModule(pl.LightningModule):
+class SequenceModule(LossModule):
     """Next-item prediction at every position of a window, `n_negatives` uniform negatives per batch; AdamW."""
 
     def __init__(
@@ -145,11 +145,6 @@ class SequenceModule(pl.LightningModule):
         items, types, targets = batch
         negatives = sample_negatives(self.model.config.n_tokens, self.n_negatives, items.device)
         return self.model.loss(items, types, targets, negatives)
-
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        loss = self.training_loss(batch)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
-        return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         items, types, targets, negatives = batch

@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from models.common import TensorBatches, batch_loader
+from models.common import LossModule, TensorBatches, batch_loader
 
 
 class ProjectionHead(nn.Module):
@@ -33,7 +33,7 @@ class ProjectionHead(nn.Module):
         )
 
 
-class NextItemModule(pl.LightningModule):
+class NextItemModule(LossModule):
     """Cross-entropy of the next item among `n_negatives` shared random items and the batch's targets."""
 
     def __init__(
@@ -51,7 +51,7 @@ class NextItemModule(pl.LightningModule):
         self.temperature = temperature
         self.lr = lr
 
-    def _loss(
+    def training_loss(
         self, batch: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator | None = None
     ) -> torch.Tensor:
         history, targets = batch
@@ -64,14 +64,9 @@ class NextItemModule(pl.LightningModule):
         logits = users @ items.T / self.temperature
         return nn.functional.cross_entropy(logits, torch.arange(len(targets), device=targets.device))
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> torch.Tensor:
-        loss = self._loss(batch)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
-        return loss
-
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
         # The same negatives every epoch, so val/loss moves only when the head does.
-        loss = self._loss(batch, torch.Generator().manual_seed(batch_index))
+        loss = self.training_loss(batch, torch.Generator().manual_seed(batch_index))
         self.log("val/loss", loss, on_epoch=True, batch_size=len(batch[0]))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -44,23 +44,13 @@ class DecClusterer(Saveable):
 
     def fit(self, vectors: np.ndarray, k: int) -> Self:
         x = np.asarray(vectors, dtype=np.float32)
-        shift = x.mean(axis=0)
-        # The leading principal axes of the centred input: the best linear autoencoder of this width.
-        axes = np.linalg.svd(x - shift, full_matrices=False)[2][: min(self.dim, x.shape[1])]
-        codes = (x - shift) @ axes.T
-        start = KMeansClusterer(self.seed).fit(codes, k)
-        spread = float(np.sqrt(np.mean(np.sum((codes - start.centroids[start.labels_]) ** 2, axis=1))))
-        scale = spread if spread > 0 else 1.0
-        config = DecConfig(n_inputs=x.shape[1], dim=len(axes), k=start.k, gamma=self.gamma, tol=self.tol)
-        tensor = torch.as_tensor(x)
         with training_scope(self.seed), one_thread():
-            network = DecNetwork(config)
-            network.initialise(shift, scale, axes, start.centroids / scale)
-            module = DecModule(network, tensor, self.train.lr)
+            data, module = self.training_parts(x, k)
             trainer = make_dec_trainer(self.train, self.logger)
-            trainer.fit(module, datamodule=DecDataModule(tensor, self.train.batch_size, seed=self.seed))
+            trainer.fit(module, datamodule=data)
         self.changed = module.changed
-        network = network.cpu().eval()
+        network = module.network.cpu().eval()
+        config = network.config
         labels = self._assign(network, network.centres.detach(), x)
         # Keep the centres that own fit rows, largest first: segment 0 is the largest, as with k-means.
         sizes = np.bincount(labels, minlength=config.k)
@@ -71,6 +61,24 @@ class DecClusterer(Saveable):
         self.centroids = centroids_of(x, self.labels_)
         self.k = len(self.centroids)
         return self
+
+    def training_parts(self, x: np.ndarray, k: int) -> tuple[DecDataModule, DecModule]:
+        """The start of a fit: the network initialised from k-means on the leading principal axes, and the
+        DataModule and LightningModule to refine it. benchmarks/train.py times these with and without
+        Lightning."""
+        shift = x.mean(axis=0)
+        # The leading principal axes of the centred input: the best linear autoencoder of this width.
+        axes = np.linalg.svd(x - shift, full_matrices=False)[2][: min(self.dim, x.shape[1])]
+        codes = (x - shift) @ axes.T
+        start = KMeansClusterer(self.seed).fit(codes, k)
+        spread = float(np.sqrt(np.mean(np.sum((codes - start.centroids[start.labels_]) ** 2, axis=1))))
+        scale = spread if spread > 0 else 1.0
+        config = DecConfig(n_inputs=x.shape[1], dim=len(axes), k=start.k, gamma=self.gamma, tol=self.tol)
+        network = DecNetwork(config)
+        network.initialise(shift, scale, axes, start.centroids / scale)
+        tensor = torch.as_tensor(x)
+        module = DecModule(network, tensor, self.train.lr)
+        return DecDataModule(tensor, self.train.batch_size, seed=self.seed), module
 
     def set_segments(self, vectors: np.ndarray, labels: np.ndarray) -> Self:
         """Redefines the segments from labelled vectors (e.g. small ones merged): each segment's refined

@@ -52,22 +52,25 @@ class AutoencoderEmbedder(Saveable):
         return self
 
     def fit(self, features: UserFeatures) -> Self:
+        with training_scope(self.seed), one_thread():
+            data, module = self.training_parts(features)
+            trainer, _ = make_trainer(self.train, self.logger)
+            trainer.fit(module, datamodule=data)
+        self.n_epochs = trainer.current_epoch
+        self.network = module.network.cpu().eval()
+        return self
+
+    def training_parts(self, features: UserFeatures) -> tuple[VectorDataModule, AutoencoderModule]:
+        """The start of a fit: the input scalers and taste (kept), then the DataModule and LightningModule to
+        train. benchmarks/train.py times these with and without Lightning."""
         self.behaviour = BehaviourEmbedder(self.seed).fit(features)
         # Taste needs two items to tell users apart (and TruncatedSVD two columns): a catalogue of one has none.
         n_items = features.interactions["item_id"].n_unique()
         self.svd = SvdEmbedder(self.seed).fit(features) if self.with_taste and n_items >= 2 else None
         inputs = self._inputs(features)
         self.config = replace(self.config, n_inputs=inputs.shape[1])
-        with training_scope(self.seed), one_thread():
-            network = MLPAutoencoder(self.config)
-            trainer, _ = make_trainer(self.train, self.logger)
-            data = VectorDataModule(
-                inputs, self.train.batch_size, seed=self.seed, rows_per_epoch=ROWS_PER_EPOCH
-            )
-            trainer.fit(AutoencoderModule(network, self.train.lr), datamodule=data)
-        self.n_epochs = trainer.current_epoch
-        self.network = network.cpu().eval()
-        return self
+        data = VectorDataModule(inputs, self.train.batch_size, seed=self.seed, rows_per_epoch=ROWS_PER_EPOCH)
+        return data, AutoencoderModule(MLPAutoencoder(self.config), self.train.lr)
 
     def transform(self, features: UserFeatures) -> Embedding:
         if len(features.users) == 0:  # no rows for the fitted scalers to take

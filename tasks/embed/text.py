@@ -206,18 +206,24 @@ class TextEmbedder(Saveable):
         return Embedding(self.name, features.users, vectors.astype(np.float32))
 
     def _fit_head(self, features: UserFeatures, texts: dict[str, str]) -> ProjectionHead:
+        with training_scope(self.seed), one_thread():
+            data, module = self.head_parts(features, texts)
+            trainer, _ = make_trainer(self.head_train, self.logger)
+            trainer.fit(module, datamodule=data)
+        self.head_epochs = trainer.current_epoch
+        return module.head.cpu().eval()
+
+    def head_parts(
+        self, features: UserFeatures, texts: dict[str, str]
+    ) -> tuple[NextItemDataModule, NextItemModule]:
+        """The head's DataModule and LightningModule, over the item vectors of the fit (`self.vectors`).
+        benchmarks/train.py times these with and without Lightning."""
         items = np.array(sorted(texts), dtype=object)
         matrix = np.vstack([self.vectors[text_hash(texts[i])] for i in items])
         history, targets, is_val = next_item_steps(features, items, np.random.default_rng(self.seed))
-        with training_scope(self.seed), one_thread():
-            head = ProjectionHead(matrix.shape[1])
-            data = NextItemDataModule(
-                history @ matrix, targets, is_val, self.head_train.batch_size, self.seed
-            )
-            module = NextItemModule(head, torch.as_tensor(matrix), lr=self.head_train.lr)
-            trainer, _ = make_trainer(self.head_train, self.logger)
-            trainer.fit(module, datamodule=data)
-        return head.cpu().eval()
+        head = ProjectionHead(matrix.shape[1])
+        data = NextItemDataModule(history @ matrix, targets, is_val, self.head_train.batch_size, self.seed)
+        return data, NextItemModule(head, torch.as_tensor(matrix), lr=self.head_train.lr)
 
     def _item_vectors(self, texts: dict[str, str], known: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """text hash -> vector for the items' texts: known ones looked up, the rest encoded (and stored)."""
