@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -19,9 +21,20 @@ from tasks.segment.settings import AUTO_FAMILIES, SegmentSettings
 from tasks.track.champion import Champion, judge
 
 
-def events_of(steps_per_user: int, n_users: int = 10) -> pa.Table:
+def events_of(steps_per_user: int, n_users: int = 10, times_per_user: int | None = None) -> pa.Table:
+    """Each user's steps a day apart, or spread over only `times_per_user` distinct times."""
     users = [f"u{u}" for u in range(n_users) for _ in range(steps_per_user)]
-    return pa.table({"user_id": users, "item_id": [f"i{i % 7}" for i in range(len(users))]})
+    days = [
+        step % (times_per_user or steps_per_user) for _ in range(n_users) for step in range(steps_per_user)
+    ]
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    return pa.table(
+        {
+            "user_id": users,
+            "item_id": [f"i{i % 7}" for i in range(len(users))],
+            "ts": [start + timedelta(days=d) for d in days],
+        }
+    )
 
 
 def items_of(titles: list[str | None]) -> pa.Table:
@@ -46,6 +59,20 @@ def test_auto_trains_what_the_data_support_and_says_why_it_left_a_family_out():
         "text": "no item has a title, a category or a text",
         "sequence": "most users did fewer than 3 things",
     }
+
+
+def test_auto_leaves_sequence_out_when_most_users_steps_share_their_times():
+    """Last.fm: every play is dated the day of the export and tags the 1st of a month, so a user's 69 events
+    (median) fall on 4 distinct times; the order a sequence model reads would be the item ids."""
+    settings = SegmentSettings()
+    names, skipped = candidate_families(settings, events_of(10, times_per_user=2), items_of(["A film"] * 7))
+    assert "sequence" not in names and "text" in names
+    assert skipped == {
+        "sequence": "most users' events share their times (a median 20% at distinct times): the order of "
+        "their steps is not known"
+    }
+    names, _ = candidate_families(settings, events_of(10, times_per_user=5), items_of(["A film"] * 7))
+    assert "sequence" in names  # half of the steps at distinct times: enough order to learn from
 
 
 def test_named_families_are_all_trained_and_an_unknown_one_names_the_choices():
