@@ -389,7 +389,6 @@ def test_labels_categories_and_names_from_data_print_as_text(captured):
     assert "user [/] is in segment 0: [events]" in text
 
 
-
 def test_where_items_have_no_categories_the_segments_table_shows_top_items(captured):
     profiles = [
         {"segment_id": 0, "label": "Lady Gaga & Rihanna", "size": 3, "share": 0.5, "top_categories": [],
@@ -401,6 +400,7 @@ def test_where_items_have_no_categories_the_segments_table_shows_top_items(captu
     text = captured.getvalue()
     assert "top items" in text and "top categories" not in text
     assert "Lady Gaga, Rihanna, Madonna" in text and "Adele" not in text and "Metallica, Slayer" in text
+
 
 # ------------------------------------------------------------------------------------------- ingest output
 
