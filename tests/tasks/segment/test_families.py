@@ -21,9 +21,11 @@ from tasks.segment.settings import AUTO_FAMILIES, SegmentSettings
 from tasks.track.champion import Champion, judge
 
 
-def events_of(steps_per_user: int, n_users: int = 10, times_per_user: int | None = None) -> pa.Table:
+def events_of(
+    steps_per_user: int, n_users: int = 10, times_per_user: int | None = None, prefix: str = "u"
+) -> pa.Table:
     """Each user's steps a day apart, or spread over only `times_per_user` distinct times."""
-    users = [f"u{u}" for u in range(n_users) for _ in range(steps_per_user)]
+    users = [f"{prefix}{u}" for u in range(n_users) for _ in range(steps_per_user)]
     days = [
         step % (times_per_user or steps_per_user) for _ in range(n_users) for step in range(steps_per_user)
     ]
@@ -61,18 +63,29 @@ def test_auto_trains_what_the_data_support_and_says_why_it_left_a_family_out():
     }
 
 
-def test_auto_leaves_sequence_out_when_most_users_steps_share_their_times():
-    """Last.fm: every play is dated the day of the export and tags the 1st of a month, so a user's 69 events
-    (median) fall on 4 distinct times; the order a sequence model reads would be the item ids."""
+def test_auto_leaves_sequence_out_when_most_events_share_their_times():
+    """Last.fm: every play is dated the day of the export and tags the 1st of a month, so 5% of the events are
+    at distinct times; the order a sequence model reads would be the item ids."""
     settings = SegmentSettings()
     names, skipped = candidate_families(settings, events_of(10, times_per_user=2), items_of(["A film"] * 7))
     assert "sequence" not in names and "text" in names
     assert skipped == {
-        "sequence": "most users' events share their times (a median 20% at distinct times): the order of "
-        "their steps is not known"
+        "sequence": "most events share their time with another of their user's (20% at distinct times): the "
+        "order of the steps is not known"
     }
     names, _ = candidate_families(settings, events_of(10, times_per_user=5), items_of(["A film"] * 7))
-    assert "sequence" in names  # half of the steps at distinct times: enough order to learn from
+    assert "sequence" in names  # half of the events at distinct times: enough order to learn from
+    # Weighted by events: six light users in order do not outvote five heavy ones whose 200 events all tie.
+    mixed = pa.concat_tables(
+        [events_of(3, n_users=6), events_of(200, n_users=5, times_per_user=1, prefix="h")]
+    )
+    assert "sequence" in candidate_families(settings, events_of(3, n_users=6), items_of([None]))[0]
+    assert candidate_families(settings, mixed, items_of([None]))[1]["sequence"].startswith(
+        "most events share their time with another of their user's (2% at distinct times)"
+    )
+    # Events without times (null ts) have no order either.
+    untimed = events_of(5).set_column(2, "ts", pa.nulls(50, pa.timestamp("us", tz="UTC")))
+    assert "(0% at distinct times)" in candidate_families(settings, untimed, items_of([None]))[1]["sequence"]
 
 
 def test_named_families_are_all_trained_and_an_unknown_one_names_the_choices():
