@@ -28,6 +28,8 @@ EMBEDDERS: dict[str, Callable[[int], Embedder]] = {
 
 # The families that learn with Lightning: they take FitOptions (epochs, time budget, accelerator, logger).
 LEARNED = ("autoencoder", "lightgcn", "sequence", "text")
+# The families that read the items' text vectors (fusion: when most items have a title).
+READS_ITEM_TEXT = ("text", "fusion")
 
 
 def make_embedder(name: str, seed: int = 0, options: FitOptions | None = None) -> Embedder:

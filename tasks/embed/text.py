@@ -28,7 +28,7 @@ from pytorch_lightning.loggers import Logger
 from sklearn.preprocessing import normalize
 
 from models.autoencoder import one_thread
-from models.common import TrainSettings, make_trainer, training_scope
+from models.common import TrainSettings, make_trainer, torch_threads, training_scope
 from models.text_head import NextItemDataModule, NextItemModule, ProjectionHead
 from tasks.embed.base import Embedding, FitOptions
 from tasks.features.user_features import UserFeatures
@@ -228,8 +228,7 @@ class TextEmbedder(Saveable):
     def _item_vectors(self, texts: dict[str, str], known: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """text hash -> vector for the items' texts: known ones looked up, the rest encoded (and stored)."""
         by_hash = {text_hash(t): t for t in texts.values()}
-        missing = sorted(by_hash.keys() - known.keys())
-        new = dict(zip(missing, self.encoder.encode([by_hash[h] for h in missing]), strict=True))
+        new = encode_missing(self.encoder, by_hash, known)
         if new and self.store is not None:
             self.store.store_cache(new)
         return {h: known[h] if h in known else new[h] for h in by_hash}
@@ -241,6 +240,26 @@ class TextEmbedder(Saveable):
         self.__dict__.update(state)
         self.store = self.logger = None
         self.encoder = SentenceEncoder()
+
+
+def encode_missing(
+    encoder: SentenceEncoder, by_hash: dict[str, str], known: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """text hash -> vector for the texts (`by_hash`: hash -> text) that `known` lacks."""
+    missing = sorted(by_hash.keys() - known.keys())
+    return dict(zip(missing, encoder.encode([by_hash[h] for h in missing]), strict=True))
+
+
+def fill_text_cache(items: pa.Table, store: VectorStore, n_threads: int | None = None) -> int:
+    """Encode the items' texts that `store` lacks, on `n_threads` of torch's threads (None: as set), and add
+    them to it; returns how many it encoded. A run does this while its other stages work, so that the text
+    family's fit finds its vectors cached (flows/segment_users.py). Encoding gives the same vectors on any
+    number of threads."""
+    by_hash = {text_hash(t): t for t in item_texts(items).values()}
+    with torch_threads(n_threads):
+        new = encode_missing(SentenceEncoder(), by_hash, store.load_cache())
+    store.store_cache(new)
+    return len(new)
 
 
 def item_texts(items: pa.Table) -> dict[str, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,7 +99,11 @@ def _log_family(mlflow, experiment_id: str, family: FamilyRun, params: dict, inp
     from tasks.embed.base import embedding_frame
 
     segments = params.get("segments", {})
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"family/{family.family}", nested=True):
+    from mlflow.entities import Metric
+
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"family/{family.family}", nested=True
+    ) as run:
         mlflow.set_tag("segflow.family", family.family)
         mlflow.log_params(
             {"family": family.family}
@@ -107,11 +112,15 @@ def _log_family(mlflow, experiment_id: str, family: FamilyRun, params: dict, inp
                 for k in ("max_epochs", "time_budget_s", "accelerator", "seed")
             }
         )
-        for row in family.epochs:
-            step = int(row["epoch"])
-            for key, value in row.items():
-                if key != "epoch" and math.isfinite(value):
-                    mlflow.log_metric(metric_key(key), value, step=step)
+        # One call for every epoch's losses: one log_metric per value took 3 s for five families' 100 epochs.
+        now = int(time.time() * 1000)
+        history = [
+            Metric(metric_key(key), value, now, int(row["epoch"]))
+            for row in family.epochs
+            for key, value in row.items()
+            if key != "epoch" and math.isfinite(value)
+        ]
+        mlflow.MlflowClient().log_batch(run.info.run_id, metrics=history)
         mlflow.log_metrics(
             {metric_key(f"holdout/{k}"): float(v) for k, v in family.metrics.items() if math.isfinite(v)}
         )

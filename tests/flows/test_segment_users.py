@@ -190,12 +190,19 @@ def test_the_run_graph_shows_each_stage_as_a_task(demo_run):
             for r in flow_runs
             if r.parameters.get("workspace") == str(demo_run[0]) and "settings" in r.parameters
         )
-        names = {
-            re.sub(r"-[0-9a-z]{3}$", "", t.name)
+        by_name = {
+            re.sub(r"-[0-9a-z]{3}$", "", t.name): t
             for t in client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [run.id]}))
         }
+    names = set(by_name)
+    # The item texts are encoded beside the stages before the text family, which waits for them (an edge).
+    assert {i.id for i in by_name["embed text (train)"].task_inputs["wait_for"]} == {
+        by_name["encode_item_texts"].id
+    }
+    assert "wait_for" not in by_name["embed lightgcn (train)"].task_inputs
     assert {
         "load_events", "split_holdout", "choose_segment_count", "features (train)", "list_families",
+        "encode_item_texts",
         "embed autoencoder (train)", "embed lightgcn (train)", "choose_embedding", "cluster (train)", "micro-segments (train)", "evaluate", "check_usefulness", "features (all)",
         "embed (all)", "cluster (all)", "micro-segments (all)", "assign", "describe", "micro_lists",
         "profile_segments", "validate_segments", "save_segmenter", "track", "publish_segments", "mark_published", "look_up_champion", "register",

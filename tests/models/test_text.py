@@ -15,7 +15,7 @@ import pytest
 from pytorch_lightning.loggers import CSVLogger
 
 from models.common import TrainSettings
-from tasks.embed.text import ParquetVectorStore, SentenceEncoder, TextEmbedder, item_text
+from tasks.embed.text import ParquetVectorStore, SentenceEncoder, TextEmbedder, fill_text_cache, item_text
 from tasks.features.events import as_events_table
 from tasks.features.user_features import FeatureModel
 from tasks.segment.settings import SegmentSettings
@@ -116,6 +116,22 @@ def test_a_second_fit_encodes_only_new_or_changed_items_and_a_store_keeps_them_a
     fresh.encoder = encoder
     assert fresh.fit(later).n_encoded == 0  # all six are in the store
     np.testing.assert_array_equal(fresh.transform(later).vectors, embedder.transform(later).vectors)
+
+
+def test_texts_encoded_ahead_on_one_thread_are_what_a_fit_finds_in_the_store(shop, encoder, tmp_path):
+    """What a run encodes beside its other stages (flows/segment_users.py `encode_item_texts`): the items'
+    texts the store lacks, once; a fit then encodes nothing and embeds users as one that encodes itself."""
+    _, features = shop
+    store = ParquetVectorStore(tmp_path / "item_text_vectors.parquet")
+    assert fill_text_cache(features.items, store, n_threads=1) == 4  # item e has no words
+    assert fill_text_cache(features.items, store, n_threads=1) == 0
+    ahead = fitted(features, encoder, store=store)
+    assert ahead.n_encoded == 0
+    itself = fitted(features, encoder)  # no store: encodes the four on torch's threads as set
+    assert itself.n_encoded == 4
+    np.testing.assert_allclose(
+        ahead.transform(features).vectors, itself.transform(features).vectors, atol=1e-6
+    )
 
 
 def test_a_new_user_with_a_new_item_is_placed_without_a_refit(shop, encoder):
