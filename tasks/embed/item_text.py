@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds `tasks/`
 ENCODER_NAME = "all-MiniLM-L6-v2"
 ENCODER_DIM = 384
 ENCODE_BATCH = 64
@@ -156,7 +157,10 @@ def encode_in_process(items: pa.Table, cache: Path, n_threads: int) -> int:
         path = Path(folder) / "items.parquet"
         pq.write_table(items.select(["item_id", "title", "category", "text"]), path)
         command = [sys.executable, "-m", "tasks.embed.item_text", str(path), str(cache), str(n_threads)]
-        env = os.environ | {"OMP_NUM_THREADS": str(n_threads), "MKL_NUM_THREADS": str(n_threads)}
+        # The child imports this very copy of segflow (a checkout run from its folder, a test's clone), first.
+        search_path = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
+        threads = {"OMP_NUM_THREADS": str(n_threads), "MKL_NUM_THREADS": str(n_threads)}
+        env = os.environ | threads | {"PYTHONPATH": search_path}
         done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
