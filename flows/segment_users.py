@@ -566,7 +566,7 @@ def segment_users(
             else:
                 current = "not published (the champion's segments stay)"
         finally:
-            if encoding is not None:  # no thread of this run goes on writing once the workspace is let go
+            if encoding is not None:  # no encoding of this run goes on writing once the workspace is let go
                 encoding.wait()
             discard_staged(warehouse, memory)
     report_path = ws.reports_dir / f"run-{run_id}.html"
