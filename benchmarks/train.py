@@ -1,20 +1,23 @@
 """What training the learned embedders costs: per family, an epoch in Lightning against the same loop in plain
 torch on the same data, training examples per second, peak memory, and (with --fit) one full default fit.
 
-    .venv/bin/python benchmarks/train.py [--data ../shared/data/ml-latest-small] [--epochs 4] [--threads 1]
-                                         [--families sequence,lightgcn] [--fit] [--text-cache FILE]
+    .venv/bin/python benchmarks/train.py [--data ../shared/data/ml-latest-small] [--epochs 4] [--rounds 3]
+                                         [--threads 1] [--families sequence,lightgcn] [--fit]
+                                         [--text-cache FILE]
 
 The data are MovieLens latest-small when found (ratings as `rate` events), else the demo shop (3,000 users).
 Each family runs in its own process, so its peak memory (ru_maxrss) is its own; `rss before` is the process
 after loading the data and building the model, before the first epoch. Both loops get the same DataModule,
 LightningModule, optimiser and seed; Lightning runs without validation, logger or checkpoints, as the plain
-loop does; a module's own end-of-epoch work (DEC's new targets) runs in both. Epoch times are medians over
-the epochs after the first (warm-up); `+ms/step` is what Lightning adds to a step (its hooks and automatic
-optimisation: about 2 ms on these cores, which doubles the 2-3 ms steps of the small networks and is lost in
-the longer steps of sequence and lightgcn). An example is what one loss term scores: a next-item target (sequence,
-the text family's projection head), a user-item edge (lightgcn), a user's row (autoencoder, dec). The small
-networks (autoencoder, text head, dec) run on one thread unless --threads says otherwise, as segflow trains
-them; `text` first encodes the item texts (or reads them from --text-cache), which is not timed.
+loop does; a module's own end-of-epoch work (DEC's new targets) runs in both, and both step through the same
+mini-batches (Lightning's steps take lists of them, models/common.py STEPS_PER_CALL). Epoch times are medians
+over each round's epochs after its first (warm-up); `+ms/step` is what Lightning adds per mini-batch, its
+per-epoch work (the loop, logging train/loss: about 1 ms each) spread over the steps: it shows in the 3-5 step
+epochs of the small networks and is lost in the longer ones. An example is what one loss term scores: a
+next-item target (sequence, the text family's projection head), a user-item edge (lightgcn), a user's row
+(autoencoder, dec). The small networks (autoencoder, text head, dec) run on one thread unless --threads says
+otherwise, as segflow trains them; `text` first encodes the item texts (or reads them from --text-cache),
+which is not timed.
 
 A new family is one `bench_<family>` function (building its DataModule and LightningModule from features)
 and one entry in FAMILIES.
@@ -205,12 +208,13 @@ def torch_epochs(parts: Parts, epochs: int) -> list[tuple[float, float, int]]:
     times = []
     for _ in range(epochs):
         started, steps = (time.perf_counter(), time.process_time()), 0
-        for batch in loader:
-            steps += 1
-            optimizer.zero_grad(set_to_none=True)
-            loss = module.training_loss(batch)
-            loss.backward()
-            optimizer.step()
+        for batches in loader:  # lists of mini-batches (models/common.py train_loader)
+            for batch in batches:
+                steps += 1
+                optimizer.zero_grad(set_to_none=True)
+                loss = module.training_loss(batch)
+                loss.backward()
+                optimizer.step()
         if parts.after_epoch is not None:
             parts.after_epoch(module)
         torch.cuda.synchronize() if torch.cuda.is_available() else None
@@ -219,10 +223,21 @@ def torch_epochs(parts: Parts, epochs: int) -> list[tuple[float, float, int]]:
 
 
 def measure(
-    family: str, data_dir: Path, epochs: int, threads: int | None, fit: bool, text_cache: Path | None
+    family: str,
+    data_dir: Path,
+    epochs: int,
+    rounds: int,
+    threads: int | None,
+    fit: bool,
+    text_cache: Path | None,
 ) -> dict:
-    """One family in this process: both loops (plain torch first, then Lightning, from the same start)."""
+    """One family in this process: `rounds` rounds of both loops (plain torch, then Lightning), each from the
+    same start; the times are medians over every round's epochs after its first. Alternating the loops puts
+    the machine's changing load on both sides, which one long run of each did not (the short epochs' ratio
+    moved by up to 0.4 from one run to the next)."""
     import copy
+
+    import torch
 
     from models.common import torch_threads, training_scope
 
@@ -232,18 +247,24 @@ def measure(
         parts = FAMILIES[family](features, 0, threads, text_cache)
         start_state = copy.deepcopy(parts.module.state_dict())  # both loops start from the same weights
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        plain = torch_epochs(parts, epochs)
-        parts.module.load_state_dict(start_state)
-        lightning = lightning_epochs(parts.data, parts.module, epochs)
+        torch.use_deterministic_algorithms(
+            True, warn_only=True
+        )  # as the Trainer sets it (deterministic="warn")
+        plain, lightning = [], []
+        for _ in range(rounds):
+            parts.module.load_state_dict(start_state)
+            plain += torch_epochs(parts, epochs)[1:]
+            parts.module.load_state_dict(start_state)
+            lightning += lightning_epochs(parts.data, parts.module, epochs)[1:]
     row = {
         "family": family, "data": label, "events": n_events, "examples_per_epoch": parts.examples_per_epoch,
         "examples_per_pass": parts.examples_per_pass,
         "threads": threads or __import__("torch").get_num_threads(),
         "steps_per_epoch": plain[-1][2],
-        "torch_s": statistics.median(t for t, _, _ in plain[1:] or plain),
-        "lightning_s": statistics.median(t for t, _ in lightning[1:] or lightning),
-        "torch_cpu_s": statistics.median(c for _, c, _ in plain[1:] or plain),
-        "lightning_cpu_s": statistics.median(c for _, c in lightning[1:] or lightning),
+        "torch_s": statistics.median(t for t, _, _ in plain),
+        "lightning_s": statistics.median(t for t, _ in lightning),
+        "torch_cpu_s": statistics.median(c for _, c, _ in plain),
+        "lightning_cpu_s": statistics.median(c for _, c in lightning),
         "rss_before_mb": rss_before,
     }  # fmt: skip
     if fit:
@@ -261,6 +282,7 @@ def main() -> None:
     )
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ml-latest-small")
     parser.add_argument("--epochs", type=int, default=4, help="epochs per loop (the first is warm-up)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of both loops, alternating")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument(
         "--families", default=",".join(FAMILIES), help="comma-separated, of: " + ", ".join(FAMILIES)
@@ -274,7 +296,13 @@ def main() -> None:
     parser.add_argument("--one", help=argparse.SUPPRESS)  # run one family here and print its row as JSON
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one, args.data, args.epochs, args.threads, args.fit, args.text_cache)))
+        print(
+            json.dumps(
+                measure(
+                    args.one, args.data, args.epochs, args.rounds, args.threads, args.fit, args.text_cache
+                )
+            )
+        )
         return
     header = (
         f"{'family':<12}{'data':<20}{'thr':>4}{'ex/epoch':>10}{'steps':>6}{'torch ms':>10}{'L ms':>9}"
@@ -292,6 +320,8 @@ def main() -> None:
             str(args.data),
             "--epochs",
             str(args.epochs),
+            "--rounds",
+            str(args.rounds),
         ]
         command += ["--threads", str(args.threads)] if args.threads else []
         command += ["--fit"] if args.fit else []

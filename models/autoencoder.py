@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from models.common import LossModule, TensorBatches, batch_loader
+from models.common import LossModule, TensorBatches, batch_loader, train_loader
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class VectorDataModule(pl.LightningDataModule):
         self.n_per_epoch = min(len(self.train), rows_per_epoch) if rows_per_epoch else None
 
     def train_dataloader(self):
-        return batch_loader(
+        return train_loader(
             TensorBatches(
                 (self.train,),
                 self.batch_size,

@@ -122,7 +122,20 @@ def rank_share(rows: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
 
 
 def batch_loader(dataset: TensorBatches) -> DataLoader:
+    """One batch at a time: for validation, whose steps Lightning runs one by one."""
     return DataLoader(dataset, batch_size=None, num_workers=0)
+
+
+# Mini-batches a LossModule steps through in one call of its training_step. Lightning spends 1-2 ms on each
+# of its steps (hooks, automatic optimisation), as long as a whole step of the small networks (autoencoder,
+# text head, DEC): in groups, that cost is paid once per group, and each mini-batch still gets its own
+# optimiser step, so the training is the same. A group is also how often a time budget is checked.
+STEPS_PER_CALL = 16
+
+
+def train_loader(dataset: TensorBatches) -> DataLoader:
+    """The training batches in lists of up to STEPS_PER_CALL (a LossModule's training_step takes a list)."""
+    return DataLoader(dataset, batch_size=STEPS_PER_CALL, collate_fn=list, num_workers=0)
 
 
 class KeepBest(Callback):
@@ -166,10 +179,14 @@ class TorchThreads(Callback):
 
 
 class LossModule(pl.LightningModule):
-    """A LightningModule whose training step is its `training_loss(batch)` (the work benchmarks/train.py
-    repeats in a plain loop) and whose `train/loss` is logged once an epoch, the batch-size-weighted mean of
-    its steps, as `self.log(on_epoch=True)` gives it: that call on every step cost about 2.7 ms, as long as a
-    whole step of the small networks (autoencoder, text head, DEC)."""
+    """A LightningModule whose training is its `training_loss(batch)` (the work benchmarks/train.py repeats
+    in a plain loop), stepped through a list of mini-batches per training_step (`train_loader`): zero_grad,
+    loss, backward and an optimiser step for each, through Lightning (`manual_backward`, the optimiser it
+    wraps), so DDP and devices work as in automatic optimisation. `train/loss` is logged once an epoch, the
+    batch-size-weighted mean of its steps, as `self.log(on_epoch=True)` gives it: that call on every step cost
+    about 2.7 ms, as long as a whole step of the small networks."""
+
+    automatic_optimization = False
 
     def training_loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         raise NotImplementedError
@@ -177,11 +194,15 @@ class LossModule(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._loss_sum, self._loss_rows = 0.0, 0
 
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_index: int) -> torch.Tensor:
-        loss = self.training_loss(batch)
-        self._loss_sum = self._loss_sum + loss.detach() * len(batch[0])
-        self._loss_rows += len(batch[0])
-        return loss
+    def training_step(self, batches: list[tuple[torch.Tensor, ...]], index: int) -> None:
+        optimizer = self.optimizers()
+        for batch in batches:
+            optimizer.zero_grad(set_to_none=True)
+            loss = self.training_loss(batch)
+            self.manual_backward(loss)
+            optimizer.step()
+            self._loss_sum = self._loss_sum + loss.detach() * len(batch[0])
+            self._loss_rows += len(batch[0])
 
     def on_train_epoch_end(self) -> None:
         if self._loss_rows:

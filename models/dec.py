@@ -19,7 +19,7 @@ import torch
 from pytorch_lightning.loggers import Logger
 from torch import nn
 
-from models.common import LossModule, TensorBatches, TimeBudgetNote, TrainSettings, batch_loader
+from models.common import LossModule, TensorBatches, TimeBudgetNote, TrainSettings, batch_loader, train_loader
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ class DecDataModule(pl.LightningDataModule):
         self.seed = seed
 
     def train_dataloader(self):
-        return batch_loader(TensorBatches((self.x, self.rows), self.batch_size, seed=self.seed))
+        return train_loader(TensorBatches((self.x, self.rows), self.batch_size, seed=self.seed))
 
     def val_dataloader(self):
         return batch_loader(TensorBatches((self.x, self.rows), 65_536, shuffle=False))

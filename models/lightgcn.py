@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.common import LossModule, TensorBatches, batch_loader
+from models.common import LossModule, TensorBatches, batch_loader, train_loader
 
 
 @dataclass(frozen=True)
@@ -227,7 +227,7 @@ class LightGCNData(pl.LightningDataModule):
             n_per_epoch=self.n_per_epoch,
             split_across_ranks="batches",
         )
-        return batch_loader(dataset)
+        return train_loader(dataset)
 
     def val_dataloader(self):
         return batch_loader(TensorBatches(self.val_edges, max(self.step_batch_size, 8192), shuffle=False))

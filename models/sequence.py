@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.common import LossModule, TensorBatches, batch_loader
+from models.common import LossModule, TensorBatches, batch_loader, train_loader
 
 PAD, UNKNOWN, FIRST_ITEM = 0, 1, 2
 MIN_BATCHES_PER_EPOCH = 8  # an epoch of small data: whole passes over the windows up to this many batches
@@ -303,7 +303,7 @@ class SequenceData(pl.LightningDataModule):
             n_per_epoch=n_per_epoch,
             split_across_ranks="rows",
         )
-        return batch_loader(dataset)
+        return train_loader(dataset)
 
     def val_dataloader(self):
         return batch_loader(TensorBatches(self.val_windows, max(self.batch_size, 1024), shuffle=False))

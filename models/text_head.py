@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from models.common import LossModule, TensorBatches, batch_loader
+from models.common import LossModule, TensorBatches, batch_loader, train_loader
 
 
 class ProjectionHead(nn.Module):
@@ -94,7 +94,7 @@ class NextItemDataModule(pl.LightningDataModule):
         self.seed = seed
 
     def train_dataloader(self):
-        return batch_loader(
+        return train_loader(
             TensorBatches(self.train, self.batch_size, seed=self.seed, split_across_ranks="rows")
         )
 

@@ -4,6 +4,8 @@ stopped says so; without a budget (the default) a fit ends by its epochs."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import pytorch_lightning as pl
@@ -11,11 +13,12 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from models.autoencoder import AutoencoderConfig, AutoencoderModule, MLPAutoencoder, VectorDataModule
-from models.common import EpochLog, TrainSettings, copy_state, make_trainer, training_scope
+from models.common import STEPS_PER_CALL, EpochLog, TrainSettings, copy_state, make_trainer, training_scope
 
 
 class StopAt(Callback):
-    """Stops training after batch `batch` of epoch `epoch`, as Lightning's Timer does when the budget runs out."""
+    """Stops training after step `batch` of epoch `epoch` (a Lightning step: a list of up to STEPS_PER_CALL
+    mini-batches), as Lightning's Timer does when the budget runs out."""
 
     def __init__(self, epoch: int, batch: int) -> None:
         self.epoch, self.batch = epoch, batch
@@ -26,7 +29,7 @@ class StopAt(Callback):
 
 
 def weights_of_a_fit_cut_at(batch: int) -> dict[str, torch.Tensor]:
-    x = np.random.default_rng(0).normal(size=(400, 6)).astype(np.float32)
+    x = np.random.default_rng(0).normal(size=(1200, 6)).astype(np.float32)  # 1080 training rows: 5 steps
     settings = TrainSettings(max_epochs=5, batch_size=16, lr=1e-2, accelerator="cpu")
     with training_scope(0, n_threads=1):
         network = MLPAutoencoder(AutoencoderConfig(n_inputs=6, dim=2, hidden=8))
@@ -37,7 +40,8 @@ def weights_of_a_fit_cut_at(batch: int) -> dict[str, torch.Tensor]:
 
 
 def test_a_fit_cut_mid_epoch_by_the_budget_keeps_the_best_whole_epoch_wherever_the_cut_fell():
-    early, late = weights_of_a_fit_cut_at(batch=3), weights_of_a_fit_cut_at(batch=15)
+    assert math.ceil(math.ceil(1080 / 16) / STEPS_PER_CALL) == 5  # the cuts below fall inside epoch 2
+    early, late = weights_of_a_fit_cut_at(batch=0), weights_of_a_fit_cut_at(batch=3)
     assert early.keys() == late.keys()
     for name in early:
         torch.testing.assert_close(early[name], late[name], rtol=0, atol=0, msg=name)
@@ -65,14 +69,18 @@ def test_a_fit_the_time_budget_stopped_logs_it_and_without_a_budget_a_fit_ends_b
     assert [row["stopped_by_time"] for row in log.rows if "stopped_by_time" in row] == [1.0]
 
 
-class StepLosses(Callback):
-    """Each training step's loss and batch size, as the step returned them."""
+class StepLosses(AutoencoderModule):
+    """Records each training step's epoch, loss and batch size (validation calls training_loss too, in eval)."""
 
-    def __init__(self) -> None:
+    def __init__(self, network: MLPAutoencoder, lr: float) -> None:
+        super().__init__(network, lr)
         self.steps: list[tuple[int, float, int]] = []
 
-    def on_train_batch_end(self, trainer: pl.Trainer, module, outputs, batch, batch_index: int) -> None:
-        self.steps.append((trainer.current_epoch, float(outputs["loss"]), len(batch[0])))
+    def training_loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        loss = super().training_loss(batch)
+        if self.training:
+            self.steps.append((self.current_epoch, float(loss.detach()), len(batch[0])))
+        return loss
 
 
 def test_train_loss_is_logged_once_an_epoch_as_the_batch_size_weighted_mean_of_its_steps():
@@ -80,16 +88,17 @@ def test_train_loss_is_logged_once_an_epoch_as_the_batch_size_weighted_mean_of_i
     whole step of the autoencoder): the figure must stay what Lightning's on_epoch mean gave, short last
     batch included (100 training rows in batches of 16: six of 16 and one of 4)."""
     x = np.random.default_rng(0).normal(size=(100, 6)).astype(np.float32)
-    log, steps = EpochLog(), StepLosses()
+    log = EpochLog()
     with training_scope(0, n_threads=1):
         trainer, _ = make_trainer(TrainSettings(max_epochs=2, batch_size=16, accelerator="cpu"), log)
-        trainer.callbacks.append(steps)
         network = MLPAutoencoder(AutoencoderConfig(n_inputs=6, dim=2, hidden=8))
         data = VectorDataModule(x, 16, val_fraction=0.0, seed=0)
-        trainer.fit(AutoencoderModule(network, 1e-2), datamodule=data)
-    assert [n for epoch, _, n in steps.steps if epoch == 0] == [16] * 6 + [4]
+        module = StepLosses(network, 1e-2)
+        trainer.fit(module, datamodule=data)
+    assert [n for epoch, _, n in module.steps if epoch == 0] == [16] * 6 + [4]
+    assert trainer.global_step == 14  # an optimiser step per mini-batch, as in automatic optimisation
     for epoch, row in enumerate(log.epochs()):
-        losses = np.array([(loss, n) for e, loss, n in steps.steps if e == epoch])
+        losses = np.array([(loss, n) for e, loss, n in module.steps if e == epoch])
         expected = (losses[:, 0] * losses[:, 1]).sum() / losses[:, 1].sum()
         assert row["train/loss"] == pytest.approx(expected, rel=1e-6)
         assert row["train/loss"] != pytest.approx(

@@ -172,7 +172,7 @@ def test_on_a_graph_past_the_epochs_propagation_budget_an_epoch_comes_in_fewer_l
         graph_edges_per_epoch=5_000,
     )
     capped.setup()
-    batches = list(capped.train_dataloader())
+    batches = [batch for group in capped.train_dataloader() for batch in group]  # lists of mini-batches
     assert len(capped.train_edges[0]) == 999  # one edge is kept for val/loss
     assert [len(batch[0]) for batch in batches] == [
         200,
