@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import sys
 import time
@@ -185,7 +184,17 @@ def restore_environment(saved: dict[str, str]) -> None:
 
 
 def check_source(value: str) -> str:
-    """A usage error for a source that cannot be right, before anything starts."""
+    """A usage error for a source that cannot be right, before anything starts; a spec's paths must match
+    files now."""
+    return source_problem(value, need_files=True)
+
+
+def check_deploy_source(value: str) -> str:
+    """check_source for a deployment, whose files may arrive later."""
+    return source_problem(value, need_files=False)
+
+
+def source_problem(value: str, need_files: bool) -> str:
     if value == "demo":
         return value
     kind, _, rest = value.partition(":")
@@ -208,7 +217,9 @@ def check_source(value: str) -> str:
         from tasks.ingest.sources import SourceSpecError, parse_source_spec
 
         try:
-            parse_source_spec(Path(value))
+            spec = parse_source_spec(Path(value))
+            for feed in [*spec.events, *spec.items] if need_files else []:
+                feed.files()  # a path that matches nothing: told before a workspace is made
         except SourceSpecError as error:
             raise typer.BadParameter(str(error)) from None
         return value
@@ -257,6 +268,15 @@ SourceOption = Annotated[
         "-s",
         callback=check_source,
         help="demo, demo:N_USERS, demo:N_USERS:titles (no categories), movielens:DIR, or PATH.toml (a source spec).",
+    ),
+]
+DeploySourceOption = Annotated[
+    str,
+    typer.Option(
+        "--source",
+        "-s",
+        callback=check_deploy_source,
+        help="demo, demo:N_USERS, demo:N_USERS:titles, movielens:DIR, or PATH.toml (its files may arrive later).",
     ),
 ]
 MaxBadOption = Annotated[
@@ -601,24 +621,17 @@ def run(
     details: DetailsOption = False,
 ) -> None:
     """Run the whole pipeline on a source: ingest, validate, features, embed, cluster, evaluate, publish."""
-    fresh = not workspace.exists()
+    # Checked before anything starts (the settings name the families without importing them: 1 s, not 10):
+    # a bad value is told at once and leaves no workspace behind.
+    settings = parse_segment_settings(
+        embedding, clusterer, k, seed, micro_k, min_segment_size, require_lift,
+        max_epochs=max_epochs, time_budget_s=time_budget, accelerator=accelerator, force=force,
+        personal_weight=personal_weight if personal_weight == "auto" else float(personal_weight),
+        engine=engine, spark_master=spark_master,
+        devices=devices, num_nodes=num_nodes, task_runner=task_runner, cluster_address=cluster_address,
+    )  # fmt: skip
     ws, server = prepare_writer(ctx, workspace)
-    # Parsed after the server is started: the settings import the model code (seconds), while it boots.
-    try:
-        settings = parse_segment_settings(
-            embedding, clusterer, k, seed, micro_k, min_segment_size, require_lift,
-            max_epochs=max_epochs, time_budget_s=time_budget, accelerator=accelerator, force=force,
-            personal_weight=personal_weight if personal_weight == "auto" else float(personal_weight),
-            engine=engine, spark_master=spark_master,
-            devices=devices, num_nodes=num_nodes, task_runner=task_runner, cluster_address=cluster_address,
-        )  # fmt: skip
-    except typer.BadParameter:
-        if server is not None:
-            server.stop()
-        if fresh:  # a usage error leaves no half-made workspace behind
-            shutil.rmtree(ws.root, ignore_errors=True)
-        raise
-    from flows.segment_users import segment_users_with_runner
+    from flows.segment_users import segment_users_with_runner  # the model code, while the server boots
 
     wait_for_prefect(server)
     try:
@@ -638,7 +651,10 @@ def run(
         fail(f"{error}\n{NOT_PUBLISHED}")
     print_ingest(summary.ingest, details)
     print_warehouse(ws)
-    print_segments(summary.profiles)
+    print_segments(
+        summary.profiles,
+        "segments" if summary.published else "segments of this run: NOT published (the champion's stay)",
+    )
     print_metrics(summary.metrics)
     print_families(summary.families)
     for note in summary.notes:
@@ -652,22 +668,22 @@ def print_families(families: list[dict]) -> None:
     if len(families) < 2:
         return
     table = Table(title="embedding families (segment lists on the holdout)", title_justify="left")
-    for column in ("family", "Recall@10", "silhouette", "fit s", ""):
-        table.add_column(column, justify="left" if column in ("family", "") else "right")
-    from tasks.track.report import figure
+    for column in ("family", "Recall@10", "silhouette", "fit s", "choice"):
+        table.add_column(column, justify="left" if column in ("family", "choice") else "right")
+    from tasks.track.report import choice, figure
 
     for f in families:
         table.add_row(
             cell(f["family"]), cell(figure(f["recall@10"], 4)), cell(figure(f["silhouette"], 3)),
-            cell(figure(f["fit_seconds"], 1)), cell("published" if f["chosen"] else f["note"]),
+            cell(figure(f["fit_seconds"], 1)), cell(choice(f)),
         )  # fmt: skip
     console.print(table)
 
 
-def print_segments(profiles: list[dict]) -> None:
+def print_segments(profiles: list[dict], title: str = "segments") -> None:
     """The segments table; its last column is the top categories, or the top items where items have none."""
     by_items = not any(p["top_categories"] for p in profiles) and any(p.get("top_items") for p in profiles)
-    table = Table(title="segments", title_justify="left")
+    table = Table(title=title, title_justify="left")
     for column in ("id", "label", "users", "share", "top items" if by_items else "top categories"):
         table.add_column(column, justify="right" if column in ("id", "users", "share") else "left")
     for p in profiles:
@@ -934,7 +950,7 @@ def history(
     workspace: WorkspaceOption = Path("workspace"),
 ) -> None:
     """Print a user's segments over time (every publish and every scoring that moved them), oldest first."""
-    from tasks.serve import look_into_warehouse, read_profiles, read_published_run, read_user_history
+    from tasks.serve import Snapshot, look_into_warehouse, read_profiles, read_user_history
 
     ws, snapshot = find_published(workspace)
     with look_into_warehouse(ws) as look:
@@ -943,8 +959,15 @@ def history(
         fail(f"the history is kept in the warehouse, and {look.unavailable}; ask again when it is done")
     if not spells:
         fail(f"user {user_id!r} has no segment history in {ws.root}")
-    current_run = read_published_run(snapshot)["run_id"]
-    labels = {p["segment_id"]: p["label"] for p in read_profiles(snapshot)}
+    labels: dict[str, dict[int, str]] = {}  # run -> segment -> label, from the run's export while it is kept
+
+    def label(run_id: str, segment_id: int) -> str:
+        if run_id not in labels:
+            kept = Snapshot(ws.exports_dir / run_id)
+            profiles = read_profiles(kept) if kept.has("segment_profiles") else []
+            labels[run_id] = {p["segment_id"]: p["label"] for p in profiles}
+        return labels[run_id].get(segment_id, "")
+
     print_line(
         "user ",
         (user_id, "bold"),
@@ -958,7 +981,7 @@ def history(
             cell(f"{spell['valid_from']:%Y-%m-%d %H:%M}"),
             cell(f"{spell['valid_to']:%Y-%m-%d %H:%M}" if spell["valid_to"] else "now"),
             cell(spell["segment_id"]),
-            cell(labels.get(spell["segment_id"], "") if spell["run_id"] == current_run else ""),
+            cell(label(spell["run_id"], spell["segment_id"])),
             cell(spell["run_id"]),
         )
     console.print(table)
@@ -968,7 +991,7 @@ def history(
 def deploy(
     ctx: typer.Context,
     workspace: WorkspaceOption = Path("workspace"),
-    source: SourceOption = "demo",
+    source: DeploySourceOption = "demo",
 ) -> None:
     """Create (or update) the `process` work pool `segflow` and the deployments segment-users/daily (03:00 UTC)
     and score-users/hourly on the Prefect server at PREFECT_API_URL, with this workspace and source as their

@@ -54,7 +54,7 @@ from tasks.segment.sweep import Sweep, sweep_k
 from tasks.serve import find_snapshot
 from tasks.track import champion, charts, tracking
 from tasks.track.champion import Champion
-from tasks.track.report import figure, headline_metrics, write_run_report
+from tasks.track.report import choice, figure, headline_metrics, write_run_report
 from tasks.validate import validate_table
 from tasks.warehouse import connect_warehouse
 from tasks.workspace import Workspace, hold_workspace, open_workspace
@@ -656,10 +656,10 @@ def _markdown(
     lines += ["", "| metric | value |", "|---|---|"] + [
         f"| {k} | {v} |" for k, v in headline_metrics(metrics)
     ]
-    lines += ["", "| family | Recall@10 | silhouette | fit s | |", "|---|---|---|---|---|"]
+    lines += ["", "| family | Recall@10 | silhouette | fit s | choice |", "|---|---|---|---|---|"]
     lines += [
         f"| {f['family']} | {figure(f['recall@10'])} | {figure(f['silhouette'])} | "
-        f"{figure(f['fit_seconds'], 1)} | {'published' if f['chosen'] else f['note']} |"
+        f"{figure(f['fit_seconds'], 1)} | {choice(f)} |"
         for f in families
     ]
     lines += ["", *(f"> {note}" for note in notes)]

@@ -1,22 +1,18 @@
-"""Every clusterer family by name: a new family is one module and one entry here."""
+"""Every clusterer family by name: a new family is one module and one entry here (by where its class lives,
+imported on first use, as in tasks/embed/registry.py: DEC's imports Lightning)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
-from tasks.cluster.agglomerative import AgglomerativeClusterer
 from tasks.cluster.base import Clusterer
-from tasks.cluster.dec import DecClusterer
-from tasks.cluster.hdbscan import HdbscanClusterer
-from tasks.cluster.kmeans import KMeansClusterer
+from tasks.embed.registry import load_class
 
-CLUSTERERS: dict[str, Callable[[int], Clusterer]] = {
-    "kmeans": KMeansClusterer,
-    "hdbscan": HdbscanClusterer,
-    "agglomerative": AgglomerativeClusterer,
-    "dec": DecClusterer,
+CLUSTERERS: dict[str, str] = {
+    "kmeans": "tasks.cluster.kmeans:KMeansClusterer",
+    "hdbscan": "tasks.cluster.hdbscan:HdbscanClusterer",
+    "agglomerative": "tasks.cluster.agglomerative:AgglomerativeClusterer",
+    "dec": "tasks.cluster.dec:DecClusterer",
 }
 # Families that find the number of segments themselves: no K sweep.
 FINDS_ITS_OWN_K = ("hdbscan",)
@@ -34,7 +30,7 @@ def make_clusterer(name: str, seed: int = 0) -> Clusterer:
     """A new, unfitted clusterer of the family `name`."""
     if name not in CLUSTERERS:
         raise ValueError(f"unknown clusterer {name!r}; choose one of {', '.join(CLUSTERERS)}")
-    return CLUSTERERS[name](seed)
+    return load_class(CLUSTERERS[name])(seed)
 
 
 def fit_clusters(vectors: np.ndarray, name: str, k: int, seed: int = 0) -> Clusterer:

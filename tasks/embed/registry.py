@@ -1,28 +1,24 @@
-"""Every embedder family by name: a new family is one module and one entry here."""
+"""Every embedder family by name: a new family is one module and one entry here.
+
+The entries name each class by where it lives and are imported on first use: checking a family's name (the
+CLI's options, SegmentSettings) must not import torch and Lightning, which take 10 s here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 
-from tasks.embed.autoencoder import AutoencoderEmbedder
 from tasks.embed.base import Embedder, FitOptions
-from tasks.embed.behaviour import BehaviourEmbedder
-from tasks.embed.combined import CombinedEmbedder
-from tasks.embed.fusion import FusionEmbedder
-from tasks.embed.lightgcn import LightGCNEmbedder
-from tasks.embed.sequence import SequenceEmbedder
-from tasks.embed.svd import SvdEmbedder
-from tasks.embed.text import TextEmbedder
 
-EMBEDDERS: dict[str, Callable[[int], Embedder]] = {
-    "behaviour": BehaviourEmbedder,
-    "svd": SvdEmbedder,
-    "combined": CombinedEmbedder,
-    "sequence": SequenceEmbedder,
-    "lightgcn": LightGCNEmbedder,
-    "autoencoder": AutoencoderEmbedder,
-    "text": TextEmbedder,
-    "fusion": FusionEmbedder,
+EMBEDDERS: dict[str, str] = {
+    "behaviour": "tasks.embed.behaviour:BehaviourEmbedder",
+    "svd": "tasks.embed.svd:SvdEmbedder",
+    "combined": "tasks.embed.combined:CombinedEmbedder",
+    "sequence": "tasks.embed.sequence:SequenceEmbedder",
+    "lightgcn": "tasks.embed.lightgcn:LightGCNEmbedder",
+    "autoencoder": "tasks.embed.autoencoder:AutoencoderEmbedder",
+    "text": "tasks.embed.text:TextEmbedder",
+    "fusion": "tasks.embed.fusion:FusionEmbedder",
 }
 
 
@@ -36,7 +32,13 @@ def make_embedder(name: str, seed: int = 0, options: FitOptions | None = None) -
     """A new, unfitted embedder of the family `name`, trained as `options` say."""
     if name not in EMBEDDERS:
         raise ValueError(f"unknown embedding {name!r}; choose one of {', '.join(EMBEDDERS)}")
-    embedder = EMBEDDERS[name](seed)
+    embedder = load_class(EMBEDDERS[name])(seed)
     if options is not None and hasattr(embedder, "configure"):
         embedder.configure(options)
     return embedder
+
+
+def load_class(where: str) -> type:
+    """The class a registry entry names ("package.module:Class")."""
+    module, name = where.split(":")
+    return getattr(importlib.import_module(module), name)

@@ -242,7 +242,10 @@ class Feed(BaseModel):
         else:
             found = [path] if path.is_file() else []
         if not found:
-            raise SourceSpecError(f"{self.kind} path {self.path!r} matches no files")
+            raise SourceSpecError(
+                f"{self.kind} path {self.path!r} matches no files: fix the path in the spec (a relative one "
+                "is read from the spec's folder) or put the files there"
+            )
         return found
 
     def format_for(self, path: Path) -> str:

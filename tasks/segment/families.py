@@ -172,7 +172,6 @@ def comparison_rows(fits: list[FamilyFit], chosen: str, skipped: dict[str, str])
     """The comparison table, as the summary, the report and MLflow show it: every family, best first."""
     failed = [fit for fit in fits if fit.error is not None]
     fits = [fit for fit in fits if fit.error is None]
-    tied = tied_with_best(fits)
     rows = [
         {
             "family": fit.family,
@@ -182,9 +181,9 @@ def comparison_rows(fits: list[FamilyFit], chosen: str, skipped: dict[str, str])
             "fit_seconds": fit.metrics["fit_seconds"],
             "epochs": fit.metrics.get("epochs"),
             "chosen": fit.family == chosen,
-            "note": "" if fit.family == chosen else ("tied with the best" if fit in tied else ""),
+            "note": note,
         }
-        for fit in fits
+        for fit, note in zip(fits, comparison_notes(fits, chosen), strict=True)
     ]
     rows.sort(key=lambda r: (-(r["recall@10"] or 0.0), -(r["silhouette"] or -1.0)))
     rows += [
@@ -198,6 +197,27 @@ def comparison_rows(fits: list[FamilyFit], chosen: str, skipped: dict[str, str])
         for fit in failed
     ]  # fmt: skip
     return rows
+
+
+def comparison_notes(fits: list[FamilyFit], chosen: str) -> list[str]:
+    """Why each family was or was not chosen, with its gap to the best Recall@10 and that gap's standard error
+    (paired per user): a tie is a gap within one standard error, so a user sees why a family with a lower
+    figure was published, and why the choice can change between two runs whose figures barely differ."""
+    if len(fits) < 2 or not all(fit.recalls for fit in fits):
+        return ["" for _ in fits]
+    gaps = paired_gaps({fit.family: fit.recalls for fit in fits})
+    best = max(gaps, key=lambda family: -gaps[family][0])  # the reference: no gap to itself
+    notes = []
+    for fit in fits:
+        gap, error = gaps[fit.family]
+        if fit.family == best:
+            notes.append("" if fit.family == chosen else "the best Recall@10")
+        elif gap <= error:
+            tie = f"tied with the best ({gap:.4f} below, within its standard error {error:.4f})"
+            notes.append(f"{tie}; best silhouette of the tied" if fit.family == chosen else tie)
+        else:
+            notes.append(f"{gap:.4f} below the best (standard error {error:.4f})")
+    return notes
 
 
 def _float(value: float | None) -> float | None:

@@ -90,6 +90,13 @@ def figure(value: float | None, digits: int = 4) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def choice(family: dict) -> str:
+    """The last cell of a family's row in the comparison: published or not, and why (its note)."""
+    if family["chosen"]:
+        return f"published: {family['note']}" if family["note"] else "published"
+    return family["note"]
+
+
 def _families_table(families: list[dict]) -> str:
     """The embedding families the run compared on the holdout, best first; the published one marked."""
     if not families:
@@ -97,13 +104,13 @@ def _families_table(families: list[dict]) -> str:
     rows = "".join(
         f"<tr><td>{escape(f['family'])}</td><td>{figure(f['recall@10'])}</td><td>{figure(f['ndcg@10'])}</td>"
         f"<td>{figure(f['silhouette'], 3)}</td><td>{figure(f['fit_seconds'], 1)}</td>"
-        f"<td>{escape('published' if f['chosen'] else f['note'])}</td></tr>"
+        f"<td>{escape(choice(f))}</td></tr>"
         for f in families
     )
     return (
         "<h2>Embedding families (segments fit on the training part, scored on the holdout)</h2>"
         "<table><tr><th>family</th><th>segment Recall@10</th><th>NDCG@10</th><th>silhouette</th>"
-        f"<th>fit seconds</th><th></th></tr>{rows}</table>"
+        f"<th>fit seconds</th><th>choice</th></tr>{rows}</table>"
     )
 
 

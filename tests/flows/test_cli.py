@@ -76,6 +76,7 @@ def test_a_bad_option_value_is_one_line_and_exit_2(args, message, workspace):
 def test_a_bad_segment_setting_names_the_option_and_exits_2(option, value, workspace):
     result = runner.invoke(app, ["run", option, value, "--workspace", str(workspace)])
     assert result.exit_code == 2
+    assert not workspace.exists()
     (line,) = lines(result.output)
     assert line.startswith(f"error: Invalid value for '{option}': '{value}': ")
     assert line.endswith("(see `segflow run --help`)")
@@ -102,6 +103,34 @@ def test_a_spec_error_keeps_its_brackets(spec_dir, workspace):
     result = runner.invoke(app, ["ingest", "--source", str(spec), "--workspace", str(workspace)])
     assert result.exit_code == 2
     assert "s.toml: missing the [events] table (path and columns)" in result.output
+
+
+@pytest.mark.parametrize("command", ["ingest", "run", "score"])
+def test_a_spec_whose_path_matches_no_files_is_told_before_a_workspace_is_made(command, spec_dir, workspace):
+    """A newcomer's typo in a path ended in exit 2 after 20 s, with a workspace left behind."""
+    spec = spec_dir / "s.toml"
+    columns = 'user_id = "u"\nitem_id = "i"\nevent_type = "e"\nts = "t"\n'
+    spec.write_text(f'name = "shop"\n[events]\npath = "nope/*.csv"\n[events.columns]\n{columns}')
+    result = runner.invoke(app, [command, "--source", str(spec), "--workspace", str(workspace)])
+    assert result.exit_code == 2
+    assert lines(result.output) == [
+        f"error: Invalid value for '--source' / '-s': events path '{spec_dir.resolve()}/nope/*.csv' matches no "
+        "files: fix the path in the spec (a relative one is read from the spec's folder) or put the files there "
+        f"(see `segflow {command} --help`)"
+    ]
+    assert not workspace.exists()
+    assert cli.check_deploy_source(str(spec)) == str(spec)  # a deployment's files may come later
+
+
+def test_checking_the_segment_options_imports_no_model_code():
+    """`--embedding lightgnc` was refused after 22-31 s: the settings imported every family (torch, Lightning)
+    and the command started its Prefect server first. The registries now name the classes."""
+    code = "import sys, tasks.segment.settings as s; s.SegmentSettings(embedding='lightgcn', clusterer='dec'); print(sorted(m for m in ('torch', 'pytorch_lightning', 'prefect') if m in sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(cli.__file__).parents[1]
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("command", [["ingest"], ["run"], ["validate"], ["segments"], ["user", "u1"]])

@@ -181,6 +181,8 @@ def test_history_has_a_spell_per_new_user_and_history_shows_it(scored):
     assert lines(result.output)[0] == "user new-u000002: 1 spell in segments, oldest first"
     row = [c.strip() for c in next(li for li in lines(result.output) if li.startswith("│")).split("│")[1:-1]]
     assert row[1] == "now" and row[2] == str(segments["new-u000002"])
+    [(label,)] = query(workspace, f"select label from segment_profiles where segment_id = {row[2]}")
+    assert row[3] and label.startswith(row[3])  # the label's first line (a long one wraps in its cell)
     result = runner.invoke(app, ["history", "nobody", "--workspace", str(workspace)])
     assert result.exit_code == 1
     assert lines(result.output) == [f"error: user 'nobody' has no segment history in {workspace}"]

@@ -5,11 +5,13 @@ and a clean stop on Ctrl-C (SIGINT) or `kill` (SIGTERM) that leaves nothing runn
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 from pathlib import Path
 
@@ -60,7 +62,12 @@ def browse(url: str, screenshot: Path) -> str:
 def clean_env() -> dict[str, str]:
     """This environment without a Prefect server of its own; servers may take up to 4 minutes to answer (the
     default 90 s ran out once on 2 cores while another test process trained on both)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_HOME")}
+    # Without PYTHONUNBUFFERED, as under nohup or a service: the addresses must still come out at once.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PREFECT_API_URL", "PREFECT_HOME", "PYTHONUNBUFFERED")
+    }
     return env | {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "240"}
 
 
@@ -70,8 +77,18 @@ def start(args: list[str]) -> tuple[subprocess.Popen, list[str]]:
         [SEGFLOW, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
         start_new_session=True,
     )  # fmt: skip
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read_until_serving() -> None:  # in a thread, so a command that prints nothing fails, not hangs
+        for line in process.stdout:
+            lines.put(line)
+            if line.startswith("segflow commands on"):
+                return
+        lines.put(None)
+
+    threading.Thread(target=read_until_serving, daemon=True).start()
     shown = []
-    for line in process.stdout:
+    while (line := lines.get(timeout=300)) is not None:  # queue.Empty: nothing printed (stdout held back?)
         shown.append(line.rstrip())
         if line.startswith("segflow commands on"):
             return process, shown
