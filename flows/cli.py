@@ -700,7 +700,13 @@ def print_segments(profiles: list[dict], title: str = "segments") -> None:
 def print_metrics(metrics: dict[str, float]) -> None:
     from tasks.track.report import headline_metrics
 
-    table = Table(title="how good the segments are", title_justify="left")
+    table = Table(
+        title="how good the segments are",
+        title_justify="left",
+        caption="Recall, NDCG, lift: fit on the training part, scored on held-out items. The rest: the published "
+        "fit on all users; variance and distances are in its embedding's units (not comparable across runs).",
+        caption_justify="left",
+    )
     table.add_column("metric")
     table.add_column("value", justify="right")
     for label, value in headline_metrics(metrics):
@@ -787,11 +793,11 @@ def show_published_user(ws: Workspace, snapshot: Any, user_id: str, found: dict,
     titles, note = item_titles(ws, snapshot, [row["item_id"] for row in listed])
     if note:
         print_line(("note ", "yellow"), f"{note}, so titles are not shown; ask again when it is done")
-    shown = f"top {len(listed)}" + (
-        f" (the published list holds {len(listed)}, not {n})" if len(listed) < n else ""
-    )
+    held = f"; the published list holds {len(listed)}, not {n}" if len(listed) < n else ""
     print_recommendations(
-        f"{shown} recommendations (blended from the micro-segments, seen items excluded)", listed, titles
+        f"top {len(listed)} recommendations (blended from the micro-segments, seen items excluded{held})",
+        listed,
+        titles,
     )
 
 

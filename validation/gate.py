@@ -3,8 +3,9 @@ chunks, and turn the results into one verdict per expectation.
 
 A suite is a list of parts; a part is a SQL query (its rows are the data) plus the expectations on it.
 Large parts are read in chunks that partition the rows by a key (`_chunk_key`), so per-row expectations add
-up exactly and uniqueness of that key holds across chunks. GX's DuckDB SQL source fails silently (see
-STACK.md), so frames always come from DuckDB as pandas, and every result's `exception_info` is checked.
+up exactly and uniqueness of that key holds across chunks. GX's DuckDB SQL source fails silently (with
+duckdb-engine every expectation fails, an IndexError hidden in its `exception_info`), so frames always come
+from DuckDB as pandas, and every result's `exception_info` is checked.
 """
 
 from __future__ import annotations
