@@ -9,7 +9,9 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
+from tasks.cluster.registry import CLUSTERERS
 from tasks.embed.base import Embedding
+from tasks.embed.registry import EMBEDDERS, load_class
 from tasks.evaluate.metrics import paired_gaps
 from tasks.segment.families import (
     FamilyFit,
@@ -87,6 +89,15 @@ def test_auto_leaves_sequence_out_when_most_events_share_their_times():
     # Events without times (null ts) have no order either.
     untimed = events_of(5).set_column(2, "ts", pa.nulls(50, pa.timestamp("us", tz="UTC")))
     assert "(0% at distinct times)" in candidate_families(settings, untimed, items_of([None]))[1]["sequence"]
+
+
+@pytest.mark.parametrize("registry", [EMBEDDERS, CLUSTERERS], ids=["embedders", "clusterers"])
+def test_every_registry_entry_names_a_class_of_that_family(registry):
+    """The registries name their classes ("module:Class", imported on first use, so checking a name imports
+    no torch): a typo there would show only when someone picks that family."""
+    assert {name: load_class(where).name for name, where in registry.items()} == {
+        name: name for name in registry
+    }
 
 
 def test_named_families_are_all_trained_and_an_unknown_one_names_the_choices():
