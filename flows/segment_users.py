@@ -546,7 +546,9 @@ def segment_users(
             params = {
                 "source": source,
                 "max_bad_fraction": max_bad_fraction,
-                "segments": settings.model_dump(),
+                # As chosen (auto K, micro-K, family and personal weight resolved), so runs compare in MLflow
+                # by what they did; the requested ones are in the segmenter's settings.
+                "segments": settings.model_dump() | {"k": clusterer.k, "micro_k": micro.clusterer.k},
             }
             mlflow_run_id, figures = track(
                 str(ws.root), run_id, params, metrics, embedding, assignments, sweep, clusterer.k, profiles,

@@ -98,6 +98,9 @@ def test_demo_run_writes_exports_report_and_mlflow_runs(demo_run):
     assert parent.data.metrics["planted/ari"] == pytest.approx(summary.metrics["planted/ari"])
     chosen = next(f["family"] for f in summary.families if f["chosen"])
     assert parent.data.params["segments.embedding"] == chosen
+    # auto K and micro-K as chosen (a newcomer saw segments.k = auto beside the chosen family)
+    assert parent.data.params["segments.k"] == str(int(summary.metrics["k"]))
+    assert parent.data.params["segments.micro_k"] == str(int(summary.metrics["micro_k"]))
     families = {r.data.tags["segflow.family"]: r for r in runs if "segflow.family" in r.data.tags}
     assert sorted(families) == sorted(trained)
     for family in ("autoencoder", "lightgcn", "sequence"):  # the families that train with Lightning
