@@ -129,13 +129,14 @@ def batch_loader(dataset: TensorBatches) -> DataLoader:
 # Mini-batches a LossModule steps through in one call of its training_step. Lightning spends 1-2 ms on each
 # of its steps (hooks, automatic optimisation), as long as a whole step of the small networks (autoencoder,
 # text head, DEC): in groups, that cost is paid once per group, and each mini-batch still gets its own
-# optimiser step, so the training is the same. A group is also how often a time budget is checked.
+# optimiser step, so the training is the same. A group is also how often a time budget is checked, so the
+# families whose steps are long (sequence, lightgcn: 50 ms to seconds) take one at a time.
 STEPS_PER_CALL = 16
 
 
-def train_loader(dataset: TensorBatches) -> DataLoader:
-    """The training batches in lists of up to STEPS_PER_CALL (a LossModule's training_step takes a list)."""
-    return DataLoader(dataset, batch_size=STEPS_PER_CALL, collate_fn=list, num_workers=0)
+def train_loader(dataset: TensorBatches, steps_per_call: int = STEPS_PER_CALL) -> DataLoader:
+    """The training batches in lists of up to `steps_per_call` (a LossModule's training_step takes a list)."""
+    return DataLoader(dataset, batch_size=steps_per_call, collate_fn=list, num_workers=0)
 
 
 class KeepBest(Callback):

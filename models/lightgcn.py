@@ -227,7 +227,7 @@ class LightGCNData(pl.LightningDataModule):
             n_per_epoch=self.n_per_epoch,
             split_across_ranks="batches",
         )
-        return train_loader(dataset)
+        return train_loader(dataset, steps_per_call=1)  # long steps: Lightning's cost is lost in them
 
     def val_dataloader(self):
         return batch_loader(TensorBatches(self.val_edges, max(self.step_batch_size, 8192), shuffle=False))

@@ -303,7 +303,7 @@ class SequenceData(pl.LightningDataModule):
             n_per_epoch=n_per_epoch,
             split_across_ranks="rows",
         )
-        return train_loader(dataset)
+        return train_loader(dataset, steps_per_call=1)  # long steps: Lightning's cost is lost in them
 
     def val_dataloader(self):
         return batch_loader(TensorBatches(self.val_windows, max(self.batch_size, 1024), shuffle=False))
