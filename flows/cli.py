@@ -210,7 +210,7 @@ def source_problem(value: str, need_files: bool) -> str:
             raise typer.BadParameter(str(error)) from None
         return value
     if kind == "movielens" and rest:
-        if not Path(rest).expanduser().is_dir():
+        if need_files and not Path(rest).expanduser().is_dir():
             raise typer.BadParameter(f"{value!r}: {rest} is not a folder (the unzipped MovieLens data set)")
         return value
     if value.endswith(".toml"):
@@ -956,7 +956,7 @@ def history(
     workspace: WorkspaceOption = Path("workspace"),
 ) -> None:
     """Print a user's segments over time (every publish and every scoring that moved them), oldest first."""
-    from tasks.serve import Snapshot, look_into_warehouse, read_profiles, read_user_history
+    from tasks.serve import look_into_warehouse, read_run_labels, read_user_history
 
     ws, snapshot = find_published(workspace)
     with look_into_warehouse(ws) as look:
@@ -965,13 +965,11 @@ def history(
         fail(f"the history is kept in the warehouse, and {look.unavailable}; ask again when it is done")
     if not spells:
         fail(f"user {user_id!r} has no segment history in {ws.root}")
-    labels: dict[str, dict[int, str]] = {}  # run -> segment -> label, from the run's export while it is kept
+    labels: dict[str, dict[int, str]] = {}  # run -> segment -> label, from its exports while they are kept
 
     def label(run_id: str, segment_id: int) -> str:
         if run_id not in labels:
-            kept = Snapshot(ws.exports_dir / run_id)
-            profiles = read_profiles(kept) if kept.has("segment_profiles") else []
-            labels[run_id] = {p["segment_id"]: p["label"] for p in profiles}
+            labels[run_id] = read_run_labels(ws.exports_dir, run_id)
         return labels[run_id].get(segment_id, "")
 
     print_line(

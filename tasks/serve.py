@@ -72,6 +72,15 @@ def read_profiles(snapshot: Snapshot) -> list[dict]:
     return query_snapshot("segment_profiles", {"segment_profiles": snapshot.path("segment_profiles")})
 
 
+def read_run_labels(exports_dir: Path, run_id: str) -> dict[int, str]:
+    """Segment id -> label of run `run_id`, from its export folder, or, once that is pruned, from the newest
+    kept folder of a scoring of it (`<run_id>-scored-...`: scoring keeps the run's segments and labels);
+    empty when none is kept."""
+    folders = [exports_dir / run_id, *sorted(exports_dir.glob(f"{run_id}-scored-*"), reverse=True)]
+    kept = next((Snapshot(f) for f in folders if Snapshot(f).has("segment_profiles")), None)
+    return {p["segment_id"]: p["label"] for p in read_profiles(kept)} if kept is not None else {}
+
+
 def read_published_run(snapshot: Snapshot) -> dict:
     """run_id, assigned_at, n_users and k, from the snapshot alone."""
     params = {name: snapshot.path(name) for name in ("user_segments", "segment_profiles")}

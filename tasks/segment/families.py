@@ -206,7 +206,7 @@ def comparison_notes(fits: list[FamilyFit], chosen: str) -> list[str]:
     if len(fits) < 2 or not all(fit.recalls for fit in fits):
         return ["" for _ in fits]
     gaps = paired_gaps({fit.family: fit.recalls for fit in fits})
-    best = max(gaps, key=lambda family: -gaps[family][0])  # the reference: no gap to itself
+    best = max(fits, key=lambda fit: np.mean(list(fit.recalls.values()))).family  # paired_gaps' reference
     notes = []
     for fit in fits:
         gap, error = gaps[fit.family]

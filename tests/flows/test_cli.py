@@ -120,6 +120,7 @@ def test_a_spec_whose_path_matches_no_files_is_told_before_a_workspace_is_made(c
     ]
     assert not workspace.exists()
     assert cli.check_deploy_source(str(spec)) == str(spec)  # a deployment's files may come later
+    assert cli.check_deploy_source("movielens:/not/there/yet") == "movielens:/not/there/yet"
 
 
 def test_checking_the_segment_options_imports_no_model_code():

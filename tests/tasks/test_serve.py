@@ -22,6 +22,7 @@ from tasks.serve import (
     read_profiles,
     read_published_run,
     read_recommendations,
+    read_run_labels,
     read_seen_items,
     read_segment_run,
     read_user_events,
@@ -160,6 +161,16 @@ def test_nothing_published_is_no_snapshot(tmp_path):
     assert find_snapshot(tmp_path / "exports") is None
     (tmp_path / "exports" / "run-a").mkdir(parents=True)  # an export folder never switched to
     assert find_snapshot(tmp_path / "exports") is None
+
+
+def test_a_runs_labels_outlive_its_pruned_folder_through_a_kept_scoring_of_it(published):
+    """`segflow history` labels each spell by its run. Scoring keeps the run's id on its spells but exports to
+    `<run_id>-scored-...`; five scorings later the run's own folder is pruned (reviewer)."""
+    exports = published.exports_dir
+    assert read_run_labels(exports, RUN_ID) == {0: LABEL, 1: "light users"}
+    (exports / RUN_ID).rename(exports / f"{RUN_ID}-scored-20260102T000000-abc123")  # the original pruned
+    assert read_run_labels(exports, RUN_ID) == {0: LABEL, 1: "light users"}
+    assert read_run_labels(exports, "another-run") == {}
 
 
 def test_the_serving_queries_return_the_published_rows(published):

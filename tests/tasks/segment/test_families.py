@@ -152,6 +152,15 @@ def test_a_clearly_better_family_wins_and_a_gap_within_noise_goes_to_the_silhoue
     ]  # fmt: skip
 
 
+def test_the_best_recall_is_the_reference_of_the_notes_even_when_families_scored_other_users():
+    """paired_gaps compares on the best family's users; a family that scored more users (a lower mean) can be
+    ahead there, and the notes must still name the family with the best Recall@10 the best (reviewer)."""
+    best = fit_of("combined", [1.0, 0.0], 0.1)  # mean 0.5 on users u0, u1
+    wide = fit_of("autoencoder", [1.0, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0], 0.4)  # mean 0.19, ahead on u0, u1
+    rows = comparison_rows([best, wide], "autoencoder", {})
+    assert [(r["family"], r["note"]) for r in rows][0] == ("combined", "the best Recall@10")
+
+
 CHAMPION = Champion("3", "abc", "run-7", "combined", "kmeans", 9, 0, 0.2702)
 
 
