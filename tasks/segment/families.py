@@ -213,11 +213,19 @@ def comparison_notes(fits: list[FamilyFit], chosen: str) -> list[str]:
         if fit.family == best:
             notes.append("" if fit.family == chosen else "the best Recall@10")
         elif gap <= error:
-            tie = f"tied with the best ({gap:.4f} below, within its standard error {error:.4f})"
+            tie = (
+                f"tied with the best ({gap_figure(gap)} below, within its standard error {gap_figure(error)})"
+            )
             notes.append(f"{tie}; best silhouette of the tied" if fit.family == chosen else tie)
         else:
-            notes.append(f"{gap:.4f} below the best (standard error {error:.4f})")
+            notes.append(f"{gap_figure(gap)} below the best (standard error {gap_figure(error)})")
     return notes
+
+
+def gap_figure(value: float) -> str:
+    """A gap or standard error to 5 decimals, trailing zeros cut: two that print alike at 4 decimals (0.0009
+    against 0.0009) left a user unable to see why one was a tie and the other not."""
+    return f"{value:.5f}".rstrip("0").rstrip(".") or "0"
 
 
 def _float(value: float | None) -> float | None:

@@ -18,6 +18,7 @@ from tasks.segment.families import (
     candidate_families,
     choose_family,
     comparison_rows,
+    gap_figure,
     time_budget_notes,
 )
 from tasks.segment.settings import AUTO_FAMILIES, SegmentSettings
@@ -136,7 +137,7 @@ def test_a_clearly_better_family_wins_and_a_gap_within_noise_goes_to_the_silhoue
     assert 0 < gap <= error  # the autoencoder is a little below: published as a tie, by its silhouette
     assert [(r["family"], r["chosen"], r["note"]) for r in rows] == [
         ("combined", False, "the best Recall@10"),
-        ("autoencoder", True, f"tied with the best ({gap:.4f} below, within its standard error {error:.4f}); "
+        ("autoencoder", True, f"tied with the best ({gap_figure(gap)} below, within its standard error {gap_figure(error)}); "
          "best silhouette of the tied"),
         ("text", False, "not trained: no item has a title"),
     ]  # fmt: skip
@@ -145,7 +146,7 @@ def test_a_clearly_better_family_wins_and_a_gap_within_noise_goes_to_the_silhoue
     assert [(r["family"], r["note"]) for r in rows] == [
         ("lightgcn", ""),
         *sorted(
-            [(name, f"{gaps[name][0]:.4f} below the best (standard error {gaps[name][1]:.4f})")
+            [(name, f"{gap_figure(gaps[name][0])} below the best (standard error {gap_figure(gaps[name][1])})")
              for name in ("combined", "autoencoder")],
             key=lambda row: gaps[row[0]][0],
         ),
