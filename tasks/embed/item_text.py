@@ -25,6 +25,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds `tas
 ENCODER_NAME = "all-MiniLM-L6-v2"
 ENCODER_DIM = 384
 ENCODE_BATCH = 64
+ITEM_COLUMNS = ["item_id", "title", "category", "text"]  # what an item's text is made of, with its id
 
 
 class VectorStore(Protocol):
@@ -134,7 +135,7 @@ def encode_missing(
 def item_texts(items: pa.Table) -> dict[str, str]:
     """item_id -> its text, for the items that have words."""
     texts = {}
-    for row in items.select(["item_id", "title", "category", "text"]).to_pylist():
+    for row in items.select(ITEM_COLUMNS).to_pylist():
         text = item_text(row["title"], row["category"], row["text"])
         if text is not None:
             texts[row["item_id"]] = text
@@ -155,7 +156,7 @@ def encode_in_process(items: pa.Table, cache: Path, n_threads: int) -> int:
     failure there is raised here with the last line of its error."""
     with tempfile.TemporaryDirectory(prefix="segflow-item-texts-") as folder:
         path = Path(folder) / "items.parquet"
-        pq.write_table(items.select(["item_id", "title", "category", "text"]), path)
+        pq.write_table(items.select(ITEM_COLUMNS), path)
         command = [sys.executable, "-m", "tasks.embed.item_text", str(path), str(cache), str(n_threads)]
         # The child imports this very copy of segflow (a checkout run from its folder, a test's clone), first.
         search_path = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
