@@ -207,12 +207,13 @@ def comparison_notes(fits: list[FamilyFit], chosen: str) -> list[str]:
         return ["" for _ in fits]
     gaps = paired_gaps({fit.family: fit.recalls for fit in fits})
     best = max(fits, key=lambda fit: np.mean(list(fit.recalls.values()))).family  # paired_gaps' reference
+    tied = {fit.family for fit in tied_with_best(fits)}  # the rule choose_family applies
     notes = []
     for fit in fits:
         gap, error = gaps[fit.family]
         if fit.family == best:
             notes.append("" if fit.family == chosen else "the best Recall@10")
-        elif gap <= error:
+        elif fit.family in tied:
             tie = (
                 f"tied with the best ({gap_figure(gap)} below, within its standard error {gap_figure(error)})"
             )
