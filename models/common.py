@@ -130,7 +130,7 @@ def batch_loader(dataset: TensorBatches) -> DataLoader:
 # of its steps (hooks, automatic optimisation), as long as a whole step of the small networks (autoencoder,
 # text head, DEC): in groups, that cost is paid once per group, and each mini-batch still gets its own
 # optimiser step, so the training is the same. A group is also how often a time budget is checked, so the
-# families whose steps are long (sequence, lightgcn: 50 ms to seconds) take one at a time.
+# families whose steps are long (sequence, lightgcn: 20 ms to seconds) take one at a time.
 STEPS_PER_CALL = 16
 
 
