@@ -210,23 +210,26 @@ def comparison_notes(fits: list[FamilyFit], chosen: str) -> list[str]:
     tied = {fit.family for fit in tied_with_best(fits)}  # the rule choose_family applies
     notes = []
     for fit in fits:
-        gap, error = gaps[fit.family]
+        gap, error = gap_figures(*gaps[fit.family])
         if fit.family == best:
             notes.append("" if fit.family == chosen else "the best Recall@10")
         elif fit.family in tied:
-            tie = (
-                f"tied with the best ({gap_figure(gap)} below, within its standard error {gap_figure(error)})"
-            )
+            tie = f"tied with the best ({gap} below, within its standard error {error})"
             notes.append(f"{tie}; best silhouette of the tied" if fit.family == chosen else tie)
         else:
-            notes.append(f"{gap_figure(gap)} below the best (standard error {gap_figure(error)})")
+            notes.append(f"{gap} below the best (standard error {error})")
     return notes
 
 
-def gap_figure(value: float) -> str:
-    """A gap or standard error to 5 decimals, trailing zeros cut: two that print alike at 4 decimals (0.0009
-    against 0.0009) left a user unable to see why one was a tie and the other not."""
-    return f"{value:.5f}".rstrip("0").rstrip(".") or "0"
+def gap_figures(gap: float, error: float) -> tuple[str, str]:
+    """A gap and its standard error, to 5 decimals (trailing zeros cut), or to as many more as they need to
+    print apart: printed alike ("0.0009 below the best (standard error 0.0009)"), a user cannot see why one
+    family was a tie and another not."""
+    for decimals in range(5, 10):
+        gap_text, error_text = (f"{v:.{decimals}f}".rstrip("0").rstrip(".") or "0" for v in (gap, error))
+        if gap_text != error_text:
+            break
+    return gap_text, error_text
 
 
 def _float(value: float | None) -> float | None:
