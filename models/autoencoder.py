@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from models.common import LossModule, TensorBatches, batch_loader, train_loader
+from models.common import LossModule, TensorBatches, batch_loader, epoch_size, train_loader
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,8 @@ def one_thread() -> Iterator[None]:
 class VectorDataModule(pl.LightningDataModule):
     """Rows of one float matrix handed over by tasks/; a seeded fraction of them is the validation set. An
     epoch is at most `rows_per_epoch` training rows (a new seeded draw each epoch), so it costs the same on
-    many users as on a few thousand, and a fit is bounded by its epochs."""
+    many users as on a few thousand, and a fit is bounded by its epochs; and at least `min_batches_per_epoch`
+    batches (whole passes over few rows), so a small data set's epoch is worth validating (`epoch_size`)."""
 
     def __init__(
         self,
@@ -91,6 +92,7 @@ class VectorDataModule(pl.LightningDataModule):
         val_fraction: float = 0.1,
         seed: int = 0,
         rows_per_epoch: int | None = None,
+        min_batches_per_epoch: int = 1,
     ) -> None:
         super().__init__()
         tensor = torch.as_tensor(np.asarray(x, dtype=np.float32))
@@ -101,7 +103,7 @@ class VectorDataModule(pl.LightningDataModule):
         self.train = tensor[order[n_val:]]
         self.batch_size = batch_size
         self.seed = seed
-        self.n_per_epoch = min(len(self.train), rows_per_epoch) if rows_per_epoch else None
+        self.n_per_epoch = epoch_size(len(self.train), batch_size, min_batches_per_epoch, rows_per_epoch)
 
     def train_dataloader(self):
         return train_loader(

@@ -134,6 +134,17 @@ def batch_loader(dataset: TensorBatches) -> DataLoader:
 STEPS_PER_CALL = 16
 
 
+def epoch_size(n_rows: int, batch_size: int, min_batches: int = 1, most: int | None = None) -> int:
+    """Rows in a training epoch (TensorBatches' `n_per_epoch`): all `n_rows`, but at least `min_batches`
+    batches and at most `most`. Small data then make whole passes in new orders, so an epoch trains enough
+    between two validations for early stopping to see progress and Lightning's own work per epoch is lost in
+    it; large data see a new part each epoch, so an epoch costs the same however many rows there are."""
+    if n_rows == 0:
+        return 0
+    size = max(n_rows, min_batches * batch_size)
+    return min(size, most) if most else size
+
+
 def train_loader(dataset: TensorBatches, steps_per_call: int = STEPS_PER_CALL) -> DataLoader:
     """The training batches in lists of up to `steps_per_call` (a LossModule's training_step takes a list)."""
     return DataLoader(dataset, batch_size=steps_per_call, collate_fn=list, num_workers=0)

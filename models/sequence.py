@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.common import LossModule, TensorBatches, batch_loader, train_loader
+from models.common import LossModule, TensorBatches, batch_loader, epoch_size, train_loader
 
 PAD, UNKNOWN, FIRST_ITEM = 0, 1, 2
 MIN_BATCHES_PER_EPOCH = 8  # an epoch of small data: whole passes over the windows up to this many batches
@@ -293,9 +293,8 @@ class SequenceData(pl.LightningDataModule):
         n_windows = len(self.train_windows[0])
         per_window = float((self.train_windows[0] != PAD).sum()) / max(n_windows, 1)
         by_tokens = max(int(self.tokens_per_epoch / max(per_window, 1.0)), self.batch_size)
-        n_per_epoch = min(
-            self.windows_per_epoch, by_tokens, max(n_windows, MIN_BATCHES_PER_EPOCH * self.batch_size)
-        )
+        most = min(self.windows_per_epoch, by_tokens)
+        n_per_epoch = epoch_size(n_windows, self.batch_size, MIN_BATCHES_PER_EPOCH, most)
         dataset = TensorBatches(
             self.train_windows,
             self.batch_size,

@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
+import torch
 from pytorch_lightning.loggers import CSVLogger
 
 from models.common import TrainSettings
@@ -98,3 +99,16 @@ def test_no_users_give_no_rows_not_an_error(shop):
     model, features, events = shop
     embedding = small().fit(features).transform(model.transform(events.slice(0, 0)))
     assert embedding.vectors.shape == (0, 4) and len(embedding.user_ids) == 0
+
+
+def test_an_epoch_of_few_users_is_sixteen_batches_of_whole_passes(shop):
+    """ml-latest-small's 549 training users made 5 steps an epoch, and val/loss was still falling when all
+    100 epochs were done; an epoch is now at least 16 batches, and at most ROWS_PER_EPOCH users."""
+    _, features, _ = shop
+    data, _ = AutoencoderEmbedder(0, train=TrainSettings(batch_size=32)).training_parts(features)
+    assert len(data.train) == 54  # 60 users, 6 of them held out for val/loss
+    loader = data.train_dataloader()  # Lightning iterates one loader once an epoch
+    batches = [batch for group in loader for batch in group]
+    assert [len(x) for (x,) in batches] == [32] * 16  # 9 passes over the 54 and 26 rows of a tenth
+    again = [batch for group in loader for batch in group]
+    assert not torch.equal(batches[0][0], again[0][0])  # each epoch draws a new order

@@ -13,7 +13,15 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from models.autoencoder import AutoencoderConfig, AutoencoderModule, MLPAutoencoder, VectorDataModule
-from models.common import STEPS_PER_CALL, EpochLog, TrainSettings, copy_state, make_trainer, training_scope
+from models.common import (
+    STEPS_PER_CALL,
+    EpochLog,
+    TrainSettings,
+    copy_state,
+    epoch_size,
+    make_trainer,
+    training_scope,
+)
 
 
 class StopAt(Callback):
@@ -104,3 +112,10 @@ def test_train_loss_is_logged_once_an_epoch_as_the_batch_size_weighted_mean_of_i
         assert row["train/loss"] != pytest.approx(
             losses[:, 0].mean(), rel=1e-6
         )  # the unweighted mean differs
+
+
+def test_an_epoch_is_every_row_but_at_least_min_batches_and_at_most_most():
+    assert epoch_size(549, 128, min_batches=16, most=5_000) == 2_048  # small data: whole passes, and more
+    assert epoch_size(40_000, 128, min_batches=16, most=5_000) == 5_000  # large data: a part of them
+    assert epoch_size(3_000, 128, min_batches=16, most=5_000) == 3_000  # in between: one pass
+    assert epoch_size(3_000, 128) == 3_000 and epoch_size(0, 128, min_batches=16) == 0
