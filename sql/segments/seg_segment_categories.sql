@@ -2,7 +2,7 @@
 with shares as (
     select seg_assignments.segment_id, category.user_id, category.category, category.share,
     from seg_assignments
-    join fct_user_category as category on category.user_id = seg_assignments.user_id
+    join seg_fct_user_category as category on category.user_id = seg_assignments.user_id
 ),
 
 n_users as (

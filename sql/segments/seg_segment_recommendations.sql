@@ -1,10 +1,10 @@
 -- Each segment's top $n_items items, scored by the share of the segment's members who interacted with the
 -- item (ties by the item's share of all users), plus segment -1: the global list for users with no segment.
--- Reads seg_assignments(user_id, segment_id) and fct_interactions. Param: $n_items, $run_id.
+-- Reads seg_assignments(user_id, segment_id) and seg_fct_interactions. Param: $n_items, $run_id.
 with touched as (
-    select distinct fct_interactions.user_id, fct_interactions.item_id,
-    from fct_interactions
-    where fct_interactions.weight > 0
+    select distinct seg_fct_interactions.user_id, seg_fct_interactions.item_id,
+    from seg_fct_interactions
+    where seg_fct_interactions.weight > 0
 ),
 
 sizes as (

@@ -1,5 +1,5 @@
 -- Per segment: size and the behaviour that describes it, next to the same numbers over all users (segment_id
--- null in the `overall` row). Reads seg_assignments and the feature tables.
+-- null in the `overall` row). Reads seg_assignments and the staged feature tables (seg_fct_*).
 with members as (
     select
         seg_assignments.segment_id,
@@ -16,8 +16,8 @@ with members as (
         time.share_late,
         time.share_weekend,
     from seg_assignments
-    join fct_user_activity as activity on activity.user_id = seg_assignments.user_id
-    join fct_user_time as time on time.user_id = seg_assignments.user_id
+    join seg_fct_user_activity as activity on activity.user_id = seg_assignments.user_id
+    join seg_fct_user_time as time on time.user_id = seg_assignments.user_id
 ),
 
 final as (

@@ -29,10 +29,11 @@ def write_assignments(con: duckdb.DuckDBPyConnection, assignments: pl.DataFrame)
 
 
 def store_features(con: duckdb.DuckDBPyConnection, features: UserFeatures, embedding: Embedding) -> list[str]:
-    """The run's feature tables (`fct_*`) and its embedding (`emb_<name>`) in the warehouse, for profiles and
-    for whoever trains on them next."""
-    stored = [create_table_from_frame(con, table, frame) for table, frame in features.tables.items()]
-    return [*stored, create_table_from_frame(con, f"emb_{embedding.name}", embedding_frame(embedding))]
+    """Stage the run's feature tables (`seg_fct_*`) and its embedding (`seg_user_embedding`): the profiles and
+    lists are built from them, and the swap publishes them with the segments (as `fct_*` and `user_embedding`),
+    so a run that is not published leaves the features of the published one in place."""
+    stored = [create_table_from_frame(con, f"seg_{table}", frame) for table, frame in features.tables.items()]
+    return [*stored, create_table_from_frame(con, "seg_user_embedding", embedding_frame(embedding))]
 
 
 def build_recommendations(con: duckdb.DuckDBPyConnection, run_id: str, n_items: int) -> str:

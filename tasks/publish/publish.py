@@ -102,6 +102,12 @@ def swap_published(con: duckdb.DuckDBPyConnection, run: dict) -> None:
         for table in PUBLISHED_TABLES:  # the tables keep their DDL (sql/warehouse/); only the rows change
             con.execute(f"delete from {table}")
             con.execute(f"insert into {table} by name select * from seg_{table}")
+        # Beside them, with the run's own columns (no fixed DDL): its feature tables and its embedding.
+        for table in staged_feature_tables(con):
+            con.execute(f"create or replace table {table} as select * from seg_{table}")
+        # emb_<family>: where segflow kept the embedding before 2026-12-02, one table per family ever published.
+        for table in [name for name in warehouse_tables(con) if name.startswith("emb_")]:
+            con.execute(f"drop table {table}")
         record_history(con)
         con.execute("update segment_runs set is_current = false where is_current")
         con.execute(
@@ -124,6 +130,24 @@ def staged_export_folder(con: duckdb.DuckDBPyConnection) -> Path | None:
     return Path(rows[0][0]) if rows else None
 
 
+def staged_feature_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The names (without `seg_`) of the feature tables and embedding staged on this warehouse."""
+    return [
+        name.removeprefix("seg_")
+        for name in warehouse_tables(con)
+        if name.startswith("seg_fct_") or name == "seg_user_embedding"
+    ]
+
+
+def warehouse_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The warehouse's own tables (not views, not this connection's temporary tables)."""
+    rows = con.execute(
+        "select table_name from information_schema.tables where table_catalog = current_database() "
+        "and table_schema = 'main' and table_type = 'BASE TABLE' order by table_name"
+    ).fetchall()
+    return [name for (name,) in rows]
+
+
 def record_history(con: duckdb.DuckDBPyConnection) -> None:
     """Close the history spells of staged users whose segment or run changes, and open their new ones. Call
     it inside the transaction that publishes `seg_user_segments`."""
@@ -133,7 +157,7 @@ def record_history(con: duckdb.DuckDBPyConnection) -> None:
 
 def drop_staged(con: duckdb.DuckDBPyConnection) -> None:
     """Remove the staged `seg_*` copies (after a swap, or when a run stops before it)."""
-    for table in PUBLISHED_TABLES:
+    for table in [*PUBLISHED_TABLES, *staged_feature_tables(con)]:
         con.execute(f"drop table if exists seg_{table}")
     con.execute("drop table if exists seg_assignments")
     con.execute("drop table if exists seg_export_folder")

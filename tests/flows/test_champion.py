@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import duckdb
 import pytest
 
 from flows.segment_users import segment_users
@@ -18,7 +19,12 @@ PUBLISHED = (
     "segment_profiles",
     "segment_runs",
     "user_memberships",
+    "fct_interactions",
+    "fct_user_activity",
+    "user_embedding",  # combined's columns: the worse run's (behaviour's) are fewer
 )
+
+EMBEDDING_COLUMNS = "select count(*) from information_schema.columns where table_name = 'user_embedding'"
 
 
 def published(workspace) -> dict:
@@ -42,6 +48,7 @@ def test_a_worse_run_leaves_the_champion_and_its_tables_and_force_moves_both(tmp
     client, version = champion_version(workspace)
     assert version.version == 1 and version.tags["segflow.run_id"] == first.run_id
     before = published(workspace)
+    combined_columns = query(workspace, EMBEDDING_COLUMNS)[0][0]
 
     # How people shop alone, without what they buy: segment lists that predict less on the same holdout.
     settings = SegmentSettings(embedding="behaviour", k=9)
@@ -63,6 +70,10 @@ def test_a_worse_run_leaves_the_champion_and_its_tables_and_force_moves_both(tmp
     )
     assert [r.data.tags["segflow.published"] for r in runs] == ["false"]
 
+    # Where segflow kept embeddings before: one emb_<family> table per family ever published.
+    duckdb.connect(str(workspace / "warehouse.duckdb")).execute(
+        "create table emb_combined as select 1 as x"
+    ).close()
     forced = segment_users(
         source="demo:400", workspace=str(workspace), settings=settings.model_copy(update={"force": True})
     )
@@ -73,3 +84,7 @@ def test_a_worse_run_leaves_the_champion_and_its_tables_and_force_moves_both(tmp
     assert version.version == 2 and version.tags["segflow.run_id"] == forced.run_id
     assert version.tags["segflow.family"] == "behaviour"
     assert query(workspace, "select run_id from segment_runs where is_current") == [(forced.run_id,)]
+    assert query(workspace, EMBEDDING_COLUMNS)[0][0] < combined_columns  # behaviour's embedding, published
+    assert query(
+        workspace, "select count(*) from information_schema.tables where table_name like 'emb%'"
+    ) == [(0,)]

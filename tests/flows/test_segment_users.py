@@ -311,13 +311,25 @@ def test_too_few_users_is_a_clear_error_and_publishes_nothing(tmp_path):
 
 def test_the_features_and_the_embedding_stay_in_the_warehouse(demo_run):
     workspace, _ = demo_run
-    assert query(workspace, "select count(*), count(distinct user_id) from emb_combined") == [(400, 400)]
-    n_dims = query(
-        workspace, "select count(*) from information_schema.columns where table_name = 'emb_combined'"
-    )[0][0]
-    assert n_dims > 33  # user_id, the behaviour block and the 32 SVD dimensions
+    assert query(workspace, "select count(*), count(distinct user_id) from user_embedding") == [(400, 400)]
+    columns = [
+        name
+        for (name,) in query(
+            workspace,
+            "select column_name from information_schema.columns where table_name = 'user_embedding' "
+            "order by ordinal_position",
+        )
+    ]
+    assert columns == ["user_id", *[f"dim_{i}" for i in range(len(columns) - 1)]] and len(columns) >= 3
+    # The published family's vectors (segment_runs.embedding names it), not null anywhere.
+    (family,) = query(workspace, "select embedding from segment_runs where is_current")[0]
+    assert family in {"autoencoder", "combined", "lightgcn", "sequence", "text"}
+    nulls = " + ".join(f"count(*) filter (where {c} is null or isnan({c}))" for c in columns[1:])
+    assert query(workspace, f"select {nulls} from user_embedding") == [(0,)]
     assert query(workspace, "select count(distinct user_id) from fct_interactions") == [(400,)]
     assert query(workspace, "select count(*) from fct_user_activity") == [(400,)]
+    staged = r"select count(*) from information_schema.tables where table_name like 'seg\_%' escape '\'"
+    assert query(workspace, staged) == [(0,)]  # nothing staged is left behind
 
 
 def test_without_users_of_five_items_usefulness_is_not_measured_but_segments_publish(tmp_path, monkeypatch):

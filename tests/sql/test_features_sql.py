@@ -42,6 +42,7 @@ def con():
         f"create table fct_interactions as {load_sql('features/fct_interactions')}",
         InteractionWeights().as_params(),
     )
+    con.execute("create view seg_fct_interactions as select * from fct_interactions")  # as a run stages it
     con.execute(f"create table fct_user_category_share as {load_sql('features/fct_user_category_share')}")
     con.execute(f"create table fit_category_idf as {load_sql('features/fit_category_idf')}")
     con.execute(f"create table fit_item_popularity as {load_sql('features/fit_item_popularity')}")
