@@ -136,7 +136,7 @@ def list_families(
 
 
 @task(cache_policy=NO_CACHE)
-def encode_item_texts(items: pa.Table, text_cache: str) -> int:
+def encode_item_texts(items: pa.Table, text_cache: str, accelerator: str) -> int:
     """Encode the item texts the workspace's cache lacks, while K is chosen and the other families train, so
     the families that read them find them cached: a workspace's first run on ml-latest-small spent 55 s of its
     3 min 31 s encoding 9,742 titles before. In a process of its own on half of the cores (at least one): the
@@ -146,7 +146,7 @@ def encode_item_texts(items: pa.Table, text_cache: str) -> int:
     from tasks.embed.item_text import encode_in_process
 
     try:
-        return encode_in_process(items, Path(text_cache), max(1, (os.cpu_count() or 1) // 2))
+        return encode_in_process(items, Path(text_cache), max(1, (os.cpu_count() or 1) // 2), accelerator)
     except Exception as error:  # noqa: BLE001 - the families that need the vectors report it
         get_run_logger().warning("encoding the item texts ahead failed: %s", error)
         return 0
@@ -477,7 +477,7 @@ def segment_users(
             names, skipped = list_families(settings, split.train, items)
             text_cache = str(ws.root / "cache" / "item_text_vectors.parquet")
             if any(family in READS_ITEM_TEXT for family in names):  # every item text the run will meet
-                encoding = encode_item_texts.submit(user_features.items, text_cache)
+                encoding = encode_item_texts.submit(user_features.items, text_cache, settings.accelerator)
             k, micro_k, personal_weight, sweep = choose_segment_count(split.train, items, settings)
             settings = settings.model_copy(update={"personal_weight": personal_weight})
 

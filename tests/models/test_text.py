@@ -16,7 +16,13 @@ import torch
 from pytorch_lightning.loggers import CSVLogger
 
 from models.common import TrainSettings
-from tasks.embed.item_text import ParquetVectorStore, SentenceEncoder, encode_in_process, item_text
+from tasks.embed.item_text import (
+    ParquetVectorStore,
+    SentenceEncoder,
+    encode_in_process,
+    encoder_device,
+    item_text,
+)
 from tasks.embed.text import TextEmbedder
 from tasks.features.events import as_events_table
 from tasks.features.user_features import FeatureModel
@@ -127,7 +133,7 @@ def test_texts_encoded_ahead_in_a_process_are_what_a_fit_finds_in_the_store(shop
     _, features = shop
     cache = tmp_path / "item_text_vectors.parquet"
     threads = torch.get_num_threads()
-    assert encode_in_process(features.items, cache, 1) == 4  # item e has no words
+    assert encode_in_process(features.items, cache, 1, "auto") == 4  # item e has no words; a GPU if any
     assert encode_in_process(features.items, cache, 1) == 0
     assert torch.get_num_threads() == threads
     ahead = fitted(features, encoder, store=ParquetVectorStore(cache))
@@ -210,3 +216,8 @@ def test_no_users_give_no_rows_not_an_error(shop, encoder):
     model, features = shop
     embedding = fitted(features, encoder).transform(model.transform(SHOP.slice(0, 0)))
     assert embedding.vectors.shape == (0, 384) and len(embedding.user_ids) == 0
+
+
+def test_the_encoder_takes_a_gpu_where_the_families_would_and_the_cpu_otherwise():
+    assert [encoder_device(a, has_cuda=True) for a in ("auto", "gpu", "cpu")] == ["cuda", "cuda", "cpu"]
+    assert [encoder_device(a, has_cuda=False) for a in ("auto", "gpu", "cpu")] == ["cpu", "cpu", "cpu"]
