@@ -40,7 +40,7 @@ class FusionEmbedder(Saveable):
             raise ValueError("fusion weights: one positive weight per named family")
         self.seed = seed
         if name is not None:
-            self.name = name  # what its embedding is called (emb_<name> in the warehouse)
+            self.name = name  # what its embedding is called (the families table, segment_runs.embedding)
         self.families = tuple(families) if families is not None else None
         self.weights = tuple(float(w) for w in weights) if weights is not None else None
         self.store = store  # for the text block's item vectors; never saved
