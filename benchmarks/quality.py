@@ -27,9 +27,9 @@ from sklearn.preprocessing import normalize
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tasks.workspace import DEFAULT_ENVIRONMENT  # noqa: E402
+from tasks.workspace import DEFAULT_ENVIRONMENT, QUIET_ENVIRONMENT  # noqa: E402
 
-for name, value in DEFAULT_ENVIRONMENT.items():
+for name, value in (DEFAULT_ENVIRONMENT | QUIET_ENVIRONMENT).items():  # the table alone, as `segflow run`
     os.environ.setdefault(name, value)
 
 
@@ -82,6 +82,7 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="segflow-quality-"))
     os.environ["PREFECT_HOME"] = str(base / "prefect")
     from flows.segment_users import segment_users
+    from tasks.track.report import choice
 
     print(f"{'data set':<22}{'method':<22}{'Recall@10':>10}{'NDCG@10':>10}{'Recall@20':>10}   notes")
     for label, source in sources.items():
@@ -99,7 +100,7 @@ def main() -> None:
         # Every family the run trained, as segments of people fit on the training part (the same K).
         rows += [
             (f"family {f['family']}", f["recall@10"], f["ndcg@10"], None,
-             ", ".join(filter(None, ["published" if f["chosen"] else f["note"], f"fit {f['fit_seconds']:.1f} s"])))
+             ", ".join(filter(None, [choice(f), f"fit {f['fit_seconds']:.1f} s"])))
             for f in summary.families if f["recall@10"] is not None
         ]  # fmt: skip
         if "svd" not in {f["family"] for f in summary.families}:
