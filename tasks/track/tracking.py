@@ -3,6 +3,7 @@ embedding and clusterer, with the whole config as params, every metric, and the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import tempfile
@@ -39,6 +40,38 @@ def flatten(config: dict, prefix: str = "") -> dict[str, str]:
         else:
             flat[name] = str(value)
     return flat
+
+
+def hyperparameters(embedder: object, prefix: str = "") -> dict[str, str]:
+    """What a fitted embedder was built and trained with, flattened for MLflow params: its configs and
+    settings (dataclasses, pydantic models), its plain options, and those of the embedders it holds (an
+    autoencoder's behaviour and svd parts under their attribute's name, a fusion's parts under theirs:
+    `lightgcn.settings.n_layers`). Counts of what the fit did (`n_epochs`, `n_encoded`) are metrics, not
+    params; the run's options (`segments.*`), the logger and the vector store are not the family's."""
+    from pydantic import BaseModel
+
+    params: dict[str, str] = {}
+    for name, value in vars(embedder).items():
+        if name.startswith(("_", "n_")) or name in ("logger", "store", "options"):
+            continue
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            params |= flatten(dataclasses.asdict(value), f"{prefix}{name}.")
+        elif isinstance(value, BaseModel):
+            params |= flatten(value.model_dump(), f"{prefix}{name}.")
+        elif isinstance(value, bool | int | float | str) or (
+            isinstance(value, tuple) and all(isinstance(v, int | float | str) for v in value)
+        ):
+            params[f"{prefix}{name}"] = str(value)
+        elif not prefix and _is_embedder(value):
+            params |= hyperparameters(value, f"{name}.")
+        elif not prefix and isinstance(value, list) and value and all(map(_is_embedder, value)):
+            for part in value:
+                params |= hyperparameters(part, f"{part.name}.")
+    return params
+
+
+def _is_embedder(value: object) -> bool:
+    return hasattr(value, "fit") and hasattr(value, "transform") and hasattr(value, "name")
 
 
 def log_run(
@@ -111,6 +144,7 @@ def _log_family(mlflow, experiment_id: str, family: FamilyRun, params: dict, inp
                 f"segments.{k}": str(segments.get(k))
                 for k in ("max_epochs", "time_budget_s", "accelerator", "seed")
             }
+            | (hyperparameters(family.model.embedder) if family.model is not None else {})
         )
         # One call for every epoch's losses: one log_metric per value took 3 s for five families' 100 epochs.
         now = int(time.time() * 1000)

@@ -112,6 +112,15 @@ def test_demo_run_writes_exports_report_and_mlflow_runs(demo_run):
             next(f["recall@10"] for f in summary.families if f["family"] == family)
         )
         assert "embedding.parquet" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    # Each family's own hyperparameters, as it was built and trained (not only the run's options).
+    assert {k: families["autoencoder"].data.params[k] for k in ("config.dim", "train.batch_size", "with_taste")} == {
+        "config.dim": "16", "train.batch_size": "256", "with_taste": "True"
+    }  # fmt: skip
+    # lightgcn and sequence see items only: their people-level embedder is a fusion with behaviour.
+    assert families["lightgcn"].data.params["lightgcn.settings.n_layers"] == "2"
+    assert families["sequence"].data.params["chosen"] == "('behaviour', 'sequence')"
+    assert families["sequence"].data.params["sequence.settings.max_len"] == "50"
+    assert "n_epochs" not in families["autoencoder"].data.params  # what the fit did is a metric
     version = client.get_model_version_by_alias("user-segmenter", "champion")
     assert version.run_id == parent.info.run_id and version.tags["segflow.family"] == chosen
     mlflow_run_id = query(workspace, "select mlflow_run_id from segment_runs where is_current")[0][0]
