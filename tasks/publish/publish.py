@@ -16,6 +16,7 @@ import duckdb
 import polars as pl
 
 from tasks.clock import utc_now
+from tasks.embed.registry import EMBEDDERS
 from tasks.warehouse import create_table_from_frame, load_sql, transaction
 
 PUBLISHED_TABLES = (
@@ -102,11 +103,14 @@ def swap_published(con: duckdb.DuckDBPyConnection, run: dict) -> None:
         for table in PUBLISHED_TABLES:  # the tables keep their DDL (sql/warehouse/); only the rows change
             con.execute(f"delete from {table}")
             con.execute(f"insert into {table} by name select * from seg_{table}")
-        # Beside them, with the run's own columns (no fixed DDL): its feature tables and its embedding.
+        # Beside them, with the run's own columns (no fixed DDL): its feature tables and its embedding, renamed
+        # into place (a copy of 20M interactions held the writer 10 s longer).
         for table in staged_feature_tables(con):
-            con.execute(f"create or replace table {table} as select * from seg_{table}")
-        # emb_<family>: where segflow kept the embedding before 2026-12-02, one table per family ever published.
-        for table in [name for name in warehouse_tables(con) if name.startswith("emb_")]:
+            con.execute(f"drop table if exists {table}")
+            con.execute(f"alter table seg_{table} rename to {table}")
+        # emb_<family>: where segflow kept the embedding before 2026-12-02, one table per family ever published
+        # (a table of the user's own named emb_something stays).
+        for table in sorted(set(warehouse_tables(con)) & {f"emb_{family}" for family in EMBEDDERS}):
             con.execute(f"drop table {table}")
         record_history(con)
         con.execute("update segment_runs set is_current = false where is_current")

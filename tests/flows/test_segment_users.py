@@ -23,11 +23,18 @@ from validation.gate import ValidationFailedError
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 runner = CliRunner()
 # With the run's embedding: a failed run of another family would leave other vectors (and columns) there.
-PUBLISHED = ("user_segments", "segment_recommendations", "segment_profiles", "segment_runs", "user_embedding")
+PUBLISHED = (
+    "user_segments", "segment_recommendations", "segment_profiles", "segment_runs", "user_embedding",
+    "fct_interactions", "fct_user_activity",
+)  # fmt: skip
 
 
-def snapshot(workspace) -> dict:
-    tables = {t: query(workspace, f"select * from {t} order by all") for t in PUBLISHED}
+def snapshot(workspace, con: duckdb.DuckDBPyConnection | None = None) -> dict:
+    """The published tables' rows (read on `con` when the test holds the warehouse open) and exports/current."""
+    read = (
+        (lambda sql: con.execute(sql).fetchall()) if con is not None else (lambda sql: query(workspace, sql))
+    )
+    tables = {t: read(f"select * from {t} order by all") for t in PUBLISHED}
     return tables | {"current": os.readlink(workspace / "exports" / "current")}
 
 
@@ -272,28 +279,35 @@ def test_a_failed_publish_gate_leaves_the_published_segments_and_exports_as_they
         ValidationFailedError,
         match="recommendation ranks start at 1 in every segment: 1 of 8 segments unexpected",
     ):
-        segment_users(
-            source="demo:400", workspace=str(workspace), settings=SegmentSettings(k=7, embedding="combined")
+        segment_users(  # 420 users: features written in place would hold 20 more than the published run's
+            source="demo:420", workspace=str(workspace), settings=SegmentSettings(k=7, embedding="combined")
         )
     assert snapshot(workspace) == before
 
 
 def test_a_failure_inside_the_swap_rolls_every_table_back(demo_run):
-    from tasks.publish.publish import swap_published
+    from tasks.publish.publish import PUBLISHED_TABLES, drop_staged, swap_published
 
     workspace, summary = demo_run
-    before = snapshot(workspace)
     con = duckdb.connect(str(workspace / "warehouse.duckdb"))
     try:
-        for table in ("user_segments", "segment_recommendations", "segment_profiles"):
+        # Every staged table (a row each), the features and embedding of another run, and a table where
+        # segflow kept embeddings before: the swap replaces, renames and drops them all, then fails.
+        for table in [*PUBLISHED_TABLES, "fct_interactions", "fct_user_activity"]:
             con.execute(f"create or replace table seg_{table} as select * from {table} limit 1")
+        con.execute("create table seg_user_embedding as select user_id, 0.5 as dim_0 from user_segments")
+        con.execute("create table emb_combined as select 1 as x")
+        before = snapshot(workspace, con)
         run = {"run_id": summary.run_id, "created_at": None, "source": "x", "embedding": "e", "clusterer": "c",
                "k": 1, "metrics": {}, "mlflow_run_id": None}  # fmt: skip
-        with pytest.raises(duckdb.Error):  # run_id already exists: the last statement fails
+        with pytest.raises(duckdb.ConstraintException):  # run_id already exists: the last statement fails
             swap_published(con, run)
+        assert snapshot(workspace, con) == before
+        assert con.execute("select count(*) from emb_combined").fetchall() == [(1,)]
+        drop_staged(con)
+        con.execute("drop table emb_combined")
     finally:
         con.close()
-    assert snapshot(workspace) == before
 
 
 @pytest.mark.slow
@@ -338,10 +352,7 @@ def test_the_features_and_the_embedding_stay_in_the_warehouse(demo_run):
     assert query(workspace, f"select {nulls} from user_embedding") == [(0,)]
     assert query(workspace, "select count(distinct user_id) from fct_interactions") == [(400,)]
     assert query(workspace, "select count(*) from fct_user_activity") == [(400,)]
-    staged = (
-        r"select table_name from information_schema.tables where table_name like 'seg\_fct\_%' escape '\' "
-        "or table_name = 'seg_user_embedding'"
-    )
+    staged = r"select table_name from information_schema.tables where table_name like 'seg\_%' escape '\'"
     assert query(workspace, staged) == []  # the staged copies are gone, after a publish and a failed run
 
 
