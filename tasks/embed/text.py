@@ -33,6 +33,7 @@ from tasks.embed.item_text import (
     SentenceEncoder,
     VectorStore,
     encode_missing,
+    encoder_device,
     item_texts,
     text_hash,
 )
@@ -70,6 +71,8 @@ class TextEmbedder(Saveable):
         """Train the head as the run says; keep item vectors in the run's text cache, when it has one."""
         self.head_train = replace(self.head_train, **options.train_overrides())
         self.logger = options.logger
+        # Texts the cache lacks are encoded where the head trains (a reloaded embedder encodes on the CPU).
+        self.encoder = SentenceEncoder(encoder_device(options.accelerator, torch.cuda.is_available()))
         if options.text_cache is not None:
             self.store = ParquetVectorStore(options.text_cache)
         return self
