@@ -549,6 +549,7 @@ def segment_users(
                 # As chosen (auto K, micro-K, family and personal weight resolved), so runs compare in MLflow
                 # by what they did; the requested ones are in the segmenter's settings.
                 "segments": settings.model_dump() | {"k": clusterer.k, "micro_k": micro.clusterer.k},
+                "clusterer": tracking.hyperparameters(clusterer),  # DEC's width, gamma, tol and training
             }
             mlflow_run_id, figures = track(
                 str(ws.root), run_id, params, metrics, embedding, assignments, sweep, clusterer.k, profiles,

@@ -43,10 +43,10 @@ def flatten(config: dict, prefix: str = "") -> dict[str, str]:
 
 
 def hyperparameters(embedder: object, prefix: str = "") -> dict[str, str]:
-    """What a fitted embedder was built and trained with, flattened for MLflow params: its configs and
-    settings (dataclasses, pydantic models), its plain options, and those of the embedders it holds (an
-    autoencoder's behaviour and svd parts under their attribute's name, a fusion's parts under theirs:
-    `lightgcn.settings.n_layers`). Counts of what the fit did (`n_epochs`, `n_encoded`) are metrics, not
+    """What a fitted embedder (or clusterer) was built and trained with, flattened for MLflow params: its
+    configs and settings (dataclasses, pydantic models), its plain options, and those of the embedders it
+    holds (an autoencoder's behaviour and svd parts under their attribute's name, a fusion's parts under
+    theirs: `lightgcn.settings.n_layers`). Counts of what the fit did (`n_epochs`, `n_encoded`) are metrics, not
     params; the run's options (`segments.*`), the logger and the vector store are not the family's."""
     from pydantic import BaseModel
 

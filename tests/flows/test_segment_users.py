@@ -109,6 +109,7 @@ def test_demo_run_writes_exports_report_and_mlflow_runs(demo_run):
     # auto K and micro-K as chosen (a newcomer saw segments.k = auto beside the chosen family)
     assert parent.data.params["segments.k"] == str(int(summary.metrics["k"]))
     assert parent.data.params["segments.micro_k"] == str(int(summary.metrics["micro_k"]))
+    assert parent.data.params["clusterer.k"] == str(int(summary.metrics["k"]))  # the fitted clusterer's own
     families = {r.data.tags["segflow.family"]: r for r in runs if "segflow.family" in r.data.tags}
     assert sorted(families) == sorted(trained)
     for family in ("autoencoder", "lightgcn", "sequence"):  # the families that train with Lightning
