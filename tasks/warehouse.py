@@ -142,6 +142,15 @@ def recommend_for_user(path: Path | str, user_id: str, segment_id: int, n: int) 
     return read_published(path, sql, {"user": user_id, "segment": segment_id, "n": n}) or []
 
 
+def warehouse_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The warehouse's own tables (not views, not this connection's temporary tables)."""
+    rows = con.execute(
+        "select table_name from information_schema.tables where table_catalog = current_database() "
+        "and table_schema = 'main' and table_type = 'BASE TABLE' order by table_name"
+    ).fetchall()
+    return [name for (name,) in rows]
+
+
 def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     found = con.execute(
         "select count(*) from information_schema.tables where table_name = $name", {"name": name}

@@ -17,7 +17,7 @@ import polars as pl
 
 from tasks.clock import utc_now
 from tasks.embed.registry import EMBEDDERS
-from tasks.warehouse import create_table_from_frame, load_sql, transaction
+from tasks.warehouse import create_table_from_frame, load_sql, transaction, warehouse_tables
 
 PUBLISHED_TABLES = (
     "user_segments",
@@ -141,15 +141,6 @@ def staged_feature_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
         for name in warehouse_tables(con)
         if name.startswith("seg_fct_") or name == "seg_user_embedding"
     ]
-
-
-def warehouse_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """The warehouse's own tables (not views, not this connection's temporary tables)."""
-    rows = con.execute(
-        "select table_name from information_schema.tables where table_catalog = current_database() "
-        "and table_schema = 'main' and table_type = 'BASE TABLE' order by table_name"
-    ).fetchall()
-    return [name for (name,) in rows]
 
 
 def record_history(con: duckdb.DuckDBPyConnection) -> None:

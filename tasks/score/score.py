@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from tasks.clock import utc_now
 from tasks.publish.publish import RUN_FILE, SEGMENTER_FILE, record_history
-from tasks.warehouse import create_table_from_frame, load_sql, transaction
+from tasks.warehouse import create_table_from_frame, load_sql, transaction, warehouse_tables
 
 # Published table -> the staged table holding the scored users' rows.
 SCORED_TABLES = {
@@ -132,7 +132,7 @@ def stage_scores(
 
 def staged_tables(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """The published tables this scoring changes, with their staged rows."""
-    present = {name for (name,) in con.execute("select table_name from information_schema.tables").fetchall()}
+    present = set(warehouse_tables(con))
     return {table: staged for table, staged in SCORED_TABLES.items() if staged in present}
 
 
