@@ -315,7 +315,9 @@ def describe(
     """Intrinsic metrics, stability and (when the source has planted segments) agreement with them."""
     truth = resolve_source(source, Path(sources_dir)).truth()
     labels = assignments["segment_id"].to_numpy()
-    return describe_segments(embedding, labels, settings.clusterer, clusterer.k, settings.seed, truth)
+    return describe_segments(
+        embedding, labels, settings.clusterer, clusterer.k, settings.seed, truth, seg.fit_options(settings)
+    )
 
 
 @task(cache_policy=NO_CACHE)

@@ -7,6 +7,7 @@ made it; the refined space only decides the segment."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Self
 
 import numpy as np
@@ -18,9 +19,11 @@ from models.common import TrainSettings, training_scope
 from models.dec import DecConfig, DecDataModule, DecModule, DecNetwork, make_dec_trainer
 from tasks.cluster.base import centroids_of, nearest_centroid, relabel_by_size
 from tasks.cluster.kmeans import KMeansClusterer
+from tasks.embed.base import FitOptions
 from tasks.fitted import Saveable
 
 TRAIN = TrainSettings(max_epochs=30, lr=1e-2, batch_size=256)  # patience: unused, see tol
+DISTRIBUTION = ("devices", "num_nodes")  # FitOptions' fields DEC leaves at one process
 
 
 class DecClusterer(Saveable):
@@ -41,6 +44,13 @@ class DecClusterer(Saveable):
         self.tol = tol
         self.train = train
         self.logger = logger  # e.g. an MLFlowLogger; never saved
+
+    def configure(self, options: FitOptions) -> Self:
+        """Train as the run says: its accelerator, most epochs and time budget. Not its processes (DEC trains
+        in one: its targets are computed over every row each epoch) nor its logger (an embedding family's)."""
+        overrides = options.train_overrides()
+        self.train = replace(self.train, **{k: v for k, v in overrides.items() if k not in DISTRIBUTION})
+        return self
 
     def fit(self, vectors: np.ndarray, k: int) -> Self:
         x = np.asarray(vectors, dtype=np.float32)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from tasks.cluster.base import Clusterer
+from tasks.embed.base import FitOptions
 from tasks.embed.registry import load_class
 
 CLUSTERERS: dict[str, str] = {
@@ -26,11 +27,14 @@ def sweep_family(name: str) -> str:
     return SWEPT_WITH.get(name, name)
 
 
-def make_clusterer(name: str, seed: int = 0) -> Clusterer:
-    """A new, unfitted clusterer of the family `name`."""
+def make_clusterer(name: str, seed: int = 0, options: FitOptions | None = None) -> Clusterer:
+    """A new, unfitted clusterer of the family `name`; one that trains (DEC) trains as `options` say."""
     if name not in CLUSTERERS:
         raise ValueError(f"unknown clusterer {name!r}; choose one of {', '.join(CLUSTERERS)}")
-    return load_class(CLUSTERERS[name])(seed)
+    clusterer = load_class(CLUSTERERS[name])(seed)
+    if options is not None and hasattr(clusterer, "configure"):
+        clusterer.configure(options)
+    return clusterer
 
 
 def fit_clusters(vectors: np.ndarray, name: str, k: int, seed: int = 0) -> Clusterer:

@@ -10,7 +10,7 @@ import numpy as np
 
 from tasks.cluster.base import Clusterer
 from tasks.cluster.registry import make_clusterer
-from tasks.embed.base import Embedding
+from tasks.embed.base import Embedding, FitOptions
 from tasks.evaluate.holdout import EventSplit
 from tasks.evaluate.metrics import (
     agreement,
@@ -102,12 +102,14 @@ def describe_segments(
     k: int,
     seed: int,
     truth: dict[str, int] | None,
+    options: FitOptions | None = None,
 ) -> dict[str, float]:
-    """Intrinsic metrics, stability (ARI against a refit with another seed) and, with planted truth, ARI / NMI
-    (users planted as noise, segment < 0, are left out: no segment should claim them)."""
+    """Intrinsic metrics, stability (ARI against a refit with another seed, trained as `options` say) and,
+    with planted truth, ARI / NMI (users planted as noise, segment < 0, are left out: no segment should claim
+    them)."""
     vectors = embedding.vectors
     metrics = {f"intrinsic/{name}": v for name, v in intrinsic_metrics(vectors, labels, seed).items()}
-    refit = make_clusterer(clusterer_name, seed + 1).fit(vectors, k)
+    refit = make_clusterer(clusterer_name, seed + 1, options).fit(vectors, k)
     metrics["stability/ari"] = agreement(labels, refit.predict(vectors)[0])["ari"]
     if truth:
         known = [i for i, u in enumerate(embedding.user_ids) if truth.get(str(u), -1) >= 0]

@@ -159,7 +159,9 @@ def fit_embedder(
 
 def fit_clusterer(embedding: Embedding, settings: SegmentSettings, k: int) -> Clusterer:
     """The people-level segments: fitted, then segments under the minimum size merged into their nearest."""
-    clusterer = make_clusterer(settings.clusterer, settings.seed).fit(embedding.vectors, k)
+    clusterer = make_clusterer(settings.clusterer, settings.seed, fit_options(settings)).fit(
+        embedding.vectors, k
+    )
     n_users = len(embedding.vectors)
     min_size = settings.min_segment_size or default_min_segment_size(n_users)
     return enforce_min_size(clusterer, embedding.vectors, min(min_size, max(1, n_users // 2)))

@@ -61,16 +61,16 @@ class SegmentSettings(BaseModel):
     )
 
     max_epochs: int | None = Field(
-        None, ge=1, description="Most epochs per learned family fit (default: each family's own)"
+        None, ge=1, description="Most epochs per learned family fit and DEC fit (default: each one's own)"
     )
     time_budget_s: float | None = Field(
         None,
         gt=0,
-        description="A wall-clock cap per learned family fit, in seconds (none: a fit is bounded by its epochs; "
+        description="A wall-clock cap per learned family fit and DEC fit, in seconds (none: a fit is bounded by its epochs; "
         "a cap that stops one makes its vectors depend on the machine's speed)",
     )
     accelerator: Literal["auto", "cpu", "gpu"] = Field(
-        "auto", description="Where learned families train: auto (a GPU when present), cpu or gpu"
+        "auto", description="Where learned families and DEC train: auto (a GPU when present), cpu or gpu"
     )
     engine: EngineName = Field(
         "duckdb",

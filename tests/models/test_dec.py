@@ -15,6 +15,10 @@ from sklearn.metrics import adjusted_rand_score
 
 from tasks.cluster.dec import TRAIN, DecClusterer
 from tasks.cluster.kmeans import KMeansClusterer
+from tasks.cluster.registry import make_clusterer
+from tasks.embed.base import Embedding, FitOptions
+from tasks.segment.segmenter import fit_clusterer
+from tasks.segment.settings import SegmentSettings
 
 FEW_EPOCHS = replace(TRAIN, max_epochs=3)
 
@@ -86,3 +90,14 @@ def test_save_load_and_the_seed_reproduce_segments_and_memberships(fitted, blobs
     for other in (reloaded, DecClusterer(0, dim=4, train=FEW_EPOCHS).fit(x, 4)):
         np.testing.assert_array_equal(other.predict(x)[0], fitted.predict(x)[0])
         np.testing.assert_array_equal(other.soft_memberships(x), fitted.soft_memberships(x))
+
+
+def test_the_runs_accelerator_epochs_and_budget_reach_dec_but_not_its_processes(blobs):
+    """`--accelerator cpu`, `--max-epochs`, `--time-budget` say how DEC trains too (a GPU machine trained DEC
+    on its GPU under `--accelerator cpu`); `--devices` does not: DEC trains in one process."""
+    options = FitOptions(max_epochs=2, time_budget_s=60.0, accelerator="cpu", devices=4, num_nodes=2)
+    dec = make_clusterer("dec", 0, options)
+    assert dec.train == replace(TRAIN, max_epochs=2, max_time_s=60.0, accelerator="cpu")
+    settings = SegmentSettings(clusterer="dec", max_epochs=1, accelerator="cpu", min_segment_size=1)
+    fitted = fit_clusterer(Embedding("blobs", np.arange(300).astype(str), blobs[0]), settings, 4)
+    assert fitted.train.max_epochs == 1 and fitted.train.accelerator == "cpu" and fitted.k == 4
