@@ -564,18 +564,18 @@ def run(
         ),
     ] = False,
     max_epochs: Annotated[
-        int | None, typer.Option("--max-epochs", help="Most epochs per learned family fit.")
+        int | None, typer.Option("--max-epochs", help="Most epochs per learned family fit (and DEC's).")
     ] = None,
     time_budget: Annotated[
         float | None,
         typer.Option(
             "--time-budget",
-            help="A wall-clock cap in seconds per learned family fit (default: none; a fit is bounded by its "
+            help="A wall-clock cap in seconds per learned family fit and DEC fit (default: none; a fit is bounded by its "
             "epochs, and a cap that stops one makes its vectors depend on the machine's speed).",
         ),
     ] = None,
     accelerator: Annotated[
-        str, typer.Option(help="Where learned families train: auto (a GPU when present), cpu or gpu.")
+        str, typer.Option(help="Where learned families and DEC train: auto (a GPU when present), cpu or gpu.")
     ] = "auto",
     engine: Annotated[
         str, typer.Option(help="Where the feature SQL runs: duckdb (in this process) or spark.")
