@@ -172,6 +172,12 @@ def encode_in_process(items: pa.Table, cache: Path, n_threads: int, accelerator:
     return int(done.stdout.strip().splitlines()[-1])
 
 
+def encoder_device(accelerator: str, has_cuda: bool) -> str:
+    """Where the encoder runs, as the Trainer picks for the families: "auto" and "gpu" take a CUDA device
+    when there is one (on ml-latest-small's 9,742 titles the CPU took 55-108 s), else the CPU."""
+    return "cuda" if accelerator != "cpu" and has_cuda else "cpu"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Encode the item texts a Parquet vector cache lacks.")
     parser.add_argument("items", type=Path, help="Parquet: item_id, title, category, text")
@@ -184,12 +190,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = encoder_device(args.accelerator, torch.cuda.is_available())
     print(fill_text_cache(pq.read_table(args.items), ParquetVectorStore(args.cache), device))
-
-
-def encoder_device(accelerator: str, has_cuda: bool) -> str:
-    """Where the encoder runs, as the Trainer picks for the families: "auto" and "gpu" take a CUDA device
-    when there is one (on ml-latest-small's 9,742 titles the CPU took 55-108 s), else the CPU."""
-    return "cuda" if accelerator != "cpu" and has_cuda else "cpu"
 
 
 if __name__ == "__main__":
