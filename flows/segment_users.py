@@ -364,10 +364,11 @@ def save_segmenter(segmenter: Segmenter, profiles: list[dict], workspace_root: s
 def track(
     ws_root: str, run_id: str, params: dict, metrics: dict, embedding: Embedding, assignments: pl.DataFrame,
     sweep: Sweep, k: int, profiles: list[dict], segmenter_path: str, example: pa.Table, fits: list[FamilyFit],
-    families: list[dict], train_model: FeatureModel,
+    families: list[dict], train_model: FeatureModel, clusterer_epochs: list[dict[str, float]],
 ) -> tuple[str, dict[str, bytes]]:  # fmt: skip
     """Log the run to MLflow (params, metrics, charts, the segmenter and every family's embedder as pyfunc
-    models, with `example`, a few events, as their input example); returns its run id."""
+    models, with `example`, a few events, as their input example, and a trained clusterer's epochs); returns
+    its run id."""
     import json
 
     from tasks.track.pyfunc import FamilyModel  # imports MLflow: only when a run is tracked
@@ -396,6 +397,7 @@ def track(
             tracking.FamilyRun(f.family, f.metrics, f.epochs, f.embedding, FamilyModel(train_model, f.embedder))
             for f in fits if f.error is None
         ],
+        clusterer_epochs=clusterer_epochs,
     )  # fmt: skip
     return mlflow_run_id, figures
 
@@ -556,6 +558,7 @@ def segment_users(
             mlflow_run_id, figures = track(
                 str(ws.root), run_id, params, metrics, embedding, assignments, sweep, clusterer.k, profiles,
                 segmenter_path, example, fits, families, train_model,
+                getattr(clusterer, "epochs", []),  # a clusterer that trains (DEC) keeps its epochs
             )  # fmt: skip
             run = {
                 "run_id": run_id, "created_at": utc_now(), "source": report.source,

@@ -129,6 +129,7 @@ class DecModule(LossModule):
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
         changed = self.refresh_targets()
+        self.log("changed", changed)
         if len(self.changed) >= self.network.config.min_epochs and changed < self.network.config.tol:
             self.trainer.should_stop = True
 
@@ -136,7 +137,7 @@ class DecModule(LossModule):
         return torch.optim.Adam(self.parameters(), lr=self.lr)
 
 
-def make_dec_trainer(settings: TrainSettings, logger: Logger | None = None) -> pl.Trainer:
+def make_dec_trainer(settings: TrainSettings, logger: Logger | list[Logger] | None = None) -> pl.Trainer:
     """The Trainer as models/common.py makes it, without early stopping on `val/loss` and without going back
     to the best epoch's weights: the objective chases a target that sharpens every epoch, so a rising loss is
     no sign to stop, and the first epoch's weights would only undo the refinement. DEC stops by `tol`."""
@@ -146,7 +147,7 @@ def make_dec_trainer(settings: TrainSettings, logger: Logger | None = None) -> p
         max_epochs=settings.max_epochs,
         max_time=timedelta(seconds=settings.max_time_s) if settings.max_time_s else None,
         callbacks=[TimeBudgetNote()] if settings.max_time_s else [],
-        logger=logger if logger is not None else False,
+        logger=logger if logger else False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,

@@ -15,7 +15,7 @@ import torch
 from pytorch_lightning.loggers import Logger
 
 from models.autoencoder import one_thread
-from models.common import TrainSettings, training_scope
+from models.common import EpochLog, TrainSettings, training_scope
 from models.dec import DecConfig, DecDataModule, DecModule, DecNetwork, make_dec_trainer
 from tasks.cluster.base import centroids_of, nearest_centroid, relabel_by_size
 from tasks.cluster.kmeans import KMeansClusterer
@@ -56,9 +56,11 @@ class DecClusterer(Saveable):
         x = np.asarray(vectors, dtype=np.float32)
         with training_scope(self.seed), one_thread():
             data, module = self.training_parts(x, k)
-            trainer = make_dec_trainer(self.train, self.logger)
+            log = EpochLog()
+            trainer = make_dec_trainer(self.train, [log] + ([self.logger] if self.logger else []))
             trainer.fit(module, datamodule=data)
         self.changed = module.changed
+        self.epochs = log.epochs()  # train/loss, val/loss and the share of rows that `changed` cluster
         network = module.network.cpu().eval()
         config = network.config
         labels = self._assign(network, network.centres.detach(), x)

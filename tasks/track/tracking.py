@@ -85,9 +85,11 @@ def log_run(
     segmenter_path: str | None = None,
     input_example=None,
     families: list[FamilyRun] = (),
+    clusterer_epochs: list[dict[str, float]] = (),
 ) -> str:
     """Log a pipeline run (and its segmenter as a pyfunc model, tagged unpublished until `mark_published`);
-    returns the parent MLflow run id."""
+    returns the parent MLflow run id. `clusterer_epochs`: a clusterer's training per epoch (DEC's), logged in
+    the nested embedding/clusterer run as `clusterer/<metric>`, step = epoch."""
     import os
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per artifact is noise
@@ -107,9 +109,10 @@ def log_run(
         mlflow.set_tag(PUBLISHED_TAG, "false")
         mlflow.log_params(flatten(params))
         mlflow.log_metrics(clean)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=nested_name, nested=True):
+        with mlflow.start_run(experiment_id=experiment_id, run_name=nested_name, nested=True) as nested:
             mlflow.log_params(flatten(params))
             mlflow.log_metrics(clean)
+            _log_epochs(mlflow, nested.info.run_id, clusterer_epochs, "clusterer/")
             for name, content in artifacts.items():
                 if isinstance(content, bytes):
                     mlflow.log_image(_image(content), name)
@@ -132,8 +135,6 @@ def _log_family(mlflow, experiment_id: str, family: FamilyRun, params: dict, inp
     from tasks.embed.base import embedding_frame
 
     segments = params.get("segments", {})
-    from mlflow.entities import Metric
-
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=f"family/{family.family}", nested=True
     ) as run:
@@ -146,15 +147,7 @@ def _log_family(mlflow, experiment_id: str, family: FamilyRun, params: dict, inp
             }
             | (hyperparameters(family.model.embedder) if family.model is not None else {})
         )
-        # One call for every epoch's losses: one log_metric per value took 3 s for five families' 100 epochs.
-        now = int(time.time() * 1000)
-        history = [
-            Metric(metric_key(key), value, now, int(row["epoch"]))
-            for row in family.epochs
-            for key, value in row.items()
-            if key != "epoch" and math.isfinite(value)
-        ]
-        mlflow.MlflowClient().log_batch(run.info.run_id, metrics=history)
+        _log_epochs(mlflow, run.info.run_id, family.epochs)
         mlflow.log_metrics(
             {metric_key(f"holdout/{k}"): float(v) for k, v in family.metrics.items() if math.isfinite(v)}
         )
@@ -168,6 +161,22 @@ def _log_family(mlflow, experiment_id: str, family: FamilyRun, params: dict, inp
 
                     dimensions = family.embedding.vectors.shape[1]
                     log_family_model(family.model, dimensions, input_example, Path(folder))
+
+
+def _log_epochs(mlflow, run_id: str, epochs: list[dict[str, float]], prefix: str = "") -> None:
+    """Each epoch's metrics (step = epoch) in one call: one log_metric per value took 3 s for five families'
+    100 epochs."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    history = [
+        Metric(metric_key(prefix + key), value, now, int(row["epoch"]))
+        for row in epochs
+        for key, value in row.items()
+        if key != "epoch" and math.isfinite(value)
+    ]
+    if history:
+        mlflow.MlflowClient().log_batch(run_id, metrics=history)
 
 
 def mark_published(tracking_uri: str, mlflow_run_id: str) -> None:

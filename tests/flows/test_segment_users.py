@@ -394,3 +394,32 @@ def test_past_the_sample_a_learned_family_publishes_the_fit_the_holdout_scored(t
         "lightgcn is the fit on the sample (the one the holdout scored), not fit again on all users: it embeds "
         "the other 60 users as it would new users"
     ) in summary.notes
+
+
+def test_dec_trains_as_the_run_says_and_its_epochs_are_in_mlflow(tmp_path):
+    """`--clusterer dec --max-epochs 12 --accelerator cpu`: DEC trains at most 12 epochs on the CPU (it took
+    its own 30 and the GPU before), and its loss and the share of users that changed segment each epoch are
+    in the nested embedding/clusterer run, as a family's epochs are in the family's."""
+    workspace = tmp_path / "workspace"
+    settings = SegmentSettings(embedding="behaviour", clusterer="dec", k=4, micro_k=4, max_epochs=12)
+    summary = segment_users(
+        source="demo:120",
+        workspace=str(workspace),
+        settings=settings.model_copy(update={"accelerator": "cpu"}),
+    )
+    clusterer = Segmenter.load(summary.locations["segmenter"]).clusterer
+    assert clusterer.train.max_epochs == 12 and clusterer.train.accelerator == "cpu"
+    assert 10 <= len(clusterer.epochs) <= 12  # DEC's min_epochs is 10; it stops once segments settle
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}")
+    (nested,) = client.search_runs(
+        [client.get_experiment_by_name("segflow").experiment_id], "attributes.run_name = 'behaviour/dec'"
+    )
+    assert nested.data.params["clusterer.train.max_epochs"] == "12"
+    for key in ("clusterer/train/loss", "clusterer/val/loss", "clusterer/changed"):
+        history = client.get_metric_history(nested.info.run_id, key)
+        assert [m.step for m in history] == list(range(len(clusterer.epochs)))
+    changed = [m.value for m in client.get_metric_history(nested.info.run_id, "clusterer/changed")]
+    assert changed == pytest.approx([e["changed"] for e in clusterer.epochs])
