@@ -30,8 +30,11 @@ final as (
         per_user.n_items,
         per_user.active_days,
         greatest(date_diff('microsecond', per_user.last_ts, $end_ts) / 86400000000, 0) as recency_days,
-        per_user.active_days / greatest(date_diff('microsecond', per_user.first_ts, $end_ts) / 86400000000, 1)
-            as frequency,
+        -- Over the days from the first event to the reference time, or to the user's last event when that is
+        -- later (a user scored after the fit, whose whole history may follow it: not one day).
+        per_user.active_days / greatest(
+            date_diff('microsecond', per_user.first_ts, greatest(per_user.last_ts, $end_ts)) / 86400000000, 1
+        ) as frequency,
         per_user.monetary,
         per_user.n_views / per_user.n_events as share_view,
         per_user.n_carts / per_user.n_events as share_cart,
