@@ -267,7 +267,8 @@ def run_suite(
                 _add_chunk_result(total, item, by_id[str(item.expectation_config.id)], part.id_columns)
         for name, total in totals.items():
             check = by_id[name]
-            mostly = getattr(check.expectation, "mostly", None) or 1.0
+            mostly = getattr(check.expectation, "mostly", None)
+            mostly = 1.0 if mostly is None else mostly  # 0 allows every row (`or` made it 1: none)
             if total.error is None and total.unexpected_count is not None and total.element_count:
                 total.success = total.unexpected_count <= (1 - mostly) * total.element_count + 1e-9
             results.append(total)
