@@ -234,6 +234,11 @@ def check_n(value: int) -> int:
     return value
 
 
+def as_ingested_id(value: str) -> str:
+    """A user id as ingest stores it: trimmed (`' 7'` in a file is user `7`)."""
+    return value.strip()
+
+
 def check_k(value: str) -> str:
     if value == "auto" or (value.isdigit() and int(value) >= 2):
         return value
@@ -443,6 +448,12 @@ def print_warehouse(ws: Workspace) -> None:
         + (f" ({counts['catalogue']:,} in the catalogue)" if counts["catalogue"] != counts["items"] else "")
         + f"; {counts['quarantine']:,} rows in quarantine",
     )  # fmt: skip
+    if len(counts["sources"]) > 1:
+        print_line(
+            ("note ", "yellow"),
+            f"the warehouse holds the events of {len(counts['sources'])} sources ({', '.join(counts['sources'])}): "
+            "segments are built from all of them; use one workspace per data set to keep them apart",
+        )
 
 
 def refuse_ingest(error: Exception, published_note: str | None = None) -> NoReturn:
@@ -763,7 +774,9 @@ def segments(workspace: WorkspaceOption = Path("workspace")) -> None:
 
 @app.command()
 def user(
-    user_id: Annotated[str, typer.Argument(help="The user's id, as in events.user_id.")],
+    user_id: Annotated[
+        str, typer.Argument(callback=as_ingested_id, help="The user's id, as in events.user_id.")
+    ],
     workspace: WorkspaceOption = Path("workspace"),
     n: Annotated[int, typer.Option("-n", callback=check_n, help="How many recommendations.")] = 10,
 ) -> None:
@@ -823,8 +836,10 @@ def show_unpublished_user(ws: Workspace, snapshot: Any, user_id: str, n: int) ->
         )
     if events.num_rows == 0:
         fail(f"user {user_id!r} has no segment: they have no events in {ws.root}; the global list applies")
+    from tasks.segment.evaluate import USER_LIST_LENGTH
+
     run_id = read_published_run(snapshot)["run_id"]
-    live = assign_now(snapshot, events, n)
+    live = assign_now(snapshot, events, min(n, USER_LIST_LENGTH))  # as long as a published list, at most
     if live is None:
         fail(
             f"user {user_id!r} is not in the published segments, and run {run_id} saved no segmenter to assign "
@@ -838,7 +853,10 @@ def show_unpublished_user(ws: Workspace, snapshot: Any, user_id: str, n: int) ->
     if live.memberships and snapshot.has("micro_segment_recommendations"):
         print_memberships(describe_memberships(snapshot, live.memberships))
         listed = live.recommendations
-        title = f"top {n} recommendations (blended from the micro-segments, seen items excluded)"
+        held = f"; a published list holds {USER_LIST_LENGTH}, not {n}" if n > USER_LIST_LENGTH else ""
+        title = (
+            f"top {len(listed)} recommendations (blended from the micro-segments, seen items excluded{held})"
+        )
     else:
         listed = read_recommendations(snapshot, live.segment_id, n, seen)
         title = f"top {n} recommendations (seen items excluded)"
@@ -952,7 +970,9 @@ def score(
 
 @app.command()
 def history(
-    user_id: Annotated[str, typer.Argument(help="The user's id, as in events.user_id.")],
+    user_id: Annotated[
+        str, typer.Argument(callback=as_ingested_id, help="The user's id, as in events.user_id.")
+    ],
     workspace: WorkspaceOption = Path("workspace"),
 ) -> None:
     """Print a user's segments over time (every publish and every scoring that moved them), oldest first."""

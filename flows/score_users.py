@@ -1,7 +1,8 @@
 """The `score-users` flow: between retrains, new files in and every user with new events assigned by the
 published run's saved segmenter, without retraining.
 
-ingest (new files only) -> find the published run -> select the users to score -> assign -> stage -> publish
+finish an interrupted publish -> find the published run (refused when there is none) -> ingest (new files
+only) -> select the users to score -> assign -> stage -> publish
 (export, swap, switch). Users without new events are not touched; a failure leaves everything as it was.
 """
 
@@ -19,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
 from flows.ingest import IngestReport, ingest_events
+from flows.recovery import finish_interrupted_publish
 from tasks.clock import new_id
 from tasks.score import score
 from tasks.score.score import PublishedRun, ScoredCounts
@@ -80,16 +82,24 @@ def stage_scores(
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
-def publish_scores(warehouse_path: str, memory_limit: str, exports_dir: str, published: PublishedRun) -> str:
-    """Write a new export folder, swap the scored rows in one transaction (with their history), switch
-    exports/current, then delete all but the newest export folders (an hourly schedule makes 24 a day)."""
-    from tasks.publish.publish import DEFAULT_KEEP_EXPORTS, prune_exports, switch_current_export
+def publish_scores(
+    warehouse_path: str, memory_limit: str, exports_dir: str, published: PublishedRun, name: str
+) -> str:
+    """Write the export folder `name`, swap the scored rows in one transaction (with their history), switch
+    exports/current, then delete all but the newest export folders (an hourly schedule makes 24 a day). A
+    retry after the swap committed only switches."""
+    from tasks.publish.publish import (
+        DEFAULT_KEEP_EXPORTS,
+        prune_exports,
+        published_folder,
+        switch_current_export,
+    )
 
-    name = f"{published.run_id}-scored-{new_id()}"
     con = connect_warehouse(warehouse_path, memory_limit)
     try:
-        score.write_scored_exports(con, Path(exports_dir), published, name)
-        score.swap_scores(con)
+        if published_folder(con) != name:
+            score.write_scored_exports(con, Path(exports_dir), published, name)
+            score.swap_scores(con, name)
     finally:
         con.close()
     current = switch_current_export(Path(exports_dir), name)
@@ -125,8 +135,11 @@ def score_users(
     ws = open_workspace(workspace)
     warehouse, memory = str(ws.warehouse_path), ws.duckdb_memory_limit
     with hold_workspace(ws):
-        report = ingest_events(source=source, workspace=str(ws.root), max_bad_fraction=max_bad_fraction)
+        finish_interrupted_publish(warehouse, memory, str(ws.exports_dir))
+        # Refused before anything is ingested: new files in a workspace with nothing published would wait
+        # there for the next full run.
         published = find_published_run(warehouse, memory, str(ws.exports_dir))
+        report = ingest_events(source=source, workspace=str(ws.root), max_bad_fraction=max_bad_fraction)
         try:
             events = select_users(warehouse, memory)
             if events.num_rows == 0:
@@ -135,7 +148,8 @@ def score_users(
             counts = stage_scores(
                 warehouse, memory, published.run_id, assignments, memberships, recommendations
             )
-            current = publish_scores(warehouse, memory, str(ws.exports_dir), published)
+            name = f"{published.run_id}-scored-{new_id()}"
+            current = publish_scores(warehouse, memory, str(ws.exports_dir), published, name)
         finally:
             discard_scored(warehouse, memory)
     summary = ScoreSummary(published.run_id, report, counts, current)

@@ -1,4 +1,5 @@
-"""The `segment-users` flow: ingest, then each stage of segmenting as its own task, visible in the run graph.
+"""The `segment-users` flow: finish an interrupted publish, ingest, then each stage of segmenting as its own
+task, visible in the run graph.
 
 holdout split -> features of all users -> the families to train (and, when one reads item text, the texts
 encoded alongside what follows) -> choose K -> (features -> embed each candidate family -> choose the family
@@ -23,6 +24,7 @@ from prefect.context import FlowRunContext
 from pydantic import Field
 
 from flows.ingest import IngestReport, ingest_events
+from flows.recovery import finish_interrupted_publish
 from flows.runners import make_task_runner, runs_in_parallel
 from tasks.clock import new_id, utc_now
 from tasks.cluster.base import Clusterer
@@ -415,8 +417,9 @@ def publish_segments(
     delete all but the `keep_exports` newest export folders."""
     con = connect_warehouse(warehouse_path, memory_limit)
     try:
-        publish.write_exports(con, Path(exports_dir), run["run_id"], Path(segmenter_path))
-        publish.swap_published(con, run)
+        if publish.published_folder(con) != run["run_id"]:  # a retry after the swap committed only switches
+            publish.write_exports(con, Path(exports_dir), run["run_id"], Path(segmenter_path))
+            publish.swap_published(con, run)
     finally:
         con.close()
     current = publish.switch_current_export(Path(exports_dir), run["run_id"])
@@ -468,6 +471,7 @@ def segment_users(
         return [encoding] if encoding is not None and family in READS_ITEM_TEXT else []
 
     with hold_workspace(ws):
+        finish_interrupted_publish(warehouse, memory, str(ws.exports_dir))
         report = ingest_events(source=source, workspace=str(ws.root), max_bad_fraction=max_bad_fraction)
         try:
             events, items = load_events(warehouse, memory, settings)

@@ -29,6 +29,7 @@ WAREHOUSE_TABLES = (
     "user_memberships",
     "user_recommendations",
     "user_segment_history",
+    "published_export",
 )
 
 
@@ -68,9 +69,10 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     con.execute("commit")
 
 
-def describe_warehouse(path: Path | str) -> dict[str, int]:
+def describe_warehouse(path: Path | str) -> dict[str, int | list[str]]:
     """Headline counts of the warehouse, read-only: `items` are those with events, `catalogue` the rows of the
-    item catalogue (events may name items it lacks, and it may list items nobody touched)."""
+    item catalogue (events may name items it lacks, and it may list items nobody touched); `sources` the names
+    of the sources with events."""
     con = duckdb.connect(str(path), read_only=True)
     try:
         row = con.execute(
@@ -80,12 +82,13 @@ def describe_warehouse(path: Path | str) -> dict[str, int]:
                 (select count(distinct user_id) from events),
                 (select count(distinct item_id) from events),
                 (select count(*) from items),
-                (select count(*) from quarantine)
+                (select count(*) from quarantine),
+                (select coalesce(list(source order by source), []) from (select distinct source from events))
             """
         ).fetchall()[0]
     finally:
         con.close()
-    return dict(zip(("events", "users", "items", "catalogue", "quarantine"), row, strict=True))
+    return dict(zip(("events", "users", "items", "catalogue", "quarantine", "sources"), row, strict=True))
 
 
 def source_settings(con: duckdb.DuckDBPyConnection) -> list[tuple[str, tuple[str, ...], ValidationSettings]]:

@@ -113,6 +113,7 @@ def swap_published(con: duckdb.DuckDBPyConnection, run: dict) -> None:
         for table in sorted(set(warehouse_tables(con)) & {f"emb_{family}" for family in EMBEDDERS}):
             con.execute(f"drop table {table}")
         record_history(con)
+        record_export(con, folder.name if folder is not None else run["run_id"])
         con.execute("update segment_runs set is_current = false where is_current")
         con.execute(
             """
@@ -141,6 +142,32 @@ def staged_feature_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
         for name in warehouse_tables(con)
         if name.startswith("seg_fct_") or name == "seg_user_embedding"
     ]
+
+
+def record_export(con: duckdb.DuckDBPyConnection, folder: str) -> None:
+    """Inside a swap's transaction: `exports/<folder>` holds what the published tables now hold."""
+    con.execute("delete from published_export")
+    con.execute("insert into published_export values ($folder, $at)", {"folder": folder, "at": utc_now()})
+
+
+def published_folder(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The export folder the published tables match (None before the first publish that recorded one)."""
+    rows = con.execute("select folder from published_export").fetchall()
+    return rows[0][0] if rows else None
+
+
+def restore_current_export(con: duckdb.DuckDBPyConnection, exports_dir: Path) -> str | None:
+    """Finish a publish that stopped between the swap's commit and the switch of `exports/current` (a kill, a
+    full disk): point `current` at the folder the published tables match. Returns that folder's name when it
+    switched, else None. Only the writer calls this, before it reads what is published."""
+    folder = published_folder(con)
+    current = exports_dir / "current"
+    if folder is None or not (exports_dir / folder).is_dir():
+        return None
+    if current.is_symlink() and os.readlink(current) == folder:
+        return None
+    switch_current_export(exports_dir, folder)
+    return folder
 
 
 def record_history(con: duckdb.DuckDBPyConnection) -> None:

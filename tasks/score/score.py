@@ -19,7 +19,7 @@ import polars as pl
 import pyarrow as pa
 
 from tasks.clock import utc_now
-from tasks.publish.publish import RUN_FILE, SEGMENTER_FILE, record_history
+from tasks.publish.publish import RUN_FILE, SEGMENTER_FILE, published_folder, record_export, record_history
 from tasks.warehouse import create_table_from_frame, load_sql, transaction, warehouse_tables
 
 # Published table -> the staged table holding the scored users' rows.
@@ -64,7 +64,10 @@ def find_published_run(con: duckdb.DuckDBPyConnection, exports_dir: Path) -> Pub
             f"no segments published in {exports_dir.parent} yet: run `segflow run` first; scoring assigns new "
             "users with its saved segmenter"
         )
-    published = PublishedRun(rows[0][0], Path(os.path.realpath(exports_dir / "current")))
+    folder = published_folder(con)  # the folder the tables match (exports/current, once a writer restored it)
+    published = PublishedRun(
+        rows[0][0], exports_dir / folder if folder else Path(os.path.realpath(exports_dir / "current"))
+    )
     if not published.segmenter_path.is_file():
         raise ScoringError(
             f"run {published.run_id} saved no segmenter in {published.folder}: run `segflow run` to publish "
@@ -166,14 +169,16 @@ def write_scored_exports(
     return out_dir
 
 
-def swap_scores(con: duckdb.DuckDBPyConnection) -> None:
-    """Replace the scored users' rows of the published tables and write their history, all or nothing."""
+def swap_scores(con: duckdb.DuckDBPyConnection, folder: str) -> None:
+    """Replace the scored users' rows of the published tables and write their history, all or nothing;
+    `exports/<folder>` (written by `write_scored_exports`) holds them."""
     changed = staged_tables(con)
     with transaction(con):
         for table, staged in changed.items():
             con.execute(f"delete from {table} where user_id in (select user_id from {staged})")
             con.execute(f"insert into {table} by name select * from {staged}")
         record_history(con)
+        record_export(con, folder)
 
 
 def drop_scored(con: duckdb.DuckDBPyConnection) -> None:

@@ -9,6 +9,7 @@ import duckdb
 import pytest
 
 from flows.segment_users import segment_users
+from tasks.publish import publish
 from tasks.segment.settings import SegmentSettings
 from tests.helpers import query
 
@@ -39,7 +40,7 @@ def champion_version(workspace):
     return client, client.get_model_version_by_alias("user-segmenter", "champion")
 
 
-def test_a_worse_run_leaves_the_champion_and_its_tables_and_force_moves_both(tmp_path):
+def test_a_worse_run_leaves_the_champion_and_its_tables_and_force_moves_both(tmp_path, monkeypatch):
     workspace = tmp_path / "workspace"
     first = segment_users(
         source="demo:400", workspace=str(workspace), settings=SegmentSettings(embedding="combined")
@@ -74,9 +75,21 @@ def test_a_worse_run_leaves_the_champion_and_its_tables_and_force_moves_both(tmp
     duckdb.connect(str(workspace / "warehouse.duckdb")).execute(
         "create table emb_combined as select 1 as x"
     ).close()
+    # The switch of exports/current fails once after the swap committed (a full disk): the task's retry only
+    # switches (it wrote the exports and swapped again, and failed: the staged tables were gone).
+    switch = publish.switch_current_export
+    failures = [OSError(28, "No space left on device")]
+
+    def flaky_switch(exports_dir, name):
+        if failures:
+            raise failures.pop()
+        return switch(exports_dir, name)
+
+    monkeypatch.setattr(publish, "switch_current_export", flaky_switch)
     forced = segment_users(
         source="demo:400", workspace=str(workspace), settings=settings.model_copy(update={"force": True})
     )
+    assert not failures and os.readlink(workspace / "exports" / "current") == forced.run_id
     assert forced.published and forced.notes[-1].startswith(
         f"published with --force although worse: segment Recall@10 {ours:.4f} against {theirs:.4f}"
     )

@@ -46,7 +46,7 @@ def test_movielens_latest_small_lands_exactly_and_a_second_ingest_adds_nothing(w
     assert query(workspace, "select count(*) from ingest_manifest") == [(3,)]
 
 
-def test_segflow_ingest_on_demo_data_prints_what_it_did(workspace):
+def test_segflow_ingest_on_demo_data_prints_what_it_did(workspace, tmp_path):
     result = runner.invoke(app, ["ingest", "--source", "demo:200", "--workspace", str(workspace)])
     assert result.exit_code == 0, result.output
     assert "events.csv" in result.output and "ingested" in result.output
@@ -59,6 +59,15 @@ def test_segflow_ingest_on_demo_data_prints_what_it_did(workspace):
     again = runner.invoke(app, ["ingest", "--source", "demo:200", "--workspace", str(workspace)])
     assert again.exit_code == 0 and "skipped" in again.output
     assert query(workspace, "select count(*) from events")[0][0] == n_events
+    assert "sources" not in again.output
+    # Another data set in the same workspace: its users would be segmented with the demo's; the user is told.
+    spec = write_csv_source(tmp_path / "shop", [f"s{i},i00001,view,2024-01-01\n" for i in range(3)])
+    other = runner.invoke(app, ["ingest", "--source", str(spec), "--workspace", str(workspace)])
+    assert other.exit_code == 0, other.output
+    assert (
+        "note the warehouse holds the events of 2 sources (demo, shop): segments are built from all of them; "
+        "use one workspace per data set to keep them apart"
+    ) in " ".join(other.output.split())
 
 
 def test_a_rejected_file_exits_non_zero_with_the_fraction_and_reasons(tmp_path, workspace):

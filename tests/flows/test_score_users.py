@@ -88,6 +88,8 @@ def scored(published, tmp_path_factory) -> dict:
     ingested = runner.invoke(app, ["ingest", "--source", spec, "--workspace", str(workspace)])
     assert ingested.exit_code == 0, ingested.output
     live = runner.invoke(app, ["user", "new-u000001", "--workspace", str(workspace), "-n", "3"])
+    # an id as pasted from a file, spaces around it (ingest trims them), and more than a published list holds
+    live_many = runner.invoke(app, ["user", " new-u000002 ", "--workspace", str(workspace), "-n", "25"])
     result = runner.invoke(app, ["score", "--source", spec, "--workspace", str(workspace)])
     assert result.exit_code == 0, result.output
     return {
@@ -96,6 +98,7 @@ def scored(published, tmp_path_factory) -> dict:
         "truth": truth,
         "before": before,
         "live": live,
+        "live_many": live_many,
         "output": result.output,
     }
 
@@ -120,6 +123,13 @@ def test_a_user_not_yet_scored_is_assigned_now_and_told_so(scored):
     assert query(workspace, "select segment_id from user_segments where user_id = 'new-u000001'") == [
         (segment,)
     ]
+    many = scored["live_many"]
+    assert many.exit_code == 0, many.output
+    assert lines(many.output)[0].startswith("user new-u000002 is in segment ")
+    assert (  # the title as read, however the terminal wraps it
+        "top 20 recommendations (blended from the micro-segments, seen items excluded; a published list holds "
+        "20, not 25)" in " ".join(many.output.split())
+    )
 
 
 def test_only_users_with_new_events_are_scored_and_the_rest_are_untouched(scored):
@@ -233,14 +243,12 @@ def test_a_failure_inside_the_swap_leaves_tables_history_and_exports_as_they_wer
     assert leftovers == []
 
 
-def test_scoring_a_workspace_with_nothing_published_says_what_to_run(tmp_path):
+def test_scoring_a_workspace_with_nothing_published_says_what_to_run_and_ingests_nothing(tmp_path):
     workspace = tmp_path / "workspace"
     folder = tmp_path / "delivery"
     folder.mkdir()
     write_new_users(folder)
-    result = runner.invoke(
-        app, ["ingest", "--source", str(folder / "new.toml"), "--workspace", str(workspace)]
-    )
+    result = runner.invoke(app, ["ingest", "--source", "demo:30", "--workspace", str(workspace)])
     assert result.exit_code == 0, result.output
     result = runner.invoke(
         app, ["score", "--source", str(folder / "new.toml"), "--workspace", str(workspace)]
@@ -250,6 +258,8 @@ def test_scoring_a_workspace_with_nothing_published_says_what_to_run(tmp_path):
         f"error: no segments published in {workspace} yet: run `segflow run` first; scoring assigns new users "
         "with its saved segmenter"
     )
+    # Refused before the ingest: the files would have waited in the warehouse for the next full run.
+    assert query(workspace, "select count(*) from events where starts_with(user_id, 'new-')") == [(0,)]
 
 
 def test_a_scoring_leaves_its_summary_and_table_in_prefect(scored):
@@ -263,3 +273,37 @@ def test_a_scoring_leaves_its_summary_and_table_in_prefect(scored):
     assert f"{N_NEW + 1} users scored: {N_NEW} new" in by_key["score-summary"].data
     table = json.loads(by_key["scored-users-by-segment"].data)  # Prefect stores a table as JSON text
     assert sum(row["scored_users"] for row in table) == N_NEW + 1
+
+
+def test_a_scoring_stopped_after_its_swap_is_finished_by_the_next_writer(scored, monkeypatch):
+    """exports/current cannot be switched after the swap committed (every try fails: a full disk): the run
+    fails and readers still read the old folder; the next `segflow score` points current at the folder that
+    holds what the tables hold before it does anything else, so the two agree again."""
+    import tasks.publish.publish as publish
+
+    workspace = scored["workspace"]
+    con = duckdb.connect(str(workspace / "warehouse.duckdb"))
+    con.execute("insert into events (user_id, item_id, event_type, ts, source, batch_id, ingested_at) values ('late-2', 'i00002', 'view', '2024-04-03', 'demo', 'b', now())")  # fmt: skip
+    con.close()
+    current = os.readlink(workspace / "exports" / "current")
+
+    def full_disk(exports_dir, name):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(publish, "switch_current_export", full_disk)
+        result = runner.invoke(app, ["score", "--source", scored["spec"], "--workspace", str(workspace)])
+    assert result.exit_code == 1 and "No space left on device" in result.output
+    assert os.readlink(workspace / "exports" / "current") == current  # readers: the folder before
+    (folder,) = query(workspace, "select folder from published_export")[0]
+    assert folder != current and query(
+        workspace, "select count(*) from user_segments where user_id = 'late-2'"
+    ) == [(1,)]
+
+    result = runner.invoke(app, ["score", "--source", scored["spec"], "--workspace", str(workspace)])
+    assert result.exit_code == 0, result.output
+    assert os.readlink(workspace / "exports" / "current") == folder
+    exported = duckdb.sql(
+        f"select * from '{workspace / 'exports' / 'current' / 'user_segments.parquet'}' order by all"
+    ).fetchall()
+    assert exported == query(workspace, "select * from user_segments order by all")

@@ -222,7 +222,7 @@ def test_the_run_graph_shows_each_stage_as_a_task(demo_run):
     }
     assert "wait_for" not in by_name["embed lightgcn (train)"].task_inputs
     assert {
-        "load_events", "split_holdout", "choose_segment_count", "features (train)", "list_families",
+        "finish_interrupted_publish", "load_events", "split_holdout", "choose_segment_count", "features (train)", "list_families",
         "encode_item_texts",
         "embed autoencoder (train)", "embed lightgcn (train)", "choose_embedding", "cluster (train)", "micro-segments (train)", "evaluate", "check_usefulness", "features (all)",
         "embed (all)", "cluster (all)", "micro-segments (all)", "assign", "describe", "micro_lists",

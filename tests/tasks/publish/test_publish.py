@@ -3,13 +3,21 @@ own row, the listed items' titles), and the history of every user's segments wri
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from tasks.publish.publish import drop_staged, swap_published, switch_current_export, write_exports
+from tasks.publish.publish import (
+    drop_staged,
+    published_folder,
+    restore_current_export,
+    swap_published,
+    switch_current_export,
+    write_exports,
+)
 from tasks.warehouse import connect_warehouse
 
 FIRST, SECOND = "20260101T000000-aaaaaa", "20260102T000000-bbbbbb"
@@ -76,3 +84,24 @@ def test_each_publish_opens_a_spell_per_user_and_closes_the_one_it_replaces(ware
         ("u2", 0, SECOND, datetime(2026, 1, 2), None),
         ("u3", 1, SECOND, datetime(2026, 1, 2), None),
     ]
+
+
+def test_a_publish_stopped_after_the_swap_is_finished_by_the_next_writer(warehouse, tmp_path):
+    """Killed between the swap's commit and the switch: the tables hold the second run, exports/current the
+    first. The next writer points current at the folder the tables match, once."""
+    exports = tmp_path / "exports"
+    publish(warehouse, exports, FIRST, {"u1": 0}, datetime(2026, 1, 1))
+    assert published_folder(warehouse) == FIRST
+    drop_staged(warehouse)
+    stage(warehouse, SECOND, {"u1": 1}, datetime(2026, 1, 2))
+    run = {"run_id": SECOND, "created_at": datetime(2026, 1, 2), "source": "shop", "embedding": "combined",
+           "clusterer": "kmeans", "k": 2, "metrics": {}, "mlflow_run_id": "m2"}  # fmt: skip
+    write_exports(warehouse, exports, SECOND, run=run)
+    swap_published(warehouse, run)  # ... and no switch
+    assert os.readlink(exports / "current") == FIRST and published_folder(warehouse) == SECOND
+    assert restore_current_export(warehouse, exports) == SECOND
+    assert os.readlink(exports / "current") == SECOND
+    assert restore_current_export(warehouse, exports) is None  # nothing left to finish
+    # A folder that is gone (deleted by hand) is not pointed at: current stays where it is.
+    warehouse.execute("update published_export set folder = 'gone'")
+    assert restore_current_export(warehouse, exports) is None and os.readlink(exports / "current") == SECOND
