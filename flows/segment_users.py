@@ -28,7 +28,7 @@ from flows.recovery import finish_interrupted_publish
 from flows.runners import make_task_runner, runs_in_parallel
 from tasks.clock import new_id, utc_now
 from tasks.cluster.base import Clusterer
-from tasks.cluster.choose_k import choose_k, choose_micro
+from tasks.cluster.choose_k import choose_k, choose_micro, k_note
 from tasks.cluster.registry import FINDS_ITS_OWN_K
 from tasks.embed.base import Embedder, Embedding
 from tasks.embed.registry import LEARNED, READS_ITEM_TEXT
@@ -516,8 +516,9 @@ def segment_users(
                 train_features, train_embedding, train_clusterer, train_micro, train_taste, split
             )
             reused = reused_fit(chosen_fit, split)
+            k_notes = [note for note in [k_note(sweep.people)] if note] if sweep.people else []
             notes = [
-                *sample_notes(split), *([reuse_note(chosen, split)] if reused is not None else []),
+                *sample_notes(split), *k_notes, *([reuse_note(chosen, split)] if reused is not None else []),
                 *time_budget_notes(fits), *check_usefulness(metrics, settings.require_lift),
             ]  # fmt: skip
             objective = metrics.get("segments/recall@10")

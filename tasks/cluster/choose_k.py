@@ -31,12 +31,30 @@ USEFULNESS_TOLERANCE = 0.01
 def choose_k(sweep: list[dict]) -> int:
     """The people rule above over sweep rows {k, silhouette, stability, recall_gap, recall_gap_se}; the gap
     to the most useful K and its standard error are absent without held-out users (structure alone)."""
+    by_structure, by_usefulness = k_floors(sweep)
+    return max(by_structure, by_usefulness or by_structure)
+
+
+def k_floors(sweep: list[dict]) -> tuple[int, int | None]:
+    """The two floors of the people rule: K by structure, and K by usefulness (None without held-out users)."""
     stable = [row for row in sweep if row.get("stability", 0) >= MIN_STABILITY] or sweep
     best = max(row["silhouette"] for row in stable)
     good_enough = [row for row in stable if row["silhouette"] >= best - SILHOUETTE_TOLERANCE * abs(best)]
-    by_structure = min(row["k"] for row in good_enough)
     useful = [row["k"] for row in sweep if "recall_gap" in row and row["recall_gap"] <= row["recall_gap_se"]]
-    return int(max(by_structure, min(useful, default=by_structure)))
+    return int(min(row["k"] for row in good_enough)), (int(min(useful)) if useful else None)
+
+
+def k_note(sweep: list[dict]) -> str | None:
+    """For the summary, when usefulness and not structure set K: the two floors, so a K whose silhouette or
+    stability is below the structure rule's reads as chosen, not as a mistake."""
+    by_structure, by_usefulness = k_floors(sweep)
+    if by_usefulness is None or by_usefulness <= by_structure:
+        return None
+    return (
+        f"K = {by_usefulness} is the usefulness floor: the fewest segments whose lists recall as well as the "
+        f"best K's on an inner split (within one standard error); structure alone (silhouette, stability) "
+        f"gave K = {by_structure}, whose lists recall less"
+    )
 
 
 def choose_micro(sweep: list[dict]) -> tuple[int, float]:

@@ -21,18 +21,30 @@ def _png(figure) -> bytes:
 
 
 def k_sweep_chart(sweep: list[dict], chosen_k: int) -> bytes:
+    """What the people rule (tasks/cluster/choose_k.py) reads: silhouette and stability (left), the segment
+    lists' Recall@10 on the inner split (right), and the K each floor gives (dotted) beside the K chosen."""
+    from tasks.cluster.choose_k import k_floors
+
     figure, left = plt.subplots(figsize=(7, 3.6))
     ks = [row["k"] for row in sweep]
     left.plot(ks, [row["silhouette"] for row in sweep], "o-", color="#0969da", label="silhouette")
+    stable = [row for row in sweep if "stability" in row]
+    if stable:
+        left.plot([r["k"] for r in stable], [r["stability"] for r in stable], "^", color="#8250df",
+                  label="stability (ARI)")  # fmt: skip
     left.set_xlabel("K (number of segments)")
-    left.set_ylabel("silhouette", color="#0969da")
+    left.set_ylabel("silhouette, stability", color="#0969da")
     right = left.twinx()
-    right.plot(
-        ks, [row["usefulness"] for row in sweep], "s-", color="#1a7f37", label="NDCG@10 (inner validation)"
-    )
-    right.set_ylabel("NDCG@10 (inner validation)", color="#1a7f37")
+    right.plot(ks, [row["recall@10"] for row in sweep], "s-", color="#1a7f37", label="Recall@10")
+    right.set_ylabel("Recall@10 (inner validation)", color="#1a7f37")
+    by_structure, by_usefulness = k_floors(sweep)
+    left.axvline(by_structure, color="#0969da", linestyle=":")
+    if by_usefulness is not None:
+        left.axvline(by_usefulness, color="#1a7f37", linestyle=":")
     left.axvline(chosen_k, color="#cf222e", linestyle="--")
-    left.set_title(f"K sweep: chose K = {chosen_k}")
+    left.legend(loc="lower left", fontsize=7)
+    floors = f"structure {by_structure}" + (f", usefulness {by_usefulness}" if by_usefulness else "")
+    left.set_title(f"K sweep: chose K = {chosen_k} (floors: {floors})")
     return _png(figure)
 
 

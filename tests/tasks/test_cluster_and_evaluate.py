@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from tasks.cluster.choose_k import choose_k, choose_micro
+from tasks.cluster.choose_k import choose_k, choose_micro, k_floors, k_note
 from tasks.cluster.registry import CLUSTERERS, fit_clusters, make_clusterer
 from tasks.evaluate.metrics import (
     agreement,
@@ -87,6 +87,13 @@ def test_the_people_k_is_at_least_the_smallest_k_within_one_standard_error_of_th
         {"k": 12, "silhouette": 0.10, "recall_gap": 0.0, "recall_gap_se": 0.0},
     ]
     assert choose_k(sweep) == 9
+    # The summary says which floor set K (the report's chart draws both).
+    assert k_floors(sweep) == (2, 9)
+    assert k_note(sweep) == (
+        "K = 9 is the usefulness floor: the fewest segments whose lists recall as well as the best K's on an "
+        "inner split (within one standard error); structure alone (silhouette, stability) gave K = 2, whose "
+        "lists recall less"
+    )
     # When structure asks for more segments than usefulness needs, structure wins: segments that share a
     # taste but shop differently have the same lists, and must not be merged for it.
     sweep = [
@@ -94,6 +101,7 @@ def test_the_people_k_is_at_least_the_smallest_k_within_one_standard_error_of_th
         {"k": 9, "silhouette": 0.29, "stability": 0.95, "recall_gap": 0.0, "recall_gap_se": 0.0},
     ]
     assert choose_k(sweep) == 9
+    assert k_floors(sweep) == (9, 4) and k_note(sweep) is None
 
 
 def test_paired_gaps_measure_each_list_against_the_most_useful_per_user():
