@@ -7,8 +7,10 @@ Both servers are children that die with the command that started them (Linux), s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -49,13 +51,21 @@ class Served:
         )
 
     def stop(self) -> None:
+        """SIGTERM to the server and the workers it started (its process group), SIGKILL after 10 s."""
+        group = self.process.pid  # the leader of its own session (`_start`)
         if self.process.poll() is None:
-            self.process.terminate()
+            _signal_group(group, signal.SIGTERM)
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                _signal_group(group, signal.SIGKILL)
                 self.process.wait()
+        _signal_group(group, signal.SIGKILL)  # workers the server left behind (MLflow's huey consumers)
+
+
+def _signal_group(group: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the group is gone
+        os.killpg(group, signum)
 
 
 def answers(url: str, timeout_s: float = 2) -> bool:
@@ -81,9 +91,12 @@ def port_is_free(port: int) -> bool:
 def _start(name: str, command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
+        # A session of its own: a terminal's Ctrl-C reaches the whole foreground group, and a server that got
+        # it too would stop before this process, which then took it for a crash. This process stops the
+        # server's whole group (`stop`), its workers with it.
         return subprocess.Popen(
             command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=_die_with_parent(), start_new_session=True,
         )  # fmt: skip
 
 

@@ -96,7 +96,12 @@ def start(args: list[str]) -> tuple[subprocess.Popen, list[str]]:
 
 
 def stop(process: subprocess.Popen, signum: int) -> int:
-    process.send_signal(signum)
+    """SIGINT as a terminal's Ctrl-C sends it, to the whole process group (the command is its leader); SIGTERM
+    as `kill` does, to the command alone."""
+    if signum == signal.SIGINT:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
     return process.wait(30)
 
 
