@@ -25,7 +25,7 @@ def k_sweep_chart(sweep: list[dict], chosen_k: int) -> bytes:
     lists' Recall@10 on the inner split (right), and the K each floor gives (dotted) beside the K chosen."""
     from tasks.cluster.choose_k import k_floors
 
-    figure, left = plt.subplots(figsize=(7, 3.6))
+    figure, left = plt.subplots(figsize=(7, 4))
     ks = [row["k"] for row in sweep]
     left.plot(ks, [row["silhouette"] for row in sweep], "o-", color="#0969da", label="silhouette")
     stable = [row for row in sweep if "stability" in row]
@@ -42,7 +42,10 @@ def k_sweep_chart(sweep: list[dict], chosen_k: int) -> bytes:
     if by_usefulness is not None:
         left.axvline(by_usefulness, color="#1a7f37", linestyle=":")
     left.axvline(chosen_k, color="#cf222e", linestyle="--")
-    left.legend(loc="lower left", fontsize=7)
+    handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    left.legend(
+        handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=7, frameon=False
+    )
     floors = f"structure {by_structure}" + (f", usefulness {by_usefulness}" if by_usefulness else "")
     left.set_title(f"K sweep: chose K = {chosen_k} (floors: {floors})")
     return _png(figure)
