@@ -47,6 +47,7 @@ KNOWN_FAILURES = {
     "WorkspaceError": EXIT_USAGE,
     "SourceSpecError": EXIT_USAGE,
     "WorkspaceBusyError": EXIT_REFUSED,
+    "WarehouseLockedError": EXIT_REFUSED,
     "PrefectServerError": EXIT_REFUSED,
     "IngestFailedError": EXIT_REFUSED,
     "ValidationFailedError": EXIT_REFUSED,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -39,9 +41,32 @@ def load_sql(name: str) -> str:
     return (SQL_DIR / f"{name}.sql").read_text()
 
 
+class WarehouseLockedError(RuntimeError):
+    """Another process (not a segflow writer: the workspace lock keeps those out) has the warehouse file open."""
+
+
+LOCK_WAIT_S = 3.0  # segflow's own readers hold the file for milliseconds; anything longer is someone else
+
+
 def connect_warehouse(path: Path | str, memory_limit: str = "1GB") -> duckdb.DuckDBPyConnection:
-    """A connection to the warehouse file with the contract tables present."""
-    con = duckdb.connect(str(path))
+    """A connection to the warehouse file with the contract tables present. Waits up to LOCK_WAIT_S while
+    another process has the file open, then a WarehouseLockedError naming it."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            con = duckdb.connect(str(path))
+            break
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower():
+                raise
+            if time.monotonic() > deadline:
+                holder = re.search(r"\(PID (\d+)\)", str(error))
+                who = f"process {holder.group(1)}" if holder else "another process"
+                raise WarehouseLockedError(
+                    f"{who} has the warehouse {path} open (a notebook, a DuckDB shell?): close it there and "
+                    "run this again"
+                ) from None
+            time.sleep(0.1)
     con.execute(f"set memory_limit = '{memory_limit}'")
     con.execute("set preserve_insertion_order = true")
     create_warehouse_tables(con)
