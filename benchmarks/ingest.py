@@ -19,9 +19,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import duckdb
+
+# pyspark warns on import under pandas 3 (Great Expectations imports it when present); segflow's CLI and the
+# tests hide it as well.
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
 
 ROOT = Path(__file__).resolve().parents[1]
 SEGFLOW = Path(sys.executable).parent / "segflow"

@@ -18,7 +18,12 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
+
+# pyspark warns on import under pandas 3 (Great Expectations imports it when present); segflow's CLI and the
+# tests hide it as well.
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
 
 SPEC = """name = "demo"
 [events]
