@@ -70,8 +70,10 @@ def judge(
     figures = (
         f"segment Recall@10 {objective:.4f} against {champion_score:.4f} for the {versus} on this holdout"
     )
-    if round(objective, 4) >= round(champion_score, 4):
+    if round(objective, 4) > round(champion_score, 4):
         return Verdict(True, f"new champion: {figures}")
+    if round(objective, 4) == round(champion_score, 4):
+        return Verdict(True, f"new champion, as good as the last (a tie goes to the newer run): {figures}")
     if force:
         return Verdict(True, f"published with --force although worse: {figures}")
     return Verdict(

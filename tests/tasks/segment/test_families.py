@@ -183,7 +183,10 @@ def test_the_champion_stays_unless_the_run_is_at_least_as_good_on_the_same_holdo
     )
     forced = judge(0.2601, CHAMPION, 0.2702, force=True)
     assert forced.publish and forced.note.startswith("published with --force although worse")
-    assert judge(0.27024, CHAMPION, 0.27015, force=False).publish  # equal to four decimals
+    tie = judge(0.27024, CHAMPION, 0.27015, force=False)  # equal to four decimals
+    assert tie.publish and tie.note.startswith(
+        "new champion, as good as the last (a tie goes to the newer run): segment Recall@10 0.2702 against 0.2702"
+    )
     assert judge(0.2801, CHAMPION, 0.2702, force=False).note.startswith(
         "new champion: segment Recall@10 0.2801"
     )
