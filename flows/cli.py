@@ -451,7 +451,7 @@ def print_warehouse(ws: Workspace) -> None:
     )  # fmt: skip
     if len(counts["sources"]) > 1:
         print_line(
-            ("note ", "yellow"),
+            ("note: ", "yellow"),
             f"the warehouse holds the events of {len(counts['sources'])} sources ({', '.join(counts['sources'])}): "
             "segments are built from all of them; use one workspace per data set to keep them apart",
         )
@@ -670,7 +670,7 @@ def run(
     print_metrics(summary.metrics)
     print_families(summary.families)
     for note in summary.notes:
-        print_line(("note ", "yellow"), note)
+        print_line(("note: ", "yellow"), note)
     for name, where in summary.locations.items():
         print_line((name, "bold"), f": {where}")
 
@@ -726,7 +726,7 @@ def print_metrics(metrics: dict[str, float]) -> None:
     console.print(table)
     if "segments/recall@10" not in metrics:
         print_line(
-            ("note ", "yellow"),
+            ("note: ", "yellow"),
             "no user has 5 or more distinct items, so how well segments predict what users do next was not measured",
         )
 
@@ -806,7 +806,7 @@ def show_published_user(ws: Workspace, snapshot: Any, user_id: str, found: dict,
     listed = read_user_list(snapshot, user_id, n) or []
     titles, note = item_titles(ws, snapshot, [row["item_id"] for row in listed])
     if note:
-        print_line(("note ", "yellow"), f"{note}, so titles are not shown; ask again when it is done")
+        print_line(("note: ", "yellow"), f"{note}, so titles are not shown; ask again when it is done")
     held = f"; the published list holds {len(listed)}, not {n}" if len(listed) < n else ""
     print_recommendations(
         f"top {len(listed)} recommendations (blended from the micro-segments, seen items excluded{held})",
@@ -849,7 +849,7 @@ def show_unpublished_user(ws: Workspace, snapshot: Any, user_id: str, n: int) ->
     labels = {p["segment_id"]: p["label"] for p in read_profiles(snapshot)}
     label = labels.get(live.segment_id, "no segment (noise)" if live.segment_id < 0 else "")
     print_line("user ", (user_id, "bold"), f" is in segment {live.segment_id}: {label}")
-    print_line(("note ", "yellow"), f"assigned now by the saved segmenter of run {run_id}; not published")
+    print_line(("note: ", "yellow"), f"assigned now by the saved segmenter of run {run_id}; not published")
     seen = sorted(set(events.column("item_id").to_pylist()))
     if live.memberships and snapshot.has("micro_segment_recommendations"):
         print_memberships(describe_memberships(snapshot, live.memberships))
@@ -863,7 +863,7 @@ def show_unpublished_user(ws: Workspace, snapshot: Any, user_id: str, n: int) ->
         title = f"top {n} recommendations (seen items excluded)"
     titles, note = item_titles(ws, snapshot, [row["item_id"] for row in listed])
     if note:
-        print_line(("note ", "yellow"), f"{note}, so titles are not shown; ask again when it is done")
+        print_line(("note: ", "yellow"), f"{note}, so titles are not shown; ask again when it is done")
     print_recommendations(title, listed, titles)
 
 
@@ -879,7 +879,7 @@ def show_segment_list_user(ws: Workspace, snapshot: Any, user_id: str, found: di
     print_line("user ", (user_id, "bold"), f" is in segment {found['segment_id']}: {found['label']}")
     if seen is None:
         print_line(
-            ("note ", "yellow"),
+            ("note: ", "yellow"),
             f"{look.unavailable}, so items the user has seen are not excluded and titles are not shown; "
             "ask again when it is done",
         )

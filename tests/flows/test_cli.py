@@ -372,7 +372,7 @@ def test_readers_answer_every_time_while_another_process_holds_the_warehouse_for
             result = runner.invoke(app, ["user", "u1", "--workspace", str(published), "-n", "3"])
             assert result.exit_code == 0, result.output
             assert lines(result.output)[1] == (
-                f"note process {holder.pid} has the warehouse open for writing, so items the user has seen are "
+                f"note: process {holder.pid} has the warehouse open for writing, so items the user has seen are "
                 "not excluded and titles are not shown; ask again when it is done"
             )
             shown = [

@@ -51,7 +51,7 @@ def test_the_summary_compares_the_families_and_a_worse_forced_run_says_so(worksp
     )
     assert worse.exit_code == 0, worse.output
     text = " ".join(worse.output.split())
-    assert "note not published, the champion stays: segment Recall@10" in text
+    assert "note: not published, the champion stays: segment Recall@10" in text
     assert "segments of this run: NOT published (the champion's stay)" in text  # not taken for the published
     assert "embedding families" not in text  # one family: nothing to compare
     assert query(workspace, "select embedding from segment_runs where is_current") == [(chosen,)]

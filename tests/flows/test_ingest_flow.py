@@ -65,7 +65,7 @@ def test_segflow_ingest_on_demo_data_prints_what_it_did(workspace, tmp_path):
     other = runner.invoke(app, ["ingest", "--source", str(spec), "--workspace", str(workspace)])
     assert other.exit_code == 0, other.output
     assert (
-        "note the warehouse holds the events of 2 sources (demo, shop): segments are built from all of them; "
+        "note: the warehouse holds the events of 2 sources (demo, shop): segments are built from all of them; "
         "use one workspace per data set to keep them apart"
     ) in " ".join(other.output.split())
 

@@ -107,7 +107,7 @@ def test_segflow_run_takes_the_segment_options_and_prints_the_notes(published):
     workspace, output = published
     assert query(workspace, "select count(*) from micro_segments") == [(6,)]
     assert query(workspace, "select min(size) from segment_profiles where segment_id >= 0")[0][0] >= 30
-    notes = [line for line in lines(output) if line.startswith("note ")]
+    notes = [line for line in lines(output) if line.startswith("note: ")]
     assert notes and any("popularity" in note for note in notes)
     run = duckdb.sql(f"select run_id, k from '{workspace / 'exports' / 'current' / 'segment_runs.parquet'}'")
     assert run.fetchall() == query(workspace, "select run_id, k from segment_runs where is_current")
@@ -117,7 +117,9 @@ def test_a_user_not_yet_scored_is_assigned_now_and_told_so(scored):
     live, workspace = scored["live"], scored["workspace"]
     assert live.exit_code == 0, live.output
     (run_id,) = query(workspace, "select run_id from segment_runs where is_current")[0]
-    assert lines(live.output)[1] == f"note assigned now by the saved segmenter of run {run_id}; not published"
+    assert (
+        lines(live.output)[1] == f"note: assigned now by the saved segmenter of run {run_id}; not published"
+    )
     assert "top 3 recommendations (blended from the micro-segments, seen items excluded)" in live.output
     segment = int(lines(live.output)[0].split(" is in segment ")[1].split(":")[0])
     assert query(workspace, "select segment_id from user_segments where user_id = 'new-u000001'") == [
