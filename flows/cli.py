@@ -822,6 +822,7 @@ def show_unpublished_user(ws: Workspace, snapshot: Any, user_id: str, n: int) ->
         assign_now,
         describe_memberships,
         look_into_warehouse,
+        read_latest_event_time,
         read_profiles,
         read_published_run,
         read_recommendations,
@@ -829,7 +830,7 @@ def show_unpublished_user(ws: Workspace, snapshot: Any, user_id: str, n: int) ->
     )
 
     with look_into_warehouse(ws) as look:
-        events = read_user_events(look, user_id)
+        events, as_of = read_user_events(look, user_id), read_latest_event_time(look)
     if events is None:
         fail(
             f"user {user_id!r} is not in the published segments, and {look.unavailable}, so their events cannot "
@@ -840,7 +841,7 @@ def show_unpublished_user(ws: Workspace, snapshot: Any, user_id: str, n: int) ->
     from tasks.segment.evaluate import USER_LIST_LENGTH
 
     run_id = read_published_run(snapshot)["run_id"]
-    live = assign_now(snapshot, events, min(n, USER_LIST_LENGTH))  # as long as a published list, at most
+    live = assign_now(snapshot, events, min(n, USER_LIST_LENGTH), as_of)  # as long as a published list
     if live is None:
         fail(
             f"user {user_id!r} is not in the published segments, and run {run_id} saved no segmenter to assign "

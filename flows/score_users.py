@@ -9,6 +9,7 @@ only) -> select the users to score -> assign -> stage -> publish
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -24,7 +25,7 @@ from flows.recovery import finish_interrupted_publish
 from tasks.clock import new_id
 from tasks.score import score
 from tasks.score.score import PublishedRun, ScoredCounts
-from tasks.warehouse import connect_warehouse
+from tasks.warehouse import connect_warehouse, latest_event_time
 from tasks.workspace import hold_workspace, open_workspace
 
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": 1}
@@ -51,21 +52,22 @@ def find_published_run(warehouse_path: str, memory_limit: str, exports_dir: str)
 
 
 @task(cache_policy=NO_CACHE)
-def select_users(warehouse_path: str, memory_limit: str) -> pa.Table:
-    """Every event of the users with events since their published assignment, and of users without one."""
+def select_users(warehouse_path: str, memory_limit: str) -> tuple[pa.Table, datetime | None]:
+    """Every event of the users with events since their published assignment, and of users without one; and
+    the time of the warehouse's latest event, which they are measured as of (as a retrain would)."""
     con = connect_warehouse(warehouse_path, memory_limit)
     try:
-        return score.select_users_to_score(con)
+        return score.select_users_to_score(con), latest_event_time(con)
     finally:
         con.close()
 
 
 @task(cache_policy=NO_CACHE)
 def assign(
-    published: PublishedRun, events: pa.Table
+    published: PublishedRun, events: pa.Table, as_of: datetime | None
 ) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None]:
     """The saved segmenter's segment, micro-segment memberships and ready list for each selected user."""
-    return score.assign_events(published.segmenter_path, events)
+    return score.assign_events(published.segmenter_path, events, as_of)
 
 
 @task(cache_policy=NO_CACHE)
@@ -141,10 +143,10 @@ def score_users(
         published = find_published_run(warehouse, memory, str(ws.exports_dir))
         report = ingest_events(source=source, workspace=str(ws.root), max_bad_fraction=max_bad_fraction)
         try:
-            events = select_users(warehouse, memory)
+            events, as_of = select_users(warehouse, memory)
             if events.num_rows == 0:
                 return ScoreSummary(published.run_id, report, ScoredCounts(0, 0, 0))
-            assignments, memberships, recommendations = assign(published, events)
+            assignments, memberships, recommendations = assign(published, events, as_of)
             counts = stage_scores(
                 warehouse, memory, published.run_id, assignments, memberships, recommendations
             )

@@ -15,11 +15,12 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 
-from tasks.warehouse import load_sql
+from tasks.warehouse import latest_event_time, load_sql
 from tasks.workspace import Workspace, find_writer_pid
 
 PUBLISHED_FILES = ("user_segments", "segment_profiles", "segment_recommendations")
@@ -227,6 +228,11 @@ def read_user_events(look: WarehouseLook, user_id: str):
     return look.con.sql(load_sql("serving/user_events"), params={"user": user_id}).to_arrow_table()
 
 
+def read_latest_event_time(look: WarehouseLook) -> datetime | None:
+    """The time of the warehouse's latest event: what `segflow score` measures users as of."""
+    return latest_event_time(look.con) if look.con is not None else None
+
+
 @dataclass(frozen=True)
 class LiveAssignment:
     """A segment, memberships and ready list given now by the snapshot's saved segmenter, not published."""
@@ -237,14 +243,15 @@ class LiveAssignment:
     recommendations: list[dict]  # item_id, score; best first (none without a micro level)
 
 
-def assign_now(snapshot: Snapshot, events, n: int) -> LiveAssignment | None:
+def assign_now(snapshot: Snapshot, events, n: int, as_of: datetime | None = None) -> LiveAssignment | None:
     """The segment, micro-segment memberships and list of `n` items the snapshot's saved segmenter gives the
-    (one) user in `events`, as a run would publish them; None when the snapshot holds no segmenter."""
+    (one) user in `events`, measured as of `as_of` (the warehouse's latest event, as `segflow score` would
+    measure them), as a run would publish them; None when the snapshot holds no segmenter."""
     if not snapshot.segmenter_path.is_file():
         return None
     from tasks.segment.segmenter import Segmenter  # the model code: imported only when a user needs it
 
-    segments, frame, lists = Segmenter.load(snapshot.segmenter_path).score(events, n)
+    segments, frame, lists = Segmenter.load(snapshot.segmenter_path).score(events, n, as_of)
     assigned = segments.row(0, named=True)
     memberships, recommendations = [], []
     if frame is not None:

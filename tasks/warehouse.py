@@ -6,6 +6,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 
@@ -92,6 +93,12 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         con.execute("rollback")
         raise
     con.execute("commit")
+
+
+def latest_event_time(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """The time of the warehouse's latest event (None without events): what scoring measures users as of, as
+    a retrain would (its fit ends there)."""
+    return con.execute("select max(ts) from events").fetchall()[0][0]
 
 
 def describe_warehouse(path: Path | str) -> dict[str, int | list[str]]:

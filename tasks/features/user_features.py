@@ -92,14 +92,18 @@ class FeatureModel:
         )  # fmt: skip
         return model, model._features(tables, wide, events, known)
 
-    def transform(self, events) -> UserFeatures:
-        """The features of the users in `events` (any frame of the canonical columns), by the fitted statistics."""
+    def transform(self, events, as_of: datetime | None = None) -> UserFeatures:
+        """The features of the users in `events` (any frame of the canonical columns), by the fitted statistics.
+        Recency and frequency are measured as of `as_of` when it is later than the fit's end (`segflow score`
+        and `segflow user` pass the warehouse's latest event, as a retrain would measure everyone), else as of
+        the fit's end: a user whose whole history follows the fit looked like its most frequent users."""
         events = events if isinstance(events, pa.Table) else as_events_table(events)
+        reference = max(self.end_ts, as_of) if as_of is not None else self.end_ts
         with open_engine("duckdb") as sql:
             known = _open(sql, events, self.items, self.weights)
             sql.register("fit_category_idf", self.category_idf)
             sql.register("fit_item_popularity", self.item_popularity)
-            tables = _user_tables(sql, self.end_ts, self.unseen_idf)
+            tables = _user_tables(sql, reference, self.unseen_idf)
         category_columns = {c for c in self.columns if c.startswith("cat:")}
         return self._features(tables, _wide_frame(tables, category_columns), events, known)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -83,13 +84,13 @@ def select_users_to_score(con: duckdb.DuckDBPyConnection) -> pa.Table:
 
 
 def assign_events(
-    segmenter_path: Path, events: pa.Table
+    segmenter_path: Path, events: pa.Table, as_of: datetime | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None]:
     """Each user's segment and distance, their micro-segment memberships and their ready list (None without a
-    micro level), as the saved segmenter gives them."""
+    micro level), as the saved segmenter gives them measured as of `as_of` (the warehouse's latest event)."""
     from tasks.segment.segmenter import Segmenter  # the model code: imported only when there is work
 
-    return Segmenter.load(segmenter_path).score(events)
+    return Segmenter.load(segmenter_path).score(events, as_of=as_of)
 
 
 def stage_scores(

@@ -8,6 +8,7 @@ A fit is three steps, each a task of the flow: `fit_features`, `fit_embedder`, `
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +43,10 @@ class Segmenter(Saveable):
     def k(self) -> int:
         return self.clusterer.k
 
-    def assign(self, events) -> pl.DataFrame:
-        """`user_id, segment_id, distance` for every user in `events`; -1 is no segment (hdbscan noise)."""
-        return self._assign(self.features.transform(events))
+    def assign(self, events, as_of: datetime | None = None) -> pl.DataFrame:
+        """`user_id, segment_id, distance` for every user in `events`; -1 is no segment (hdbscan noise).
+        `as_of`: the time the users are measured at (FeatureModel.transform; default the fit's end)."""
+        return self._assign(self.features.transform(events, as_of))
 
     def memberships(self, events) -> pl.DataFrame:
         """`user_id, micro_segment_id, weight` for every user in `events`: their nearest micro-segments."""
@@ -60,11 +62,12 @@ class Segmenter(Saveable):
         )
 
     def score(
-        self, events, n: int | None = None
+        self, events, n: int | None = None, as_of: datetime | None = None
     ) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None]:
         """`assign`, `memberships` and `recommend` at once, from one pass over the users' features (None for
-        the last two without micro-segments): what scoring and `segflow user` publish for a user."""
-        features = self.features.transform(events)
+        the last two without micro-segments): what scoring and `segflow user` publish for a user, measured
+        as of `as_of` (the warehouse's latest event there)."""
+        features = self.features.transform(events, as_of)
         if self.micro is None:
             return self._assign(features), None, None
         self._check_micro()

@@ -3,7 +3,7 @@ assigning users the fit never saw (copies of typical members, unseen items and c
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -144,6 +144,31 @@ def test_a_history_that_follows_the_fit_has_the_frequency_of_the_same_history_wi
     later_activity = fitted.features.transform(later.to_arrow()).tables["fct_user_activity"]
     assert later_activity["frequency"].to_list() == pytest.approx(fitted_activity["frequency"].to_list())
     assert 0 < later_activity["frequency"][0] <= 1
+
+
+def test_a_history_moved_later_and_measured_as_of_the_latest_event_is_the_same_user(fitted, shop):
+    """`segflow score` measures users as of the warehouse's latest event, as a retrain would: a user's whole
+    history moved by whole weeks, measured as of the fit's end moved the same, has the original's recency,
+    frequency and segment. As of the fit's end (the default) it is as recent as can be, and on MovieLens 42
+    of 45 users first seen after a fit went to one segment that way (spread over 5 as of the latest event)."""
+    events, _, _ = shop
+    frame = pl.from_arrow(events)
+    ends = frame.group_by("user_id").agg(pl.col("ts").max().alias("last")).sort("last", "user_id")
+    user = ends["user_id"][0]  # the user whose last event is the earliest: the largest recency
+    history = frame.filter(pl.col("user_id") == user)
+    shift = timedelta(weeks=10)
+    moved = history.with_columns(pl.lit("moved").alias("user_id"), pl.col("ts") + shift)
+    end = fitted.features.end_ts
+    original = fitted.features.transform(history.to_arrow()).tables["fct_user_activity"]
+    as_of = fitted.features.transform(moved.to_arrow(), as_of=end + shift).tables["fct_user_activity"]
+    default = fitted.features.transform(moved.to_arrow()).tables["fct_user_activity"]
+    for column in ("recency_days", "frequency"):
+        assert as_of[column].to_list() == pytest.approx(original[column].to_list())
+    assert original["recency_days"][0] > 7 and default["recency_days"].to_list() == [0.0]
+    assert (
+        fitted.assign(moved.to_arrow(), as_of=end + shift)["segment_id"].to_list()
+        == fitted.assign(history.to_arrow())["segment_id"].to_list()
+    )
 
 
 def test_the_combined_embedding_is_the_behaviour_block_beside_the_svd_block(fitted, shop):
