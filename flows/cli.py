@@ -950,6 +950,8 @@ def score(
     except IngestFailedError as error:
         refuse_ingest(error, "Nobody was scored; the published segments are unchanged.")
     print_ingest(summary.ingest, details)
+    for note in summary.notes:
+        print_line(("note: ", "yellow"), note)
     counts = summary.counts
     if counts.n_scored == 0:
         print_line(f"no user has events since the last publish: nothing scored (run {summary.run_id})")
@@ -1090,7 +1092,7 @@ def ui(
     serve_until_interrupted(ctx, workspace, prefect_port=prefect_port, mlflow_port=mlflow_port)
 
 
-def stop_on_sigterm(signum: int, frame: Any) -> None:
+def stop_on_sigterm(signum: int, frame: Any) -> None:  # SIGTERM and SIGHUP
     raise KeyboardInterrupt
 
 
@@ -1117,7 +1119,10 @@ def serve_until_interrupted(
     ):
         if port is not None and not port_is_free(port):
             fail(f"port {port} on 127.0.0.1 is taken: pick another with {option}")
-    signal.signal(signal.SIGTERM, stop_on_sigterm)  # `kill` stops the servers as Ctrl-C does
+    # `kill` and a closed terminal stop the servers as Ctrl-C does (they run in sessions of their own, so the
+    # terminal's hangup reaches this process only).
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    signal.signal(signal.SIGHUP, stop_on_sigterm)
     started = [start_prefect(ws, prefect_port)]
     if mlflow_port is not None:
         started.append(start_mlflow(ws, mlflow_port))

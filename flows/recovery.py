@@ -23,9 +23,15 @@ def finish_interrupted_publish(warehouse_path: str, memory_limit: str, exports_d
     finally:
         con.close()
     if folder is not None:
-        get_run_logger().warning(
-            "an earlier publish stopped after the warehouse swap: exports/current now points at %s, the "
-            "folder that holds what the published tables hold",
-            folder,
-        )
+        get_run_logger().warning(restored_notes(folder)[0])
     return folder
+
+
+def restored_notes(folder: str | None) -> list[str]:
+    """The summary's line about what `finish_interrupted_publish` did (none when it did nothing)."""
+    if folder is None:
+        return []
+    return [
+        f"an earlier publish stopped after the warehouse swap: exports/current now points at {folder}, the "
+        "folder that holds what the published tables hold"
+    ]

@@ -8,7 +8,7 @@ only) -> select the users to score -> assign -> stage -> publish
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
 from flows.ingest import IngestReport, ingest_events
-from flows.recovery import finish_interrupted_publish
+from flows.recovery import finish_interrupted_publish, restored_notes
 from tasks.clock import new_id
 from tasks.score import score
 from tasks.score.score import PublishedRun, ScoredCounts
@@ -39,6 +39,7 @@ class ScoreSummary:
     ingest: IngestReport
     counts: ScoredCounts
     exports: str | None = None  # the new exports/current; None when nobody was scored
+    notes: list[str] = field(default_factory=list)
 
 
 @task(cache_policy=NO_CACHE)
@@ -137,7 +138,7 @@ def score_users(
     ws = open_workspace(workspace)
     warehouse, memory = str(ws.warehouse_path), ws.duckdb_memory_limit
     with hold_workspace(ws):
-        finish_interrupted_publish(warehouse, memory, str(ws.exports_dir))
+        restored = finish_interrupted_publish(warehouse, memory, str(ws.exports_dir))
         # Refused before anything is ingested: new files in a workspace with nothing published would wait
         # there for the next full run.
         published = find_published_run(warehouse, memory, str(ws.exports_dir))
@@ -145,7 +146,9 @@ def score_users(
         try:
             events, as_of = select_users(warehouse, memory)
             if events.num_rows == 0:
-                return ScoreSummary(published.run_id, report, ScoredCounts(0, 0, 0))
+                return ScoreSummary(
+                    published.run_id, report, ScoredCounts(0, 0, 0), notes=restored_notes(restored)
+                )
             assignments, memberships, recommendations = assign(published, events, as_of)
             counts = stage_scores(
                 warehouse, memory, published.run_id, assignments, memberships, recommendations
@@ -154,7 +157,7 @@ def score_users(
             current = publish_scores(warehouse, memory, str(ws.exports_dir), published, name)
         finally:
             discard_scored(warehouse, memory)
-    summary = ScoreSummary(published.run_id, report, counts, current)
+    summary = ScoreSummary(published.run_id, report, counts, current, restored_notes(restored))
     create_markdown_artifact(
         key="score-summary",
         markdown=_markdown(summary),

@@ -24,7 +24,7 @@ from prefect.context import FlowRunContext
 from pydantic import Field
 
 from flows.ingest import IngestReport, ingest_events
-from flows.recovery import finish_interrupted_publish
+from flows.recovery import finish_interrupted_publish, restored_notes
 from flows.runners import make_task_runner, runs_in_parallel
 from tasks.clock import new_id, utc_now
 from tasks.cluster.base import Clusterer
@@ -471,7 +471,7 @@ def segment_users(
         return [encoding] if encoding is not None and family in READS_ITEM_TEXT else []
 
     with hold_workspace(ws):
-        finish_interrupted_publish(warehouse, memory, str(ws.exports_dir))
+        restored = finish_interrupted_publish(warehouse, memory, str(ws.exports_dir))
         report = ingest_events(source=source, workspace=str(ws.root), max_bad_fraction=max_bad_fraction)
         try:
             events, items = load_events(warehouse, memory, settings)
@@ -518,7 +518,8 @@ def segment_users(
             reused = reused_fit(chosen_fit, split)
             k_notes = [note for note in [k_note(sweep.people)] if note] if sweep.people else []
             notes = [
-                *sample_notes(split), *k_notes, *([reuse_note(chosen, split)] if reused is not None else []),
+                *restored_notes(restored), *sample_notes(split), *k_notes,
+                *([reuse_note(chosen, split)] if reused is not None else []),
                 *time_budget_notes(fits), *check_usefulness(metrics, settings.require_lift),
             ]  # fmt: skip
             objective = metrics.get("segments/recall@10")

@@ -151,8 +151,18 @@ def record_export(con: duckdb.DuckDBPyConnection, folder: str) -> None:
 
 
 def published_folder(con: duckdb.DuckDBPyConnection) -> str | None:
-    """The export folder the published tables match (None before the first publish that recorded one)."""
-    rows = con.execute("select folder from published_export").fetchall()
+    """The export folder the published tables match: the recorded one, when it is the current run's (its own
+    folder, or one a scoring of it wrote). None before the first publish that recorded one, and when a
+    publish that did not record it (segflow before 2026-12-02) made another run current since."""
+    rows = con.execute(
+        """
+        select published_export.folder
+        from published_export, segment_runs
+        where segment_runs.is_current
+            and (published_export.folder = segment_runs.run_id
+                 or starts_with(published_export.folder, segment_runs.run_id || '-scored-'))
+        """
+    ).fetchall()
     return rows[0][0] if rows else None
 
 

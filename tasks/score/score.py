@@ -69,6 +69,11 @@ def find_published_run(con: duckdb.DuckDBPyConnection, exports_dir: Path) -> Pub
     published = PublishedRun(
         rows[0][0], exports_dir / folder if folder else Path(os.path.realpath(exports_dir / "current"))
     )
+    if not published.folder.is_dir():
+        raise ScoringError(
+            f"the export folder of run {published.run_id} ({published.folder}) is gone: run `segflow run` to "
+            "publish again"
+        )
     if not published.segmenter_path.is_file():
         raise ScoringError(
             f"run {published.run_id} saved no segmenter in {published.folder}: run `segflow run` to publish "

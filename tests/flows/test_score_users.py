@@ -305,6 +305,10 @@ def test_a_scoring_stopped_after_its_swap_is_finished_by_the_next_writer(scored,
     result = runner.invoke(app, ["score", "--source", scored["spec"], "--workspace", str(workspace)])
     assert result.exit_code == 0, result.output
     assert os.readlink(workspace / "exports" / "current") == folder
+    assert (
+        f"note: an earlier publish stopped after the warehouse swap: exports/current now points at {folder}, the "
+        "folder that holds what the published tables hold"
+    ) in " ".join(result.output.split())
     exported = duckdb.sql(
         f"select * from '{workspace / 'exports' / 'current' / 'user_segments.parquet'}' order by all"
     ).fetchall()

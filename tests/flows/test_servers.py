@@ -96,9 +96,9 @@ def start(args: list[str]) -> tuple[subprocess.Popen, list[str]]:
 
 
 def stop(process: subprocess.Popen, signum: int) -> int:
-    """SIGINT as a terminal's Ctrl-C sends it, to the whole process group (the command is its leader); SIGTERM
-    as `kill` does, to the command alone."""
-    if signum == signal.SIGINT:
+    """SIGINT as a terminal's Ctrl-C sends it and SIGHUP as a closed terminal does, to the whole process group
+    (the command is its leader); SIGTERM as `kill` does, to the command alone."""
+    if signum in (signal.SIGINT, signal.SIGHUP):
         os.killpg(process.pid, signum)
     else:
         process.send_signal(signum)
@@ -129,7 +129,9 @@ def test_server_start_serves_the_workspace_and_commands_use_it(tmp_path):
     assert nothing_listens_on(port)  # nothing left running
 
 
-def test_ui_serves_prefect_and_mlflow_on_localhost_and_a_kill_stops_both(tmp_path):
+def test_ui_serves_prefect_and_mlflow_on_localhost_and_a_closed_terminal_stops_both(tmp_path):
+    """Closing the terminal (SIGHUP) stops both servers and MLflow's workers (it left them running once the
+    servers had sessions of their own); `kill` (SIGTERM) is the same handler."""
     workspace, prefect_port, mlflow_port = tmp_path / "ws", free_port(), free_port()
     process, shown = start(
         [
@@ -172,7 +174,7 @@ def test_ui_serves_prefect_and_mlflow_on_localhost_and_a_kill_stops_both(tmp_pat
             "use it, or stop it first"
         )
     finally:
-        code = stop(process, signal.SIGTERM)
+        code = stop(process, signal.SIGHUP)
     assert code == 0
     assert nothing_listens_on(prefect_port) and nothing_listens_on(mlflow_port)
 

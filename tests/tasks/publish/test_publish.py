@@ -4,6 +4,7 @@ own row, the listed items' titles), and the history of every user's segments wri
 from __future__ import annotations
 
 import os
+import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from tasks.publish.publish import (
     switch_current_export,
     write_exports,
 )
-from tasks.warehouse import connect_warehouse
+from tasks.warehouse import connect_warehouse, latest_event_time
 
 FIRST, SECOND = "20260101T000000-aaaaaa", "20260102T000000-bbbbbb"
 
@@ -103,5 +104,46 @@ def test_a_publish_stopped_after_the_swap_is_finished_by_the_next_writer(warehou
     assert os.readlink(exports / "current") == SECOND
     assert restore_current_export(warehouse, exports) is None  # nothing left to finish
     # A folder that is gone (deleted by hand) is not pointed at: current stays where it is.
-    warehouse.execute("update published_export set folder = 'gone'")
+    switch_current_export(exports, FIRST)
+    shutil.rmtree(exports / SECOND)
+    assert restore_current_export(warehouse, exports) is None and os.readlink(exports / "current") == FIRST
+
+
+def test_a_record_older_than_the_current_run_is_not_followed(warehouse, tmp_path):
+    """A publish by a segflow that does not record its folder (before 2026-12-02: a rollback, an old worker)
+    made another run current: the record names a folder of an earlier run and is not followed (it pointed
+    current back at that run, and scoring used its segmenter for the current run's users). A scored folder
+    of the current run is followed."""
+    exports = tmp_path / "exports"
+    publish(warehouse, exports, FIRST, {"u1": 0}, datetime(2026, 1, 1))
+    drop_staged(warehouse)
+    warehouse.execute("update segment_runs set is_current = false")
+    warehouse.execute(
+        "insert into segment_runs values (?, ?, 'shop', 'combined', 'kmeans', 2, '{}', 'm2', true)",
+        [SECOND, datetime(2026, 1, 2)],
+    )
+    (exports / SECOND).mkdir()
+    switch_current_export(exports, SECOND)
+    assert published_folder(warehouse) is None
     assert restore_current_export(warehouse, exports) is None and os.readlink(exports / "current") == SECOND
+    scored = f"{SECOND}-scored-20260103T000000-cccccc"
+    (exports / scored).mkdir()
+    warehouse.execute("update published_export set folder = ?", [scored])
+    assert published_folder(warehouse) == scored
+    assert restore_current_export(warehouse, exports) == scored and os.readlink(exports / "current") == scored
+
+
+def test_scoring_measures_users_as_of_when_all_but_a_stray_few_events_had_happened(warehouse):
+    """One event of a skewed clock (dated years after the rest; ingest accepts up to a day ahead) does not
+    move "latest": it moved every scored user's recency by years."""
+    warehouse.execute(
+        "insert into events (user_id, item_id, event_type, ts, source, batch_id, ingested_at) "
+        "select 'u' || (i % 50), 'i1', 'view', timestamp '2024-01-01' + to_minutes(i), 'shop', 'b', now() "
+        "from range(2000) t(i)"
+    )
+    assert latest_event_time(warehouse) == datetime(2024, 1, 2, 9, 17)  # the 1,998th of 2,000 minutes
+    warehouse.execute(
+        "insert into events (user_id, item_id, event_type, ts, source, batch_id, ingested_at) "
+        "values ('skewed', 'i1', 'view', timestamp '2026-12-02', 'shop', 'b', now())"
+    )
+    assert latest_event_time(warehouse) == datetime(2024, 1, 2, 9, 18)  # one place on, not 2026
