@@ -446,7 +446,7 @@ def print_warehouse(ws: Workspace) -> None:
     print_line(
         "warehouse ", (str(ws.warehouse_path), "bold"),
         f": {counts['events']:,} events from {counts['users']:,} users on {counts['items']:,} items"
-        + (f" ({counts['catalogue']:,} in the catalogue)" if counts["catalogue"] != counts["items"] else "")
+        + (f" (the catalogue lists {counts['catalogue']:,})" if counts["catalogue"] != counts["items"] else "")
         + f"; {counts['quarantine']:,} rows in quarantine",
     )  # fmt: skip
     if len(counts["sources"]) > 1:
