@@ -11,7 +11,6 @@ from the warehouse only when no writer has it, and without waiting: otherwise th
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from tasks.warehouse import latest_event_time, load_sql
+from tasks.warehouse import latest_event_time, load_sql, lock_holder
 from tasks.workspace import Workspace, find_writer_pid
 
 PUBLISHED_FILES = ("user_segments", "segment_profiles", "segment_recommendations")
@@ -177,9 +176,7 @@ def look_into_warehouse(workspace: Workspace) -> Iterator[WarehouseLook]:
     try:
         con = duckdb.connect(str(workspace.warehouse_path), read_only=True)
     except duckdb.IOException as error:
-        holder = re.search(r"\(PID (\d+)\)", str(error))
-        who = f"process {holder.group(1)}" if holder else "another process"
-        yield WarehouseLook(None, f"{who} has the warehouse open for writing")
+        yield WarehouseLook(None, f"{lock_holder(error)} has the warehouse open for writing")
         return
     try:
         yield WarehouseLook(con)

@@ -49,6 +49,12 @@ class WarehouseLockedError(RuntimeError):
 LOCK_WAIT_S = 3.0  # segflow's own readers hold the file for milliseconds; anything longer is someone else
 
 
+def lock_holder(error: duckdb.Error) -> str:
+    """Who holds the file, from DuckDB's lock error: "process 123" (it names the PID), else "another process"."""
+    holder = re.search(r"\(PID (\d+)\)", str(error))
+    return f"process {holder.group(1)}" if holder else "another process"
+
+
 def connect_warehouse(path: Path | str, memory_limit: str = "1GB") -> duckdb.DuckDBPyConnection:
     """A connection to the warehouse file with the contract tables present. Waits up to LOCK_WAIT_S while
     another process has the file open, then a WarehouseLockedError naming it."""
@@ -61,10 +67,8 @@ def connect_warehouse(path: Path | str, memory_limit: str = "1GB") -> duckdb.Duc
             if "lock" not in str(error).lower():
                 raise
             if time.monotonic() > deadline:
-                holder = re.search(r"\(PID (\d+)\)", str(error))
-                who = f"process {holder.group(1)}" if holder else "another process"
                 raise WarehouseLockedError(
-                    f"{who} has the warehouse {path} open (a notebook, a DuckDB shell?): close it there and "
+                    f"{lock_holder(error)} has the warehouse {path} open (a notebook, a DuckDB shell?): close it there and "
                     "run this again"
                 ) from None
             time.sleep(0.1)
