@@ -55,7 +55,8 @@ def find_published_run(warehouse_path: str, memory_limit: str, exports_dir: str)
 @task(cache_policy=NO_CACHE)
 def select_users(warehouse_path: str, memory_limit: str) -> tuple[pa.Table, datetime | None]:
     """Every event of the users with events since their published assignment, and of users without one; and
-    the time of the warehouse's latest event, which they are measured as of (as a retrain would)."""
+    where the warehouse's events end (`latest_event_time`), which they are measured as of, as a retrain
+    would."""
     con = connect_warehouse(warehouse_path, memory_limit)
     try:
         return score.select_users_to_score(con), latest_event_time(con)

@@ -226,7 +226,7 @@ def read_user_events(look: WarehouseLook, user_id: str):
 
 
 def read_latest_event_time(look: WarehouseLook) -> datetime | None:
-    """The time of the warehouse's latest event: what `segflow score` measures users as of."""
+    """Where the warehouse's events end (`latest_event_time`): what `segflow score` measures users as of."""
     return latest_event_time(look.con) if look.con is not None else None
 
 
@@ -242,7 +242,7 @@ class LiveAssignment:
 
 def assign_now(snapshot: Snapshot, events, n: int, as_of: datetime | None = None) -> LiveAssignment | None:
     """The segment, micro-segment memberships and list of `n` items the snapshot's saved segmenter gives the
-    (one) user in `events`, measured as of `as_of` (the warehouse's latest event, as `segflow score` would
+    (one) user in `events`, measured as of `as_of` (`latest_event_time`, as `segflow score` would
     measure them), as a run would publish them; None when the snapshot holds no segmenter."""
     if not snapshot.segmenter_path.is_file():
         return None

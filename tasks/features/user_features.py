@@ -95,8 +95,9 @@ class FeatureModel:
     def transform(self, events, as_of: datetime | None = None) -> UserFeatures:
         """The features of the users in `events` (any frame of the canonical columns), by the fitted statistics.
         Recency and frequency are measured as of `as_of` when it is later than the fit's end (`segflow score`
-        and `segflow user` pass the warehouse's latest event, as a retrain would measure everyone), else as of
-        the fit's end: a user whose whole history follows the fit looked like its most frequent users."""
+        and `segflow user` pass where the warehouse's events end, `latest_event_time`, as a retrain would),
+        else as of the fit's end: a user whose whole history follows the fit looked like its most frequent
+        users."""
         events = events if isinstance(events, pa.Table) else as_events_table(events)
         reference = max(self.end_ts, as_of) if as_of is not None else self.end_ts
         with open_engine("duckdb") as sql:

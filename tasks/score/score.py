@@ -92,7 +92,7 @@ def assign_events(
     segmenter_path: Path, events: pa.Table, as_of: datetime | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None]:
     """Each user's segment and distance, their micro-segment memberships and their ready list (None without a
-    micro level), as the saved segmenter gives them measured as of `as_of` (the warehouse's latest event)."""
+    micro level), as the saved segmenter gives them measured as of `as_of` (`latest_event_time`)."""
     from tasks.segment.segmenter import Segmenter  # the model code: imported only when there is work
 
     return Segmenter.load(segmenter_path).score(events, as_of=as_of)

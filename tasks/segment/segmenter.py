@@ -66,7 +66,7 @@ class Segmenter(Saveable):
     ) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None]:
         """`assign`, `memberships` and `recommend` at once, from one pass over the users' features (None for
         the last two without micro-segments): what scoring and `segflow user` publish for a user, measured
-        as of `as_of` (the warehouse's latest event there)."""
+        as of `as_of` (there: where the warehouse's events end, `latest_event_time`)."""
         features = self.features.transform(events, as_of)
         if self.micro is None:
             return self._assign(features), None, None
