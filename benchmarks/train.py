@@ -12,7 +12,7 @@ LightningModule, optimiser and seed; Lightning runs without validation, logger o
 loop does; a module's own end-of-epoch work (DEC's new targets) runs in both, and both step through the same
 mini-batches (Lightning's steps take lists of them, models/common.py STEPS_PER_CALL). Epoch times are medians
 over each round's epochs after its first (warm-up); `+ms/step` is what Lightning adds per mini-batch, its
-per-epoch work (the loop, logging train/loss: about 1 ms each) spread over the steps: it shows in the 3-5 step
+per-epoch work (its loop: about 0.5 ms) spread over the steps: it shows in the 3-5 step
 epochs of the small networks and is lost in the longer ones. An example is what one loss term scores: a
 next-item target (sequence, the text family's projection head), a user-item edge (lightgcn), a user's row
 (autoencoder, dec). The small networks (autoencoder, text head, dec) run on one thread unless --threads says

@@ -204,21 +204,33 @@ class LossModule(pl.LightningModule):
         raise NotImplementedError
 
     def on_train_epoch_start(self) -> None:
-        self._loss_sum, self._loss_rows = 0.0, 0
+        # [loss x rows summed, rows]: a list changed in place, as setting a Module's attribute on every step
+        # goes through nn.Module.__setattr__'s checks.
+        self._epoch_loss = [0.0, 0]
 
     def training_step(self, batches: list[tuple[torch.Tensor, ...]], index: int) -> None:
         optimizer = self.optimizers()
+        totals = self._epoch_loss
         for batch in batches:
             optimizer.zero_grad(set_to_none=True)
             loss = self.training_loss(batch)
             self.manual_backward(loss)
             optimizer.step()
-            self._loss_sum = self._loss_sum + loss.detach() * len(batch[0])
-            self._loss_rows += len(batch[0])
+            totals[0] = totals[0] + loss.detach() * len(batch[0])
+            totals[1] += len(batch[0])
 
     def on_train_epoch_end(self) -> None:
-        if self._loss_rows:
-            self.log("train/loss", self._loss_sum / self._loss_rows)
+        loss_sum, rows = self._epoch_loss
+        if rows:
+            self.log_epoch({"train/loss": loss_sum / rows})
+
+    def log_epoch(self, metrics: dict[str, float | torch.Tensor]) -> None:
+        """Hands an epoch's figures to the fit's loggers as `self.log` does at an epoch's end (the same step as
+        `val/loss`, with `epoch`), without its bookkeeping for per-step means and callback metrics: about 1 ms
+        a call, a third of a DEC epoch on 600 users. Nothing monitors these figures; `val/loss`, which early
+        stopping and KeepBest read, is still logged with `self.log`. (Lightning 2.6's logger connector:
+        private API, as `self.log` itself calls it.)"""
+        self.trainer._logger_connector.log_metrics(metrics)
 
 
 class EpochLog(Logger):

@@ -129,7 +129,7 @@ class DecModule(LossModule):
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
         changed = self.refresh_targets()
-        self.log("changed", changed)
+        self.log_epoch({"changed": changed})
         if len(self.changed) >= self.network.config.min_epochs and changed < self.network.config.tol:
             self.trainer.should_stop = True
 
