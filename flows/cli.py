@@ -16,7 +16,7 @@ import time
 import traceback
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -213,20 +213,33 @@ def source_problem(value: str, need_files: bool) -> str:
     if kind == "movielens" and rest:
         if need_files and not Path(rest).expanduser().is_dir():
             raise typer.BadParameter(f"{value!r}: {rest} is not a folder (the unzipped MovieLens data set)")
+        if need_files:
+            from tasks.ingest.sources import movielens_spec
+
+            check_source_files(lambda: movielens_spec(Path(rest)))
         return value
     if value.endswith(".toml"):
-        from tasks.ingest.sources import SourceSpecError, parse_source_spec
+        from tasks.ingest.sources import parse_source_spec
 
-        try:
-            spec = parse_source_spec(Path(value))
-            for feed in [*spec.events, *spec.items] if need_files else []:
-                feed.files()  # a path that matches nothing: told before a workspace is made
-        except SourceSpecError as error:
-            raise typer.BadParameter(str(error)) from None
+        check_source_files(lambda: parse_source_spec(Path(value)), need_files)
         return value
     raise typer.BadParameter(
         f"unknown source {value!r}: use demo, demo:N, demo:N:titles, movielens:DIR or PATH.toml"
     )
+
+
+def check_source_files(read_spec: Callable[[], Any], need_files: bool = True) -> None:
+    """A usage error, before a workspace is made, for a spec that cannot be read and (with `need_files`) for a
+    path that matches no file or a column expression that names a column its file lacks."""
+    from tasks.ingest.files import check_file_columns
+    from tasks.ingest.sources import SourceSpecError
+
+    try:
+        spec = read_spec()
+        if need_files:
+            check_file_columns(spec)  # discovers the files: a path that matches nothing is told too
+    except SourceSpecError as error:
+        raise typer.BadParameter(str(error)) from None
 
 
 def check_n(value: int) -> int:

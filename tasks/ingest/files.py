@@ -32,12 +32,15 @@ from tasks.ingest.sources import (
     SourceSpecError,
     check_feed_expressions,
     expression_columns,
+    named_columns,
 )
 from tasks.ingest.stage import (
     MAX_RECORD_CHARS,
     EmptyFileError,
     FileRefusedError,
+    csv_header,
     drop_staging,
+    sniff_file,
     stage_file,
 )
 from tasks.warehouse import load_sql, quote_ident
@@ -143,6 +146,53 @@ def discover_files(spec: SourceSpec) -> list[SourceFile]:
                 SourceFile(source=spec.name, feed=feed, path=path.resolve(), format=feed.format_for(path))
             )
     return found
+
+
+def check_file_columns(spec: SourceSpec) -> None:
+    """A SourceSpecError, naming the spec's line, when a column expression reads a column that no file of its
+    feed has (a typo, a wrong spec): told in a second, before anything is made, where ingest tells it after
+    starting a run and reading a file. Only headers are read (a CSV's first line, a Parquet file's schema).
+
+    Never stricter than ingest: a column that some files of the feed have passes (older exports may be
+    ingested already; ingest stops at the first file that lacks it), and a feed with JSON Lines files
+    (whose columns are the keys of all their lines) is left to ingest, as are files it skips or refuses as a
+    whole (empty, binary, a broken header), which it reports as such."""
+    by_feed: dict[int, tuple[Feed, list[tuple[SourceFile, list[str] | None]]]] = {}
+    for file in discover_files(spec):
+        by_feed.setdefault(id(file.feed), (file.feed, []))[1].append((file, _file_columns(file)))
+    for feed, files in by_feed.values():
+        readable = [(file, names) for file, names in files if names]
+        if any(names is None for _, names in files) or not readable:
+            continue
+        present = {name.lower() for _, names in readable for name in names}
+        first, first_names = readable[0]
+        for name, expression in feed.columns.items():
+            missing = sorted(c for c in named_columns(expression) if c.lower() not in present)
+            if missing:
+                where = (
+                    f"which {first.path.name} does not have (its columns"
+                    if len(files) == 1
+                    else f"which none of its {len(files)} files has (the columns of {first.path.name}"
+                )
+                raise SourceSpecError(
+                    f"{_origin(feed, name)}: the expression for {name} = {expression!r} reads "
+                    f"{', '.join(missing)}, {where}: {', '.join(first_names)})"
+                )
+
+
+def _file_columns(file: SourceFile) -> list[str] | None:
+    """The columns ingest will see in a file: none for a file it skips or refuses as a whole (it reads no row
+    of it), None where only reading the whole file tells (JSON Lines)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if file.format == "jsonl":
+        return None
+    try:
+        sniff_file(file)
+        return list(pq.read_schema(file.path).names) if file.format == "parquet" else csv_header(file)
+    except (EmptyFileError, FileRefusedError, OSError, pa.ArrowException):
+        return []
 
 
 def record_source(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> None:

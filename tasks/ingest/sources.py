@@ -183,24 +183,36 @@ def check_expression(expression: str) -> str | None:
     return _unsafe_node(node["select_list"][0])
 
 
-def expression_columns(expression: str) -> set[str]:
-    """The column names an expression refers to, lowercased (DuckDB's names are case-insensitive)."""
-    found: set[str] = set()
+def _column_refs(expression: str) -> list[tuple[list[str], bool]]:
+    """Each column reference of an expression, as its name parts (`payload.user`: two), and whether it is in
+    a lambda (`x -> x + 1`), where a name may be the lambda's parameter rather than a column."""
+    found: list[tuple[list[str], bool]] = []
 
-    def walk(node: Any) -> None:
+    def walk(node: Any, in_lambda: bool) -> None:
         if isinstance(node, list):
             for child in node:
-                walk(child)
+                walk(child, in_lambda)
         elif isinstance(node, dict):
             if node.get("class") == "COLUMN_REF" and node.get("column_names"):
-                found.add(str(node["column_names"][-1]).lower())
+                found.append(([str(part) for part in node["column_names"]], in_lambda))
             for value in node.values():
-                walk(value)
+                walk(value, in_lambda or node.get("class") == "LAMBDA")
 
     parsed = _parse_select(f"select {expression}")
     if not parsed.get("error"):
-        walk(parsed["statements"])
+        walk(parsed["statements"], False)
     return found
+
+
+def expression_columns(expression: str) -> set[str]:
+    """The column names an expression refers to, lowercased (DuckDB's names are case-insensitive)."""
+    return {parts[-1].lower() for parts, _ in _column_refs(expression)}
+
+
+def named_columns(expression: str) -> set[str]:
+    """The names an expression certainly reads as columns of the file, as written: plain names outside any
+    lambda (a dotted name may be a struct's field, a lambda's name its parameter)."""
+    return {parts[0] for parts, in_lambda in _column_refs(expression) if len(parts) == 1 and not in_lambda}
 
 
 def check_feed_expressions(feed: Feed) -> None:

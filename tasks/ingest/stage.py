@@ -201,7 +201,10 @@ def _quote(file: SourceFile) -> str:
     return "" if file.feed.delimiter and len(file.feed.delimiter) > 1 else '"'
 
 
-def _header(file: SourceFile) -> list[str]:
+def csv_header(file: SourceFile) -> list[str]:
+    """The column names of a CSV or TSV file as ingest reads them: its first line, the feed's
+    `file_columns`, or column0, column1, ... without a header; a FileRefusedError for empty or repeated
+    names or a gzip stream cut before the first line ends."""
     if file.feed.file_columns:
         return list(file.feed.file_columns)
     delimiter = _delimiter(file)
@@ -229,7 +232,7 @@ def _header(file: SourceFile) -> list[str]:
 
 
 def _stage_csv(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
-    names = _header(file)
+    names = csv_header(file)
     columns = "{" + ", ".join(f"'{n.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for n in names) + "}"
     con.execute(
         f"""

@@ -123,6 +123,36 @@ def test_a_spec_whose_path_matches_no_files_is_told_before_a_workspace_is_made(c
     assert cli.check_deploy_source("movielens:/not/there/yet") == "movielens:/not/there/yet"
 
 
+@pytest.mark.parametrize("command", ["ingest", "run", "score"])
+def test_a_spec_that_reads_a_column_its_file_lacks_is_told_before_a_workspace_is_made(
+    command, spec_dir, workspace
+):
+    """Told after 20 s (Prefect's start, then the file staged), with a workspace left behind; now from the
+    file's header in about a second."""
+    (spec_dir / "events.csv").write_text("uid,sku,kind,when\nu1,i1,view,2024-01-01 10:00:00\n")
+    spec = spec_dir / "s.toml"
+    columns = 'user_id = "uid"\nitem_id = "skuu"\nevent_type = "kind"\nts = \'"when"\'\n'
+    spec.write_text(f'name = "shop"\n[events]\npath = "events.csv"\n[events.columns]\n{columns}')
+    result = runner.invoke(app, [command, "--source", str(spec), "--workspace", str(workspace)])
+    assert result.exit_code == 2
+    assert lines(result.output) == [
+        "error: Invalid value for '--source' / '-s': s.toml line 6: the expression for item_id = 'skuu' reads "
+        f"skuu, which events.csv does not have (its columns: uid, sku, kind, when) (see `segflow {command} --help`)"
+    ]
+    assert not workspace.exists()
+
+
+def test_a_movielens_folder_without_its_files_is_told_before_a_workspace_is_made(spec_dir, workspace):
+    (spec_dir / "movies.txt").write_text("not MovieLens\n")
+    result = runner.invoke(app, ["run", "--source", f"movielens:{spec_dir}", "--workspace", str(workspace)])
+    assert result.exit_code == 2
+    assert lines(result.output) == [
+        f"error: Invalid value for '--source' / '-s': movielens:{spec_dir.resolve()}: no MovieLens files found "
+        "(expected ratings.csv, ratings.dat or u.data) (see `segflow run --help`)"
+    ]
+    assert not workspace.exists()
+
+
 def test_checking_the_segment_options_imports_no_model_code():
     """`--embedding lightgnc` was refused after 22-31 s: the settings imported every family (torch, Lightning)
     and the command started its Prefect server first. The registries now name the classes."""

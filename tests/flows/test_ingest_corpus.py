@@ -8,6 +8,7 @@ tests/corpus/make_corpus.py) and `case.toml`:
     max_bad_fraction = 0.05          # optional
     error = "IngestFailedError"      # or "SourceSpecError"; absent when the ingest succeeds
     messages = ["..."]               # each is in the error message (whitespace normalised)
+    precheck = "..."                 # optional: the CLI's header check refuses the spec with this message
     [[files]]                        # the manifest, in file order: file, status, rows_* and optional warnings
     [[quarantine]]                   # optional: row and reason of every quarantined row, in row order
     [[checks]]                       # optional: sql over the warehouse and its exact rows
@@ -22,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from flows.ingest import ingest_events
-from tasks.ingest.files import IngestFailedError
-from tasks.ingest.sources import SourceSpecError
+from tasks.ingest.files import IngestFailedError, check_file_columns
+from tasks.ingest.sources import SourceSpecError, parse_source_spec
 from tests.helpers import query
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -39,6 +40,24 @@ def test_the_corpus_has_every_kind_of_bad_input():
     for must in ("unterminated_quotes", "truncated_gzip", "binary_png", "nan_and_inf", "zoned_times",
                  "crlf_redelivery", "empty_files", "hostile_subquery", "hostile_statements"):  # fmt: skip
         assert must in CASES
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_cli_header_check_refuses_only_what_ingest_refuses(case):
+    """flows/cli.py checks a spec's column names against its files' headers before a workspace is made: it
+    must refuse what ingest refuses for that reason (its `precheck` message) and let every other case
+    through, bad files included, for ingest to handle and report."""
+    try:
+        spec = parse_source_spec(CORPUS / case / "source.toml")
+    except SourceSpecError:
+        return  # refused as the spec is read, before any file (the hostile cases)
+    expected = tomllib.loads((CORPUS / case / "case.toml").read_text()).get("precheck")
+    if expected is None:
+        check_file_columns(spec)
+    else:
+        with pytest.raises(SourceSpecError) as raised:
+            check_file_columns(spec)
+        assert str(raised.value) == expected
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -74,7 +93,7 @@ def test_each_bad_input_gives_its_message_and_manifest_and_loses_no_row(case, tm
         assert raised is None, f"{case}: {raised}"
     assert not list(tmp_path.rglob("pwned.csv"))
 
-    if expected.get("error") == "SourceSpecError":
+    if expected.get("error") == "SourceSpecError" and "files" not in expected:
         # Refused while the spec was read: nothing of the source reached the warehouse.
         if (workspace / "warehouse.duckdb").exists():
             assert query(workspace, "select count(*) from events") == [(0,)]
@@ -89,12 +108,13 @@ def test_each_bad_input_gives_its_message_and_manifest_and_loses_no_row(case, tm
     assert [(Path(row[0]).name, row[1], *row[2:6]) for row in manifest] == [
         (f["file"], f["status"], *(f[c] for c in COUNTS)) for f in expected["files"]
     ]
-    assert [(Path(f.file).name, f.status, *(getattr(f, c) for c in COUNTS)) for f in report.files] == [
-        (Path(row[0]).name, row[1], *row[2:6]) for row in manifest
-    ]
-    for outcome, want in zip(report.files, expected["files"], strict=True):
-        for warning in want.get("warnings", []):
-            assert warning in outcome.warnings
+    if report is not None:  # an ingest stopped by the spec has no report: the manifest says what it did
+        assert [(Path(f.file).name, f.status, *(getattr(f, c) for c in COUNTS)) for f in report.files] == [
+            (Path(row[0]).name, row[1], *row[2:6]) for row in manifest
+        ]
+        for outcome, want in zip(report.files, expected["files"], strict=True):
+            for warning in want.get("warnings", []):
+                assert warning in outcome.warnings
 
     # No row lost: an ingested file's rows are inserted, duplicates or quarantined; a refused file names
     # none; the warehouse holds exactly the rows the manifest says.

@@ -13,8 +13,8 @@ import duckdb
 import pytest
 
 from flows.ingest import ingest_events
-from tasks.ingest.files import FileOutcome, FileStatus, IngestFailedError, record_manifest
-from tasks.ingest.sources import SourceSpecError
+from tasks.ingest.files import FileOutcome, FileStatus, IngestFailedError, check_file_columns, record_manifest
+from tasks.ingest.sources import SourceSpecError, parse_source_spec
 from tasks.warehouse import create_warehouse_tables
 from tests.helpers import query
 
@@ -269,6 +269,44 @@ def test_an_expression_duckdb_rejects_names_its_line_and_the_file_columns(tmp_pa
     message = str(raised.value)
     assert "source.toml line 10: DuckDB rejects the expression for value = 'valu * 2'" in message
     assert "columns in events.csv: event_id, user_id, item_id, event_type, ts, value" in message
+
+
+def test_a_column_a_file_lacks_is_found_from_its_header_before_ingest(tmp_path):
+    """check_file_columns (the CLI's check before a workspace is made) reads headers only: a CSV's first line,
+    a Parquet schema; names are case-insensitive, as in DuckDB."""
+    spec = SPEC.replace('value = "value"', 'value = "valu * 2"')
+    with pytest.raises(SourceSpecError) as raised:
+        check_file_columns(parse_source_spec(write_source(tmp_path / "csv", GOOD_ROWS[:3], spec)))
+    assert str(raised.value) == (
+        "source.toml line 10: the expression for value = 'valu * 2' reads valu, which events.csv does not have "
+        "(its columns: event_id, user_id, item_id, event_type, ts, value)"
+    )
+    folder = tmp_path / "parquet"
+    folder.mkdir()
+    duckdb.sql("select 'u1' as User_Id, 'i1' as item_id, 'view' as kind, 1700000000 as ts").write_parquet(
+        str(folder / "events.parquet")
+    )
+    spec = SPEC.replace("events.csv", "events.parquet").replace('value = "value"\n', "")
+    (folder / "source.toml").write_text(spec)
+    with pytest.raises(SourceSpecError, match=r"line 8: the expression for event_type = 'event_type' reads "
+                       r"event_type, which events.parquet does not have \(its columns: User_Id, item_id, kind, ts\)"):  # fmt: skip
+        check_file_columns(parse_source_spec(folder / "source.toml"))
+    (folder / "source.toml").write_text(spec.replace('event_type = "event_type"', 'event_type = "KIND"'))
+    check_file_columns(parse_source_spec(folder / "source.toml"))  # user_id matches User_Id
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expression"),
+    [
+        ("events.csv", HEADER + GOOD_ROWS[0], "list_aggregate(list_transform([value], x -> x), 'max')"),
+        ("events.csv", HEADER + GOOD_ROWS[0], "value.amount"),  # a struct's field, or a column of a table
+        ("events.csv", "", "nosuch"),  # empty: ingest skips it and says so
+        ("events.jsonl", '{"event_id": "e1"}\n', "nosuch"),  # a JSON file's columns are all its lines' keys
+    ],
+)
+def test_what_only_ingest_can_tell_is_left_to_it(tmp_path, name, content, expression):
+    spec = SPEC.replace("events.csv", name).replace('value = "value"', f"value = {json.dumps(expression)}")
+    check_file_columns(parse_source_spec(write_source(tmp_path, [], spec, header=content, name=name)))
 
 
 def test_a_ts_one_hour_ahead_is_accepted(tmp_path, workspace):
