@@ -6,11 +6,17 @@
   family's fitted embedder with the feature statistics it reads (fit on the training part), returning
   `user_id, dim_0, dim_1, ...` per user, the vectors its segments were scored on.
 
+Both take one parameter, `as_of` (`predict(events, params={"as_of": "2024-06-01T00:00:00"})`, UTC; an ISO
+offset is converted): when the users are measured (recency, and frequency over their span). By default, and
+when it is earlier, the fit's end, as the published segments were; `segflow score` measures as of where the
+warehouse's events end.
+
 Loading them needs segflow installed (they unpickle segflow's classes)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -19,6 +25,7 @@ import polars as pl
 import polars.selectors  # noqa: F401  (pl.selectors)
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import ParamSchema, ParamSpec
 
 from tasks.embed.base import Embedder, embedding_frame
 from tasks.features.user_features import FeatureModel
@@ -44,11 +51,16 @@ EVENTS_SCHEMA = Schema(
         ColSpec("string", "item_category", required=False),
     ]
 )
+# The default `as_of`, before any fit: FeatureModel.transform then measures as of the fit's end. (A default of
+# None cannot be logged: MLflow 3.17 writes a datetime parameter's default with isoformat().)
+FIT_END = datetime(1970, 1, 1)
+PARAMS = ParamSchema([ParamSpec("as_of", "datetime", FIT_END)])
 SIGNATURE = ModelSignature(
     inputs=EVENTS_SCHEMA,
     outputs=Schema(
         [ColSpec("string", "user_id"), ColSpec("long", "segment_id"), ColSpec("double", "distance")]
     ),
+    params=PARAMS,
 )
 
 
@@ -57,7 +69,12 @@ class SegmenterModel(mlflow.pyfunc.PythonModel):
         self.segmenter = Segmenter.load(context.artifacts[ARTIFACT_PATH])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        return self.segmenter.assign(model_input).to_pandas()
+        return self.segmenter.assign(model_input, as_of=as_of_param(params)).to_pandas()
+
+
+def as_of_param(params: dict | None) -> datetime | None:
+    """The `as_of` parameter as MLflow hands it over (a naive UTC datetime, checked against PARAMS)."""
+    return (params or {}).get("as_of")
 
 
 MODEL_URI_TAG = "segflow.model_uri"
@@ -103,8 +120,8 @@ class FamilyModel(Saveable):
     features: FeatureModel
     embedder: Embedder
 
-    def embed(self, events) -> pd.DataFrame:
-        vectors = self.embedder.transform(self.features.transform(events))
+    def embed(self, events, as_of: datetime | None = None) -> pd.DataFrame:
+        vectors = self.embedder.transform(self.features.transform(events, as_of))
         return (
             embedding_frame(vectors)
             .with_columns(pl.selectors.starts_with("dim_").cast(pl.Float64))
@@ -117,7 +134,7 @@ class FamilyEmbedderModel(mlflow.pyfunc.PythonModel):
         self.model = FamilyModel.load(context.artifacts[EMBEDDER_PATH])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        return self.model.embed(model_input)
+        return self.model.embed(model_input, as_of_param(params))
 
 
 def log_family_model(model: FamilyModel, dimensions: int, input_example: pd.DataFrame, folder: Path) -> str:
@@ -131,7 +148,7 @@ def log_family_model(model: FamilyModel, dimensions: int, input_example: pd.Data
         name=EMBEDDER_PATH,
         python_model=str(Path(__file__).with_name("embedder_model.py")),
         artifacts={EMBEDDER_PATH: str(path)},
-        signature=ModelSignature(inputs=EVENTS_SCHEMA, outputs=outputs),
+        signature=ModelSignature(inputs=EVENTS_SCHEMA, outputs=outputs, params=PARAMS),
         input_example=_in_schema(input_example),
         pip_requirements=pip_requirements(),
     )

@@ -196,6 +196,12 @@ def test_the_segmenter_reloaded_from_mlflow_reproduces_the_published_assignment(
     assert list(predicted["segment_id"]) == [segment for _, segment, _ in published]
     assert predicted["distance"].round(6).tolist() == pytest.approx([d for *_, d in published], abs=1e-6)
     assert mlflow.get_run(mlflow_run_id).data.tags["segflow.published"] == "true"
+    # `as_of` measures the users later (recency, frequency): a time before the fit's end is the default.
+    assert [p.name for p in model.metadata.signature.params.params] == ["as_of"]
+    earlier = model.predict(events, params={"as_of": "2000-01-01T00:00:00"}).sort_values("user_id")
+    assert earlier.reset_index(drop=True).equals(predicted)
+    later = model.predict(events, params={"as_of": "2031-01-01T00:00:00+02:00"}).sort_values("user_id")
+    assert (later["distance"].to_numpy() != predicted["distance"].to_numpy()).all()
     # The same segmenter is kept in the workspace and beside the published tables.
     assert summary.locations["segmenter"].endswith(f"segmenters/{summary.run_id}.pkl")
 
