@@ -154,7 +154,7 @@ def bench_dec(features, seed: int, threads: int | None, text_cache: Path | None)
 
     vectors = CombinedEmbedder(seed).fit(features).transform(features).vectors
     data, module = DecClusterer(seed).training_parts(vectors, 8)
-    fit = lambda: len(DecClusterer(seed).fit(vectors, 8).changed)  # noqa: E731
+    fit = lambda: len(DecClusterer(seed).fit(vectors, 8).epochs)  # noqa: E731
     return Parts(data, module, len(vectors), len(vectors), fit, after_epoch=lambda m: m.refresh_targets())
 
 

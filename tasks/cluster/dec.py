@@ -59,7 +59,6 @@ class DecClusterer(Saveable):
             log = EpochLog()
             trainer = make_dec_trainer(self.train, [log] + ([self.logger] if self.logger else []))
             trainer.fit(module, datamodule=data)
-        self.changed = module.changed
         self.epochs = log.epochs()  # train/loss, val/loss and the share of rows that `changed` cluster
         network = module.network.cpu().eval()
         config = network.config
