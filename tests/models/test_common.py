@@ -4,6 +4,7 @@ stopped says so; without a budget (the default) a fit ends by its epochs."""
 
 from __future__ import annotations
 
+import csv
 import math
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.loggers import CSVLogger
 
 from models.autoencoder import AutoencoderConfig, AutoencoderModule, MLPAutoencoder, VectorDataModule
 from models.common import (
@@ -112,6 +114,29 @@ def test_train_loss_is_logged_once_an_epoch_as_the_batch_size_weighted_mean_of_i
         assert row["train/loss"] != pytest.approx(
             losses[:, 0].mean(), rel=1e-6
         )  # the unweighted mean differs
+
+
+def test_an_epochs_figures_reach_a_users_logger_at_the_step_and_epoch_of_its_val_loss(tmp_path):
+    """LossModule.log_epoch hands train/loss to the loggers itself: it must land where self.log put it, the
+    step of val/loss (it was one step later, so an MLflow chart drew the two curves apart)."""
+    x = np.random.default_rng(0).normal(size=(100, 6)).astype(np.float32)
+    with training_scope(0, n_threads=1):
+        logger = CSVLogger(tmp_path, name="fit")
+        trainer, _ = make_trainer(TrainSettings(max_epochs=3, batch_size=16, accelerator="cpu"), logger)
+        network = MLPAutoencoder(AutoencoderConfig(n_inputs=6, dim=2, hidden=8))
+        trainer.fit(AutoencoderModule(network, 1e-2), datamodule=VectorDataModule(x, 16, seed=0))
+    (metrics,) = tmp_path.glob("fit/*/metrics.csv")
+    at = {
+        name: [
+            (int(row["step"]), int(float(row["epoch"])))
+            for row in csv.DictReader(metrics.open())
+            if row[name]
+        ]
+        for name in ("train/loss", "val/loss")
+    }
+    assert (
+        at["train/loss"] == at["val/loss"] == [(0, 0), (1, 1), (2, 2)]
+    )  # one training_step (group) an epoch
 
 
 def test_an_epoch_is_every_row_but_at_least_min_batches_and_at_most_most():
