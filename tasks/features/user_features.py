@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 
 import numpy as np
 import polars as pl
@@ -92,14 +92,14 @@ class FeatureModel:
         )  # fmt: skip
         return model, model._features(tables, wide, events, known)
 
-    def transform(self, events, as_of: datetime | None = None) -> UserFeatures:
+    def transform(self, events, as_of: datetime | date | None = None) -> UserFeatures:
         """The features of the users in `events` (any frame of the canonical columns), by the fitted statistics.
         Recency and frequency are measured as of `as_of` when it is later than the fit's end (`segflow score`
         and `segflow user` pass where the warehouse's events end, `latest_event_time`, as a retrain would),
         else as of the fit's end: a user whose whole history follows the fit looked like its most frequent
         users."""
         events = events if isinstance(events, pa.Table) else as_events_table(events)
-        reference = max(self.end_ts, as_of) if as_of is not None else self.end_ts
+        reference = max(self.end_ts, utc_datetime(as_of)) if as_of is not None else self.end_ts
         with open_engine("duckdb") as sql:
             known = _open(sql, events, self.items, self.weights)
             sql.register("fit_category_idf", self.category_idf)
@@ -116,6 +116,13 @@ class FeatureModel:
         frame = wide.with_columns(missing).select("user_id", *self.columns).sort("user_id")
         sequences = events.select(list(REQUIRED_EVENT_COLUMNS))  # shares the buffers of the kept columns only
         return UserFeatures(frame["user_id"].to_numpy().astype(object), frame, tables, sequences, items)
+
+
+def utc_datetime(value: datetime | date) -> datetime:
+    """A time as the events hold it, naive UTC: a zoned datetime converted, a date at its midnight."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+    return datetime.combine(value, time())
 
 
 def _with_item_columns(items: pa.Table) -> pa.Table:

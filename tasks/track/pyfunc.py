@@ -7,9 +7,10 @@
   `user_id, dim_0, dim_1, ...` per user, the vectors its segments were scored on.
 
 Both take one parameter, `as_of` (`predict(events, params={"as_of": "2024-06-01T00:00:00"})`, UTC; an ISO
-offset is converted): when the users are measured (recency, and frequency over their span). By default, and
-when it is earlier, the fit's end, as the published segments were; `segflow score` measures as of where the
-warehouse's events end.
+offset is converted, a date is its midnight): when the users are measured (recency, and frequency over their
+span). By default, and when it is earlier, the fit's end, as the published segments were (the signature shows
+that default as 1970-01-01); `segflow score` measures as of where the warehouse's events end. Events after
+`as_of` are not dropped: pass the events up to it.
 
 Loading them needs segflow installed (they unpickle segflow's classes)."""
 

@@ -202,6 +202,8 @@ def test_the_segmenter_reloaded_from_mlflow_reproduces_the_published_assignment(
     assert earlier.reset_index(drop=True).equals(predicted)
     later = model.predict(events, params={"as_of": "2031-01-01T00:00:00+02:00"}).sort_values("user_id")
     assert (later["distance"].to_numpy() != predicted["distance"].to_numpy()).all()
+    day = model.predict(events, params={"as_of": "2031-01-01"})  # a date: its midnight (it raised TypeError)
+    assert day.equals(model.predict(events, params={"as_of": "2031-01-01T00:00:00"}))
     # The same segmenter is kept in the workspace and beside the published tables.
     assert summary.locations["segmenter"].endswith(f"segmenters/{summary.run_id}.pkl")
 
