@@ -230,16 +230,35 @@ def source_problem(value: str, need_files: bool) -> str:
 
 def check_source_files(read_spec: Callable[[], Any], need_files: bool = True) -> None:
     """A usage error, before a workspace is made, for a spec that cannot be read and (with `need_files`) for a
-    path that matches no file or a column expression that names a column its file lacks."""
-    from tasks.ingest.files import check_file_columns
+    path that matches no file or a file whose format cannot be told."""
+    from tasks.ingest.files import discover_files
     from tasks.ingest.sources import SourceSpecError
 
     try:
         spec = read_spec()
         if need_files:
-            check_file_columns(spec)  # discovers the files: a path that matches nothing is told too
+            discover_files(spec)
     except SourceSpecError as error:
         raise typer.BadParameter(str(error)) from None
+
+
+def check_source_columns(ctx: typer.Context, source: str, workspace: Path) -> None:
+    """A usage error, before the workspace is opened or made, for a spec expression that reads a column no file
+    of its feed has (tasks/ingest/files.py check_file_columns). After the options are parsed, as it needs the
+    workspace: files its warehouse has ingested are not read, as ingest skips them."""
+    if not (source.endswith(".toml") or source.startswith("movielens:")):
+        return
+    from tasks.ingest.files import check_file_columns, ingested_files
+    from tasks.ingest.sources import SourceSpecError, movielens_spec, parse_source_spec
+
+    try:
+        if source.startswith("movielens:"):
+            spec = movielens_spec(Path(source.partition(":")[2]))
+        else:
+            spec = parse_source_spec(Path(source))
+        check_file_columns(spec, ingested_files(Workspace(workspace=workspace).warehouse_path))
+    except SourceSpecError as error:
+        raise typer.BadParameter(str(error), ctx=ctx, param_hint="'--source' / '-s'") from None
 
 
 def check_n(value: int) -> int:
@@ -493,6 +512,7 @@ def ingest(
     details: DetailsOption = False,
 ) -> None:
     """Ingest a source's event files into the workspace's DuckDB warehouse (idempotent)."""
+    check_source_columns(ctx, source, workspace)
     ws, server = prepare_writer(ctx, workspace)
     from flows.ingest import ingest_events
     from tasks.ingest.files import IngestFailedError
@@ -655,6 +675,7 @@ def run(
         engine=engine, spark_master=spark_master,
         devices=devices, num_nodes=num_nodes, task_runner=task_runner, cluster_address=cluster_address,
     )  # fmt: skip
+    check_source_columns(ctx, source, workspace)
     ws, server = prepare_writer(ctx, workspace)
     from flows.segment_users import segment_users_with_runner  # the model code, while the server boots
 
@@ -952,6 +973,7 @@ def score(
 ) -> None:
     """Ingest new files, then give every user with new events (and every new user) a segment with the
     published run's saved segmenter, without retraining. Users without new events are not touched."""
+    check_source_columns(ctx, source, workspace)
     ws, server = prepare_writer(ctx, workspace, must_exist=True)
     from flows.score_users import score_users
     from tasks.ingest.files import IngestFailedError

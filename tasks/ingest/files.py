@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ from tasks.ingest.stage import (
     FileRefusedError,
     csv_header,
     drop_staging,
+    open_text,
     sniff_file,
     stage_file,
 )
@@ -148,23 +150,53 @@ def discover_files(spec: SourceSpec) -> list[SourceFile]:
     return found
 
 
-def check_file_columns(spec: SourceSpec) -> None:
+def ingested_files(warehouse: Path) -> list[str]:
+    """The paths of the files a warehouse's manifest holds as ingested; none when there is no warehouse yet
+    or another process holds it (a check that reads this then checks every file)."""
+    if not warehouse.is_file():
+        return []
+    try:
+        con = duckdb.connect(str(warehouse), read_only=True)
+    except duckdb.Error:
+        return []
+    try:
+        return [
+            file
+            for (file,) in con.execute(
+                "select file from ingest_manifest where status = 'ingested'"
+            ).fetchall()
+        ]
+    except duckdb.Error:
+        return []
+    finally:
+        con.close()
+
+
+# Names ingest's own query gives every file: the row number, and the row as a struct (`from (...) as src`).
+QUERY_COLUMNS = ("_row", "src")
+
+
+def check_file_columns(spec: SourceSpec, ingested: Iterable[str] = ()) -> None:
     """A SourceSpecError, naming the spec's line, when a column expression reads a column that no file of its
     feed has (a typo, a wrong spec): told in a second, before anything is made, where ingest tells it after
-    starting a run and reading a file. Only headers are read (a CSV's first line, a Parquet file's schema).
+    starting a run and reading a file. Only headers are read (a CSV's first line, a Parquet file's schema),
+    with the columns DuckDB adds from `key=value` folders (hive partitions) and ingest's own (QUERY_COLUMNS).
 
-    Never stricter than ingest: a column that some files of the feed have passes (older exports may be
-    ingested already; ingest stops at the first file that lacks it), and a feed with JSON Lines files
-    (whose columns are the keys of all their lines) is left to ingest, as are files it skips or refuses as a
-    whole (empty, binary, a broken header), which it reports as such."""
+    Never stricter than ingest: a column that some files of the feed have passes (ingest stops at the first
+    file that lacks it); files in `ingested` (paths the workspace's manifest holds) count for nothing, as
+    ingest skips them; a feed with JSON Lines files (whose columns are the keys of all their lines) is left to
+    ingest, as are files it skips or refuses as a whole (no data rows, binary, a broken header), which it
+    reports as such; and a name DuckDB reads without a table (current_date, user) is not a column."""
+    skip = set(ingested)
     by_feed: dict[int, tuple[Feed, list[tuple[SourceFile, list[str] | None]]]] = {}
     for file in discover_files(spec):
-        by_feed.setdefault(id(file.feed), (file.feed, []))[1].append((file, _file_columns(file)))
+        names = [] if str(file.path) in skip else _file_columns(file)
+        by_feed.setdefault(id(file.feed), (file.feed, []))[1].append((file, names))
     for feed, files in by_feed.values():
         readable = [(file, names) for file, names in files if names]
         if any(names is None for _, names in files) or not readable:
             continue
-        present = {name.lower() for _, names in readable for name in names}
+        present = {name.lower() for _, names in readable for name in names} | set(QUERY_COLUMNS)
         first, first_names = readable[0]
         for name, expression in feed.columns.items():
             missing = sorted(c for c in named_columns(expression) if c.lower() not in present)
@@ -181,8 +213,9 @@ def check_file_columns(spec: SourceSpec) -> None:
 
 
 def _file_columns(file: SourceFile) -> list[str] | None:
-    """The columns ingest will see in a file: none for a file it skips or refuses as a whole (it reads no row
-    of it), None where only reading the whole file tells (JSON Lines)."""
+    """The columns ingest will see in a file: none for a file whose rows it will not read (no data rows,
+    binary, a broken header), None where only reading the whole file tells (JSON Lines, an encoding Python
+    does not know)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -190,9 +223,26 @@ def _file_columns(file: SourceFile) -> list[str] | None:
         return None
     try:
         sniff_file(file)
-        return list(pq.read_schema(file.path).names) if file.format == "parquet" else csv_header(file)
-    except (EmptyFileError, FileRefusedError, OSError, pa.ArrowException):
+        if file.format == "parquet":
+            metadata = pq.read_metadata(file.path)
+            names = metadata.schema.to_arrow_schema().names if metadata.num_rows else []
+        else:
+            names = csv_header(file, count_rows=False) if _has_data_line(file) else []
+    except LookupError:
+        return None
+    except (EmptyFileError, FileRefusedError, OSError, EOFError, zlib.error, pa.ArrowException):
         return []
+    partitions = [part.split("=", 1)[0] for part in file.path.parent.parts if "=" in part]
+    return [*names, *partitions] if names else []
+
+
+def _has_data_line(file: SourceFile) -> bool:
+    """Whether a CSV has a line with text after its header (ingest finds no rows in one without)."""
+    with open_text(file.path, file.feed.encoding) as handle:
+        lines = iter(handle)
+        if file.feed.header:
+            next(lines, None)
+        return any(line.strip() for line in lines)
 
 
 def record_source(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> None:

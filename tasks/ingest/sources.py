@@ -211,8 +211,25 @@ def expression_columns(expression: str) -> set[str]:
 
 def named_columns(expression: str) -> set[str]:
     """The names an expression certainly reads as columns of the file, as written: plain names outside any
-    lambda (a dotted name may be a struct's field, a lambda's name its parameter)."""
-    return {parts[0] for parts, in_lambda in _column_refs(expression) if len(parts) == 1 and not in_lambda}
+    lambda (a dotted name may be a struct's field, a lambda's name its parameter) that DuckDB does not read
+    without a table (`current_date`, `user`: a column of that name comes first, else the value)."""
+    return {
+        parts[0]
+        for parts, in_lambda in _column_refs(expression)
+        if len(parts) == 1 and not in_lambda and not _binds_without_a_table(parts[0])
+    }
+
+
+@lru_cache(maxsize=1024)
+def _binds_without_a_table(name: str) -> bool:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):  # only a bare identifier is put into the query
+        return False
+    with _parser_lock:
+        try:
+            _parser().execute(f"describe select {name}")
+        except duckdb.Error:
+            return False
+    return True
 
 
 def check_feed_expressions(feed: Feed) -> None:

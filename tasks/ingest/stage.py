@@ -79,7 +79,7 @@ def _is_gzip(path: Path) -> bool:
     return path.name.lower().endswith(".gz")
 
 
-def _open_text(path: Path, encoding: str) -> io.TextIOBase:
+def open_text(path: Path, encoding: str) -> io.TextIOBase:
     raw = gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")  # noqa: SIM115 - the wrapper owns it
     return io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="")
 
@@ -201,15 +201,16 @@ def _quote(file: SourceFile) -> str:
     return "" if file.feed.delimiter and len(file.feed.delimiter) > 1 else '"'
 
 
-def csv_header(file: SourceFile) -> list[str]:
+def csv_header(file: SourceFile, count_rows: bool = True) -> list[str]:
     """The column names of a CSV or TSV file as ingest reads them: its first line, the feed's
     `file_columns`, or column0, column1, ... without a header; a FileRefusedError for empty or repeated
-    names or a gzip stream cut before the first line ends."""
+    names (with the file's rows counted, unless not `count_rows`) or a gzip stream cut before the first line
+    ends."""
     if file.feed.file_columns:
         return list(file.feed.file_columns)
     delimiter = _delimiter(file)
     try:
-        with _open_text(file.path, file.feed.encoding) as handle:
+        with open_text(file.path, file.feed.encoding) as handle:
             first = handle.readline().rstrip("\r\n")
     except (EOFError, zlib.error, gzip.BadGzipFile):
         raise FileRefusedError(
@@ -226,7 +227,7 @@ def csv_header(file: SourceFile) -> list[str]:
         raise FileRefusedError(
             f"{file.path}: the header line has empty or repeated column names: {first[:200]!r}; "
             "the file is refused",
-            rows_read=max(0, count_lines(file.path)[0] - 1),
+            rows_read=max(0, count_lines(file.path)[0] - 1) if count_rows else 0,
         )
     return names
 
@@ -337,7 +338,7 @@ def _stage_csv_by_lines(con: duckdb.DuckDBPyConnection, file: SourceFile, names:
         rows.clear()
         rejects.clear()
 
-    with _open_text(file.path, file.feed.encoding) as handle:
+    with open_text(file.path, file.feed.encoding) as handle:
         lines = iter(handle)
         if file.feed.header:
             next(lines, None)

@@ -13,7 +13,14 @@ import duckdb
 import pytest
 
 from flows.ingest import ingest_events
-from tasks.ingest.files import FileOutcome, FileStatus, IngestFailedError, check_file_columns, record_manifest
+from tasks.ingest.files import (
+    FileOutcome,
+    FileStatus,
+    IngestFailedError,
+    check_file_columns,
+    ingested_files,
+    record_manifest,
+)
 from tasks.ingest.sources import SourceSpecError, parse_source_spec
 from tasks.warehouse import create_warehouse_tables
 from tests.helpers import query
@@ -302,11 +309,55 @@ def test_a_column_a_file_lacks_is_found_from_its_header_before_ingest(tmp_path):
         ("events.csv", HEADER + GOOD_ROWS[0], "value.amount"),  # a struct's field, or a column of a table
         ("events.csv", "", "nosuch"),  # empty: ingest skips it and says so
         ("events.jsonl", '{"event_id": "e1"}\n', "nosuch"),  # a JSON file's columns are all its lines' keys
+        ("events.csv", HEADER, "nosuch"),  # a header but no rows: ingest warns and reads nothing
+        ("events.csv", HEADER + GOOD_ROWS[0], "year(current_date)"),  # a value DuckDB names without a table
+        ("events.csv", HEADER + GOOD_ROWS[0], "length(to_json(src)) + _row"),  # ingest's query's own columns
     ],
 )
 def test_what_only_ingest_can_tell_is_left_to_it(tmp_path, name, content, expression):
     spec = SPEC.replace("events.csv", name).replace('value = "value"', f"value = {json.dumps(expression)}")
     check_file_columns(parse_source_spec(write_source(tmp_path, [], spec, header=content, name=name)))
+
+
+def test_hive_partition_folders_and_empty_parquet_files_are_read_as_ingest_reads_them(tmp_path):
+    """DuckDB adds a column for each key=value folder of a file's path; a Parquet file without rows is read
+    as nothing (helper 20: both were refused, and ingest took them)."""
+    spec = SPEC.replace('path = "events.csv"', 'path = "events"').replace(
+        'value = "value"', 'session_id = "dt"'
+    )
+    (tmp_path / "source.toml").write_text(spec)
+    for day, n_rows in (("2024-01-01", 3), ("2024-01-02", 0)):
+        folder = tmp_path / "events" / f"dt={day}"
+        folder.mkdir(parents=True)
+        duckdb.sql(
+            f"select 'u' || i as user_id, 'i1' as item_id, 'view' as event_type, 1700000000 as ts, 'x' as nosuch "
+            f"from range({n_rows}) t(i)"
+        ).write_parquet(str(folder / "part-0.parquet"))
+    check_file_columns(parse_source_spec(tmp_path / "source.toml"))
+    (tmp_path / "source.toml").write_text(spec.replace('session_id = "dt"', 'session_id = "day"'))
+    with pytest.raises(SourceSpecError, match=r"reads day, which none of its 2 files has \(the columns of "
+                       r"part-0.parquet: user_id, item_id, event_type, ts, nosuch, dt\)"):  # fmt: skip
+        check_file_columns(parse_source_spec(tmp_path / "source.toml"))
+    only_empty = spec.replace('"events"', '"events/dt=2024-01-02"').replace(
+        'session_id = "dt"', 'session_id = "day"'
+    )
+    (tmp_path / "source.toml").write_text(only_empty)
+    check_file_columns(parse_source_spec(tmp_path / "source.toml"))  # no rows: left to ingest, which warns
+
+
+def test_files_the_warehouse_has_ingested_are_not_read(tmp_path, workspace):
+    """A spec changed ahead of a renamed column (item_id = "sku") while the folder still holds the exports
+    ingested under the old name: ingest skips them, so the check must not refuse (helper 20)."""
+    ingest(write_source(tmp_path / "src", GOOD_ROWS[:3]), workspace)
+    renamed = parse_source_spec(
+        write_source(tmp_path / "src", GOOD_ROWS[:3], SPEC.replace('"item_id"', '"sku"'))
+    )
+    with pytest.raises(SourceSpecError, match="reads sku, which events.csv does not have"):
+        check_file_columns(renamed)
+    ingested = ingested_files(workspace / "warehouse.duckdb")
+    assert ingested == [str((tmp_path / "src" / "events.csv").resolve())]
+    check_file_columns(renamed, ingested)
+    assert ingested_files(tmp_path / "no" / "warehouse.duckdb") == []
 
 
 def test_a_ts_one_hour_ahead_is_accepted(tmp_path, workspace):
