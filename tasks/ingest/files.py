@@ -416,6 +416,7 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     feed = file.feed
     # Parsed again here, not only when the spec is read: a feed can be built in code too.
     check_feed_expressions(feed)
+    _refuse_missing_columns(con, file)
     source_sql, cast_error = _typed_source(con, feed.columns)
     dtypes = {
         name: _check_expression(con, source_sql, name, expr, feed, file)
@@ -460,6 +461,26 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
         )
     except duckdb.Error as error:
         raise _failing_expression(con, file, source_sql, error) from None
+
+
+def _refuse_missing_columns(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
+    """A FileRefusedError when the spec reads a column this file does not have: a file of another layout (an
+    export whose column was renamed) is refused like any file that cannot be read, and the feed's other
+    files are still ingested. (A column that no file has is refused before a run starts, check_file_columns.)"""
+    names = list(_raw_columns(con))
+    present = {name.lower() for name in names} | set(QUERY_COLUMNS)
+    for name, expression in file.feed.columns.items():
+        missing = sorted(c for c in named_columns(expression) if c.lower() not in present)
+        if missing:
+            rows_read = con.execute(
+                "select (select count(*) from stg_raw) + (select count(*) from stg_rejects)"
+            )
+            raise FileRefusedError(
+                f"{file.path}: the expression for {name} = {expression!r} ({_origin(file.feed, name)}) reads "
+                f"{', '.join(missing)}, which this file does not have (its columns: {', '.join(names)}); the "
+                "file is refused. Give files of this layout a feed of their own",
+                rows_read=rows_read.fetchall()[0][0],
+            )
 
 
 def _failing_expression(

@@ -270,12 +270,35 @@ def test_parquet_and_tsv_files_and_epoch_timestamps(tmp_path, workspace):
 
 
 def test_an_expression_duckdb_rejects_names_its_line_and_the_file_columns(tmp_path, workspace):
-    spec = SPEC.replace('value = "value"', 'value = "valu * 2"')
+    spec = SPEC.replace('value = "value"', 'value = "round(value, 1, 2)"')
     with pytest.raises(SourceSpecError) as raised:
         ingest(write_source(tmp_path / "src", GOOD_ROWS[:3], spec), workspace)
     message = str(raised.value)
-    assert "source.toml line 10: DuckDB rejects the expression for value = 'valu * 2'" in message
+    assert "source.toml line 10: DuckDB rejects the expression for value = 'round(value, 1, 2)'" in message
     assert "columns in events.csv: event_id, user_id, item_id, event_type, ts, value" in message
+
+
+def test_a_file_without_a_column_the_spec_reads_is_refused_and_the_others_are_ingested(tmp_path, workspace):
+    """A daily export that renamed a column stopped the whole ingest (a SourceSpecError at that file); it is
+    refused like any file that cannot be read, naming the column and its own."""
+    folder = tmp_path / "src"
+    write_source(folder, GOOD_ROWS[:3], name="day1.csv")
+    write_source(folder, GOOD_ROWS[3:5], header=HEADER.replace("value", "amount"), name="day2.csv")
+    write_source(folder, GOOD_ROWS[5:9], name="day3.csv", spec=SPEC.replace('"events.csv"', '"."'))
+    with pytest.raises(IngestFailedError) as raised:
+        ingest(folder / "source.toml", workspace)
+    assert str(raised.value) == (
+        f"{(folder / 'day2.csv').resolve()}: the expression for value = 'value' (source.toml line 10) reads value, "
+        "which this file does not have (its columns: event_id, user_id, item_id, event_type, ts, amount); the "
+        "file is refused. Give files of this layout a feed of their own"
+    )
+    assert [
+        (Path(f.file).name, f.status, f.rows_read, f.rows_inserted) for f in raised.value.report.files
+    ] == [
+        ("day1.csv", "ingested", 3, 3),
+        ("day2.csv", "rejected", 2, 0),
+        ("day3.csv", "ingested", 4, 4),
+    ]
 
 
 def test_a_column_a_file_lacks_is_found_from_its_header_before_ingest(tmp_path):
