@@ -201,7 +201,7 @@ def main() -> None:
     )
 
     # A spec that reads a column no file has (a typo), and a shop's daily exports where one day the export
-    # renames a column (item -> sku) that the spec reads: ingest stops when it reaches that file. The CLI's
+    # renames a column (item -> sku) that the spec reads: ingest refuses that file and ingests the rest. The CLI's
     # header check refuses the first before a workspace is made and leaves the second to ingest (`precheck`).
     write_case("spec_reads_a_missing_column", {"events.csv": HEADER + "".join(rows(20))}, item_id="itme")
     write_case(
