@@ -245,10 +245,11 @@ def check_source_files(read_spec: Callable[[], Any], need_files: bool = True) ->
 def check_source_columns(ctx: typer.Context, source: str, workspace: Path) -> None:
     """A usage error, before the workspace is opened or made, for a spec expression that reads a column no file
     of its feed has (tasks/ingest/files.py check_file_columns). After the options are parsed, as it needs the
-    workspace: files its warehouse has ingested are not read, as ingest skips them."""
+    workspace: files its warehouse has ingested do not count, as ingest skips them (and while another process
+    holds the warehouse nothing is checked: ingest will tell)."""
     if not (source.endswith(".toml") or source.startswith("movielens:")):
         return
-    from tasks.ingest.files import check_file_columns, ingested_files
+    from tasks.ingest.files import check_file_columns, ingested_contents
     from tasks.ingest.sources import SourceSpecError, movielens_spec, parse_source_spec
 
     try:
@@ -256,7 +257,7 @@ def check_source_columns(ctx: typer.Context, source: str, workspace: Path) -> No
             spec = movielens_spec(Path(source.partition(":")[2]))
         else:
             spec = parse_source_spec(Path(source))
-        check_file_columns(spec, ingested_files(Workspace(workspace=workspace).warehouse_path))
+        check_file_columns(spec, ingested_contents(Workspace(workspace=workspace).warehouse_path))
     except SourceSpecError as error:
         raise typer.BadParameter(str(error), ctx=ctx, param_hint="'--source' / '-s'") from None
 

@@ -41,7 +41,8 @@ from tasks.ingest.stage import (
     FileRefusedError,
     csv_header,
     drop_staging,
-    open_text,
+    has_data_line,
+    hive_partitions,
     sniff_file,
     stage_file,
 )
@@ -150,99 +151,116 @@ def discover_files(spec: SourceSpec) -> list[SourceFile]:
     return found
 
 
-def ingested_files(warehouse: Path) -> list[str]:
-    """The paths of the files a warehouse's manifest holds as ingested; none when there is no warehouse yet
-    or another process holds it (a check that reads this then checks every file)."""
+def ingested_contents(warehouse: Path) -> set[tuple[str, str]] | None:
+    """(kind, sha256) of every file a warehouse's manifest holds as ingested (what ingest skips): empty
+    without a warehouse; None when it cannot be read now (another process holds it)."""
     if not warehouse.is_file():
-        return []
+        return set()
     try:
         con = duckdb.connect(str(warehouse), read_only=True)
     except duckdb.Error:
-        return []
+        return None
     try:
-        return [
-            file
-            for (file,) in con.execute(
-                "select file from ingest_manifest where status = 'ingested'"
-            ).fetchall()
-        ]
+        found = con.execute("select kind, sha256 from ingest_manifest where status = 'ingested'").fetchall()
+        return {(kind, sha) for kind, sha in found}
     except duckdb.Error:
-        return []
+        return None
     finally:
         con.close()
 
 
 # Names ingest's own query gives every file: the row number, and the row as a struct (`from (...) as src`).
 QUERY_COLUMNS = ("_row", "src")
+ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
-def check_file_columns(spec: SourceSpec, ingested: Iterable[str] = ()) -> None:
+def check_file_columns(spec: SourceSpec, ingested: set[tuple[str, str]] | None = frozenset()) -> None:
     """A SourceSpecError, naming the spec's line, when a column expression reads a column that no file of its
     feed has (a typo, a wrong spec): told in a second, before anything is made, where ingest tells it after
-    starting a run and reading a file. Only headers are read (a CSV's first line, a Parquet file's schema),
-    with the columns DuckDB adds from `key=value` folders (hive partitions) and ingest's own (QUERY_COLUMNS).
+    starting a run and reading a file. Only headers are read (a CSV's first line, the names DuckDB gives a
+    Parquet file's columns), with the columns DuckDB adds from `key=value` folders (hive partitions) and
+    ingest's own (QUERY_COLUMNS).
 
-    Never stricter than ingest: a column that some files of the feed have passes (ingest stops at the first
-    file that lacks it); files in `ingested` (paths the workspace's manifest holds) count for nothing, as
-    ingest skips them; a feed with JSON Lines files (whose columns are the keys of all their lines) is left to
-    ingest, as are files it skips or refuses as a whole (no data rows, binary, a broken header), which it
-    reports as such; and a name DuckDB reads without a table (current_date, user) is not a column."""
-    skip = set(ingested)
+    Never stricter than ingest: a column that some files of the feed have passes (ingest refuses the files
+    that lack it); files whose content is in `ingested` ((kind, sha256), ingested_contents) count for
+    nothing, as ingest skips them, and with `ingested` None (the manifest cannot be read) nothing is checked;
+    a feed with JSON Lines files (whose columns are the keys of all their lines) is left to ingest, as are
+    files it skips or refuses as a whole (no data rows, binary, a broken header), which it reports as such;
+    and a name DuckDB reads without a table (current_date, user) is not a column."""
+    if ingested is None:
+        return
     by_feed: dict[int, tuple[Feed, list[tuple[SourceFile, list[str] | None]]]] = {}
     for file in discover_files(spec):
-        names = [] if str(file.path) in skip else _file_columns(file)
-        by_feed.setdefault(id(file.feed), (file.feed, []))[1].append((file, names))
+        by_feed.setdefault(id(file.feed), (file.feed, []))[1].append((file, _file_columns(file)))
     for feed, files in by_feed.values():
-        readable = [(file, names) for file, names in files if names]
-        if any(names is None for _, names in files) or not readable:
+        if any(names is None for _, names in files):
             continue
-        present = {name.lower() for _, names in readable for name in names} | set(QUERY_COLUMNS)
-        first, first_names = readable[0]
-        for name, expression in feed.columns.items():
-            missing = sorted(c for c in named_columns(expression) if c.lower() not in present)
-            if missing:
-                where = (
-                    f"which {first.path.name} does not have (its columns"
-                    if len(files) == 1
-                    else f"which none of its {len(files)} files has (the columns of {first.path.name}"
-                )
-                raise SourceSpecError(
-                    f"{_origin(feed, name)}: the expression for {name} = {expression!r} reads "
-                    f"{', '.join(missing)}, {where}: {', '.join(first_names)})"
-                )
+        missing = _missing_columns(feed, files)
+        if missing and ingested:  # hashed only now, for the feed about to be refused: ingest skips these
+            files = [(f, names) for f, names in files if (f.kind, file_sha256(f.path)) not in ingested]
+            missing = _missing_columns(feed, files)
+        if missing:
+            name, expression, columns = missing
+            first, first_names = next((f, names) for f, names in files if names)
+            where = (
+                f"which {first.path.name} does not have (its columns"
+                if len(files) == 1
+                else f"which none of its {len(files)} files has (the columns of {first.path.name}"
+            )
+            raise SourceSpecError(
+                f"{_origin(feed, name)}: the expression for {name} = {expression!r} reads "
+                f"{', '.join(columns)}, {where}: {', '.join(first_names)})"
+            )
+
+
+def _missing_columns(
+    feed: Feed, files: list[tuple[SourceFile, list[str] | None]]
+) -> tuple[str, str, list[str]] | None:
+    """The feed's first mapping that reads columns none of these files has: (name, expression, those
+    columns); None when all are found, or when no file has columns to look in."""
+    present = {ascii_lower(name) for _, names in files for name in names or []}
+    if not present:
+        return None
+    present |= set(QUERY_COLUMNS)
+    for name, expression in feed.columns.items():
+        missing = sorted(c for c in named_columns(expression) if ascii_lower(c) not in present)
+        if missing:
+            return name, expression, missing
+    return None
+
+
+def ascii_lower(name: str) -> str:
+    """A column name as DuckDB compares names: only ASCII letters ignore case (`Ünit` is not `ünit`)."""
+    return name.translate(ASCII_LOWER)
 
 
 def _file_columns(file: SourceFile) -> list[str] | None:
     """The columns ingest will see in a file: none for a file whose rows it will not read (no data rows,
     binary, a broken header), None where only reading the whole file tells (JSON Lines, an encoding Python
     does not know)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     if file.format == "jsonl":
         return None
     try:
         sniff_file(file)
         if file.format == "parquet":
-            metadata = pq.read_metadata(file.path)
-            names = metadata.schema.to_arrow_schema().names if metadata.num_rows else []
-        else:
-            names = csv_header(file, count_rows=False) if _has_data_line(file) else []
+            return _parquet_columns(file.path)
+        names = csv_header(file, count_rows=False) if has_data_line(file) else []
     except LookupError:
         return None
-    except (EmptyFileError, FileRefusedError, OSError, EOFError, zlib.error, pa.ArrowException):
+    except (EmptyFileError, FileRefusedError, OSError, EOFError, zlib.error, duckdb.Error):
         return []
-    partitions = [part.split("=", 1)[0] for part in file.path.parent.parts if "=" in part]
-    return [*names, *partitions] if names else []
+    return [*names, *hive_partitions(file.path)] if names else []
 
 
-def _has_data_line(file: SourceFile) -> bool:
-    """Whether a CSV has a line with text after its header (ingest finds no rows in one without)."""
-    with open_text(file.path, file.feed.encoding) as handle:
-        lines = iter(handle)
-        if file.feed.header:
-            next(lines, None)
-        return any(line.strip() for line in lines)
+def _parquet_columns(path: Path) -> list[str]:
+    """The columns DuckDB reads from a Parquet file (its names for repeated and empty ones, and the hive
+    columns of `key=value` folders); none when the file has no rows."""
+    with duckdb.connect() as con:
+        n_rows = con.execute("select sum(row_group_num_rows) from parquet_metadata($p)", {"p": str(path)})
+        if not (n_rows.fetchall()[0][0] or 0):
+            return []
+        described = con.execute("describe select * from read_parquet($p)", {"p": str(path)}).fetchall()
+    return [name for name, *_ in described]
 
 
 def record_source(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> None:
@@ -468,9 +486,9 @@ def _refuse_missing_columns(con: duckdb.DuckDBPyConnection, file: SourceFile) ->
     export whose column was renamed) is refused like any file that cannot be read, and the feed's other
     files are still ingested. (A column that no file has is refused before a run starts, check_file_columns.)"""
     names = list(_raw_columns(con))
-    present = {name.lower() for name in names} | set(QUERY_COLUMNS)
+    present = {ascii_lower(name) for name in names} | set(QUERY_COLUMNS)
     for name, expression in file.feed.columns.items():
-        missing = sorted(c for c in named_columns(expression) if c.lower() not in present)
+        missing = sorted(c for c in named_columns(expression) if ascii_lower(c) not in present)
         if missing:
             rows_read = con.execute(
                 "select (select count(*) from stg_raw) + (select count(*) from stg_rejects)"

@@ -211,7 +211,7 @@ def csv_header(file: SourceFile, count_rows: bool = True) -> list[str]:
     delimiter = _delimiter(file)
     try:
         with open_text(file.path, file.feed.encoding) as handle:
-            first = handle.readline().rstrip("\r\n")
+            first = handle.readline().rstrip("\r\n").lstrip("\ufeff")  # a BOM before a quoted name too
     except (EOFError, zlib.error, gzip.BadGzipFile):
         raise FileRefusedError(
             f"{file.path}: the gzip stream is truncated before the first line ends; the file is refused"
@@ -261,7 +261,9 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
             or (error_type = 'UNQUOTED VALUE' and regexp_matches(trim(csv_line, chr(13) || chr(10)), '[\r\n]'))
         """
     ).fetchall()[0][0]
-    if swallowed:
+    # A quote opened in the header swallows the whole file into it, and text DuckDB cannot decode as it was
+    # told (UTF-16 big-endian) reads as no rows: both look empty. Read line by line, as Python decodes.
+    if swallowed or (_n_staged(con) == 0 and has_data_line(file)):
         _stage_csv_by_lines(con, file, names)
         return
     offset = 1 if file.feed.header else 0
@@ -302,6 +304,28 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
         )
 
 
+def _n_staged(con: duckdb.DuckDBPyConnection) -> int:
+    """Rows read and lines rejected by the read just done."""
+    return con.execute(
+        "select (select count(*) from stg_file) + (select count(*) from stg_reject_errors)"
+    ).fetchall()[0][0]
+
+
+def has_data_line(file: SourceFile) -> bool:
+    """Whether a CSV has a line after its header with anything but a line end: DuckDB reads even a line of
+    spaces as a row (a malformed one)."""
+    with open_text(file.path, file.feed.encoding) as handle:
+        lines = iter(handle)
+        if file.feed.header:
+            next(lines, None)
+        return any(line.rstrip("\r\n") for line in lines)
+
+
+def hive_partitions(path: Path) -> dict[str, str]:
+    """The columns DuckDB adds to a file under `key=value` folders (hive partitioning), with their values."""
+    return dict(part.split("=", 1) for part in path.parent.parts if "=" in part)
+
+
 def _split_line(text: str, delimiter: str, quote: str) -> tuple[list[str] | None, str | None]:
     """The fields of one physical line, or None and why it is malformed."""
     if not quote or quote not in text:
@@ -323,9 +347,12 @@ def _stage_csv_by_lines(con: duckdb.DuckDBPyConnection, file: SourceFile, names:
     """Read the file again, each physical line one row (a blank line keeps its number but is no row)."""
     drop_staging(con)
     delimiter, quote = _delimiter(file), _quote(file)
+    # The columns of `key=value` folders, which DuckDB's own read adds (a file column of that name wins).
+    taken = {n.lower() for n in names}
+    hive = {key: value for key, value in hive_partitions(file.path).items() if key.lower() not in taken}
     con.execute(
         "create temp table stg_file (_row bigint, "
-        + ", ".join(f"{quote_ident(n)} varchar" for n in names)
+        + ", ".join(f"{quote_ident(n)} varchar" for n in [*names, *hive])
         + ")"
     )
     con.execute("create temp table stg_rejects (_row bigint, reason varchar, record varchar)")
@@ -353,7 +380,7 @@ def _stage_csv_by_lines(con: duckdb.DuckDBPyConnection, file: SourceFile, names:
             if fields is None:
                 rejects.append([number, why, text[:MAX_RECORD_CHARS]])
             else:
-                rows.append([number, *(field if field != "" else None for field in fields)])
+                rows.append([number, *(field if field != "" else None for field in fields), *hive.values()])
             if len(rows) >= LINE_CHUNK_ROWS or len(rejects) >= LINE_CHUNK_ROWS:
                 flush()
     flush()

@@ -203,6 +203,11 @@ def main() -> None:
     # A spec that reads a column no file has (a typo), and a shop's daily exports where one day the export
     # renames a column (item -> sku) that the spec reads: ingest refuses that file and ingests the rest. The CLI's
     # header check refuses the first before a workspace is made and leaves the second to ingest (`precheck`).
+    # A header whose last name opens a quote: DuckDB read the whole file into the header and ingest took it
+    # as empty (0 rows, no reason): it is read line by line instead.
+    write_case(
+        "quote_opened_in_the_header", {"events.csv": HEADER.replace("day", '"day') + "".join(rows(40))}
+    )
     write_case("spec_reads_a_missing_column", {"events.csv": HEADER + "".join(rows(20))}, item_id="itme")
     write_case(
         "renamed_column_in_a_later_export",

@@ -18,7 +18,8 @@ from tasks.ingest.files import (
     FileStatus,
     IngestFailedError,
     check_file_columns,
-    ingested_files,
+    file_sha256,
+    ingested_contents,
     record_manifest,
 )
 from tasks.ingest.sources import SourceSpecError, parse_source_spec
@@ -370,17 +371,42 @@ def test_hive_partition_folders_and_empty_parquet_files_are_read_as_ingest_reads
 
 def test_files_the_warehouse_has_ingested_are_not_read(tmp_path, workspace):
     """A spec changed ahead of a renamed column (item_id = "sku") while the folder still holds the exports
-    ingested under the old name: ingest skips them, so the check must not refuse (helper 20)."""
+    ingested under the old name, here moved to another folder: ingest skips them by content, so the check
+    must not refuse (helpers 20, 21); a manifest it cannot read (a writer holds the warehouse) checks nothing."""
     ingest(write_source(tmp_path / "src", GOOD_ROWS[:3]), workspace)
+    (tmp_path / "src").rename(tmp_path / "archive")
     renamed = parse_source_spec(
-        write_source(tmp_path / "src", GOOD_ROWS[:3], SPEC.replace('"item_id"', '"sku"'))
+        write_source(tmp_path / "archive", GOOD_ROWS[:3], SPEC.replace('"item_id"', '"sku"'))
     )
     with pytest.raises(SourceSpecError, match="reads sku, which events.csv does not have"):
         check_file_columns(renamed)
-    ingested = ingested_files(workspace / "warehouse.duckdb")
-    assert ingested == [str((tmp_path / "src" / "events.csv").resolve())]
+    ingested = ingested_contents(workspace / "warehouse.duckdb")
+    assert ingested == {("events", file_sha256(tmp_path / "archive" / "events.csv"))}
     check_file_columns(renamed, ingested)
-    assert ingested_files(tmp_path / "no" / "warehouse.duckdb") == []
+    check_file_columns(renamed, None)
+    assert ingested_contents(tmp_path / "no" / "warehouse.duckdb") == set()
+    holder = duckdb.connect(str(workspace / "warehouse.duckdb"))  # a writer holds it: cannot be read now
+    try:
+        assert ingested_contents(workspace / "warehouse.duckdb") is None
+    finally:
+        holder.close()
+
+
+def test_names_are_compared_as_duckdb_compares_them(tmp_path):
+    """Only ASCII letters ignore case in DuckDB (`ünit` does not find `Ünit`), and a Parquet file's repeated
+    name is DuckDB's `TS_1` (helper 21)."""
+    spec = SPEC.replace('value = "value"', 'value = "ünit"')
+    header = HEADER.replace("value", "Ünit")
+    with pytest.raises(SourceSpecError, match="reads ünit, which events.csv does not have"):
+        check_file_columns(parse_source_spec(write_source(tmp_path / "csv", GOOD_ROWS[:2], spec, header)))
+    folder = tmp_path / "parquet"
+    folder.mkdir()
+    duckdb.sql(
+        "select 'u1' as user_id, 'i1' as item_id, 'view' as event_type, 1700000000 as ts, 1 as TS"
+    ).write_parquet(str(folder / "events.parquet"))
+    spec = SPEC.replace("events.csv", "events.parquet").replace('value = "value"', 'value = "TS_1"')
+    (folder / "source.toml").write_text(spec)
+    check_file_columns(parse_source_spec(folder / "source.toml"))
 
 
 def test_a_ts_one_hour_ahead_is_accepted(tmp_path, workspace):

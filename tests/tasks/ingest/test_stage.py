@@ -164,3 +164,55 @@ def test_quote_empty_reads_quotes_in_a_tsv_as_text(tmp_path):
     assert [(row, reason.split(" (")[0]) for row, reason in rejects] == [
         (1, "malformed line: unquoted value")
     ]
+
+
+def test_a_quote_opened_in_the_header_does_not_swallow_the_file(tmp_path):
+    """DuckDB read the whole file into a header whose last name opens a quote, and the file was `ingested`
+    as empty: 0 of its rows, no reason (helper 21). It is read line by line instead."""
+    (tmp_path / "e.csv").write_text('user,item,kind,"day\n' + ROWS)
+    rows, rejects = staged(tmp_path / "e.csv")
+    assert len(rows) == 50 and rows[:2] == [(1, "u0"), (2, "u1")] and rejects == []
+
+
+def test_utf16_big_endian_text_is_read_as_python_decodes_it(tmp_path):
+    """DuckDB read a big-endian UTF-16 file (with its BOM) as no rows: `ingested`, empty (helper 21)."""
+    path = tmp_path / "e.csv"
+    path.write_bytes(b"\xfe\xff" + (HEADER + ROWS).encode("utf-16-be"))
+    feed = Feed(kind="events", path=str(path), columns={"user_id": "user"}, encoding="utf-16")
+    con = duckdb.connect()
+    stage_file(con, SourceFile(source="s", feed=feed, path=path, format="csv"))
+    assert con.execute("select count(*), min(user), max(day) from stg_raw").fetchall() == [
+        (50, "u0", "2024-01-01")
+    ]
+
+
+def test_a_bom_before_a_quoted_header_name_is_not_part_of_it(tmp_path):
+    """The first column was named `"user"`, quotes included, and a spec reading `user` failed (helper 21)."""
+    (tmp_path / "e.csv").write_bytes(b'\xef\xbb\xbf"user","item","kind","day"\n' + ROWS.encode())
+    con = duckdb.connect()
+    stage_file(con, source_file(tmp_path / "e.csv"))
+    assert [name for name, *_ in con.execute("describe stg_raw").fetchall()] == [
+        "_row",
+        "user",
+        "item",
+        "kind",
+        "day",
+    ]
+
+
+def test_a_hive_folder_gives_its_column_when_the_file_is_read_line_by_line(tmp_path):
+    """A stray quote makes ingest read the file again line by line, which lost DuckDB's `day` column of a
+    `day=...` folder: the expression that read it failed (helper 21)."""
+    folder = tmp_path / "day=2024-03-01"
+    folder.mkdir()
+    lines = ROWS.splitlines(keepends=True)
+    lines[4] = '"' + lines[4]
+    (folder / "e.csv").write_text(
+        "user,item,kind\n" + "".join(line.rsplit(",", 1)[0] + "\n" for line in lines)
+    )
+    con = duckdb.connect()
+    stage_file(con, source_file(folder / "e.csv"))
+    assert con.execute("select count(*), min(day), max(day) from stg_raw").fetchall() == [
+        (49, "2024-03-01", "2024-03-01")
+    ]
+    assert con.execute("select _row from stg_rejects").fetchall() == [(5,)]
