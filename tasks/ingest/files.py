@@ -141,14 +141,27 @@ def refuse_file(outcome: FileOutcome, status: FileStatus, message: str) -> FileO
 
 
 def discover_files(spec: SourceSpec) -> list[SourceFile]:
-    """Every file of the source, catalogue feeds first so events can be checked against items."""
-    found = []
+    """Every file of the source, catalogue feeds first so events can be checked against items. A
+    SourceSpecError when two feeds of one kind name the same file: ingest takes a file's content once, so
+    the second feed would never be read (it was skipped as already ingested, without a word)."""
+    found: list[SourceFile] = []
+    claimed: dict[tuple[str, Path], Feed] = {}
     for feed in [*spec.items, *spec.events]:
         for path in feed.files():
-            found.append(
-                SourceFile(source=spec.name, feed=feed, path=path.resolve(), format=feed.format_for(path))
-            )
+            resolved = path.resolve()
+            first = claimed.setdefault((feed.kind, resolved), feed)
+            if first is not feed:
+                raise SourceSpecError(
+                    f"{resolved.name} is named by two {feed.kind} feeds (mapped at {_feed_origin(first)} and "
+                    f"{_feed_origin(feed)}): a file is ingested once, by its content, so the second would never "
+                    "be read; map the file in one feed"
+                )
+            found.append(SourceFile(source=spec.name, feed=feed, path=resolved, format=feed.format_for(path)))
     return found
+
+
+def _feed_origin(feed: Feed) -> str:
+    return next(iter(feed.origins.values()), f"[{feed.kind}]")
 
 
 def ingested_contents(warehouse: Path) -> set[tuple[str, str]] | None:

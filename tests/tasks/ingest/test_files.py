@@ -18,6 +18,7 @@ from tasks.ingest.files import (
     FileStatus,
     IngestFailedError,
     check_file_columns,
+    discover_files,
     file_sha256,
     ingested_contents,
     record_manifest,
@@ -407,6 +408,23 @@ def test_names_are_compared_as_duckdb_compares_them(tmp_path):
     spec = SPEC.replace("events.csv", "events.parquet").replace('value = "value"', 'value = "TS_1"')
     (folder / "source.toml").write_text(spec)
     check_file_columns(parse_source_spec(folder / "source.toml"))
+
+
+def test_a_file_named_by_two_feeds_of_one_kind_is_a_spec_error(tmp_path):
+    """The second feed's events were never ingested: its copy of the file was skipped as already ingested,
+    without a word (helper 21). An items feed may read a file an events feed reads."""
+    feed = SPEC[SPEC.index("[events]") :].replace("[events]", "[[events]]")
+    second = feed.replace('event_type = "event_type"', "event_type = \"'buy'\"")
+    spec = write_source(tmp_path, GOOD_ROWS[:3], SPEC[: SPEC.index("[events]")] + feed + second)
+    with pytest.raises(SourceSpecError) as raised:
+        discover_files(parse_source_spec(spec))
+    assert str(raised.value) == (
+        "events.csv is named by two events feeds (mapped at source.toml line 6 and source.toml line 14): a file "
+        "is ingested once, by its content, so the second would never be read; map the file in one feed"
+    )
+    items = '[items]\npath = "events.csv"\n[items.columns]\nitem_id = "item_id"\n'
+    spec.write_text(SPEC + items)
+    assert [f.kind for f in discover_files(parse_source_spec(spec))] == ["items", "events"]
 
 
 def test_a_ts_one_hour_ahead_is_accepted(tmp_path, workspace):
