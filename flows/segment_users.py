@@ -285,7 +285,11 @@ def compare_with_published(
         [str(u) for u in embedding.user_ids],
         embedding.vectors,
     )
-    return drift.metrics(), drift.warnings(settings.drift_max_psi, settings.drift_max_changed_share)
+    warnings = drift.warnings(settings.drift_max_psi, settings.drift_max_changed_share)
+    k_before, k_now = previous["segment_id"].n_unique(), assignments["segment_id"].n_unique()
+    if k_before != k_now:  # a K asked for or chosen anew: sizes and memberships shift by design
+        warnings = [f"{line} (K = {k_now}, the published run's {k_before}: expected)" for line in warnings]
+    return drift.metrics(), warnings
 
 
 @task(cache_policy=NO_CACHE)
@@ -517,10 +521,12 @@ def segment_users(
             )
             reused = reused_fit(chosen_fit, split)
             k_notes = [note for note in [k_note(sweep.people)] if note] if sweep.people else []
+            useful = check_usefulness(
+                metrics, settings.require_lift
+            )  # a refusal (--require-lift) comes first
             notes = [
                 *restored_notes(restored), *sample_notes(split), *k_notes,
-                *([reuse_note(chosen, split)] if reused is not None else []),
-                *time_budget_notes(fits), *check_usefulness(metrics, settings.require_lift),
+                *([reuse_note(chosen, split)] if reused is not None else []), *time_budget_notes(fits),
             ]  # fmt: skip
             objective = metrics.get("segments/recall@10")
             found = look_up_champion(str(ws.root))
@@ -530,7 +536,9 @@ def segment_users(
                 else None
             )
             verdict = champion.judge(objective, found, champion_score, settings.force)
-            notes = [*notes, *([verdict.note] if verdict.note else [])]
+            if not verdict.publish:  # the lists it names are not the ones published
+                useful = usefulness_notes(metrics, False, published=False)
+            notes = [*notes, *useful, *([verdict.note] if verdict.note else [])]
 
             embedder, embedding = embed(user_features, settings, "all", text_cache, reused)
             clusterer = cluster(embedding, settings, k, "all")

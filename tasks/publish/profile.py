@@ -19,6 +19,9 @@ DAYPARTS = {
 }
 
 
+# "weekends" needs a weekend share above a uniform week's (2 days of 7) as well as above everyone's: where
+# most events carry one weekday's date (Last.fm's play counts), a segment with 16% on weekends was so named.
+WEEK_END = 2 / 7
 # A segment's top items that are not among everyone's top LABEL_DEPTH name it when items have no categories.
 LABEL_DEPTH = 20
 
@@ -81,9 +84,12 @@ def segment_label(
         peak = max(lifts, key=lifts.get)
         if lifts[peak] >= 1.3:
             parts.append(DAYPARTS[peak])
-    if (overall["share_weekend"] or 0) > 0 and (segment["share_weekend"] or 0) / overall[
-        "share_weekend"
-    ] >= 1.4:
+    weekend = segment["share_weekend"] or 0
+    if (
+        (overall["share_weekend"] or 0) > 0
+        and weekend / overall["share_weekend"] >= 1.4
+        and weekend > WEEK_END
+    ):
         parts.append("weekends")
     return " · ".join(parts) if parts else "typical users"
 

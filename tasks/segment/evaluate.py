@@ -125,9 +125,10 @@ class NotUsefulError(ValueError):
     """The lists a run would publish are not more useful than popularity, and the run was asked to require it."""
 
 
-def usefulness_notes(metrics: dict[str, float], require_lift: bool) -> list[str]:
-    """What the summary says about usefulness: which published list to use, and plainly when no list beats
-    popularity on the holdout (a refusal with `require_lift`)."""
+def usefulness_notes(metrics: dict[str, float], require_lift: bool, published: bool = True) -> list[str]:
+    """What the summary says about usefulness: which published list to use (for a run the champion gate keeps
+    from publishing, what its list would have recalled), and plainly when no list beats popularity on the
+    holdout (a refusal with `require_lift`)."""
     best = best_list(metrics)
     if best is None:
         return ["usefulness was not measured: no user has 5 or more distinct items to hold out"]
@@ -143,7 +144,7 @@ def usefulness_notes(metrics: dict[str, float], require_lift: bool) -> list[str]
     names = {"segments": "segment lists", "micro": "micro-segment lists", "blended": "blended per-user lists"}
     table = {"segments": "segment_recommendations", "micro": "micro_segment_recommendations",
              "blended": "user_recommendations"}[best]  # fmt: skip
-    return [
-        f"use the {names[best]} ({table}): Recall@10 {recall:.4f}, {recall / popularity:.2f}x popularity "
-        "on the holdout"
-    ]
+    figures = f"Recall@10 {recall:.4f}, {recall / popularity:.2f}x popularity on the holdout"
+    if not published:
+        return [f"this run's {names[best]} ({figures}) are not published: {table} keeps the champion's"]
+    return [f"use the {names[best]} ({table}): {figures}"]

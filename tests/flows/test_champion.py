@@ -65,6 +65,9 @@ def test_a_worse_run_leaves_the_champion_and_its_tables_and_force_moves_both(tmp
     )
     assert published(workspace) == before
     assert champion_version(workspace)[1].version == 1
+    # Its lists are not the published ones: the summary does not send the reader to them (a newcomer did).
+    assert not [n for n in worse.notes if n.startswith("use the ")]
+    assert [n for n in worse.notes if n.startswith("this run's ")][0].endswith("keeps the champion's")
     runs = client.search_runs(
         [client.get_experiment_by_name("segflow").experiment_id],
         "attributes.run_name = '" + worse.run_id + "'",

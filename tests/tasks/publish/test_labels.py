@@ -38,6 +38,8 @@ def test_raters_and_weekends():
     segment = stats(mean_rating=4.4, share_weekend=0.5)
     assert segment_label(segment, stats(mean_rating=3.5), []) == "generous raters · weekends"
     assert segment_label(stats(mean_rating=2.9), stats(mean_rating=3.5), []) == "harsh raters"
+    # 1.45 times everyone's weekend share, but less than a uniform week's 2/7: not "weekends" (Last.fm).
+    assert segment_label(stats(share_weekend=0.16), stats(share_weekend=0.11), []) == "typical users"
 
 
 def test_a_segment_like_everyone_is_typical_users():

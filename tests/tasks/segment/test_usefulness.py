@@ -17,6 +17,12 @@ def test_the_summary_names_the_most_useful_published_list():
         "use the blended per-user lists (user_recommendations): Recall@10 0.0600, 1.50x popularity on the holdout"
     ]
 
+    # A run the champion gate keeps from publishing: its lists are not the ones in the table.
+    assert usefulness_notes(MEASURED, require_lift=False, published=False) == [
+        "this run's blended per-user lists (Recall@10 0.0600, 1.50x popularity on the holdout) are not "
+        "published: user_recommendations keeps the champion's"
+    ]
+
 
 def test_lists_no_better_than_popularity_are_said_plainly_and_refused_with_require_lift():
     useless = {name: 0.03 for name in MEASURED} | {"popularity/recall@10": 0.04}
