@@ -498,8 +498,10 @@ def refuse_ingest(error: Exception, published_note: str | None = None) -> NoRetu
     print_ingest(report)
     refused = sum(f.status in ("rejected", "failed_validation") for f in report.files)
     message = (
-        f"{refused:,} of {files_count(len(report.files))} refused, nothing of them inserted: raise "
-        "--max-bad-fraction to accept a rejected file; see the validation report for a failed one"
+        f"{refused:,} of {files_count(len(report.files))} refused, nothing of them inserted. Every ingest reads "
+        "a refused file again until it is fixed or moved out of the source's folder: for a rejected one, "
+        "--max-bad-fraction lets its good rows in (the bad ones quarantined); for a failed one, see its "
+        "validation report ([validation] in the spec sets the checks)"
     )
     fail(message + (f"\n{published_note}" if published_note else ""))
 

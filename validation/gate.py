@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import duckdb
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Severity = Literal["critical", "warning"]
 
@@ -75,6 +75,42 @@ class ValidationSettings(BaseModel):
     severity: dict[str, Severity] = Field(
         default_factory=dict, description="check name -> critical | warning"
     )
+
+    @field_validator("value_ranges")
+    @classmethod
+    def _event_types_as_ingested(
+        cls, ranges: dict[str, tuple[float, float]]
+    ) -> dict[str, tuple[float, float]]:
+        # Event types are lowercased and trimmed at ingest: `Purchase = [...]` checked no event at all.
+        return {name.strip().lower(): bounds for name, bounds in ranges.items()}
+
+    @field_validator("severity")
+    @classmethod
+    def _known_checks(cls, severity: dict[str, Severity]) -> dict[str, Severity]:
+        # A misspelt name (`event_mix`) left the check at its default without a word.
+        named = {_as_check_name(name): level for name, level in severity.items()}
+        unknown = [
+            name for name in named if name not in SPEC_CHECKS and not name.startswith(SPEC_CHECK_PREFIXES)
+        ]
+        if unknown:
+            known = ", ".join([*SPEC_CHECKS, *(f"{prefix}<...>" for prefix in SPEC_CHECK_PREFIXES)])
+            raise ValueError(f"no check is named {unknown[0]!r}; the checks: {known}")
+        return named
+
+
+# The checks a source's `[validation.severity]` can set: validation/events_batch.py and items.py (a test
+# builds both suites and checks every name is here).
+SPEC_CHECKS = (
+    "at_least_one_row", "event_type_in_set", "ts_in_range", "event_id_unique", "items_in_catalogue",
+    "event_type_mix", "item_id_not_null", "item_id_unique", "price_not_negative",
+)  # fmt: skip
+SPEC_CHECK_PREFIXES = ("not_null:", "value_range:")
+
+
+def _as_check_name(name: str) -> str:
+    """`value_range:Purchase` as the check is named: for the event type as ingested."""
+    prefix, _, event_type = name.partition(":")
+    return f"{prefix}:{event_type.strip().lower()}" if prefix == "value_range" and event_type else name
 
 
 @dataclass

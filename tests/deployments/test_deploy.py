@@ -90,7 +90,7 @@ def test_deploy_registers_both_deployments_with_their_schedules_and_defaults(ser
     assert lines(stdout)[-1] == f"run them with: PREFECT_API_URL={server} prefect worker start --pool segflow"
     deployments = read_deployments(server)
     assert [(d["name"], d["crons"], d["work_pool"], d["paused"]) for d in deployments] == [
-        ("score-users/hourly", ["0 * * * *"], "segflow", False),
+        ("score-users/hourly", ["30 * * * *"], "segflow", False),
         ("segment-users-on-cluster/on-cluster", [], "segflow", False),
         ("segment-users/daily", ["0 3 * * *"], "segflow", False),
     ]

@@ -247,8 +247,10 @@ def test_a_refused_file_in_a_real_process_prints_no_prefect_log_or_traceback(tmp
     assert done.returncode == 1
     assert "Traceback" not in done.stdout + done.stderr and "| ERROR" not in done.stdout + done.stderr
     assert lines(done.stderr) == [
-        "error: 1 of 1 file refused, nothing of them inserted: raise --max-bad-fraction to accept a rejected "
-        "file; see the validation report for a failed one"
+        "error: 1 of 1 file refused, nothing of them inserted. Every ingest reads a refused file again until it "
+        "is fixed or moved out of the source's folder: for a rejected one, --max-bad-fraction lets its good rows "
+        "in (the bad ones quarantined); for a failed one, see its validation report ([validation] in the spec "
+        "sets the checks)"
     ]
     assert (
         f"rejected {spec.parent / 'e.csv'}: 2 of 10 rows are bad (20.0% > max-bad-fraction 5.0%)"

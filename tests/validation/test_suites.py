@@ -240,3 +240,19 @@ def test_the_report_is_self_contained_names_the_failure_and_is_indexed(con, tmp_
     write_report(second, tmp_path)
     index = (tmp_path / "index.html").read_text()
     assert index.index(second.report_path.split("/")[-1]) < index.index(html_path.name)
+
+
+def test_every_check_a_spec_can_name_is_known_and_a_misspelt_one_is_refused(con):
+    """`event_mix = "critical"` (the check is event_type_mix) left the check a warning without a word, and
+    `Purchase = [0, 100000]` checked no event (types are lowercased at ingest) (helper 22)."""
+    settings = ValidationSettings(
+        value_ranges={" Purchase ": (0.0, 1e5)}, severity={"value_range:Purchase": "warning"}
+    )
+    assert settings.value_ranges == {"purchase": (0.0, 1e5)} and settings.severity == {
+        "value_range:purchase": "warning"
+    }
+    suites = [events_batch_suite(con, "batch", TYPES, settings), items_suite("items")]
+    for check in (check for suite in suites for part in suite.parts for check in part.checks):
+        ValidationSettings(severity={check.name: "warning"})  # every name the suites use is accepted
+    with pytest.raises(ValueError, match="no check is named 'event_mix'; the checks: at_least_one_row, "):
+        ValidationSettings(severity={"event_mix": "critical"})
