@@ -1081,6 +1081,7 @@ def deploy(
     configure_environment(ws, verbose=is_verbose(ctx))
     with err_console.status(f"deploying to {api_url} ..."):
         created = ensure_work_pool(api_url)
+        before = {d["parameters"].get("workspace") for d in read_deployments(api_url)} - {None, str(ws.root)}
         apply_deployments(api_url, ws.root, source, ws.prefect_home)
         deployments = read_deployments(api_url)
     print_line(f"work pool segflow ({'created' if created else 'already there'}) on {api_url}")
@@ -1093,6 +1094,11 @@ def deploy(
             cell(d["parameters"].get("workspace")),
         )  # fmt: skip
     console.print(table)
+    if before:  # the deployments have one name per server: deploying re-points them
+        print_line(
+            f"note: the deployments ran on {', '.join(sorted(before))} until now; they run on {ws.root}. A "
+            "server schedules one workspace: give another workspace a server of its own (PREFECT_API_URL)"
+        )
     print_line(f"run them with: PREFECT_API_URL={api_url} prefect worker start --pool segflow")
 
 

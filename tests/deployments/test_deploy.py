@@ -151,3 +151,10 @@ def test_deploying_again_keeps_the_work_pool_and_updates_the_defaults(server, de
         again.returncode == 0 and lines(again.stdout)[0] == f"work pool segflow (already there) on {server}"
     )
     assert [d["parameters"]["source"] for d in read_deployments(server)] == ["demo", "demo", "demo"]
+    # Another workspace takes the deployments over: said, not done silently (helper 22).
+    other = workspace.parent / "other"
+    moved = subprocess.run([SEGFLOW, "deploy", "--workspace", str(other)], env=env_for(server), capture_output=True, text=True)  # fmt: skip
+    assert moved.returncode == 0 and lines(moved.stdout)[-2] == (
+        f"note: the deployments ran on {workspace} until now; they run on {other.resolve()}. A server schedules "
+        "one workspace: give another workspace a server of its own (PREFECT_API_URL)"
+    )
