@@ -229,12 +229,16 @@ def check_file_columns(spec: SourceSpec, ingested: set[tuple[str, str]] | None =
 def _missing_columns(
     feed: Feed, files: list[tuple[SourceFile, list[str] | None]]
 ) -> tuple[str, str, list[str]] | None:
-    """The feed's first mapping that reads columns none of these files has: (name, expression, those
-    columns); None when all are found, or when no file has columns to look in."""
-    present = {ascii_lower(name) for _, names in files for name in names or []}
-    if not present:
-        return None
-    present |= set(QUERY_COLUMNS)
+    """The feed's first mapping that reads columns none of these files has (first_unread); None also when no
+    file has columns to look in."""
+    columns = [name for _, names in files for name in names or []]
+    return first_unread(feed, columns) if columns else None
+
+
+def first_unread(feed: Feed, columns: Iterable[str]) -> tuple[str, str, list[str]] | None:
+    """The feed's first mapping that reads columns not among `columns` (nor ingest's own, QUERY_COLUMNS):
+    (canonical name, expression, those columns), or None."""
+    present = {ascii_lower(column) for column in columns} | set(QUERY_COLUMNS)
     for name, expression in feed.columns.items():
         missing = sorted(c for c in named_columns(expression) if ascii_lower(c) not in present)
         if missing:
@@ -499,19 +503,16 @@ def _refuse_missing_columns(con: duckdb.DuckDBPyConnection, file: SourceFile) ->
     export whose column was renamed) is refused like any file that cannot be read, and the feed's other
     files are still ingested. (A column that no file has is refused before a run starts, check_file_columns.)"""
     names = list(_raw_columns(con))
-    present = {ascii_lower(name) for name in names} | set(QUERY_COLUMNS)
-    for name, expression in file.feed.columns.items():
-        missing = sorted(c for c in named_columns(expression) if ascii_lower(c) not in present)
-        if missing:
-            rows_read = con.execute(
-                "select (select count(*) from stg_raw) + (select count(*) from stg_rejects)"
-            )
-            raise FileRefusedError(
-                f"{file.path}: the expression for {name} = {expression!r} ({_origin(file.feed, name)}) reads "
-                f"{', '.join(missing)}, which this file does not have (its columns: {', '.join(names)}); the "
-                "file is refused. Give files of this layout a feed of their own",
-                rows_read=rows_read.fetchall()[0][0],
-            )
+    unread = first_unread(file.feed, names)
+    if unread is not None:
+        name, expression, missing = unread
+        rows_read = con.execute("select (select count(*) from stg_raw) + (select count(*) from stg_rejects)")
+        raise FileRefusedError(
+            f"{file.path}: the expression for {name} = {expression!r} ({_origin(file.feed, name)}) reads "
+            f"{', '.join(missing)}, which this file does not have (its columns: {', '.join(names)}); the "
+            "file is refused. Give files of this layout a feed of their own",
+            rows_read=rows_read.fetchall()[0][0],
+        )
 
 
 def _failing_expression(
