@@ -115,7 +115,9 @@ def events_batch_suite(
     ]
     # The mix is compared with the earlier batches that share an event type with this one: a file of tags is
     # not a shifted file of ratings (MovieLens, Last.fm: one file per kind of event), a day of exports whose
-    # views vanished is. With no such batch there is nothing to compare with, and no check.
+    # views vanished is. With no such batch there is nothing to compare with, and no check. A change within
+    # what chance gives a batch of its size counts as none: an hour of 4 events (2 views where views are 82%)
+    # warned, and as `critical` would have been refused.
     similar = f"""
         select event_type from {compare_table}
         where batch_id in (
@@ -125,19 +127,28 @@ def events_batch_suite(
     """
     if compare_table is not None and con.execute(f"select count(*) > 0 from ({similar})").fetchone()[0]:
         shift = settings.max_event_type_shift
+        # CTE names no table can have: a batch table named `batch` was shadowed by a CTE of that name.
         mix_sql = f"""
-            with batch as (
+            with batch_size as (select count(*) as n from {batch_table}),
+            batch_mix as (
                 select event_type, count(*) / sum(count(*)) over () as share from {batch_table} group by 1
             ),
-            stored as (
+            stored_mix as (
                 select event_type, count(*) / sum(count(*)) over () as share from ({similar}) group by 1
             ),
-            final as (
+            changes as (
                 select
-                    coalesce(batch.event_type, stored.event_type) as event_type,
-                    round(abs(coalesce(batch.share, 0) - coalesce(stored.share, 0)), 4) as shift,
-                from batch
-                full join stored on stored.event_type = batch.event_type
+                    coalesce(batch_mix.event_type, stored_mix.event_type) as event_type,
+                    abs(coalesce(batch_mix.share, 0) - coalesce(stored_mix.share, 0)) as change,
+                    -- What chance alone moves a share by in a batch of this size: 3 standard errors.
+                    3 * sqrt(coalesce(stored_mix.share, 0) * (1 - coalesce(stored_mix.share, 0))
+                        / (select n from batch_size)) as chance,
+                from batch_mix
+                full join stored_mix on stored_mix.event_type = batch_mix.event_type
+            ),
+            final as (
+                select event_type, round(case when change > chance then change else 0 end, 4) as shift,
+                from changes
             )
             select * from final
         """

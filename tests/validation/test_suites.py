@@ -189,10 +189,25 @@ def test_a_shifted_event_type_mix_is_a_warning_not_a_failure(con):
     result, checks = validate(con, GOOD, stored=("purchase",) * 9 + ("view",))
     assert result.success
     assert [c.name for c in result.warnings] == ["event_type_mix"]
+    # view moved by 0.4 too, but 4 events with a 0.1 share of views give 0.4 by chance (3 SE = 0.45).
     assert (
-        checks["event_type_mix"].observed
-        == "2 of 3 event types unexpected, e.g. 0.4 (event_type=view), 0.65 (event_type=purchase)"
+        checks["event_type_mix"].observed == "1 of 3 event types unexpected, e.g. 0.65 (event_type=purchase)"
     )
+
+
+def test_a_mix_change_chance_explains_for_the_batchs_size_is_not_a_warning(con):
+    """An hour of 4 events (2 views where views were 82%) warned, and as critical would have been refused
+    (helper 22); the same shares in 100 times as many events are a shift."""
+    stored = ("view",) * 82 + ("purchase",) * 18
+    hour = [("u1", "i1", "view", datetime(2024, 1, 1), None, None), ("u2", "i1", "view", datetime(2024, 1, 1), None, None),
+            ("u3", "i1", "purchase", datetime(2024, 1, 1), 5.0, None), ("u4", "i1", "purchase", datetime(2024, 1, 1), 5.0, None)]  # fmt: skip
+    result, _ = validate(con, hour, stored=stored)
+    assert result.success and not result.warnings
+    con.execute("delete from batch")
+    con.execute("delete from events")
+    result, checks = validate(con, hour * 100, stored=stored)
+    assert [c.name for c in result.warnings] == ["event_type_mix"]
+    assert checks["event_type_mix"].observed.startswith("2 of 2 event types unexpected, e.g. 0.32 ")
 
 
 def test_severity_is_configurable(con):
