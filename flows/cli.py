@@ -874,7 +874,9 @@ def show_unpublished_user(ws: Workspace, snapshot: Any, user_id: str, n: int) ->
             "be read to assign them now; ask again when it is done"
         )
     if events.num_rows == 0:
-        fail(f"user {user_id!r} has no segment: they have no events in {ws.root}; the global list applies")
+        fail(
+            f"user {user_id!r} has no segment: they have no events in {ws.root}; the global list applies to them (segment_recommendations where segment_id = -1)"
+        )
     from tasks.segment.evaluate import USER_LIST_LENGTH
 
     run_id = read_published_run(snapshot)["run_id"]

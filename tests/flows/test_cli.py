@@ -308,7 +308,7 @@ def test_segments_and_user_read_the_published_snapshot(published):
     result = runner.invoke(app, ["user", "nobody", "--workspace", str(published)])
     assert result.exit_code == 1
     assert lines(result.output) == [
-        f"error: user 'nobody' has no segment: they have no events in {published}; the global list applies"
+        f"error: user 'nobody' has no segment: they have no events in {published}; the global list applies to them (segment_recommendations where segment_id = -1)"
     ]
 
 
@@ -362,7 +362,7 @@ def test_a_user_without_events_is_one_line_and_exit_1(published_micro):
     result = runner.invoke(app, ["user", "nobody", "--workspace", str(published_micro)])
     assert result.exit_code == 1
     assert lines(result.output) == [
-        f"error: user 'nobody' has no segment: they have no events in {published_micro}; the global list applies"
+        f"error: user 'nobody' has no segment: they have no events in {published_micro}; the global list applies to them (segment_recommendations where segment_id = -1)"
     ]
 
 
