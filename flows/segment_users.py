@@ -521,9 +521,8 @@ def segment_users(
             )
             reused = reused_fit(chosen_fit, split)
             k_notes = [note for note in [k_note(sweep.people)] if note] if sweep.people else []
-            useful = check_usefulness(
-                metrics, settings.require_lift
-            )  # a refusal (--require-lift) comes first
+            # A refusal (--require-lift) comes before anything else.
+            useful = check_usefulness(metrics, settings.require_lift)
             notes = [
                 *restored_notes(restored), *sample_notes(split), *k_notes,
                 *([reuse_note(chosen, split)] if reused is not None else []), *time_budget_notes(fits),

@@ -230,9 +230,8 @@ class LossModule(pl.LightningModule):
         and callback metrics: about 1 ms a call, a third of a DEC epoch on 600 users. Nothing monitors these
         figures; `val/loss`, which early stopping and KeepBest read, is still logged with `self.log`.
         (Lightning 2.6's logger connector and batch count: private API, as `self.log` itself uses them.)"""
-        step = (
-            self.trainer.fit_loop.epoch_loop._batches_that_stepped - 1
-        )  # as Lightning's epoch end steps back
+        # The step of the epoch's last batch: Lightning's epoch end steps back to it.
+        step = self.trainer.fit_loop.epoch_loop._batches_that_stepped - 1
         self.trainer._logger_connector.log_metrics(metrics | {"epoch": self.current_epoch}, step=step)
 
 

@@ -45,6 +45,7 @@ from tasks.ingest.stage import (
     hive_partitions,
     sniff_file,
     stage_file,
+    staged_rows,
 )
 from tasks.warehouse import load_sql, quote_ident
 
@@ -506,12 +507,11 @@ def _refuse_missing_columns(con: duckdb.DuckDBPyConnection, file: SourceFile) ->
     unread = first_unread(file.feed, names)
     if unread is not None:
         name, expression, missing = unread
-        rows_read = con.execute("select (select count(*) from stg_raw) + (select count(*) from stg_rejects)")
         raise FileRefusedError(
             f"{file.path}: the expression for {name} = {expression!r} ({_origin(file.feed, name)}) reads "
             f"{', '.join(missing)}, which this file does not have (its columns: {', '.join(names)}); the "
             "file is refused. Give files of this layout a feed of their own",
-            rows_read=rows_read.fetchall()[0][0],
+            rows_read=staged_rows(con),
         )
 
 
@@ -519,8 +519,7 @@ def _failing_expression(
     con: duckdb.DuckDBPyConnection, file: SourceFile, source_sql: str, error: duckdb.Error
 ) -> FileRefusedError:
     """A refusal naming the expression that fails on a row of the file, and how to quarantine such rows."""
-    n_rows = con.execute("select (select count(*) from stg_raw) + (select count(*) from stg_rejects)")
-    rows_read = n_rows.fetchall()[0][0]
+    rows_read = staged_rows(con)
     for name, expression in file.feed.columns.items():
         try:
             con.execute(f"select count(({expression})) from ({source_sql}) as src").fetchall()

@@ -167,12 +167,16 @@ def stage_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     except duckdb.Error as error:
         drop_staging(con)
         raise _refusal(file, error) from None
-    n_rows = con.execute(
-        "select (select count(*) from stg_raw) + (select count(*) from stg_rejects)"
-    ).fetchall()
-    if n_rows[0][0] == 0:
+    if staged_rows(con) == 0:
         drop_staging(con)
         raise EmptyFileError("empty file (a header but no data rows): nothing to ingest")
+
+
+def staged_rows(con: duckdb.DuckDBPyConnection) -> int:
+    """The data rows of the staged file: those read (`stg_raw`) and the malformed lines (`stg_rejects`)."""
+    return con.execute(
+        "select (select count(*) from stg_raw) + (select count(*) from stg_rejects)"
+    ).fetchall()[0][0]
 
 
 def _refusal(file: SourceFile, error: duckdb.Error) -> FileRefusedError:
