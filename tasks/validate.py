@@ -24,8 +24,10 @@ def validate_table(
     settings: ValidationSettings,
     event_types: tuple[str, ...] = (),
     compare_table: str | None = None,
+    subject: str = "",
 ) -> SuiteResult:
-    """Run one suite over one table, write its report under `reports_dir`, record it in `validation_runs`."""
+    """Run one suite over one table, write its report under `reports_dir`, record it in `validation_runs`.
+    `subject` names what was validated in the report (a batch's file)."""
     if suite_name == "events_batch":
         suite = events_batch_suite(con, table, event_types, settings, compare_table=compare_table)
     elif suite_name == "items":
@@ -35,7 +37,7 @@ def validate_table(
         suite = published_segments_suite(table)
     else:
         raise ValueError(f"unknown suite {suite_name!r}")
-    result = run_suite(con, suite, batch_id, settings)
+    result = replace(run_suite(con, suite, batch_id, settings), subject=subject)
     write_report(result, reports_dir)
     record_validation_run(con, result)
     return result
@@ -65,9 +67,12 @@ def validate_staged_batch(
             settings,
             event_types,
             "events",
+            subject=outcome.file,
         )
     else:
-        result = validate_table(con, "items", "stg_items_new", outcome.batch_id, reports_dir, settings)
+        result = validate_table(
+            con, "items", "stg_items_new", outcome.batch_id, reports_dir, settings, subject=outcome.file
+        )
     warnings = tuple(f"{c.description}: {c.observed}" for c in result.warnings)
     if result.success:
         return replace(outcome, warnings=outcome.warnings + warnings)

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import duckdb
+from scipy.stats import fisher_exact
 
 from validation.gate import Check, Suite, SuitePart, ValidationSettings, load_great_expectations
 
 REQUIRED = ("user_id", "item_id", "event_type", "ts")
+# Shares that chance makes this different less often than this are a change: about 3.3 standard errors,
+# computed exactly (small batches, few earlier events and rare categories included).
+CHANCE = 0.001
+# An id's format: runs of letters read `a`, of digits `9`, of both `*`; the rest as it is ('u000009' -> '*',
+# '17' -> '9', 'SKU-00123' -> 'a-9', 'bob@x.com' -> 'a@a.a').
+ID_FORMAT = r"""regexp_replace(regexp_replace(regexp_replace({id},
+    '[\pL\pN]*(\pN\pL|\pL\pN)[\pL\pN]*', '*', 'g'), '\pN+', '9', 'g'), '\pL+', 'a', 'g')"""
+# A timestamp's resolution: what a date-only or minute-only export turns every event's time into.
+TS_FORMAT = """case
+    when {ts} = date_trunc('day', {ts}) then 'dates without a time'
+    when {ts} = date_trunc('minute', {ts}) then 'whole minutes'
+    when {ts} = date_trunc('second', {ts}) then 'whole seconds'
+    else 'fractions of a second' end"""
+# Events a batch needs before "all on one second" says anything.
+ONE_MOMENT_MIN_EVENTS = 10
 
 
 def _epoch(moment: datetime) -> float:
@@ -113,59 +130,212 @@ def events_batch_suite(
             chunk_key="coalesce(event_id, user_id || '|' || item_id || '|' || cast(ts_epoch as varchar))",
         )
     ]
-    # The mix is compared with the earlier batches that share an event type with this one: a file of tags is
-    # not a shifted file of ratings (MovieLens, Last.fm: one file per kind of event), a day of exports whose
-    # views vanished is. With no such batch there is nothing to compare with, and no check. A change within
-    # what chance gives a batch of its size counts as none: an hour of 4 events (2 views where views are 82%)
-    # warned, and as `critical` would have been refused.
-    similar = f"""
-        select event_type from {compare_table}
-        where batch_id in (
-            select distinct batch_id from {compare_table}
-            where event_type in (select distinct event_type from {batch_table})
-        )
-    """
-    if compare_table is not None and con.execute(f"select count(*) > 0 from ({similar})").fetchone()[0]:
-        shift = settings.max_event_type_shift
-        # CTE names no table can have: a batch table named `batch` was shadowed by a CTE of that name.
-        mix_sql = f"""
-            with batch_size as (select count(*) as n from {batch_table}),
-            batch_mix as (
-                select event_type, count(*) / sum(count(*)) over () as share from {batch_table} group by 1
-            ),
-            stored_mix as (
-                select event_type, count(*) / sum(count(*)) over () as share from ({similar}) group by 1
-            ),
-            changes as (
-                select
-                    coalesce(batch_mix.event_type, stored_mix.event_type) as event_type,
-                    abs(coalesce(batch_mix.share, 0) - coalesce(stored_mix.share, 0)) as change,
-                    -- What chance alone moves a share by in a batch of this size: 3 standard errors.
-                    3 * sqrt(coalesce(stored_mix.share, 0) * (1 - coalesce(stored_mix.share, 0))
-                        / (select n from batch_size)) as chance,
-                from batch_mix
-                full join stored_mix on stored_mix.event_type = batch_mix.event_type
-            ),
-            final as (
-                select event_type, round(case when change > chance then change else 0 end, 4) as shift,
-                from changes
-            )
-            select * from final
-        """
-        parts.append(
-            SuitePart(
-                "event_type_mix",
-                mix_sql,
-                [
-                    Check(
-                        "event_type_mix",
-                        f"event_type mix within {shift:.0%} of earlier batches of these event types",
-                        e.ExpectColumnValuesToBeBetween(column="shift", max_value=shift),
-                        severity="warning",
-                        unit="event types",
-                    )
-                ],
-                id_columns=["event_type"],
-            )
-        )
+    if compare_table is not None:
+        parts += earlier_batch_parts(con, batch_table, compare_table, settings)
     return Suite("events_batch", parts)
+
+
+@dataclass(frozen=True)
+class Share:
+    """One category (an event type, an id format): its count in the batch and in the earlier batches."""
+
+    category: str
+    k: int  # the batch's events (or ids) in it
+    n: int  # the batch's events (or ids)
+    m: int  # the earlier batches' events (or ids) in it
+    n_earlier: int
+    example: str = ""
+
+    @property
+    def share(self) -> float:
+        return self.k / self.n
+
+    @property
+    def p(self) -> float:
+        """Its share of the earlier batches."""
+        return self.m / self.n_earlier
+
+    @property
+    def beyond_chance(self) -> bool:
+        """Whether the two shares differ by more than chance gives samples of these sizes (Fisher's exact
+        test: a few earlier events are no firm share to hold a batch to)."""
+        table = [[self.k, self.n - self.k], [self.m, self.n_earlier - self.m]]
+        return fisher_exact(table).pvalue < CHANCE
+
+    @property
+    def shift(self) -> float:
+        """The change of share, or 0 where chance explains it."""
+        return round(abs(self.share - self.p), 4) if self.beyond_chance else 0.0
+
+
+def compare_shares(batch: dict[str, tuple[int, str]], earlier: dict[str, tuple[int, str]]) -> list[Share]:
+    """Every category of either side: each maps a category to its count and an example of it."""
+    n, n_earlier = sum(k for k, _ in batch.values()), sum(k for k, _ in earlier.values())
+    if not n or not n_earlier:
+        return []
+    return [
+        Share(
+            category,
+            batch.get(category, (0, ""))[0],
+            n,
+            earlier.get(category, (0, ""))[0],
+            n_earlier,
+            (batch.get(category) or earlier[category])[1],
+        )
+        for category in sorted(batch.keys() | earlier.keys())
+    ]
+
+
+def _counts(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, tuple[int, str]]:
+    """category -> (count, example) from a query of (category, count, example) rows."""
+    return {category: (k, example) for category, k, example in con.execute(sql).fetchall()}
+
+
+def _values(columns: dict[str, list]) -> tuple[str, dict[str, list]]:
+    """A query over Python lists (one per column), for a part whose rows are computed here."""
+    select = ", ".join(f"unnest(${name}) as {name}" for name in columns)
+    return f"select {select}", columns
+
+
+@dataclass
+class EarlierBatch:
+    """What the comparisons need of one earlier batch, from one scan of the warehouse."""
+
+    types: dict[str, int]
+    ts_formats: dict[str, int]
+    n: int = 0
+    first: datetime | None = None  # its first and last second
+    last: datetime | None = None
+
+
+def _earlier_batches(con: duckdb.DuckDBPyConnection, compare_table: str) -> dict[str, EarlierBatch]:
+    rows = con.execute(f"""
+        select batch_id, event_type, {TS_FORMAT.format(ts="ts")}, count(*),
+            date_trunc('second', min(ts)), date_trunc('second', max(ts))
+        from {compare_table} group by all
+    """).fetchall()  # fmt: skip
+    batches: dict[str, EarlierBatch] = {}
+    for batch_id, event_type, ts_format, n, first, last in rows:
+        batch = batches.setdefault(batch_id, EarlierBatch({}, {}))
+        batch.types[event_type] = batch.types.get(event_type, 0) + n
+        batch.ts_formats[ts_format] = batch.ts_formats.get(ts_format, 0) + n
+        batch.n += n
+        batch.first = first if batch.first is None else min(batch.first, first)
+        batch.last = last if batch.last is None else max(batch.last, last)
+    return batches
+
+
+def _sum(counts: list[dict[str, int]]) -> dict[str, tuple[int, str]]:
+    total: dict[str, int] = {}
+    for count in counts:
+        for category, k in count.items():
+            total[category] = total.get(category, 0) + k
+    return {category: (k, "") for category, k in total.items()}
+
+
+def earlier_batch_parts(
+    con: duckdb.DuckDBPyConnection, batch_table: str, compare_table: str, settings: ValidationSettings
+) -> list[SuitePart]:
+    """Warnings where the batch does not look like the earlier ones: its event-type mix, an event type gone,
+    its timestamps' resolution, every event on one second, its ids' format.
+
+    Event types and timestamps are compared with the earlier batches that share an event type with this one:
+    a file of tags is not a shifted file of ratings (MovieLens, Last.fm: one file per kind of event), a day
+    of exports whose views vanished is. Ids are compared with every earlier event. With nothing to compare
+    with, there is no check. A change chance explains for the batch's size is none: an hour of 4 events
+    (2 views where views are 82%) warned, and as `critical` would have been refused."""
+    e = load_great_expectations().expectations
+    parts: list[SuitePart] = []
+    shift = settings.max_format_shift
+    ids = [
+        (
+            column,
+            compare_shares(
+                *(
+                    _counts(
+                        con,
+                        f"select {ID_FORMAT.format(id=column)} as f, count(*), min({column}) "
+                        f"from (select distinct {column} from {table}) group by 1",
+                    )
+                    for table in (batch_table, compare_table)
+                )
+            ),
+        )
+        for column in ("user_id", "item_id")
+    ]
+    batch_types = _counts(con, f"select event_type, count(*), '' from {batch_table} group by 1")
+    similar = [
+        b for b in _earlier_batches(con, compare_table).values() if b.types.keys() & batch_types.keys()
+    ]
+    types = compare_shares(batch_types, _sum([b.types for b in similar]))
+    ts_formats = compare_shares(
+        _counts(con, f"select {TS_FORMAT.format(ts='ts')}, count(*), '' from {batch_table} group by 1"),
+        _sum([b.ts_formats for b in similar]),
+    )
+    if types:
+        sql, params = _values({
+            "event_type": [s.category for s in types],
+            "shift": [s.shift for s in types],
+            # The events an earlier type was expected to have, where the batch has none and chance does not
+            # explain it (a daily export without its purchases: 8% of 10,000 events is no 25-point shift).
+            "missing": [round(s.n * s.p, 1) if s.k == 0 and s.beyond_chance else None for s in types],
+        })  # fmt: skip
+        parts.append(SuitePart("event_type_mix", sql, [
+            Check(
+                "event_type_mix",
+                f"event_type mix within {settings.max_event_type_shift:.0%} of earlier batches of these event types",
+                e.ExpectColumnValuesToBeBetween(column="shift", max_value=settings.max_event_type_shift),
+                severity="warning",
+                unit="event types",
+            ),
+            Check(
+                "event_type_present",
+                "every event type of earlier batches present (where chance cannot explain its absence)",
+                e.ExpectColumnValuesToBeNull(column="missing"),
+                severity="warning",
+                unit="event types",
+                format_example=lambda expected: f"{expected:,.0f} expected, none seen",
+            ),
+        ], params=params, id_columns=["event_type"]))  # fmt: skip
+    for column, shares in [("ts", ts_formats), *ids]:
+        if not shares:
+            continue
+        sql, params = _values({
+            "shift": [s.shift for s in shares],
+            "format": [
+                f"{s.category if column == 'ts' else f'like {s.example!r}'}: {s.p:.0%} before, {s.share:.0%} now"
+                for s in shares
+            ],
+        })  # fmt: skip
+        parts.append(SuitePart(f"{column}_format", sql, [
+            Check(
+                f"{column}_format",
+                f"{column} formats within {shift:.0%} of earlier batches",
+                e.ExpectColumnValuesToBeBetween(column="shift", max_value=shift),
+                severity="warning",
+                unit="timestamp formats" if column == "ts" else f"{column} formats",
+            ),
+        ], params=params, id_columns=["format"]))  # fmt: skip
+    if not similar:
+        return parts
+    # Every event on one second, where earlier batches of as many events never were: an export that writes
+    # its own time, say. At midnight it is a batch of dates, which ts_format names.
+    n, first, last = con.execute(
+        f"select count(*), date_trunc('second', min(ts)), date_trunc('second', max(ts)) from {batch_table}"
+    ).fetchone()
+    sized = [b for b in similar if b.n >= ONE_MOMENT_MIN_EVENTS]
+    one_moment = (
+        n >= ONE_MOMENT_MIN_EVENTS and first == last and first != datetime.combine(first.date(), datetime.min.time())
+        and bool(sized) and not any(b.first == b.last for b in sized)
+    )  # fmt: skip
+    sql, params = _values({"moment": [str(first) if one_moment else None]})
+    parts.append(SuitePart("ts_spread", sql, [
+        Check(
+            "ts_spread",
+            f"events on more than one second, as in earlier batches of {ONE_MOMENT_MIN_EVENTS}+ events",
+            e.ExpectColumnValuesToBeNull(column="moment"),
+            severity="warning",
+            unit="batches",
+        ),
+    ], params=params))  # fmt: skip
+    return parts

@@ -71,6 +71,9 @@ class ValidationSettings(BaseModel):
     max_event_type_shift: float = Field(
         0.25, ge=0, le=1, description="largest change of one event type's share vs the warehouse"
     )
+    max_format_shift: float = Field(
+        0.25, ge=0, le=1, description="largest change of one id or timestamp format's share vs the warehouse"
+    )
     chunk_rows: int = Field(500_000, gt=0, description="rows handed to Great Expectations at once")
     severity: dict[str, Severity] = Field(
         default_factory=dict, description="check name -> critical | warning"
@@ -102,7 +105,8 @@ class ValidationSettings(BaseModel):
 # builds both suites and checks every name is here).
 SPEC_CHECKS = (
     "at_least_one_row", "event_type_in_set", "ts_in_range", "event_id_unique", "items_in_catalogue",
-    "event_type_mix", "item_id_not_null", "item_id_unique", "price_not_negative",
+    "event_type_mix", "event_type_present", "ts_format", "ts_spread", "user_id_format", "item_id_format",
+    "item_id_not_null", "item_id_unique", "price_not_negative",
 )  # fmt: skip
 SPEC_CHECK_PREFIXES = ("not_null:", "value_range:")
 
@@ -178,6 +182,7 @@ class SuiteResult:
     checks: list[CheckResult]
     at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(tzinfo=None))
     report_path: str | None = None
+    subject: str = ""  # what was validated, as a person names it: the file of a batch
 
     @property
     def failures(self) -> list[CheckResult]:

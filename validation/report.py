@@ -37,6 +37,10 @@ def _status(check) -> str:
     )
 
 
+def _subject(subject: str) -> str:
+    return f"<code>{escape(subject)}</code> · " if subject else ""
+
+
 def render_result(result: SuiteResult) -> str:
     verdict = "pass" if result.success else "fail"
     rows = "".join(
@@ -46,7 +50,8 @@ def render_result(result: SuiteResult) -> str:
     )
     body = (
         f"<h1>{escape(result.suite)} <span class='badge {verdict}'>{'passed' if result.success else 'failed'}</span></h1>"
-        f"<div class='meta'>batch <code>{escape(result.batch_id)}</code> · {result.at:%Y-%m-%d %H:%M:%S} UTC · "
+        f"<div class='meta'>{_subject(result.subject)}batch <code>{escape(result.batch_id)}</code> · "
+        f"{result.at:%Y-%m-%d %H:%M:%S} UTC · "
         f"{len(result.checks)} expectations, {len(result.failures)} failed, {len(result.warnings)} warnings · "
         f"<a href='index.html'>all reports</a></div>"
         f"<table><tr><th>status</th><th>expectation</th><th>severity</th><th>observed</th></tr>{rows}</table>"
@@ -74,7 +79,7 @@ def write_index(reports_dir: Path) -> Path:
     runs.sort(key=lambda run: run[0], reverse=True)
     rows = "".join(
         f"<tr><td>{escape(at[:19].replace('T', ' '))}</td><td><a href='{escape(name)}'>{escape(d['suite'])}</a></td>"
-        f"<td><code>{escape(d['batch_id'])}</code></td>"
+        f"<td>{_subject(Path(d.get('subject') or '').name)}<code>{escape(d['batch_id'])}</code></td>"
         f"<td>{'<span class=pass>passed</span>' if d['success'] else '<span class=fail>failed</span>'}</td>"
         f"<td>{sum(1 for c in d['checks'] if not c['success'] and c['severity'] == 'critical')}</td>"
         f"<td>{sum(1 for c in d['checks'] if not c['success'] and c['severity'] == 'warning')}</td></tr>"

@@ -61,7 +61,10 @@ def test_a_critical_failure_stops_the_batch_before_anything_is_written(tmp_path,
     assert [(s, ok, n) for s, ok, n, _ in runs] == [("events_batch", True, 0), ("events_batch", False, 1)]
     report = Path(runs[-1][3]).read_text()
     assert "value of &#x27;rate&#x27; events within [0.5, 5]" in report and "FAILED" in report
-    assert (workspace / "reports" / "validation" / "index.html").exists()
+    # The report and the index name the file, not only its batch id.
+    assert f"<code>{spec.parent / 'second.csv'}</code>" in report
+    index = (workspace / "reports" / "validation" / "index.html").read_text()
+    assert "<code>second.csv</code>" in index and "<code>first.csv</code>" in index
 
 
 def test_a_warning_is_recorded_and_shown_and_the_batch_goes_in(tmp_path, workspace):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import duckdb
 import pytest
@@ -58,6 +58,7 @@ def test_a_good_batch_passes_every_expectation(con):
     assert set(checks) == {
         "not_null:user_id", "not_null:item_id", "not_null:event_type", "not_null:ts", "event_type_in_set",
         "ts_in_range", "at_least_one_row", "value_range:rate", "event_id_unique", "items_in_catalogue", "event_type_mix",
+        "event_type_present", "ts_format", "ts_spread", "user_id_format", "item_id_format",
     }  # fmt: skip
     assert checks["event_type_in_set"].observed == "0 of 4 rows unexpected"
 
@@ -186,10 +187,11 @@ def test_segflow_verbose_in_the_environment_turns_library_logs_on(monkeypatch):
 
 
 def test_a_shifted_event_type_mix_is_a_warning_not_a_failure(con):
-    result, checks = validate(con, GOOD, stored=("purchase",) * 9 + ("view",))
+    thrice = [(*row[:5], f"{row[5]}.{n}") for n in range(3) for row in GOOD]
+    result, checks = validate(con, thrice, stored=("purchase",) * 18 + ("view",) * 2)
     assert result.success
     assert [c.name for c in result.warnings] == ["event_type_mix"]
-    # view moved by 0.4 too, but 4 events with a 0.1 share of views give 0.4 by chance (3 SE = 0.45).
+    # view moved by 0.4 too, but chance gives 6 of 12 events where 2 of 20 were (Fisher's p = 0.04).
     assert (
         checks["event_type_mix"].observed == "1 of 3 event types unexpected, e.g. 0.65 (event_type=purchase)"
     )
@@ -208,6 +210,91 @@ def test_a_mix_change_chance_explains_for_the_batchs_size_is_not_a_warning(con):
     result, checks = validate(con, hour * 100, stored=stored)
     assert [c.name for c in result.warnings] == ["event_type_mix"]
     assert checks["event_type_mix"].observed.startswith("2 of 2 event types unexpected, e.g. 0.32 ")
+
+
+def store(con, rows, batch_id="earlier"):
+    """Earlier batches in the warehouse: (user_id, item_id, event_type, ts) rows."""
+    con.executemany(
+        "insert into events (user_id, item_id, event_type, ts, source, batch_id, ingested_at) "
+        f"values (?, ?, ?, ?, 's', '{batch_id}', now())",
+        rows,
+    )
+
+
+def day_of(n, day=1, types=("view",), user="u{:06d}", item="i{}", seconds=True):
+    """n events on one day of 2024-03, at times of day (or at midnight), by users and items named so."""
+    return [
+        (user.format(i), item.format(i % 7), types[i % len(types)],
+         datetime(2024, 3, day) + (timedelta(seconds=1 + 997 * i % 86399) if seconds else timedelta()))
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def validate_batch(con, rows):
+    con.executemany("insert into batch (user_id, item_id, event_type, ts) values (?, ?, ?, ?)", rows)
+    settings = ValidationSettings()
+    result = run_suite(
+        con, events_batch_suite(con, "batch", ("view", "cart", "purchase"), settings), "b", settings
+    )
+    return [c.name for c in result.warnings], {c.name: c.observed for c in result.checks}
+
+
+def test_an_export_that_lost_an_event_type_warns_though_the_mix_moved_less_than_25_points(con):
+    """A daily export of views only, where views were 82%: the mix moved 18 points, and carts and purchases
+    vanished (helper 22: it passed)."""
+    store(con, day_of(1000, types=("view",) * 41 + ("cart",) * 5 + ("purchase",) * 4))
+    warnings, observed = validate_batch(con, day_of(500, day=2))
+    assert warnings == ["event_type_present"]
+    assert observed["event_type_present"] == (
+        "2 of 3 event types unexpected, e.g. 50 expected, none seen (event_type=cart), "
+        "40 expected, none seen (event_type=purchase)"
+    )
+    con.execute("delete from batch")
+    warnings, _ = validate_batch(con, day_of(20, day=2))  # 20 views: chance leaves out 1 cart and 1 purchase
+    assert warnings == []
+
+
+def test_timestamps_that_lost_their_time_of_day_or_all_fall_on_one_second_warn(con):
+    for day in (1, 2, 3):
+        store(con, day_of(200, day=day), batch_id=f"day{day}")
+    warnings, observed = validate_batch(con, day_of(200, day=4, seconds=False))
+    assert warnings == ["ts_format"]
+    assert observed["ts_format"] == (
+        "2 of 3 timestamp formats unexpected, e.g. 1.0 (format=dates without a time: 0% before, 100% now), "
+        "0.985 (format=whole seconds: 98% before, 0% now)"
+    )
+    con.execute("delete from batch")
+    one_second = [(u, i, t, datetime(2024, 3, 4, 12, 34, 56)) for u, i, t, _ in day_of(200, day=4)]
+    warnings, observed = validate_batch(con, one_second)
+    assert warnings == ["ts_spread"]
+    assert observed["ts_spread"] == "1 of 1 batches unexpected, e.g. '2024-03-04 12:34:56'"
+    con.execute("delete from batch")
+    warnings, _ = validate_batch(
+        con, day_of(1, day=4)[:1] + [("u1", "i1", "view", datetime(2024, 3, 4, 9, 5))]
+    )
+    assert warnings == []  # two events, one on a whole minute: chance, not a format
+
+
+def test_a_date_only_source_is_not_warned_for_its_dates(con):
+    for day in (1, 2, 3):
+        store(con, day_of(200, day=day, seconds=False), batch_id=f"day{day}")
+    assert validate_batch(con, day_of(200, day=4, seconds=False))[0] == []
+
+
+def test_ids_that_changed_format_warn(con):
+    store(con, day_of(300))
+    warnings, observed = validate_batch(con, day_of(300, day=2, user="{}"))
+    assert warnings == ["user_id_format"]
+    assert observed["user_id_format"] == (
+        "2 of 2 user_id formats unexpected, e.g. 1.0 (format=like 'u000000': 100% before, 0% now), "
+        "1.0 (format=like '0': 0% before, 100% now)"
+    )
+    con.execute("delete from batch")
+    assert validate_batch(con, day_of(300, day=2, user="u{:07d}"))[0] == []  # longer, same format
+    con.execute("delete from batch")
+    # A new kind of user id among the old ones, a share chance does not give, moving 10 points: under 25.
+    mixed = day_of(270, day=2) + day_of(30, day=2, user="guest-{}")
+    assert validate_batch(con, mixed)[0] == []
 
 
 def test_severity_is_configurable(con):
