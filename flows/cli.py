@@ -433,7 +433,11 @@ def print_ingest(report: Any, details: bool = False) -> None:
         table = Table(title=Text(f"ingest of {report.source}"), title_justify="left")
         numbers = ("read", "inserted", "duplicate", "quarantined")
         for column in ("file", "kind", "status", *numbers):
-            table.add_column(column, justify="right" if column in numbers else "left")
+            # A narrow console (80 columns when piped) wraps a file's name: cut, `ratings.c…` named none.
+            if column in numbers:
+                table.add_column(column, justify="right")
+            else:
+                table.add_column(column, overflow="fold")
         for f in files:
             style = {"rejected": "red", "failed_validation": "red", "skipped": "dim"}.get(f.status, "")
             table.add_row(

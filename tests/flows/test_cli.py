@@ -504,6 +504,25 @@ def test_an_ingest_of_many_files_ends_with_one_summary_and_each_refused_file(cap
     assert len(table_rows) == 300 and "day-000.csv" in table_rows[0]
 
 
+def test_the_ingest_table_wraps_long_file_names_in_80_columns_and_cuts_none(monkeypatch):
+    """Piped output is 80 columns wide: the table showed `ratings.c…` and `user_arti…` (MovieLens, Last.fm)."""
+    from dataclasses import replace
+
+    from flows.ingest import IngestReport
+
+    captured = io.StringIO()
+    monkeypatch.setattr(cli, "console", Console(file=captured, width=80, highlight=False))
+    name = "/data/user_taggedartists-timestamps.dat"
+    report = IngestReport(source="lastfm", files=[replace(outcome(0, "failed_validation"), file=name)])
+    cli.print_ingest(report)
+    table = [line for line in captured.getvalue().splitlines() if line.startswith("│")]
+    assert max(len(line) for line in table) <= 80 and not any("…" in line for line in table)
+    # The name's pieces, read down the first column, and the status's.
+    columns = [[cell.strip() for cell in line.split("│")[1:-1]] for line in table]
+    assert "".join(row[0] for row in columns) == Path(name).name
+    assert "".join(row[2] for row in columns) == "failed_validation"
+
+
 def test_the_progress_bar_follows_the_ingest_records(monkeypatch):
     screen = io.StringIO()
     monkeypatch.setattr(cli, "err_console", Console(file=screen, force_terminal=True, width=200))
