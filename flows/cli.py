@@ -1066,8 +1066,9 @@ def deploy(
     source: DeploySourceOption = "demo",
 ) -> None:
     """Create (or update) the `process` work pool `segflow` and the deployments segment-users/daily (03:00 UTC)
-    and score-users/hourly on the Prefect server at PREFECT_API_URL, with this workspace and source as their
-    parameters' defaults. Run them with `prefect worker start --pool segflow`."""
+    and score-users/hourly on the Prefect server at PREFECT_API_URL (else the one `segflow server start` runs
+    for this workspace, else the default 127.0.0.1:4200), with this workspace and source as their parameters'
+    defaults. Run them with `prefect worker start --pool segflow`."""
     from tasks.deploy import (
         DEFAULT_API_URL,
         apply_deployments,
@@ -1075,8 +1076,15 @@ def deploy(
         read_deployments,
         server_answers,
     )
+    from tasks.servers import find_running_server
 
-    api_url = os.environ.get("PREFECT_API_URL") or DEFAULT_API_URL
+    # The server `segflow server start` runs for this workspace, on whatever port it was given: deploy went to
+    # the default port and found none (or another workspace's).
+    api_url = (
+        os.environ.get("PREFECT_API_URL")
+        or find_running_server(Workspace(workspace=workspace))
+        or DEFAULT_API_URL
+    )
     if not server_answers(api_url):
         fail(
             f"no Prefect server answers at {api_url}: start one with `prefect server start --host 127.0.0.1` "

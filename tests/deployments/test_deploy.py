@@ -158,3 +158,18 @@ def test_deploying_again_keeps_the_work_pool_and_updates_the_defaults(server, de
         f"note: the deployments ran on {workspace} until now; they run on {other.resolve()}. A server schedules "
         "one workspace: give another workspace a server of its own (PREFECT_API_URL)"
     )
+
+
+def test_deploy_finds_the_server_segflow_server_start_runs_for_the_workspace(server, tmp_path):
+    """`segflow server start --port N` records its address in the workspace; deploy went to the default port
+    instead (helper 22). Without PREFECT_API_URL it now deploys there (last in this module: it re-points the
+    deployments)."""
+    workspace = Workspace(workspace=tmp_path / "ws")
+    workspace.prefect_home.mkdir(parents=True)
+    # As tasks/servers.record_server writes it; this test's own process stands in for the live server's pid.
+    (workspace.prefect_home / "server.json").write_text(f'{{"api_url": "{server}", "pid": {os.getpid()}}}')
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    done = subprocess.run([SEGFLOW, "deploy", "--workspace", str(workspace.root)], env=env, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert lines(done.stdout)[0] == f"work pool segflow (already there) on {server}"
+    assert {d["parameters"]["workspace"] for d in read_deployments(server)} == {str(workspace.root.resolve())}
