@@ -24,8 +24,14 @@ TS_FORMAT = """case
     when {ts} = date_trunc('minute', {ts}) then 'whole minutes'
     when {ts} = date_trunc('second', {ts}) then 'whole seconds'
     else 'fractions of a second' end"""
-# Events a batch needs before "all on one second" says anything.
-ONE_MOMENT_MIN_EVENTS = 10
+# What an event's value is: an export that dropped its prices, or that writes refunds as negative purchases.
+VALUE_KIND = """case
+    when value is null then 'no value' when value < 0 then 'negative' when value = 0 then 'zero'
+    else 'positive' end"""
+# Events, and users, a batch needs before "all on one second" says anything: one user's bulk rating is one.
+ONE_MOMENT_MIN_EVENTS, ONE_MOMENT_MIN_USERS = 10, 3
+# The earlier batches a batch is compared with: the latest that share an event type with it.
+RECENT_BATCHES = 30
 
 
 def _epoch(moment: datetime) -> float:
@@ -188,7 +194,11 @@ def compare_shares(batch: dict[str, tuple[int, str]], earlier: dict[str, tuple[i
 
 def _counts(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, tuple[int, str]]:
     """category -> (count, example) from a query of (category, count, example) rows."""
-    return {category: (k, example) for category, k, example in con.execute(sql).fetchall()}
+    return _counts_with(con, sql, {})
+
+
+def _counts_with(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> dict[str, tuple[int, str]]:
+    return {category: (k, example) for category, k, example in con.execute(sql, params).fetchall()}
 
 
 def _values(columns: dict[str, list]) -> tuple[str, dict[str, list]]:
@@ -197,32 +207,21 @@ def _values(columns: dict[str, list]) -> tuple[str, dict[str, list]]:
     return f"select {select}", columns
 
 
-@dataclass
-class EarlierBatch:
-    """What the comparisons need of one earlier batch, from one scan of the warehouse."""
-
-    types: dict[str, int]
-    ts_formats: dict[str, int]
-    n: int = 0
-    first: datetime | None = None  # its first and last second
-    last: datetime | None = None
-
-
-def _earlier_batches(con: duckdb.DuckDBPyConnection, compare_table: str) -> dict[str, EarlierBatch]:
-    rows = con.execute(f"""
-        select batch_id, event_type, {TS_FORMAT.format(ts="ts")}, count(*),
-            date_trunc('second', min(ts)), date_trunc('second', max(ts))
-        from {compare_table} group by all
-    """).fetchall()  # fmt: skip
-    batches: dict[str, EarlierBatch] = {}
-    for batch_id, event_type, ts_format, n, first, last in rows:
-        batch = batches.setdefault(batch_id, EarlierBatch({}, {}))
-        batch.types[event_type] = batch.types.get(event_type, 0) + n
-        batch.ts_formats[ts_format] = batch.ts_formats.get(ts_format, 0) + n
-        batch.n += n
-        batch.first = first if batch.first is None else min(batch.first, first)
-        batch.last = last if batch.last is None else max(batch.last, last)
-    return batches
+def _recent_similar(
+    con: duckdb.DuckDBPyConnection, compare_table: str, batch_types: set[str]
+) -> dict[str, dict[str, int]]:
+    """The latest RECENT_BATCHES earlier batches that share an event type with this one: batch id -> its
+    events by type."""
+    rows = con.execute(
+        f"select batch_id, event_type, count(*), max(ingested_at) from {compare_table} group by all"
+    ).fetchall()
+    batches: dict[str, dict[str, int]] = {}
+    latest: dict[str, object] = {}
+    for batch_id, event_type, n, at in rows:
+        batches.setdefault(batch_id, {})[event_type] = n
+        latest[batch_id] = max(latest.get(batch_id, at), at)
+    similar = sorted((b for b in batches if batches[b].keys() & batch_types), key=lambda b: (latest[b], b))
+    return {b: batches[b] for b in similar[-RECENT_BATCHES:]}
 
 
 def _sum(counts: list[dict[str, int]]) -> dict[str, tuple[int, str]]:
@@ -233,60 +232,96 @@ def _sum(counts: list[dict[str, int]]) -> dict[str, tuple[int, str]]:
     return {category: (k, "") for category, k in total.items()}
 
 
+def _points(shift: float) -> str:
+    return f"{shift * 100:.0f} points"
+
+
+def _moment(moment: str) -> str:
+    return f"all {moment}"
+
+
 def earlier_batch_parts(
     con: duckdb.DuckDBPyConnection, batch_table: str, compare_table: str, settings: ValidationSettings
 ) -> list[SuitePart]:
     """Warnings where the batch does not look like the earlier ones: its event-type mix, an event type gone,
-    its timestamps' resolution, every event on one second, its ids' format.
+    its timestamps' resolution, every event on one second, its ids' format, the kind of value each event type
+    has (none, negative, zero, positive).
 
-    Event types and timestamps are compared with the earlier batches that share an event type with this one:
-    a file of tags is not a shifted file of ratings (MovieLens, Last.fm: one file per kind of event), a day
-    of exports whose views vanished is. Ids are compared with every earlier event. With nothing to compare
-    with, there is no check. A change chance explains for the batch's size is none: an hour of 4 events
-    (2 views where views are 82%) warned, and as `critical` would have been refused."""
+    A batch is compared with the latest 30 earlier batches that share an event type with it: a file of tags is
+    not a shifted file of ratings (MovieLens, Last.fm: one file per kind of event), a day of exports whose
+    views vanished is; what a source did years ago is not what it does now. With no such batch there is no
+    check. A change chance explains for the sizes is none (Fisher's exact test): an hour of 4 events (2 views
+    where views are 82%) warned, and as `critical` would have been refused. What chance gives is counted in
+    the units that vary independently: timestamps by distinct moment (one user's 9 ratings in one minute are
+    one whole minute, not nine), ids by distinct id in each batch (a source where a third of each month's
+    users are one-off guests has a third guests, however many build up)."""
     e = load_great_expectations().expectations
     parts: list[SuitePart] = []
     shift = settings.max_format_shift
-    ids = [
-        (
-            column,
-            compare_shares(
-                *(
-                    _counts(
-                        con,
-                        f"select {ID_FORMAT.format(id=column)} as f, count(*), min({column}) "
-                        f"from (select distinct {column} from {table}) group by 1",
-                    )
-                    for table in (batch_table, compare_table)
-                )
-            ),
-        )
-        for column in ("user_id", "item_id")
-    ]
     batch_types = _counts(con, f"select event_type, count(*), '' from {batch_table} group by 1")
-    similar = [
-        b for b in _earlier_batches(con, compare_table).values() if b.types.keys() & batch_types.keys()
-    ]
-    types = compare_shares(batch_types, _sum([b.types for b in similar]))
-    ts_formats = compare_shares(
-        _counts(con, f"select {TS_FORMAT.format(ts='ts')}, count(*), '' from {batch_table} group by 1"),
-        _sum([b.ts_formats for b in similar]),
+    similar = _recent_similar(con, compare_table, set(batch_types))
+    if not similar:
+        return parts
+    ids = list(similar)
+    earlier = f"(select * from {compare_table} where list_contains($ids, batch_id))"
+
+    def both(template: str) -> tuple[dict[str, tuple[int, str]], dict[str, tuple[int, str]]]:
+        """The template's (category, count, example) counts over the batch and over the earlier batches; `key`
+        groups the earlier ones by batch."""
+        return (
+            _counts(con, template.format(source=batch_table, key="1")),
+            dict(_counts_with(con, template.format(source=earlier, key="batch_id"), {"ids": ids})),
+        )
+
+    types = compare_shares(batch_types, _sum(list(similar.values())))
+    ts_formats = compare_shares(*both(
+        f"select {TS_FORMAT.format(ts='ts')}, count(*), '' from (select distinct {{key}}, ts from {{source}}) group by 1"
+    ))  # fmt: skip
+    id_formats = [
+        (column, compare_shares(*both(
+            f"select {ID_FORMAT.format(id=column)}, count(*), min({column}) "
+            f"from (select distinct {{key}}, {column} from {{source}}) group by 1"
+        )))
+        for column in ("user_id", "item_id")
+    ]  # fmt: skip
+    batch_values, earlier_values = both(
+        f"select event_type || ' ' || {VALUE_KIND}, count(*), event_type from {{source}} group by all"
     )
+    value_kinds = [
+        (event_type, share)
+        for event_type in sorted(batch_types)
+        for share in compare_shares(
+            {c[len(event_type) + 1 :]: v for c, v in batch_values.items() if v[1] == event_type},
+            {c[len(event_type) + 1 :]: v for c, v in earlier_values.items() if v[1] == event_type},
+        )
+    ]
     if types:
         sql, params = _values({
             "event_type": [s.category for s in types],
             "shift": [s.shift for s in types],
-            # The events an earlier type was expected to have, where the batch has none and chance does not
-            # explain it (a daily export without its purchases: 8% of 10,000 events is no 25-point shift).
-            "missing": [round(s.n * s.p, 1) if s.k == 0 and s.beyond_chance else None for s in types],
+            "share": [f"{s.p:.0%} before, {s.share:.0%} now" for s in types],
+            # The events an earlier type was expected to have, where the batch has none, chance does not explain
+            # it, and no earlier batch lacked it beyond chance too (tags come in bursts from a few users: a
+            # month of MovieLens without tags is ordinary; a daily export without its purchases is not).
+            "missing": [
+                round(s.n * s.p, 1)
+                if s.k == 0 and s.beyond_chance and not any(
+                    s.category not in counts and (1 - s.p) ** sum(counts.values()) < CHANCE
+                    for counts in similar.values()
+                )
+                else None
+                for s in types
+            ],
         })  # fmt: skip
+        mix = settings.max_event_type_shift
         parts.append(SuitePart("event_type_mix", sql, [
             Check(
                 "event_type_mix",
-                f"event_type mix within {settings.max_event_type_shift:.0%} of earlier batches of these event types",
-                e.ExpectColumnValuesToBeBetween(column="shift", max_value=settings.max_event_type_shift),
+                f"event_type mix within {mix * 100:.0f} points of earlier batches of these event types",
+                e.ExpectColumnValuesToBeBetween(column="shift", max_value=mix),
                 severity="warning",
                 unit="event types",
+                format_example=_points,
             ),
             Check(
                 "event_type_present",
@@ -296,8 +331,8 @@ def earlier_batch_parts(
                 unit="event types",
                 format_example=lambda expected: f"{expected:,.0f} expected, none seen",
             ),
-        ], params=params, id_columns=["event_type"]))  # fmt: skip
-    for column, shares in [("ts", ts_formats), *ids]:
+        ], params=params, id_columns=["event_type", "share"]))  # fmt: skip
+    for column, shares in [("ts", ts_formats), *id_formats]:
         if not shares:
             continue
         sql, params = _values({
@@ -310,32 +345,55 @@ def earlier_batch_parts(
         parts.append(SuitePart(f"{column}_format", sql, [
             Check(
                 f"{column}_format",
-                f"{column} formats within {shift:.0%} of earlier batches",
+                f"{column} formats within {shift * 100:.0f} points of earlier batches",
                 e.ExpectColumnValuesToBeBetween(column="shift", max_value=shift),
                 severity="warning",
                 unit="timestamp formats" if column == "ts" else f"{column} formats",
+                format_example=_points,
             ),
         ], params=params, id_columns=["format"]))  # fmt: skip
-    if not similar:
-        return parts
-    # Every event on one second, where earlier batches of as many events never were: an export that writes
-    # its own time, say. At midnight it is a batch of dates, which ts_format names.
-    n, first, last = con.execute(
-        f"select count(*), date_trunc('second', min(ts)), date_trunc('second', max(ts)) from {batch_table}"
-    ).fetchone()
-    sized = [b for b in similar if b.n >= ONE_MOMENT_MIN_EVENTS]
-    one_moment = (
-        n >= ONE_MOMENT_MIN_EVENTS and first == last and first != datetime.combine(first.date(), datetime.min.time())
-        and bool(sized) and not any(b.first == b.last for b in sized)
-    )  # fmt: skip
-    sql, params = _values({"moment": [str(first) if one_moment else None]})
+    if value_kinds:
+        sql, params = _values({
+            "shift": [s.shift for _, s in value_kinds],
+            "format": [f"{t} {s.category}: {s.p:.0%} before, {s.share:.0%} now" for t, s in value_kinds],
+        })  # fmt: skip
+        parts.append(SuitePart("value_format", sql, [
+            Check(
+                "value_format",
+                f"each event type's values (none, negative, zero, positive) within {shift * 100:.0f} points "
+                "of earlier batches",
+                e.ExpectColumnValuesToBeBetween(column="shift", max_value=shift),
+                severity="warning",
+                unit="kinds of value",
+                format_example=_points,
+            ),
+        ], params=params, id_columns=["format"]))  # fmt: skip
+    # Events of several users all on one second, where no earlier batch of as many was: an export that writes
+    # its own time, say. One user's bulk rating is one second; at midnight it is a batch of dates (ts_format).
+    n_events, n_users = ONE_MOMENT_MIN_EVENTS, ONE_MOMENT_MIN_USERS
+    spread = f"""
+        select count(*) >= {n_events} and count(distinct user_id) >= {n_users} as sized,
+            date_trunc('second', min(ts)) = date_trunc('second', max(ts)) as one, min(ts)::varchar as moment,
+            min(ts) = date_trunc('day', min(ts)) as midnight, count(*) as n, count(distinct user_id) as users
+        from {{source}} group by {{key}}
+    """
+    ((sized, one, moment, midnight, n, users),) = con.execute(
+        spread.format(source=batch_table, key="()")
+    ).fetchall()
+    earlier_one = con.execute(
+        f"select count(*) filter (sized and one) from ({spread.format(source=earlier, key='batch_id')})",
+        {"ids": ids},
+    ).fetchone()[0]
+    flagged = sized and one and not midnight and not earlier_one
+    sql, params = _values({"moment": [f"{n:,} events of {users:,} users on {moment}" if flagged else None]})
     parts.append(SuitePart("ts_spread", sql, [
         Check(
             "ts_spread",
-            f"events on more than one second, as in earlier batches of {ONE_MOMENT_MIN_EVENTS}+ events",
+            f"events of {n_users}+ users on more than one second, as in earlier batches",
             e.ExpectColumnValuesToBeNull(column="moment"),
             severity="warning",
             unit="batches",
+            format_example=_moment,
         ),
     ], params=params))  # fmt: skip
     return parts

@@ -106,7 +106,7 @@ class ValidationSettings(BaseModel):
 SPEC_CHECKS = (
     "at_least_one_row", "event_type_in_set", "ts_in_range", "event_id_unique", "items_in_catalogue",
     "event_type_mix", "event_type_present", "ts_format", "ts_spread", "user_id_format", "item_id_format",
-    "item_id_not_null", "item_id_unique", "price_not_negative",
+    "value_format", "item_id_not_null", "item_id_unique", "price_not_negative",
 )  # fmt: skip
 SPEC_CHECK_PREFIXES = ("not_null:", "value_range:")
 

@@ -235,11 +235,11 @@ def main() -> None:
     write_case(
         "daily_exports_that_changed_shape",
         {
-            "day1.csv": day(300, "2024-03-01"),
-            "day2.csv": day(300, "2024-03-02"),
-            "day3.csv": day(300, "2024-03-03", kinds=("view",)),
-            "day4.csv": day(300, "2024-03-04", moment="2024-03-05 02:17:43"),
-            "day5.csv": day(300, "2024-03-05", user="{}", dates_only=True),
+            "day1.csv": day(600, "2024-03-01"),
+            "day2.csv": day(600, "2024-03-02"),
+            "day3.csv": day(600, "2024-03-03", kinds=("view",)),
+            "day4.csv": day(600, "2024-03-04", moment="2024-03-05 02:17:43"),
+            "day5.csv": day(600, "2024-03-05", user="{}", dates_only=True),
         },
         path=".",
     )

@@ -79,7 +79,7 @@ def test_a_warning_is_recorded_and_shown_and_the_batch_goes_in(tmp_path, workspa
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())
     assert (
-        "warning day2.csv: event_type mix within 25% of earlier batches of these event types: "
+        "warning day2.csv: event_type mix within 25 points of earlier batches of these event types: "
         "2 of 2 event types unexpected" in output
     )
     assert query(workspace, "select count(*) from events") == [(40,)]

@@ -516,7 +516,7 @@ def test_the_manifest_keeps_a_validation_warning_as_the_files_message():
     con = duckdb.connect()
     create_warehouse_tables(con)
     tags = FileOutcome("s", "tags.dat", "events", "x", "b", FileStatus.INGESTED, rows_read=3, rows_inserted=3)
-    warning = "event_type mix within 25% of the warehouse: 2 of 2 event types unexpected"
+    warning = "event_type mix within 25 points of the warehouse: 2 of 2 event types unexpected"
     record_manifest(con, replace(tags, warnings=(warning,)))
     record_manifest(con, replace(tags, file="plays.dat"))
     assert con.execute("select file, message from ingest_manifest order by file").fetchall() == [
