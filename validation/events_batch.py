@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 
 import duckdb
 from scipy.stats import fisher_exact
@@ -161,7 +162,7 @@ class Share:
         """Its share of the earlier batches."""
         return self.m / self.n_earlier
 
-    @property
+    @cached_property  # Fisher's test is asked for by `shift` and by `event_type_present`
     def beyond_chance(self) -> bool:
         """Whether the two shares differ by more than chance gives samples of these sizes (Fisher's exact
         test: a few earlier events are no firm share to hold a batch to)."""
@@ -192,13 +193,19 @@ def compare_shares(batch: dict[str, tuple[int, str]], earlier: dict[str, tuple[i
     ]
 
 
-def _counts(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, tuple[int, str]]:
+def _counts(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None
+) -> dict[str, tuple[int, str]]:
     """category -> (count, example) from a query of (category, count, example) rows."""
-    return _counts_with(con, sql, {})
+    return {category: (k, example) for category, k, example in con.execute(sql, params or {}).fetchall()}
 
 
-def _counts_with(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> dict[str, tuple[int, str]]:
-    return {category: (k, example) for category, k, example in con.execute(sql, params).fetchall()}
+def _by_event_type(rows: list[tuple[str, str, int]]) -> dict[str, dict[str, tuple[int, str]]]:
+    """event type -> category -> (count, "") from (event type, category, count) rows."""
+    counts: dict[str, dict[str, tuple[int, str]]] = {}
+    for event_type, category, k in rows:
+        counts.setdefault(event_type, {})[category] = (k, "")
+    return counts
 
 
 def _values(columns: dict[str, list]) -> tuple[str, dict[str, list]]:
@@ -270,7 +277,7 @@ def earlier_batch_parts(
         groups the earlier ones by batch."""
         return (
             _counts(con, template.format(source=batch_table, key="1")),
-            dict(_counts_with(con, template.format(source=earlier, key="batch_id"), {"ids": ids})),
+            _counts(con, template.format(source=earlier, key="batch_id"), {"ids": ids}),
         )
 
     types = compare_shares(batch_types, _sum(list(similar.values())))
@@ -284,16 +291,13 @@ def earlier_batch_parts(
         )))
         for column in ("user_id", "item_id")
     ]  # fmt: skip
-    batch_values, earlier_values = both(
-        f"select event_type || ' ' || {VALUE_KIND}, count(*), event_type from {{source}} group by all"
-    )
+    values = f"select event_type, {VALUE_KIND}, count(*) from {{source}} group by all"
+    batch_values = _by_event_type(con.execute(values.format(source=batch_table)).fetchall())
+    earlier_values = _by_event_type(con.execute(values.format(source=earlier), {"ids": ids}).fetchall())
     value_kinds = [
         (event_type, share)
         for event_type in sorted(batch_types)
-        for share in compare_shares(
-            {c[len(event_type) + 1 :]: v for c, v in batch_values.items() if v[1] == event_type},
-            {c[len(event_type) + 1 :]: v for c, v in earlier_values.items() if v[1] == event_type},
-        )
+        for share in compare_shares(batch_values[event_type], earlier_values.get(event_type, {}))
     ]
     if types:
         sql, params = _values({
@@ -371,17 +375,17 @@ def earlier_batch_parts(
     # Events of several users all on one second, where no earlier batch of as many was: an export that writes
     # its own time, say. One user's bulk rating is one second; at midnight it is a batch of dates (ts_format).
     n_events, n_users = ONE_MOMENT_MIN_EVENTS, ONE_MOMENT_MIN_USERS
-    spread = f"""
-        select count(*) >= {n_events} and count(distinct user_id) >= {n_users} as sized,
-            date_trunc('second', min(ts)) = date_trunc('second', max(ts)) as one, min(ts)::varchar as moment,
-            min(ts) = date_trunc('day', min(ts)) as midnight, count(*) as n, count(distinct user_id) as users
-        from {{source}} group by {{key}}
+    spread = """
+        select count(*) as n, count(distinct user_id) as users, min(ts)::varchar as moment,
+            date_trunc('second', min(ts)) = date_trunc('second', max(ts)) as one,
+            min(ts) = date_trunc('day', min(ts)) as midnight
+        from {source} group by {key}
     """
-    ((sized, one, moment, midnight, n, users),) = con.execute(
-        spread.format(source=batch_table, key="()")
-    ).fetchall()
+    ((n, users, moment, one, midnight),) = con.execute(spread.format(source=batch_table, key="()")).fetchall()
+    sized = n >= n_events and users >= n_users
     earlier_one = con.execute(
-        f"select count(*) filter (sized and one) from ({spread.format(source=earlier, key='batch_id')})",
+        f"select count(*) filter (n >= {n_events} and users >= {n_users} and one) "
+        f"from ({spread.format(source=earlier, key='batch_id')})",
         {"ids": ids},
     ).fetchone()[0]
     flagged = sized and one and not midnight and not earlier_one
