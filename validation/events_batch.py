@@ -21,6 +21,7 @@ ID_FORMAT = r"""regexp_replace(regexp_replace(regexp_replace({id},
     '[\pL\pN]*(\pN\pL|\pL\pN)[\pL\pN]*', '*', 'g'), '\pN+', '9', 'g'), '\pL+', 'a', 'g')"""
 # A timestamp's resolution: what a date-only or minute-only export turns every event's time into.
 TS_FORMAT = """case
+    when {ts} is null then null
     when {ts} = date_trunc('day', {ts}) then 'dates without a time'
     when {ts} = date_trunc('minute', {ts}) then 'whole minutes'
     when {ts} = date_trunc('second', {ts}) then 'whole seconds'
@@ -33,6 +34,7 @@ VALUE_KIND = """case
 ONE_MOMENT_MIN_EVENTS, ONE_MOMENT_MIN_USERS = 10, 3
 # The earlier batches a batch is compared with: the latest that share an event type with it.
 RECENT_BATCHES = 30
+MISSING = "missing"  # the category of a null
 
 
 def _epoch(moment: datetime) -> float:
@@ -196,15 +198,17 @@ def compare_shares(batch: dict[str, tuple[int, str]], earlier: dict[str, tuple[i
 def _counts(
     con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None
 ) -> dict[str, tuple[int, str]]:
-    """category -> (count, example) from a query of (category, count, example) rows."""
-    return {category: (k, example) for category, k, example in con.execute(sql, params or {}).fetchall()}
+    """category -> (count, example) from a query of (category, count, example) rows; a null category (a null
+    id, type or time, which the not_null checks report) is 'missing'."""
+    rows = con.execute(sql, params or {}).fetchall()
+    return {MISSING if category is None else category: (k, example) for category, k, example in rows}
 
 
 def _by_event_type(rows: list[tuple[str, str, int]]) -> dict[str, dict[str, tuple[int, str]]]:
     """event type -> category -> (count, "") from (event type, category, count) rows."""
     counts: dict[str, dict[str, tuple[int, str]]] = {}
     for event_type, category, k in rows:
-        counts.setdefault(event_type, {})[category] = (k, "")
+        counts.setdefault(MISSING if event_type is None else event_type, {})[category] = (k, "")
     return counts
 
 

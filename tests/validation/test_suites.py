@@ -105,6 +105,15 @@ def test_each_critical_expectation_fails_on_a_batch_that_breaks_it(con, bad_row,
     assert f"{checks[check].description}: {observed}" in result.describe_failures()
 
 
+def test_nulls_are_reported_when_the_batch_is_compared_with_earlier_ones(con):
+    """A null id, type or time sorted beside the other categories of the comparisons and raised TypeError,
+    instead of the not_null checks' failures (ingest quarantines such rows first; a table need not)."""
+    nulls = [(None, "i1", "view", datetime(2024, 1, 5), None, "e8"), ("u9", None, None, None, None, "e9")]
+    result, _ = validate(con, [*GOOD, *nulls], stored=("view", "purchase", "rate"))
+    assert [c.name for c in result.failures] == ["not_null:user_id", "not_null:item_id", "not_null:event_type",
+                                                 "not_null:ts"]  # fmt: skip
+
+
 def test_an_empty_batch_fails_at_least_one_row(con):
     result, _ = validate(con, [])
     assert [c.name for c in result.failures] == ["at_least_one_row"]
