@@ -7,7 +7,8 @@ hashing, staging, checks, dedup, insert) and of raw DuckDB (`create table ... as
 in a fresh process, the peak RSS of each, then the fixed overhead and the marginal ratio
 (segflow 4M - segflow 1M) / (raw 4M - raw 1M). Target: marginal ratio <= 1.5, peak RSS < 2 GB.
 The ingest includes the validation gate; the time the `events_batch` suite takes on the smaller batch is
-printed on its own (target: at most ~2 s for 1M rows).
+printed on its own (target: at most ~2 s for 1M rows), and so is what comparing a 100,000-event batch with
+the larger warehouse's earlier batches adds to the suite (event-type mix, formats, values, one second).
 """
 
 from __future__ import annotations
@@ -111,6 +112,30 @@ def time_validation(warehouse_path: Path) -> tuple[float, int]:
     return elapsed, n_rows
 
 
+def time_comparisons(warehouse_path: Path, batch_rows: int = 100_000) -> tuple[float, float, int]:
+    """Seconds of the events_batch suite on a batch of `batch_rows` events without and with its comparisons
+    with the warehouse's earlier batches, and the warehouse's events."""
+    sys.path.insert(0, str(ROOT))
+    from tasks.ingest.sources import DEFAULT_EVENT_TYPES
+    from validation.events_batch import events_batch_suite
+    from validation.gate import ValidationSettings, run_suite
+
+    con = duckdb.connect()
+    con.execute(f"attach '{warehouse_path}' as wh (read_only)")
+    con.execute("use wh")  # the suite reads `items`
+    con.execute(f"create temp table batch as select * from wh.events limit {batch_rows}")
+    settings = ValidationSettings()
+    seconds = []
+    for compare_table in (None, "wh.events"):
+        start = time.perf_counter()
+        suite = events_batch_suite(con, "temp.batch", DEFAULT_EVENT_TYPES, settings, compare_table)
+        run_suite(con, suite, "bench", settings)
+        seconds.append(time.perf_counter() - start)
+    n_events = con.execute("select count(*) from wh.events").fetchall()[0][0]
+    con.close()
+    return seconds[0], seconds[1], n_events
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -148,6 +173,13 @@ def main() -> None:
         validation_s, n_validated = time_validation(base / f"rows-{small}" / "workspace" / "warehouse.duckdb")
         print(
             f"validation gate (events_batch suite) on {n_validated:,} rows: {validation_s:.2f} s  (target <= ~2 s)"
+        )
+        alone_s, compared_s, n_earlier = time_comparisons(
+            base / f"rows-{large}" / "workspace" / "warehouse.duckdb"
+        )
+        print(
+            f"a 100,000-event batch compared with {n_earlier:,} earlier events: suite {compared_s:.2f} s, "
+            f"{compared_s / alone_s:.1f}x the suite without the comparisons ({alone_s:.2f} s)"
         )
         print(f"fixed overhead (segflow - raw at {small:,} rows): {seg_small - raw_small:.2f} s")
         print(
