@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from validation.gate import ValidationSettings
 
@@ -143,6 +143,25 @@ def _unsafe_node(node: Any) -> str | None:
     return next((why for value in node.values() if (why := _unsafe_node(value))), None)
 
 
+def _keyword_meant_as_a_column(sql: str) -> str | None:
+    """The keyword of an unparsable SELECT that, double-quoted, makes it parse (`strptime(at, ...)`)."""
+    try:
+        tokens = duckdb.tokenize(sql)
+    except duckdb.Error:
+        return None
+    ends = [offset for offset, _ in tokens[1:]] + [len(sql)]
+    for (offset, kind), end in zip(tokens, ends, strict=True):
+        word = sql[offset:end].strip()
+        if offset == 0 or kind != duckdb.token_type.keyword or not re.fullmatch(r"[A-Za-z_]\w*", word):
+            continue
+        try:
+            duckdb.extract_statements(f'{sql[:offset]}"{word}"{sql[offset + len(word) :]}')
+        except duckdb.Error:
+            continue
+        return word
+    return None
+
+
 def check_expression(expression: str) -> str | None:
     """Why a column expression is refused, or None: it must be one scalar expression over the row's own
     columns. It is parsed by DuckDB (never run): no statements, subqueries, table functions or comments."""
@@ -153,7 +172,11 @@ def check_expression(expression: str) -> str | None:
         statements = duckdb.extract_statements(sql)
         tokens = duckdb.tokenize(sql)
     except duckdb.Error as error:
-        return f"not an SQL expression ({str(error).splitlines()[0]})"
+        why = f"not an SQL expression ({str(error).splitlines()[0]})"
+        keyword = _keyword_meant_as_a_column(sql)
+        if keyword:
+            why += f'; a column named like an SQL keyword is written in double quotes: "{keyword}"'
+        return why
     if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
         kinds = ", ".join(statement.type.name for statement in statements)
         return f"{len(statements)} statements ({kinds}); an expression cannot contain ';'"
@@ -232,6 +255,19 @@ def _binds_without_a_table(name: str) -> bool:
     return True
 
 
+def quote_keyword(expression: str) -> str:
+    """A file column named like an SQL keyword (`at`, `order`, `from`), written bare, as its quoted name: a
+    bare word that does not parse as an expression can only mean that column. Anything else as written."""
+    word = expression.strip()
+    if (
+        re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", word)
+        and check_expression(word) is not None
+        and check_expression(f'"{word}"') is None
+    ):
+        return f'"{word}"'
+    return expression
+
+
 def check_feed_expressions(feed: Feed) -> None:
     """A SourceSpecError naming the spec line of the first refused expression of the feed."""
     for name, expression in feed.columns.items():
@@ -260,6 +296,11 @@ class Feed(BaseModel):
     encoding: str = "utf-8"
     # Where each mapping was written (for error messages), e.g. {"value": "shop.toml line 12"}.
     origins: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("columns")
+    @classmethod
+    def _keywords_name_columns(cls, columns: dict[str, str]) -> dict[str, str]:
+        return {name: quote_keyword(expression) for name, expression in columns.items()}
 
     def files(self) -> list[Path]:
         """The files this feed names, sorted; a folder means every supported file inside it."""

@@ -244,6 +244,22 @@ def main() -> None:
         path=".",
     )
 
+    # A shop whose columns are named like SQL keywords (at, order, from), mapped bare as a user writes them.
+    # `ts = "at"` was refused: "not an SQL expression (Parser Error: syntax error at or near "at")".
+    write_case(
+        "keyword_column_names",
+        {
+            "events.csv": "user,order,from,at\n"
+            + "".join(
+                f"u{i % 7},o{i % 11},{('view', 'purchase')[i % 2]},2024-03-{1 + i % 28:02d}T10:00:00+01:00\n"
+                for i in range(30)
+            )
+        },
+        spec=SPEC.format(
+            name="keyword_column_names", path="events.csv", user_id="user", item_id="order", ts="at", extra=""
+        ).replace('event_type = "kind"', 'event_type = "from"'),
+    )
+
 
 if __name__ == "__main__":
     main()

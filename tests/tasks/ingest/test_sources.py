@@ -203,6 +203,18 @@ def test_a_scalar_expression_over_the_row_is_accepted(expression):
     assert check_expression(expression) is None
 
 
+def test_a_column_named_like_a_keyword_is_read_bare_and_named_in_the_error_inside_an_expression(tmp_path):
+    spec = parse_source_spec(write(tmp_path, GOOD.replace('ts = "order_time"', 'ts = "at"')))
+    assert spec.events[0].columns["ts"] == '"at"'
+    with pytest.raises(SourceSpecError) as raised:
+        parse_source_spec(write(tmp_path, GOOD.replace('ts = "order_time"', "ts = \"strptime(at, '%Y')\"")))
+    assert str(raised.value).startswith(
+        "shop.toml line 9: the expression for ts = \"strptime(at, '%Y')\" is refused: not an SQL expression "
+        '(Parser Error: syntax error at or near ","); a column named like an SQL keyword is written in '
+        'double quotes: "at". '
+    )
+
+
 def test_movielens_expressions_pass_the_same_check(tmp_path):
     (tmp_path / "u.data").write_text("1\t2\t3\t4\n")
     (tmp_path / "u.item").write_text("x\n")
