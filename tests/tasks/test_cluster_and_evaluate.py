@@ -12,8 +12,10 @@ from tasks.evaluate.metrics import (
     agreement,
     intrinsic_metrics,
     paired_gaps,
+    ranked_lists,
     ranking_metrics,
     segment_usefulness,
+    top_unseen,
 )
 from tasks.features.interactions import Interactions
 
@@ -177,6 +179,24 @@ def test_ranking_metrics_on_a_hand_computed_case():
     metrics = ranking_metrics(train, {"u": {"b"}}, scores, {"u": 0}, ks=(1, 2))
     assert metrics["recall@1"] == 0.0 and metrics["recall@2"] == 1.0
     assert metrics["ndcg@2"] == pytest.approx((1 / np.log2(3)) / 1.0)
+
+
+def test_users_of_one_list_each_get_its_best_unseen_items_ties_to_the_lower_id_as_published():
+    # Items a..f; one shared row where b, c, d tie (same score, same popularity): the published lists order
+    # them by item id (seg_segment_recommendations.sql), so must the evaluated ones, whatever the cut.
+    seen = sp.csr_matrix(
+        np.array([[1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 1], [1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0]], np.float32)
+    )
+    users = np.array(["u", "v", "w", "x"], dtype=object)
+    train = Interactions(users, np.array(list("abcdef"), dtype=object), seen, seen)
+    row = np.array([[0.9, 0.5, 0.5, 0.5, 0.1, 0.0]])
+    # popularity (the tie-break): a 2/4, b 2/4, c 1/4, d 1/4, e 1/4, f 2/4: b before c and d; c before d by id
+    lists = ranked_lists(train, dict.fromkeys(users, {"z"}), row, dict.fromkeys(users, 0), 3)
+    named = {user: "".join(train.items[lists[user]]) for user in lists}
+    assert named == {"u": "bcd", "v": "acd", "w": "", "x": "abc"}
+    tie_break = np.asarray(seen.mean(axis=0)).ravel()
+    for i, user in enumerate(users):
+        assert list(top_unseen(row[0], seen[i].indices, 3, tie_break)) == list(lists[user])
 
 
 def test_segment_lists_beat_popularity_when_segments_differ():
