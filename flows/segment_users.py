@@ -35,6 +35,7 @@ from tasks.embed.registry import LEARNED, READS_ITEM_TEXT
 from tasks.evaluate.drift import measure_drift
 from tasks.evaluate.holdout import EventSplit, sample_notes, split_events
 from tasks.features.events import read_warehouse_events
+from tasks.features.interactions import event_type_notes
 from tasks.features.user_features import FeatureModel, UserFeatures
 from tasks.ingest.sources import resolve_source
 from tasks.publish import profile, publish
@@ -485,6 +486,7 @@ def segment_users(
             # need): the full table goes, and a copy of its first rows stays as the models' input example
             # (a slice would keep every event alive). At 25M events: 0.9 of 1.8 GB freed for the rest.
             example = events.take(list(range(min(20, events.num_rows))))
+            type_notes = event_type_notes(events, settings.weights.other)
             del events
             names, skipped = list_families(settings, split.train, items)
             text_cache = str(ws.root / "cache" / "item_text_vectors.parquet")
@@ -524,7 +526,7 @@ def segment_users(
             # A refusal (--require-lift) comes before anything else.
             useful = check_usefulness(metrics, settings.require_lift)
             notes = [
-                *restored_notes(restored), *sample_notes(split), *k_notes,
+                *restored_notes(restored), *type_notes, *sample_notes(split), *k_notes,
                 *([reuse_note(chosen, split)] if reused is not None else []), *time_budget_notes(fits),
             ]  # fmt: skip
             objective = metrics.get("segments/recall@10")

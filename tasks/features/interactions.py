@@ -7,6 +7,8 @@ from functools import cached_property
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 from pydantic import BaseModel, Field
 
@@ -38,6 +40,56 @@ class InteractionWeights(BaseModel):
             "w_share": self.share,
             "w_other": self.other,
         }
+
+
+# The event types the features read by name (sql/features/fct_interactions.sql, fct_user_activity.sql).
+KNOWN_EVENT_TYPES = (
+    "view", "click", "search", "add_to_cart", "remove_from_cart", "purchase", "return", "rate", "tag", "play",
+    "like", "share",
+)  # fmt: skip
+# Names other shops give them (RetailRocket: addtocart, transaction), for the note's suggestion only.
+EVENT_TYPE_SYNONYMS = {
+    "transaction": "purchase", "order": "purchase", "buy": "purchase", "checkout": "purchase",
+    "sale": "purchase", "pageview": "view", "detail": "view", "cart": "add_to_cart", "basket": "add_to_cart",
+    "rating": "rate", "listen": "play", "watch": "play", "stream": "play", "favorite": "like",
+    "favourite": "like", "refund": "return", "remove": "remove_from_cart",
+}  # fmt: skip
+
+
+def _canonical_guess(event_type: str) -> str | None:
+    """The known type an unknown name most likely means (`addtocart`, `Transaction`), or None."""
+    letters = "".join(c for c in event_type.lower() if c.isalpha())
+    by_letters = {known.replace("_", ""): known for known in KNOWN_EVENT_TYPES}
+    singular = letters[:-1] if letters.endswith("s") else letters
+    return by_letters.get(letters) or EVENT_TYPE_SYNONYMS.get(letters) or EVENT_TYPE_SYNONYMS.get(singular)
+
+
+def event_type_notes(events: pa.Table, other_weight: float = 1.0) -> list[str]:
+    """A note naming the event types the features do not know: each weighs `other` in the user-item
+    matrix and counts in no stage of the funnel, which a shop whose purchases are `transaction` would not
+    guess. It says what they likely mean and how to name them in the spec."""
+    counts = pc.value_counts(events.column("event_type")).to_pylist() if events.num_rows else []
+    unknown = sorted(
+        ((row["values"], row["counts"]) for row in counts if row["values"] not in KNOWN_EVENT_TYPES),
+        key=lambda pair: (-pair[1], str(pair[0])),
+    )
+    if not unknown:
+        return []
+    listed = ", ".join(f"{name} ({count:,} event{'s' if count != 1 else ''})" for name, count in unknown)
+    note = (
+        f"event types the features do not know: {listed}; each weighs {other_weight:g} (the weight of any "
+        "other type), and counts as "
+        f"no view, cart or purchase (funnel, monetary). Known: {', '.join(KNOWN_EVENT_TYPES)}."
+    )
+    guesses = [(name, guess) for name, _ in unknown if (guess := _canonical_guess(str(name)))]
+    if guesses:
+        cases = " ".join(f"WHEN '{name}' THEN '{guess}'" for name, guess in guesses)
+        note += (
+            f" If they mean {', '.join(guess for _, guess in guesses)}, map them in the source spec: "
+            f'event_type = "CASE col {cases} ELSE col END" (col: the column mapped now; the types listed in '
+            "event_types are those after the mapping)."
+        )
+    return [note]
 
 
 @dataclass(frozen=True)

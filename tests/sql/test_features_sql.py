@@ -187,3 +187,29 @@ def test_evaluated_and_micro_lists_count_what_the_published_lists_count_a_return
     scores = segment_item_scores(train, labels)
     assert train.items.tolist() == ["i1", "i2", "i3", "i4"] and scores[:, 3].tolist() == [0.0, 0.0]
     assert train.matrix[1, 3] == 1  # b has still seen i4: it is not recommended back to b
+
+
+def test_event_types_the_features_do_not_know_are_named_with_what_they_likely_mean():
+    import pyarrow as pa
+
+    from tasks.features.interactions import event_type_notes
+
+    types = ["view"] * 10 + ["transaction"] * 2 + ["addtocart"] * 3 + ["wishlist"]
+    assert event_type_notes(pa.table({"event_type": types}), other_weight=0.5) == [
+        "event types the features do not know: addtocart (3 events), transaction (2 events), wishlist (1 event); "
+        "each weighs 0.5 (the weight of any other type), and counts as no view, cart or purchase (funnel, "
+        "monetary). Known: view, click, search, add_to_cart, remove_from_cart, purchase, return, rate, tag, "
+        "play, like, share. If they mean add_to_cart, purchase, map them in the source spec: event_type = "
+        "\"CASE col WHEN 'addtocart' THEN 'add_to_cart' WHEN 'transaction' THEN 'purchase' ELSE col END\" "
+        "(col: the column mapped now; the types listed in event_types are those after the mapping)."
+    ]
+    assert event_type_notes(pa.table({"event_type": ["view", "rate", "play"]})) == []
+
+
+def test_the_known_event_types_are_those_the_feature_sql_names():
+    import re
+
+    from tasks.features.interactions import KNOWN_EVENT_TYPES
+
+    sql = load_sql("features/fct_interactions")
+    assert set(re.findall(r"when '(\w+)' then", sql)) == set(KNOWN_EVENT_TYPES)
