@@ -845,10 +845,23 @@ def show_published_user(ws: Workspace, snapshot: Any, user_id: str, found: dict,
         print_line(("note: ", "yellow"), f"{note}, so titles are not shown; ask again when it is done")
     held = f"; the published list holds {len(listed)}, not {n}" if len(listed) < n else ""
     print_recommendations(
-        f"top {len(listed)} recommendations (blended from the micro-segments, seen items excluded{held})",
+        f"top {len(listed)} recommendations ({list_origin(snapshot)}, seen items excluded{held})",
         listed,
         titles,
     )
+
+
+def list_origin(snapshot: Any) -> str:
+    """How the run made its per-user lists: the micro-segments' items, scored `(1 - a) x their blend + a x
+    the user's own taste` (a: the run's personal weight)."""
+    from tasks.serve import read_export_run
+
+    weight = (read_export_run(snapshot) or {}).get("personal_weight")
+    if not weight:  # 0, or a snapshot that does not say
+        return "blended from the micro-segments"
+    if weight >= 1:
+        return "the micro-segments' items, ordered by the user's own taste"
+    return f"the micro-segments' items, ordered by their blend and, at weight {weight:g}, the user's own taste"
 
 
 def show_unpublished_user(ws: Workspace, snapshot: Any, user_id: str, n: int) -> None:
@@ -894,9 +907,7 @@ def show_unpublished_user(ws: Workspace, snapshot: Any, user_id: str, n: int) ->
         print_memberships(describe_memberships(snapshot, live.memberships))
         listed = live.recommendations
         held = f"; a published list holds {USER_LIST_LENGTH}, not {n}" if n > USER_LIST_LENGTH else ""
-        title = (
-            f"top {len(listed)} recommendations (blended from the micro-segments, seen items excluded{held})"
-        )
+        title = f"top {len(listed)} recommendations ({list_origin(snapshot)}, seen items excluded{held})"
     else:
         listed = read_recommendations(snapshot, live.segment_id, n, seen)
         title = f"top {n} recommendations (seen items excluded)"

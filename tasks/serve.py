@@ -108,7 +108,8 @@ def read_recommendations(
 
 
 def read_export_run(snapshot: Snapshot) -> dict | None:
-    """source, embedding, clusterer, k and created_at of the snapshot's run; None in an older snapshot."""
+    """source, embedding, clusterer, k, created_at and personal_weight (None before the micro level) of the
+    snapshot's run; None in an older snapshot."""
     if not snapshot.has("segment_runs"):
         return None
     rows = query_snapshot("export_run", {"segment_runs": snapshot.path("segment_runs")})

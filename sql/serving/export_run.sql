@@ -8,6 +8,8 @@ with final as (
         runs.embedding,
         runs.clusterer,
         runs.k,
+        -- How the per-user lists were made (0: the micro-segment blend alone; 1: the user's own taste).
+        try_cast(json_extract(runs.metrics, '$.personal_weight') as double) as personal_weight,
     from read_parquet($segment_runs) as runs
 )
 

@@ -358,6 +358,27 @@ def test_user_shows_both_levels_and_the_ready_list_from_the_snapshot_alone(publi
     assert lines(result.output)[0] == f"run {RUN_ID} (2026-01-01 12:00) on shop: combined + kmeans, K = 2"
 
 
+@pytest.mark.parametrize(
+    ("weight", "origin"),
+    [
+        (0.0, "blended from the micro-segments"),
+        (0.25, "the micro-segments' items, ordered by their blend and, at weight 0.25, the user's own taste"),
+        (1.0, "the micro-segments' items, ordered by the user's own taste"),
+    ],
+)
+def test_the_user_list_title_says_how_the_run_weighed_the_users_own_taste(published_micro, weight, origin):
+    # A run with personal weight 1 orders each list by the user's taste alone: "blended" would not be true.
+    runs = next((published_micro / "exports").glob("*/segment_runs.parquet"))
+    duckdb.execute(
+        f"copy (select * replace (json_object('personal_weight', {weight}) as metrics) from '{runs}') "
+        f"to '{runs}.new' (format parquet)"
+    )
+    os.replace(f"{runs}.new", runs)
+    result = runner.invoke(app, ["user", "u1", "--workspace", str(published_micro), "-n", "2"])
+    assert result.exit_code == 0, result.output
+    assert f"top 2 recommendations ({origin}, seen items excluded)" in " ".join(result.output.split())
+
+
 def test_a_user_without_events_is_one_line_and_exit_1(published_micro):
     result = runner.invoke(app, ["user", "nobody", "--workspace", str(published_micro)])
     assert result.exit_code == 1
