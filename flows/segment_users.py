@@ -588,6 +588,7 @@ def segment_users(
                 register(str(ws.root), mlflow_run_id, run_id, settings, clusterer.k, objective)
             else:
                 current = "not published (the champion's segments stay)"
+            publish.prune_segmenters(Path(segmenter_path).parent, settings.keep_exports, Path(segmenter_path))
         finally:
             if encoding is not None:  # no encoding of this run goes on writing once the workspace is let go
                 encoding.wait()

@@ -215,6 +215,20 @@ def switch_current_export(exports_dir: Path, run_id: str) -> Path:
 DEFAULT_KEEP_EXPORTS = 5  # export folders kept: the current one and the newest others
 
 
+def prune_segmenters(segmenters_dir: Path, keep: int, current: Path) -> list[str]:
+    """Delete all but the `keep` newest run segmenters (`segmenters/<run_id>.pkl`; `current`, this run's, is
+    always kept and counts as one). Every run's segmenter is also in MLflow (`runs:/<id>/segmenter`) and the
+    published one beside its tables, so the folder need not grow with every scheduled run (272 MB each for a
+    shop of 108,509 items with words). Returns the names deleted. Only the writer calls this."""
+    files = sorted(segmenters_dir.glob("*.pkl"), key=lambda p: p.stat().st_mtime, reverse=True)
+    others = [p for p in files if p.resolve() != current.resolve()]
+    deleted = []
+    for path in others[max(keep - 1, 0) :]:
+        path.unlink()
+        deleted.append(path.name)
+    return deleted
+
+
 def prune_exports(exports_dir: Path, keep: int) -> list[str]:
     """Delete all but the `keep` newest export folders (by modification time; the one `exports/current` points
     at is always kept and counts as one), and temporary links a crash left behind. Folders of runs that never

@@ -107,7 +107,8 @@ class SegmentSettings(BaseModel):
     keep_exports: int = Field(
         DEFAULT_KEEP_EXPORTS,
         ge=1,
-        description="Export folders kept under exports/ (the current one and the newest others)",
+        description="Export folders kept under exports/ (the current one and the newest others), and as many "
+        "run segmenters under segmenters/",
     )
     force: bool = Field(
         False,

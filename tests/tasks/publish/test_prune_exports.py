@@ -1,10 +1,10 @@
-"""Old export folders go; the current one and the newest others stay."""
+"""Old export folders and run segmenters go; the current ones and the newest others stay."""
 
 from __future__ import annotations
 
 import os
 
-from tasks.publish.publish import prune_exports, switch_current_export
+from tasks.publish.publish import prune_exports, prune_segmenters, switch_current_export
 
 
 def test_the_current_folder_and_the_newest_others_are_kept_and_crash_leftovers_go(tmp_path):
@@ -24,3 +24,20 @@ def test_the_current_folder_and_the_newest_others_are_kept_and_crash_leftovers_g
     )
     assert prune_exports(tmp_path, keep=3) == []  # nothing more to delete
     assert sorted(prune_exports(tmp_path, keep=1)) == ["r5", "r6"]
+
+
+def test_only_the_newest_run_segmenters_are_kept_and_this_runs_always(tmp_path):
+    for age, name in enumerate(["r6", "r5", "r4", "r3", "r2", "r1"]):  # r6 newest
+        path = tmp_path / f"{name}.pkl"
+        path.write_bytes(b"x")
+        os.utime(path, (1_000_000 - age * 100, 1_000_000 - age * 100))
+    (tmp_path / "notes.txt").write_text("not a segmenter")
+    # r1 is this run's (a clock set back made it look oldest): it stays and counts as one of the 3.
+    assert sorted(prune_segmenters(tmp_path, keep=3, current=tmp_path / "r1.pkl")) == [
+        "r2.pkl",
+        "r3.pkl",
+        "r4.pkl",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "r1.pkl", "r5.pkl", "r6.pkl"]
+    assert prune_segmenters(tmp_path, keep=3, current=tmp_path / "r1.pkl") == []
+    assert sorted(prune_segmenters(tmp_path, keep=1, current=tmp_path / "r6.pkl")) == ["r1.pkl", "r5.pkl"]
