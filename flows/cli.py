@@ -861,7 +861,9 @@ def list_origin(snapshot: Any) -> str:
         return "blended from the micro-segments"
     if weight >= 1:
         return "the micro-segments' items, ordered by the user's own taste"
-    return f"the micro-segments' items, ordered by their blend and, at weight {weight:g}, the user's own taste"
+    return (
+        f"the micro-segments' items, ordered by their blend and, at weight {weight:g}, the user's own taste"
+    )
 
 
 def show_unpublished_user(ws: Workspace, snapshot: Any, user_id: str, n: int) -> None:

@@ -50,6 +50,7 @@ def best_first(scores: np.ndarray, tie_break: np.ndarray, depth: int) -> np.ndar
     """Indices of the `depth` best items with a finite score, best first: by score, then `tie_break`, then
     the lower index (one order, whatever the ties at the cut)."""
     adjusted = scores + 1e-9 * tie_break
+    adjusted[np.isnan(adjusted)] = -np.inf  # no score is the worst score (a NaN cut would keep no item)
     depth = min(depth, len(adjusted))
     if depth <= 0:
         return np.zeros(0, dtype=np.int64)

@@ -52,16 +52,18 @@ EVENT_TYPE_SYNONYMS = {
     "transaction": "purchase", "order": "purchase", "buy": "purchase", "checkout": "purchase",
     "sale": "purchase", "pageview": "view", "detail": "view", "cart": "add_to_cart", "basket": "add_to_cart",
     "rating": "rate", "listen": "play", "watch": "play", "stream": "play", "favorite": "like",
-    "favourite": "like", "refund": "return", "remove": "remove_from_cart",
+    "favourite": "like", "refund": "return", "remove": "remove_from_cart", "bought": "purchase",
 }  # fmt: skip
 
 
 def _canonical_guess(event_type: str) -> str | None:
-    """The known type an unknown name most likely means (`addtocart`, `Transaction`), or None."""
+    """The known type an unknown name most likely means (`addtocart`, `Transaction`, `views`, `purchased`),
+    or None."""
     letters = "".join(c for c in event_type.lower() if c.isalpha())
-    by_letters = {known.replace("_", ""): known for known in KNOWN_EVENT_TYPES}
-    singular = letters[:-1] if letters.endswith("s") else letters
-    return by_letters.get(letters) or EVENT_TYPE_SYNONYMS.get(letters) or EVENT_TYPE_SYNONYMS.get(singular)
+    by_letters = {known.replace("_", ""): known for known in KNOWN_EVENT_TYPES} | EVENT_TYPE_SYNONYMS
+    # The name, then without a plural or past-tense ending: views, searches, viewed, liked.
+    stems = [letters] + [letters[: -len(end)] for end in ("s", "es", "ed", "d") if letters.endswith(end)]
+    return next((by_letters[stem] for stem in stems if stem in by_letters), None)
 
 
 def event_type_notes(events: pa.Table, other_weight: float = 1.0) -> list[str]:
@@ -83,11 +85,14 @@ def event_type_notes(events: pa.Table, other_weight: float = 1.0) -> list[str]:
     )
     guesses = [(name, guess) for name, _ in unknown if (guess := _canonical_guess(str(name)))]
     if guesses:
-        cases = " ".join(f"WHEN '{name}' THEN '{guess}'" for name, guess in guesses)
+        # Ingest lowercases and trims the mapped type: the names listed are that, the file may say AddToCart.
+        cases = " ".join(
+            f"WHEN '{str(name).replace(chr(39), chr(39) * 2)}' THEN '{guess}'" for name, guess in guesses
+        )
         note += (
             f" If they mean {', '.join(guess for _, guess in guesses)}, map them in the source spec: "
-            f'event_type = "CASE col {cases} ELSE col END" (col: the column mapped now; the types listed in '
-            "event_types are those after the mapping)."
+            f'event_type = "CASE lower(trim(col)) {cases} ELSE col END" (col: the column mapped now; the types '
+            "listed in event_types, and [validation] ranges by type, are those after the mapping)."
         )
     return [note]
 

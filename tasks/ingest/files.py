@@ -373,8 +373,9 @@ def _typed_source(con: duckdb.DuckDBPyConnection, expressions: dict[str, str]) -
     names = list(raw)
     text_columns = {n.lower(): n for n in names if raw[n] == "VARCHAR"}
     in_expressions: set[str] = set()
+    bare_names = {ascii_lower(n) for n in names}  # as DuckDB compares names: `order` maps the column `Order`
     for expression in expressions.values():
-        if expression.strip().strip('"') in names:
+        if ascii_lower(expression.strip().strip('"')) in bare_names:
             continue
         in_expressions |= {text_columns[c] for c in expression_columns(expression) if c in text_columns}
     types = _infer_types(con, [n for n in names if n in in_expressions])
@@ -584,10 +585,20 @@ def count_file(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> FileOutc
             (select count(*) from {prefix}_duplicates)
         """
     ).fetchall()[0]
+    # A reason names its value in quotes (`event_type: not in the configured set ('AddToCart')`): counted by
+    # kind, each kind shows its most frequent value, which says what to map or fix.
     top_reasons = con.execute(
         """
-        select regexp_replace(reason, ' \\(.*\\)$', '') as kind, count(*) as n
-        from stg_quarantine
+        with by_value as (
+            select
+                regexp_replace(reason, ' \\(.*\\)$', '') as kind,
+                nullif(regexp_extract(reason, ' \\((''.*'')\\)$', 1), '') as example,
+                count(*) as n,
+            from stg_quarantine
+            group by kind, example
+        )
+        select kind, sum(n)::bigint as n, first(example order by n desc, example nulls last) as example,
+        from by_value
         group by kind order by n desc, kind limit 5
         """
     ).fetchall()
@@ -597,7 +608,9 @@ def count_file(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> FileOutc
         rows_quarantined=n_quarantined,
         rows_duplicate=n_duplicate,
         rows_inserted=n_staged - n_bad - n_duplicate,
-        top_reasons=tuple((reason, n) for reason, n in top_reasons),
+        top_reasons=tuple(
+            (f"{kind}, e.g. {example}" if example else kind, n) for kind, n, example in top_reasons
+        ),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import itertools
 import json
 import re
 import threading
@@ -143,23 +144,29 @@ def _unsafe_node(node: Any) -> str | None:
     return next((why for value in node.values() if (why := _unsafe_node(value))), None)
 
 
-def _keyword_meant_as_a_column(sql: str) -> str | None:
-    """The keyword of an unparsable SELECT that, double-quoted, makes it parse (`strptime(at, ...)`)."""
+def _keywords_meant_as_columns(sql: str) -> list[str]:
+    """The keywords of an unparsable `select EXPRESSION` that, double-quoted (one, or two: `order || from`),
+    make an expression the check accepts: a column named like a keyword. [] when none does (a typo)."""
     try:
         tokens = duckdb.tokenize(sql)
     except duckdb.Error:
-        return None
+        return []
     ends = [offset for offset, _ in tokens[1:]] + [len(sql)]
-    for (offset, kind), end in zip(tokens, ends, strict=True):
-        word = sql[offset:end].strip()
-        if offset == 0 or kind != duckdb.token_type.keyword or not re.fullmatch(r"[A-Za-z_]\w*", word):
-            continue
-        try:
-            duckdb.extract_statements(f'{sql[:offset]}"{word}"{sql[offset + len(word) :]}')
-        except duckdb.Error:
-            continue
-        return word
-    return None
+    words = [
+        (offset, sql[offset:end].strip())
+        for (offset, kind), end in zip(tokens, ends, strict=True)
+        if offset > 0 and kind == duckdb.token_type.keyword
+    ]
+    words = [(offset, word) for offset, word in words if re.fullmatch(r"[A-Za-z_]\w*", word)]
+    prefix = len("select ")
+    for size in (1, 2):
+        for chosen in itertools.combinations(words, size):
+            text = sql
+            for offset, word in sorted(chosen, reverse=True):  # from the end: earlier offsets stay right
+                text = f'{text[:offset]}"{word}"{text[offset + len(word) :]}'
+            if check_expression(text[prefix:]) is None:
+                return [word for _, word in chosen]
+    return []
 
 
 def check_expression(expression: str) -> str | None:
@@ -173,9 +180,10 @@ def check_expression(expression: str) -> str | None:
         tokens = duckdb.tokenize(sql)
     except duckdb.Error as error:
         why = f"not an SQL expression ({str(error).splitlines()[0]})"
-        keyword = _keyword_meant_as_a_column(sql)
-        if keyword:
-            why += f'; a column named like an SQL keyword is written in double quotes: "{keyword}"'
+        keywords = _keywords_meant_as_columns(sql)
+        if keywords:
+            quoted = " and ".join(f'"{word}"' for word in keywords)
+            why += f"; a column named like an SQL keyword is written in double quotes: {quoted}"
         return why
     if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
         kinds = ", ".join(statement.type.name for statement in statements)
@@ -261,7 +269,7 @@ def quote_keyword(expression: str) -> str:
     word = expression.strip()
     if (
         re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", word)
-        and check_expression(word) is not None
+        and (check_expression(word) is not None or word.lower() == "default")  # DEFAULT parses, means nothing
         and check_expression(f'"{word}"') is None
     ):
         return f'"{word}"'

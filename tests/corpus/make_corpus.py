@@ -244,14 +244,17 @@ def main() -> None:
         path=".",
     )
 
-    # A shop whose columns are named like SQL keywords (at, order, from), mapped bare as a user writes them.
-    # `ts = "at"` was refused: "not an SQL expression (Parser Error: syntax error at or near "at")".
+    # A shop whose columns are named like SQL keywords (at, Order, from), mapped bare as a user writes them,
+    # in lower case. `ts = "at"` was refused: "not an SQL expression (Parser Error: syntax error at or near
+    # "at")"; then `item_id = "order"` on the column `Order` was typed as an expression: its mostly numeric
+    # ids became BIGINT and the `A-` ones were quarantined (helper 26).
     write_case(
         "keyword_column_names",
         {
-            "events.csv": "user,order,from,at\n"
+            "events.csv": "user,Order,from,at\n"
             + "".join(
-                f"u{i % 7},o{i % 11},{('view', 'purchase')[i % 2]},2024-03-{1 + i % 28:02d}T10:00:00+01:00\n"
+                f"u{i % 7},{f'A-{i}' if i % 10 == 3 else i % 11},{('view', 'purchase')[i % 2]},"
+                f"2024-03-{1 + i % 28:02d}T10:00:00+01:00\n"
                 for i in range(30)
             )
         },

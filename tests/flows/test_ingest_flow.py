@@ -78,7 +78,7 @@ def test_a_rejected_file_exits_non_zero_with_the_fraction_and_reasons(tmp_path, 
     assert result.exit_code == 1
     output = " ".join(result.output.split())
     assert "e.csv: 2 of 10 rows are bad (20.0% > max-bad-fraction 5.0%)" in output
-    assert "event_type: not in the configured set (2)" in output
+    assert "event_type: not in the configured set, e.g. 'teleport' (2)" in output
     assert query(workspace, "select count(*) from events") == [(0,)]
 
 

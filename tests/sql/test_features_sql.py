@@ -194,16 +194,29 @@ def test_event_types_the_features_do_not_know_are_named_with_what_they_likely_me
 
     from tasks.features.interactions import event_type_notes
 
-    types = ["view"] * 10 + ["transaction"] * 2 + ["addtocart"] * 3 + ["wishlist"]
+    types = ["view"] * 10 + ["transaction"] * 2 + ["addtocart"] * 3 + ["wishlist", "views", "add'to'cart"]
     assert event_type_notes(pa.table({"event_type": types}), other_weight=0.5) == [
-        "event types the features do not know: addtocart (3 events), transaction (2 events), wishlist (1 event); "
-        "each weighs 0.5 (the weight of any other type), and counts as no view, cart or purchase (funnel, "
-        "monetary). Known: view, click, search, add_to_cart, remove_from_cart, purchase, return, rate, tag, "
-        "play, like, share. If they mean add_to_cart, purchase, map them in the source spec: event_type = "
-        "\"CASE col WHEN 'addtocart' THEN 'add_to_cart' WHEN 'transaction' THEN 'purchase' ELSE col END\" "
-        "(col: the column mapped now; the types listed in event_types are those after the mapping)."
+        "event types the features do not know: addtocart (3 events), transaction (2 events), add'to'cart (1 "
+        "event), views (1 event), wishlist (1 event); each weighs 0.5 (the weight of any other type), and counts "
+        "as no view, cart or purchase (funnel, monetary). Known: view, click, search, add_to_cart, "
+        "remove_from_cart, purchase, return, rate, tag, play, like, share. If they mean add_to_cart, purchase, "
+        "add_to_cart, view, map them in the source spec: event_type = \"CASE lower(trim(col)) WHEN 'addtocart' "
+        "THEN 'add_to_cart' WHEN 'transaction' THEN 'purchase' WHEN 'add''to''cart' THEN 'add_to_cart' WHEN "
+        "'views' THEN 'view' ELSE col END\" (col: the column mapped now; the types listed in event_types, and "
+        "[validation] ranges by type, are those after the mapping)."
     ]
     assert event_type_notes(pa.table({"event_type": ["view", "rate", "play"]})) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [("AddToCart", "add_to_cart"), ("transaction", "purchase"), ("purchases", "purchase"), ("viewed", "view"),
+     ("liked", "like"), ("searches", "search"), ("bought", "purchase"), ("wishlist", None)],
+)  # fmt: skip
+def test_an_unknown_event_type_is_read_as_the_known_one_it_spells(name, meant):
+    from tasks.features.interactions import _canonical_guess
+
+    assert _canonical_guess(name) == meant
 
 
 def test_the_known_event_types_are_those_the_feature_sql_names():

@@ -197,6 +197,8 @@ def test_users_of_one_list_each_get_its_best_unseen_items_ties_to_the_lower_id_a
     tie_break = np.asarray(seen.mean(axis=0)).ravel()
     for i, user in enumerate(users):
         assert list(top_unseen(row[0], seen[i].indices, 3, tie_break)) == list(lists[user])
+    # A NaN score is no score: it was the cut once, and the list came back empty (helper 26).
+    assert list(top_unseen(np.array([1.0, np.nan, 0.5]), np.array([0]), 2, np.zeros(3))) == [2]
 
 
 def test_segment_lists_beat_popularity_when_segments_differ():

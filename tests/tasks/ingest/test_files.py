@@ -170,7 +170,8 @@ def test_a_mapped_event_id_seen_before_makes_a_duplicate(tmp_path, workspace):
 def test_a_file_with_too_many_bad_rows_is_rejected_then_accepted_with_a_higher_threshold(tmp_path, workspace):
     rows = (
         GOOD_ROWS[:90]
-        + ["x,u1,i1,teleport,2024-03-01 10:00:00,\n"] * 6
+        + ["x,u1,i1,teleport,2024-03-01 10:00:00,\n"] * 4
+        + ["x,u1,i1,warp,2024-03-01 10:00:00,\n"] * 2
         + ["x,,i1,view,2024-03-01 10:00:00,\n"] * 4
     )
     spec = write_source(tmp_path / "src", rows)
@@ -178,7 +179,8 @@ def test_a_file_with_too_many_bad_rows_is_rejected_then_accepted_with_a_higher_t
         ingest(spec, workspace)
     message = str(raised.value)
     assert "events.csv: 10 of 100 rows are bad (10.0% > max-bad-fraction 5.0%)" in message
-    assert "event_type: not in the configured set (6); user_id: missing (4)" in message
+    # Each kind of reason with its most frequent value: what to map or fix.
+    assert "event_type: not in the configured set, e.g. 'teleport' (6); user_id: missing (4)" in message
     assert (
         "nothing of it was written (it would have been 90 inserted, 0 duplicate, 10 quarantined)" in message
     )

@@ -206,6 +206,8 @@ def test_a_scalar_expression_over_the_row_is_accepted(expression):
 def test_a_column_named_like_a_keyword_is_read_bare_and_named_in_the_error_inside_an_expression(tmp_path):
     spec = parse_source_spec(write(tmp_path, GOOD.replace('ts = "order_time"', 'ts = "at"')))
     assert spec.events[0].columns["ts"] == '"at"'
+    spec = parse_source_spec(write(tmp_path, GOOD.replace('item_id = "sku"', 'item_id = "default"')))
+    assert spec.events[0].columns["item_id"] == '"default"'  # DEFAULT parses, and means nothing in a mapping
     with pytest.raises(SourceSpecError) as raised:
         parse_source_spec(write(tmp_path, GOOD.replace('ts = "order_time"', "ts = \"strptime(at, '%Y')\"")))
     assert str(raised.value).startswith(
@@ -213,6 +215,21 @@ def test_a_column_named_like_a_keyword_is_read_bare_and_named_in_the_error_insid
         '(Parser Error: syntax error at or near ","); a column named like an SQL keyword is written in '
         'double quotes: "at". '
     )
+
+
+@pytest.mark.parametrize(
+    ("expression", "hint"),
+    [
+        ("order || '-' || from", '; a column named like an SQL keyword is written in double quotes: "order" and "from"'),
+        ("price as", ""),  # quoting `as` makes an alias: a typo, no keyword column
+        ("lower(name) limit", ""),
+        ("CASE kind WHEN 'a' THEN 'view' END END", ""),
+    ],
+)  # fmt: skip
+def test_the_keyword_hint_is_given_only_where_quoting_makes_an_accepted_expression(expression, hint):
+    why = check_expression(expression)
+    assert why.startswith("not an SQL expression (Parser Error: syntax error at or near ")
+    assert why.endswith(")" + hint)
 
 
 def test_movielens_expressions_pass_the_same_check(tmp_path):
