@@ -249,24 +249,26 @@ def score_champion(
 ) -> float | None:  # fmt: skip
     """The champion's configuration fit on this training part, scored on this holdout (reused from the
     family comparison when this run fit the same configuration)."""
-    same = found.clusterer == settings.clusterer and found.k == k and found.seed == settings.seed
+    fit_k = found.fit_k or found.k  # the K its objective was measured at, not the K it published
+    same = found.clusterer == settings.clusterer and fit_k == k and found.seed == settings.seed
     for fit in fits:
         if same and fit.family == found.family and fit.error is None:
             return fit.metrics.get("recall@10")
     champion_settings = settings.model_copy(
         update={"embedding": found.family, "clusterer": found.clusterer, "seed": found.seed}
     )
-    fit = fit_family(found.family, user_features, split, champion_settings, found.k, text_cache)
+    fit = fit_family(found.family, user_features, split, champion_settings, fit_k, text_cache)
     return fit.metrics.get("recall@10")
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
 def register(ws_root: str, mlflow_run_id: str, run_id: str, settings: SegmentSettings, k: int,
-             objective: float | None) -> str:  # fmt: skip
-    """Register the published segmenter as a version of `user-segmenter` and make it the champion."""
+             objective: float | None, fit_k: int) -> str:  # fmt: skip
+    """Register the published segmenter as a version of `user-segmenter` and make it the champion: `k` its
+    published segments, `fit_k` the K its objective was measured at (a later run scores it again at that)."""
     uri = Workspace(workspace=Path(ws_root)).mlflow_uri
     return champion.register_champion(
-        uri, mlflow_run_id, run_id, settings.embedding, settings.clusterer, k, settings.seed, objective
+        uri, mlflow_run_id, run_id, settings.embedding, settings.clusterer, k, settings.seed, objective, fit_k
     )
 
 
@@ -585,7 +587,7 @@ def segment_users(
                     warehouse, memory, str(ws.exports_dir), run, segmenter_path, settings.keep_exports
                 )
                 mark_published(str(ws.root), mlflow_run_id)
-                register(str(ws.root), mlflow_run_id, run_id, settings, clusterer.k, objective)
+                register(str(ws.root), mlflow_run_id, run_id, settings, clusterer.k, objective, k)
             else:
                 current = "not published (the champion's segments stay)"
             publish.prune_segmenters(Path(segmenter_path).parent, settings.keep_exports, Path(segmenter_path))

@@ -25,9 +25,12 @@ class Champion:
     run_id: str  # segflow's run id
     family: str
     clusterer: str
-    k: int
+    k: int  # its published segments
     seed: int
     objective: float | None  # its own run's holdout Recall@10
+    # The K its configuration is fit with (asked or chosen; segments under the minimum size merge after, so
+    # it may publish fewer): its objective was measured at this K, and it is scored again at it.
+    fit_k: int | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ def find_champion(tracking_uri: str) -> Champion | None:
         version=str(version.version), mlflow_run_id=version.run_id, run_id=tags["segflow.run_id"],
         family=tags["segflow.family"], clusterer=tags["segflow.clusterer"], k=int(tags["segflow.k"]),
         seed=int(tags["segflow.seed"]), objective=None if objective == "" else float(objective),
+        fit_k=int(tags.get("segflow.fit_k", tags["segflow.k"])),  # versions from before fit_k: their K
     )  # fmt: skip
 
 
@@ -85,7 +89,7 @@ def judge(
 
 def register_champion(
     tracking_uri: str, mlflow_run_id: str, run_id: str, family: str, clusterer: str, k: int, seed: int,
-    objective: float | None,
+    objective: float | None, fit_k: int | None = None,
 ) -> str:  # fmt: skip
     """Register the run's segmenter as a new version of `user-segmenter` and point `champion` at it."""
     import mlflow
@@ -95,6 +99,7 @@ def register_champion(
 
     mlflow.set_tracking_uri(tracking_uri)
     values = {"family": family, "clusterer": clusterer, "k": k, "seed": seed, "run_id": run_id}
+    values["fit_k"] = k if fit_k is None else fit_k
     values["objective"] = "" if objective is None else repr(float(objective))
     client = mlflow.MlflowClient()  # not mlflow.register_model: it prints to stderr whatever the log level
     try:

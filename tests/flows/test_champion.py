@@ -104,3 +104,23 @@ def test_a_worse_run_leaves_the_champion_and_its_tables_and_force_moves_both(tmp
     assert query(
         workspace, "select count(*) from information_schema.tables where table_name like 'emb%'"
     ) == [(0,)]
+
+
+def test_the_champion_is_scored_again_at_the_k_its_objective_was_measured_at_not_the_k_it_published(tmp_path):
+    # 100 users, K = 10 asked: segments under the minimum size (20 users) merge, so fewer are published. The
+    # champion was scored again at the published K, a configuration it never had: 0.1096 against its own
+    # 0.1542, and any later run looked better than it (helper 26).
+    workspace = tmp_path / "workspace"
+    settings = SegmentSettings(embedding="combined", k=10)
+    first = segment_users(source="demo:100", workspace=str(workspace), settings=settings)
+    published_k = query(workspace, "select k from segment_runs where is_current")[0][0]
+    assert published_k < 10
+    tags = champion_version(workspace)[1].tags
+    assert (tags["segflow.k"], tags["segflow.fit_k"]) == (str(published_k), "10")
+    again = segment_users(source="demo:100", workspace=str(workspace), settings=settings)
+    ours = again.metrics["segments/recall@10"]
+    assert ours == first.metrics["segments/recall@10"]  # the same data, settings and seed
+    assert again.notes[-1] == (
+        f"new champion, as good as the last (a tie goes to the newer run): segment Recall@10 {ours:.4f} against "
+        f"{ours:.4f} for the champion (run {first.run_id}, combined + kmeans, K = {published_k}) on this holdout"
+    )
