@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from validation.gate import ValidationSettings
 
+BARE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # an identifier that needs no quotes (ASCII only)
 EVENT_COLUMNS = (
     "user_id",
     "item_id",
@@ -157,21 +158,22 @@ def _keywords_meant_as_columns(sql: str) -> list[str]:
         for (offset, kind), end in zip(tokens, ends, strict=True)
         if offset > 0 and kind == duckdb.token_type.keyword
     ]
-    words = [(offset, word) for offset, word in words if re.fullmatch(r"[A-Za-z_]\w*", word)]
+    words = [(offset, word) for offset, word in words if BARE_NAME.fullmatch(word)]
     prefix = len("select ")
     for size in (1, 2):
         for chosen in itertools.combinations(words, size):
             text = sql
             for offset, word in sorted(chosen, reverse=True):  # from the end: earlier offsets stay right
                 text = f'{text[:offset]}"{word}"{text[offset + len(word) :]}'
-            if check_expression(text[prefix:]) is None:
+            if check_expression(text[prefix:], hint=False) is None:  # no hint inside: one search, not nested
                 return [word for _, word in chosen]
     return []
 
 
-def check_expression(expression: str) -> str | None:
+def check_expression(expression: str, hint: bool = True) -> str | None:
     """Why a column expression is refused, or None: it must be one scalar expression over the row's own
-    columns. It is parsed by DuckDB (never run): no statements, subqueries, table functions or comments."""
+    columns. It is parsed by DuckDB (never run): no statements, subqueries, table functions or comments.
+    `hint`: say which keywords to double-quote when the expression does not parse."""
     if not expression.strip():
         return "empty expression"
     sql = f"select {expression}"
@@ -180,7 +182,7 @@ def check_expression(expression: str) -> str | None:
         tokens = duckdb.tokenize(sql)
     except duckdb.Error as error:
         why = f"not an SQL expression ({str(error).splitlines()[0]})"
-        keywords = _keywords_meant_as_columns(sql)
+        keywords = _keywords_meant_as_columns(sql) if hint else []
         if keywords:
             quoted = " and ".join(f'"{word}"' for word in keywords)
             why += f"; a column named like an SQL keyword is written in double quotes: {quoted}"
@@ -253,7 +255,7 @@ def named_columns(expression: str) -> set[str]:
 
 @lru_cache(maxsize=1024)
 def _binds_without_a_table(name: str) -> bool:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):  # only a bare identifier is put into the query
+    if not BARE_NAME.fullmatch(name):  # only a bare identifier is put into the query
         return False
     with _parser_lock:
         try:
@@ -268,7 +270,7 @@ def quote_keyword(expression: str) -> str:
     bare word that does not parse as an expression can only mean that column. Anything else as written."""
     word = expression.strip()
     if (
-        re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", word)
+        BARE_NAME.fullmatch(word)
         and (check_expression(word) is not None or word.lower() == "default")  # DEFAULT parses, means nothing
         and check_expression(f'"{word}"') is None
     ):

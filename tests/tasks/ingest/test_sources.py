@@ -224,6 +224,8 @@ def test_a_column_named_like_a_keyword_is_read_bare_and_named_in_the_error_insid
         ("price as", ""),  # quoting `as` makes an alias: a typo, no keyword column
         ("lower(name) limit", ""),
         ("CASE kind WHEN 'a' THEN 'view' END END", ""),
+        # Each candidate was checked with its own hint search inside: this one ran for minutes.
+        ("CASE WHEN a = 1 THEN 'x' WHEN b = 2 THEN 'y' WHEN c = 3 THEN 'z' WHEN d = 4 THEN 'q' ELSE 'w' END END", ""),
     ],
 )  # fmt: skip
 def test_the_keyword_hint_is_given_only_where_quoting_makes_an_accepted_expression(expression, hint):
