@@ -249,15 +249,15 @@ def score_champion(
 ) -> float | None:  # fmt: skip
     """The champion's configuration fit on this training part, scored on this holdout (reused from the
     family comparison when this run fit the same configuration)."""
-    fit_k = found.fit_k or found.k  # the K its objective was measured at, not the K it published
-    same = found.clusterer == settings.clusterer and fit_k == k and found.seed == settings.seed
+    # At the K its objective was measured at, not the K it published.
+    same = found.clusterer == settings.clusterer and found.fit_k == k and found.seed == settings.seed
     for fit in fits:
         if same and fit.family == found.family and fit.error is None:
             return fit.metrics.get("recall@10")
     champion_settings = settings.model_copy(
         update={"embedding": found.family, "clusterer": found.clusterer, "seed": found.seed}
     )
-    fit = fit_family(found.family, user_features, split, champion_settings, fit_k, text_cache)
+    fit = fit_family(found.family, user_features, split, champion_settings, found.fit_k, text_cache)
     return fit.metrics.get("recall@10")
 
 

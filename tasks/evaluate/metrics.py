@@ -60,10 +60,16 @@ def best_first(scores: np.ndarray, tie_break: np.ndarray, depth: int) -> np.ndar
     return order[np.isfinite(adjusted[order])]
 
 
+def first_unseen(ranking: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
+    """The first k items of a `best_first` ranking (at least k + len(seen) deep) that are not `seen`: at most
+    len(seen) of its first k + len(seen) are seen."""
+    head = ranking[: k + len(seen)]
+    return head[~np.isin(head, seen)][:k]
+
+
 def top_unseen(scores: np.ndarray, seen: np.ndarray, k: int, tie_break: np.ndarray) -> np.ndarray:
     """Indices of the k best items by score (ties by `tie_break`, then the lower index), skipping `seen`."""
-    ranking = best_first(scores, tie_break, k + len(seen))  # at most len(seen) of these are seen
-    return ranking[~np.isin(ranking, seen)][:k]
+    return first_unseen(best_first(scores, tie_break, k + len(seen)), seen, k)
 
 
 def ranking_metrics(
@@ -99,9 +105,7 @@ def ranked_lists(
     for row, users in users_of_row.items():
         ranking = best_first(score_rows[row], tie_break, k + max(len(seen_of[u]) for u in users))
         for user in users:
-            seen = seen_of[user]
-            head = ranking[: k + len(seen)]
-            recommended[user] = head[~np.isin(head, seen)][:k]
+            recommended[user] = first_unseen(ranking, seen_of[user], k)
     return {user: recommended[user] for user in seen_of}
 
 

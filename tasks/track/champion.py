@@ -30,7 +30,7 @@ class Champion:
     objective: float | None  # its own run's holdout Recall@10
     # The K its configuration is fit with (asked or chosen; segments under the minimum size merge after, so
     # it may publish fewer): its objective was measured at this K, and it is scored again at it.
-    fit_k: int | None = None
+    fit_k: int
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def judge(
 
 def register_champion(
     tracking_uri: str, mlflow_run_id: str, run_id: str, family: str, clusterer: str, k: int, seed: int,
-    objective: float | None, fit_k: int | None = None,
+    objective: float | None, fit_k: int,
 ) -> str:  # fmt: skip
     """Register the run's segmenter as a new version of `user-segmenter` and point `champion` at it."""
     import mlflow
@@ -98,8 +98,14 @@ def register_champion(
     from tasks.track.pyfunc import MODEL_URI_TAG
 
     mlflow.set_tracking_uri(tracking_uri)
-    values = {"family": family, "clusterer": clusterer, "k": k, "seed": seed, "run_id": run_id}
-    values["fit_k"] = k if fit_k is None else fit_k
+    values = {
+        "family": family,
+        "clusterer": clusterer,
+        "k": k,
+        "fit_k": fit_k,
+        "seed": seed,
+        "run_id": run_id,
+    }
     values["objective"] = "" if objective is None else repr(float(objective))
     client = mlflow.MlflowClient()  # not mlflow.register_model: it prints to stderr whatever the log level
     try:

@@ -169,7 +169,7 @@ def test_the_best_recall_is_the_reference_of_the_notes_even_when_families_scored
     assert [(r["family"], r["note"]) for r in rows][0] == ("combined", "the best Recall@10")
 
 
-CHAMPION = Champion("3", "abc", "run-7", "combined", "kmeans", 9, 0, 0.2702)
+CHAMPION = Champion("3", "abc", "run-7", "combined", "kmeans", 9, 0, 0.2702, fit_k=9)
 
 
 def test_the_champion_stays_unless_the_run_is_at_least_as_good_on_the_same_holdout_or_forced():
