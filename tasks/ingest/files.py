@@ -222,7 +222,7 @@ def check_file_columns(spec: SourceSpec, ingested: set[tuple[str, str]] | None =
                 else f"which none of its {len(files)} files has (the columns of {first.path.name}"
             )
             raise SourceSpecError(
-                f"{_origin(feed, name)}: the expression for {name} = {expression!r} reads "
+                f"{_origin(feed, name)}: the expression for {name} = {feed.as_written(name)!r} reads "
                 f"{', '.join(columns)}, {where}: {', '.join(first_names)})"
             )
 
@@ -410,8 +410,8 @@ def _check_expression(con, source_sql: str, name: str, expression: str, feed: Fe
         detail = str(error).splitlines()[0]
         columns = ", ".join(_raw_columns(con))
         raise SourceSpecError(
-            f"{_origin(feed, name)}: DuckDB rejects the expression for {name} = {expression!r}: {detail} "
-            f"(columns in {file.path.name}: {columns})"
+            f"{_origin(feed, name)}: DuckDB rejects the expression for {name} = {feed.as_written(name)!r}: "
+            f"{detail} (columns in {file.path.name}: {columns})"
         ) from None
     return described[0][1]
 
@@ -507,11 +507,11 @@ def _refuse_missing_columns(con: duckdb.DuckDBPyConnection, file: SourceFile) ->
     names = list(_raw_columns(con))
     unread = first_unread(file.feed, names)
     if unread is not None:
-        name, expression, missing = unread
+        name, _, missing = unread
         raise FileRefusedError(
-            f"{file.path}: the expression for {name} = {expression!r} ({_origin(file.feed, name)}) reads "
-            f"{', '.join(missing)}, which this file does not have (its columns: {', '.join(names)}); the "
-            "file is refused. Give files of this layout a feed of their own",
+            f"{file.path}: the expression for {name} = {file.feed.as_written(name)!r} "
+            f"({_origin(file.feed, name)}) reads {', '.join(missing)}, which this file does not have (its "
+            f"columns: {', '.join(names)}); the file is refused. Give files of this layout a feed of their own",
             rows_read=staged_rows(con),
         )
 
@@ -527,9 +527,9 @@ def _failing_expression(
         except duckdb.Error as failed:
             detail = str(failed).strip().splitlines()[0][:200]
             return FileRefusedError(
-                f"{file.path}: the expression for {name} = {expression!r} ({_origin(file.feed, name)}) "
-                f"fails on a row of this file: {detail}; the file is refused. Use try_cast(...) or "
-                "try_strptime(...) so that such rows are quarantined instead",
+                f"{file.path}: the expression for {name} = {file.feed.as_written(name)!r} "
+                f"({_origin(file.feed, name)}) fails on a row of this file: {detail}; the file is refused. "
+                "Use try_cast(...) or try_strptime(...) so that such rows are quarantined instead",
                 rows_read=rows_read,
             )
     detail = str(error).strip().splitlines()[0][:200]

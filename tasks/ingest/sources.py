@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from validation.gate import ValidationSettings
 
@@ -285,7 +285,7 @@ def check_feed_expressions(feed: Feed) -> None:
         if why is not None:
             origin = feed.origins.get(name, f"[{feed.kind}.columns]")
             raise SourceSpecError(
-                f"{origin}: the expression for {name} = {expression!r} is refused: {why}. A column "
+                f"{origin}: the expression for {name} = {feed.as_written(name)!r} is refused: {why}. A column "
                 "expression is one scalar DuckDB expression over the file's own columns"
             )
 
@@ -306,11 +306,24 @@ class Feed(BaseModel):
     encoding: str = "utf-8"
     # Where each mapping was written (for error messages), e.g. {"value": "shop.toml line 12"}.
     origins: dict[str, str] = Field(default_factory=dict)
+    # The mappings as the spec wrote them (`columns` quotes a keyword column): what error messages echo.
+    written: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _remember_written(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("columns"), dict) and "written" not in data:
+            return data | {"written": dict(data["columns"])}
+        return data
 
     @field_validator("columns")
     @classmethod
     def _keywords_name_columns(cls, columns: dict[str, str]) -> dict[str, str]:
         return {name: quote_keyword(expression) for name, expression in columns.items()}
+
+    def as_written(self, name: str) -> str:
+        """The mapping of `name` as the spec wrote it."""
+        return self.written.get(name, self.columns[name])
 
     def files(self) -> list[Path]:
         """The files this feed names, sorted; a folder means every supported file inside it."""

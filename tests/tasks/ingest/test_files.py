@@ -329,6 +329,14 @@ def test_a_column_a_file_lacks_is_found_from_its_header_before_ingest(tmp_path):
     check_file_columns(parse_source_spec(folder / "source.toml"))  # user_id matches User_Id
 
 
+def test_an_error_echoes_a_keyword_column_as_the_spec_wrote_it(tmp_path):
+    """A bare keyword (`at`) is read as the file's quoted column, but the message quotes the spec's line."""
+    spec = SPEC.replace('ts = "ts"', 'ts = "at"')
+    with pytest.raises(SourceSpecError) as raised:
+        check_file_columns(parse_source_spec(write_source(tmp_path, GOOD_ROWS[:3], spec)))
+    assert str(raised.value).startswith("source.toml line 9: the expression for ts = 'at' reads at, which ")
+
+
 @pytest.mark.parametrize(
     ("name", "content", "expression"),
     [
