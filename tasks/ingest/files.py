@@ -338,7 +338,7 @@ def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str]) -> dict[str, 
         parts.append(
             f"count(try_cast({q} as double)) filter (where try_cast({q} as double) = try_cast({q} as bigint))"
         )
-        parts.append(f"count(try_cast({q} as timestamptz))")
+        parts.append(f"count(try_cast({zoned_text(q)} as timestamptz))")
     counts = con.execute(f"select {', '.join(parts)} from stg_raw").fetchall()[0]
     types = {}
     for i, name in enumerate(names):
@@ -366,25 +366,30 @@ def quoted_value(sql: str) -> str:
 def _typed_source(con: duckdb.DuckDBPyConnection, expressions: dict[str, str]) -> tuple[str, str]:
     """The select over stg_raw that the expressions are evaluated on, and the SQL of its cast errors.
 
-    A column used only as a bare mapping (`user_id = "customer"`) stays as read; a text column used
-    inside an expression (`value = "qty * unit_price"`) is typed, and values that do not fit are reported.
+    Text stays text wherever DuckDB can read the expression over it (`'ean:' || ean` keeps 0812..., and
+    `coalesce(user_id, anonymous_id)` mixes no types); only a text column inside an expression that needs
+    another type (`value = "qty * unit_price"`, `quantity < 0`) is typed, and values that do not fit are
+    reported. A column mapped bare (`user_id = "customer"`) always stays as read.
     """
     raw = _raw_columns(con)
     names = list(raw)
     text_columns = {n.lower(): n for n in names if raw[n] == "VARCHAR"}
-    in_expressions: set[str] = set()
+    to_type: set[str] = set()
     bare_names = {ascii_lower(n) for n in names}  # as DuckDB compares names: `order` maps the column `Order`
     for expression in expressions.values():
         if ascii_lower(expression.strip().strip('"')) in bare_names:
             continue
-        in_expressions |= {text_columns[c] for c in expression_columns(expression) if c in text_columns}
-    types = _infer_types(con, [n for n in names if n in in_expressions])
+        reads = {text_columns[c] for c in expression_columns(expression) if c in text_columns}
+        if reads and not _reads_as_is(con, expression):
+            to_type |= reads
+    types = _infer_types(con, [n for n in names if n in to_type])
     selects, errors = ["_row"], []
     for i, name in enumerate(names):
         q = quote_ident(name)
         if name in types:
             raw_alias = f"__raw_{i}"
-            selects.append(f"try_cast({q} as {types[name]}) as {q}")
+            value = zoned_text(q) if types[name] == "TIMESTAMPTZ" else q
+            selects.append(f"try_cast({value} as {types[name]}) as {q}")
             selects.append(f"{q} as {raw_alias}")
             label = name.replace("'", "''")
             type_label = TYPE_LABELS.get(types[name], types[name])
@@ -396,6 +401,16 @@ def _typed_source(con: duckdb.DuckDBPyConnection, expressions: dict[str, str]) -
             selects.append(q)
     cast_error = f"case {' '.join(errors)} end" if errors else "null::varchar"
     return f"select {', '.join(selects)} from stg_raw", cast_error
+
+
+def _reads_as_is(con: duckdb.DuckDBPyConnection, expression: str) -> bool:
+    """Whether DuckDB binds `expression` over the file's columns as read (DuckDB casts no text implicitly:
+    `qty * 2` and `qty < 0` do not bind on text)."""
+    try:
+        con.execute(f"describe select ({expression}) from stg_raw")
+    except duckdb.Error:
+        return False
+    return True
 
 
 def _origin(feed: Feed, name: str) -> str:
@@ -439,11 +454,18 @@ def _timestamp(expression: str, dtype: str) -> str:
     if dtype in NUMBER_TYPES or dtype.startswith("DECIMAL"):
         return epoch.format(x=f"try_cast({e} as double)")
     text = f"trim(cast({e} as varchar))"
-    # The zoned cast first: a plain TIMESTAMP cast drops an offset (01:02+02:00 would stay 01:02).
+    # Only the zoned cast: a plain TIMESTAMP cast drops whatever follows the time (`01:02 CEST` would stay
+    # 01:02 as if UTC); text it cannot read is quarantined, quoted.
     return (
-        f"coalesce(timezone('UTC', try_cast({text} as timestamptz)), try_cast({text} as timestamp), "
+        f"coalesce(timezone('UTC', try_cast({zoned_text(text)} as timestamptz)), "
         f"{epoch.format(x=f'try_cast({text} as double)')})"
     )
+
+
+def zoned_text(text: str) -> str:
+    """SQL for timestamp text with the space before a trailing offset taken out (`10:00:00 -0500`, as a
+    Shopify export writes it, or ` +01:00`, ` Z`): DuckDB reads the offset only when it follows the time."""
+    return rf"regexp_replace({text}, '\s+([+-][0-9]{{2}}(:?[0-9]{{2}})?|[Zz])$', '\1')"
 
 
 def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:

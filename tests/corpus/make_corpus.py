@@ -263,6 +263,17 @@ def main() -> None:
         ).replace('event_type = "kind"', 'event_type = "from"'),
     )
 
+    # A Shopify-style export writes its offset after a space (`2024-03-01 10:00:00 -0500`): DuckDB reads an
+    # offset only right after the time, and the fallback cast to a plain timestamp dropped it, so every row
+    # was stored 4 or 5 hours off (helper 27). A zone it cannot read (`CEST`, `-5`) was dropped the same way.
+    forms = [" -0500", " +01:00", " Z", " +0530", "-05:00", ""]
+    lines = []
+    for i in range(80):
+        zone = {20: " CEST", 40: " -5", 60: " GMT+1 (CET)"}.get(i, forms[i % len(forms)])
+        sep = "T" if i % 4 == 1 else " "
+        lines.append(f"u{i},i{i % 9},view,2024-03-{1 + i % 28:02d}{sep}10:00:00{zone}\n")
+    write_case("offset_after_a_space", {"events.csv": HEADER + "".join(lines)})
+
 
 if __name__ == "__main__":
     main()

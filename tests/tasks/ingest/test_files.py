@@ -249,6 +249,42 @@ price = "list_price"
     assert query(workspace, "select min(ts) from events") == [(datetime(2024, 5, 1, 8, 0),)]
 
 
+def test_text_stays_text_where_the_expression_reads_it_as_text(tmp_path, workspace):
+    """Columns were typed whenever an expression read them: `'ean:' || ean` lost the leading zero, a GA4
+    pseudo id became a rounded double, and `replace(price, ',', '')` met a DOUBLE and refused 1,299.00.
+    Only a column an expression cannot read as text (`abs(qty)`) is typed. Times keep an offset written
+    after a space, as Shopify writes them (it was dropped: 05:04 -0500 stored as 05:04)."""
+    spec = """
+name = "shop"
+[events]
+path = "events.csv"
+[events.columns]
+user_id = "'ga4:' || coalesce(customer, pseudo)"
+item_id = "'ean:' || ean"
+event_type = "'purchase'"
+ts = "created"
+value = "replace(price, ',', '')"
+quantity = "abs(qty)"
+"""
+    rows = [
+        "customer,pseudo,ean,price,qty,created",
+        ',455803273.1708765818,0812359021009,"1,299.00",-2,2026-03-01 05:04:04 -0500',
+        "0042,,0000000000017,12.50,1,2026-03-01 05:04:04 +01:00",
+        "7,,5012345678900,3,3,2026-03-01T05:04:04 Z",
+    ]
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / "events.csv").write_text("\n".join(rows) + "\n")
+    (folder / "source.toml").write_text(spec)
+    report = ingest(folder / "source.toml", workspace)
+    assert [(f.rows_read, f.rows_inserted, f.rows_quarantined) for f in report.files] == [(3, 3, 0)]
+    assert query(workspace, "select user_id, item_id, value, quantity, ts from events order by ts") == [
+        ("ga4:0042", "ean:0000000000017", 12.5, 1.0, datetime(2026, 3, 1, 4, 4, 4)),
+        ("ga4:7", "ean:5012345678900", 3.0, 3.0, datetime(2026, 3, 1, 5, 4, 4)),
+        ("ga4:455803273.1708765818", "ean:0812359021009", 1299.0, 2.0, datetime(2026, 3, 1, 10, 4, 4)),
+    ]
+
+
 def test_parquet_and_tsv_files_and_epoch_timestamps(tmp_path, workspace):
     folder = tmp_path / "mixed"
     folder.mkdir()
