@@ -367,29 +367,37 @@ def _typed_source(con: duckdb.DuckDBPyConnection, expressions: dict[str, str]) -
     """The select over stg_raw that the expressions are evaluated on, and the SQL of its cast errors.
 
     Text stays text wherever DuckDB can read the expression over it (`'ean:' || ean` keeps 0812..., and
-    `coalesce(user_id, anonymous_id)` mixes no types); only a text column inside an expression that needs
-    another type (`value = "qty * unit_price"`, `quantity < 0`) is typed, and values that do not fit are
-    reported. A column mapped bare (`user_id = "customer"`) always stays as read.
+    `coalesce(user_id, anonymous_id)` mixes no types); a text column is typed only where an expression
+    cannot be read without it (`qty` in `value = "qty * unit_price"` or `quantity < 0`, not `price` in
+    `replace(price, ',', '')::double * qty`), and values that do not fit are reported. A column mapped bare
+    (`user_id = "customer"`) always stays as read.
     """
     raw = _raw_columns(con)
     names = list(raw)
     text_columns = {n.lower(): n for n in names if raw[n] == "VARCHAR"}
-    to_type: set[str] = set()
     bare_names = {ascii_lower(n) for n in names}  # as DuckDB compares names: `order` maps the column `Order`
+    unread: dict[str, set[str]] = {}  # expression -> the text columns it reads, where it cannot read them
     for expression in expressions.values():
         if ascii_lower(expression.strip().strip('"')) in bare_names:
             continue
         reads = {text_columns[c] for c in expression_columns(expression) if c in text_columns}
-        if reads and not _reads_as_is(con, expression):
-            to_type |= reads
-    types = _infer_types(con, [n for n in names if n in to_type])
+        if reads and not _binds(con, expression, names, {}):
+            unread[expression] = reads
+    inferred = _infer_types(con, [n for n in names if any(n in reads for reads in unread.values())])
+    types: dict[str, str] = {}
+    for expression, reads in unread.items():
+        needed = {name: inferred[name] for name in sorted(reads) if name in inferred}
+        for name in list(needed):  # left as text where the expression binds without it
+            trial = {other: t for other, t in needed.items() if other != name}
+            if _binds(con, expression, names, trial):
+                needed = trial
+        types |= needed
     selects, errors = ["_row"], []
     for i, name in enumerate(names):
         q = quote_ident(name)
         if name in types:
             raw_alias = f"__raw_{i}"
-            value = zoned_text(q) if types[name] == "TIMESTAMPTZ" else q
-            selects.append(f"try_cast({value} as {types[name]}) as {q}")
+            selects.append(f"{_typed(q, types[name])} as {q}")
             selects.append(f"{q} as {raw_alias}")
             label = name.replace("'", "''")
             type_label = TYPE_LABELS.get(types[name], types[name])
@@ -403,11 +411,19 @@ def _typed_source(con: duckdb.DuckDBPyConnection, expressions: dict[str, str]) -
     return f"select {', '.join(selects)} from stg_raw", cast_error
 
 
-def _reads_as_is(con: duckdb.DuckDBPyConnection, expression: str) -> bool:
-    """Whether DuckDB binds `expression` over the file's columns as read (DuckDB casts no text implicitly:
-    `qty * 2` and `qty < 0` do not bind on text)."""
+def _typed(column: str, dtype: str) -> str:
+    return f"try_cast({zoned_text(column) if dtype == 'TIMESTAMPTZ' else column} as {dtype})"
+
+
+def _binds(con: duckdb.DuckDBPyConnection, expression: str, names: list[str], types: dict[str, str]) -> bool:
+    """Whether DuckDB binds `expression` over the file's columns, those in `types` typed so (DuckDB casts no
+    text implicitly: `qty * 2` and `qty < 0` do not bind on text)."""
+    columns = ", ".join(
+        f"{_typed(quote_ident(n), types[n])} as {quote_ident(n)}" if n in types else quote_ident(n)
+        for n in names
+    )
     try:
-        con.execute(f"describe select ({expression}) from stg_raw")
+        con.execute(f"describe select ({expression}) from (select {columns} from stg_raw)")
     except duckdb.Error:
         return False
     return True
@@ -440,25 +456,35 @@ NUMBER_TYPES = ("BIGINT", "INTEGER", "HUGEINT", "SMALLINT", "TINYINT", "UBIGINT"
 
 
 def _timestamp(expression: str, dtype: str) -> str:
-    """SQL turning a value of `dtype` into a UTC TIMESTAMP: timestamps (zoned ones converted), dates,
-    epoch seconds or milliseconds, and text holding any of these (an ISO offset or `Z` honoured; text without
-    a zone is UTC). A value that is none of them becomes null, never an error."""
+    """SQL turning a value of `dtype` into a UTC TIMESTAMP: timestamps (zoned ones converted), dates, epoch
+    seconds, milliseconds, microseconds or nanoseconds, and text holding any of these (an ISO offset or `Z`
+    honoured; text without a zone is UTC). A value that is none of them becomes null, never an error."""
     e = f"({expression})"
-    epoch = (
-        "make_timestamp(try_cast(case when abs({x}) > 1e11 then {x} * 1000 else {x} * 1000000 end as bigint))"
-    )
     if dtype == "TIMESTAMP WITH TIME ZONE":
         return f"timezone('UTC', {e})"
     if dtype.startswith("TIMESTAMP") or dtype == "DATE":
         return f"cast({e} as timestamp)"
     if dtype in NUMBER_TYPES or dtype.startswith("DECIMAL"):
-        return epoch.format(x=f"try_cast({e} as double)")
+        whole = dtype not in ("DOUBLE", "FLOAT") and not dtype.startswith("DECIMAL")
+        return _epoch(f"try_cast({e} as {'hugeint' if whole else 'double'})", whole)
     text = f"trim(cast({e} as varchar))"
     # Only the zoned cast: a plain TIMESTAMP cast drops whatever follows the time (`01:02 CEST` would stay
     # 01:02 as if UTC); text it cannot read is quarantined, quoted.
     return (
         f"coalesce(timezone('UTC', try_cast({zoned_text(text)} as timestamptz)), "
-        f"{epoch.format(x=f'try_cast({text} as double)')})"
+        f"case when regexp_full_match({text}, '-?[0-9]+') then {_epoch(f'try_cast({text} as hugeint)', True)} "
+        f"else {_epoch(f'try_cast({text} as double)')} end)"
+    )
+
+
+def _epoch(x: str, whole: bool = False) -> str:
+    """SQL for epoch seconds, milliseconds, microseconds (GA4's event_timestamp) or nanoseconds, told apart by
+    size: today is 1.8e9 s, 1.8e12 ms, 1.8e15 us, 1.8e18 ns, and each cut is 3,000 years past the unit
+    below. `whole`: `x` is an integer (nanoseconds divide exactly; a double cannot hold them)."""
+    divide = "//" if whole else "/"
+    return (
+        f"make_timestamp(try_cast(case when abs({x}) > 1e17 then {x} {divide} 1000 when abs({x}) > 1e14 "
+        f"then {x} when abs({x}) > 1e11 then {x} * 1000 else {x} * 1000000 end as bigint))"
     )
 
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from validation.gate import ValidationSettings
 
 BARE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # an identifier that needs no quotes (ASCII only)
+SPACED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*( [A-Za-z0-9_]+)+")  # `Lineitem sku`: words, one space apart
 EVENT_COLUMNS = (
     "user_id",
     "item_id",
@@ -136,6 +137,11 @@ def _unsafe_node(node: Any) -> str | None:
         return "a window function (... OVER ...) is not allowed: an expression maps one row"
     if node.get("class") == "FUNCTION":
         name = str(node.get("function_name", "")).lower()
+        if name == "unnest":
+            return (
+                "unnest(...) makes several rows of one, and a mapping gives one value per row of the file; "
+                "map one element (items[1].item_id) or write the file with one row per item"
+            )
         if name in _function_names(("table", "table_macro", "pragma")):
             return f"{name}(...) is a table function (it reads files or tables), not allowed"
         if name in _function_names(("aggregate",)):
@@ -265,16 +271,18 @@ def _binds_without_a_table(name: str) -> bool:
     return True
 
 
-def quote_keyword(expression: str) -> str:
-    """A file column named like an SQL keyword (`at`, `order`, `from`), written bare, as its quoted name: a
-    bare word that does not parse as an expression can only mean that column. Anything else as written."""
-    word = expression.strip()
+def quote_column_name(expression: str) -> str:
+    """A file column written bare whose name does not read as an expression, as its quoted name: a name like
+    an SQL keyword (`at`, `order`, `from`) or words with spaces between (`Lineitem sku`, `Created at`, as
+    spreadsheet exports name them; `sku as item` is an alias, refused) can only mean that column. Anything
+    else as written."""
+    name = expression.strip()
     if (
-        BARE_NAME.fullmatch(word)
-        and (check_expression(word) is not None or word.lower() == "default")  # DEFAULT parses, means nothing
-        and check_expression(f'"{word}"') is None
+        (BARE_NAME.fullmatch(name) or (SPACED_NAME.fullmatch(name) and "as" not in name.lower().split()))
+        and (check_expression(name) is not None or name.lower() == "default")  # DEFAULT parses, means nothing
+        and check_expression(f'"{name}"') is None
     ):
-        return f'"{word}"'
+        return f'"{name}"'
     return expression
 
 
@@ -318,8 +326,8 @@ class Feed(BaseModel):
 
     @field_validator("columns")
     @classmethod
-    def _keywords_name_columns(cls, columns: dict[str, str]) -> dict[str, str]:
-        return {name: quote_keyword(expression) for name, expression in columns.items()}
+    def _bare_names_are_columns(cls, columns: dict[str, str]) -> dict[str, str]:
+        return {name: quote_column_name(expression) for name, expression in columns.items()}
 
     def as_written(self, name: str) -> str:
         """The mapping of `name` as the spec wrote it."""
@@ -334,6 +342,14 @@ class Feed(BaseModel):
             found = [Path(p) for p in sorted(glob.glob(self.path, recursive=True)) if Path(p).is_file()]
         else:
             found = [path] if path.is_file() else []
+        if not found and path.is_dir() and (others := [p for p in path.rglob("*") if p.is_file()]):
+            endings = sorted({"".join(p.suffixes[-2:]) or p.name for p in others})
+            raise SourceSpecError(
+                f"{self.kind} path {self.path!r} is a folder of {len(others):,} files, none named as a format "
+                f"segflow reads by its name ({', '.join(endings[:5])}{', ...' if len(endings) > 5 else ''}; "
+                f"known: {', '.join(EXTENSION_FORMATS)}): name them with a glob and set their format, e.g. "
+                f'path = "{Path(self.path) / ("*" + endings[0])}" and format = one of {", ".join(FORMATS)}'
+            )
         if not found:
             raise SourceSpecError(
                 f"{self.kind} path {self.path!r} matches no files: fix the path in the spec (a relative one "

@@ -114,8 +114,14 @@ def sniff_file(file: SourceFile) -> None:
                 f"{path}: the gzip stream is truncated before any row; the file is refused"
             )
         raise EmptyFileError("empty file (no data rows): nothing to ingest")
+    utf16 = file.feed.encoding.lower().replace("-", "").replace("_", "").startswith("utf16")
+    if not utf16 and head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise FileRefusedError(
+            f'{path}: UTF-16 text (it starts with a UTF-16 byte-order mark, as Excel\'s "Unicode text" does), '
+            'read as UTF-8; set encoding = "utf-16" for this feed in the spec'
+        )
     what = next((name for magic, name in MAGIC_NUMBERS if head.startswith(magic)), None)
-    if what is None and not file.feed.encoding.lower().replace("-", "").startswith("utf16"):
+    if what is None and not utf16:
         n_control = sum(byte in CONTROL_BYTES for byte in head)
         if n_control > MAX_CONTROL_SHARE * len(head):
             what = f"{n_control:,} control bytes in its first {len(head):,}"

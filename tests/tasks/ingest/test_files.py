@@ -251,9 +251,10 @@ price = "list_price"
 
 def test_text_stays_text_where_the_expression_reads_it_as_text(tmp_path, workspace):
     """Columns were typed whenever an expression read them: `'ean:' || ean` lost the leading zero, a GA4
-    pseudo id became a rounded double, and `replace(price, ',', '')` met a DOUBLE and refused 1,299.00.
-    Only a column an expression cannot read as text (`abs(qty)`) is typed. Times keep an offset written
-    after a space, as Shopify writes them (it was dropped: 05:04 -0500 stored as 05:04)."""
+    pseudo id became a rounded double, and a Shopify price `1,299.00` met a DOUBLE where the expression
+    itself takes the comma out. Only a column an expression cannot read as text (`qty` in `... * qty`) is
+    typed. Times keep an offset written after a space, as Shopify writes them (05:04 -0500 was stored as
+    05:04)."""
     spec = """
 name = "shop"
 [events]
@@ -263,25 +264,31 @@ user_id = "'ga4:' || coalesce(customer, pseudo)"
 item_id = "'ean:' || ean"
 event_type = "'purchase'"
 ts = "created"
-value = "replace(price, ',', '')"
+value = "replace(price, ',', '')::double * qty"
 quantity = "abs(qty)"
 """
     rows = [
         "customer,pseudo,ean,price,qty,created",
         ',455803273.1708765818,0812359021009,"1,299.00",-2,2026-03-01 05:04:04 -0500',
         "0042,,0000000000017,12.50,1,2026-03-01 05:04:04 +01:00",
-        "7,,5012345678900,3,3,2026-03-01T05:04:04 Z",
-    ]
+    ] + [
+        f"{c},,50123456789{c:02d},3,3,2026-03-01T05:04:{c:02d} Z" for c in range(10)
+    ]  # 11 of 12 prices parse
     folder = tmp_path / "shop"
     folder.mkdir()
     (folder / "events.csv").write_text("\n".join(rows) + "\n")
     (folder / "source.toml").write_text(spec)
     report = ingest(folder / "source.toml", workspace)
-    assert [(f.rows_read, f.rows_inserted, f.rows_quarantined) for f in report.files] == [(3, 3, 0)]
-    assert query(workspace, "select user_id, item_id, value, quantity, ts from events order by ts") == [
+    assert [(f.rows_read, f.rows_inserted, f.rows_quarantined) for f in report.files] == [(12, 12, 0)]
+    assert query(
+        workspace,
+        "select user_id, item_id, value, quantity, ts from events where user_id like 'ga4:0%' order by 1",
+    ) == [
+        ("ga4:0", "ean:5012345678900", 9.0, 3.0, datetime(2026, 3, 1, 5, 4, 0)),
         ("ga4:0042", "ean:0000000000017", 12.5, 1.0, datetime(2026, 3, 1, 4, 4, 4)),
-        ("ga4:7", "ean:5012345678900", 3.0, 3.0, datetime(2026, 3, 1, 5, 4, 4)),
-        ("ga4:455803273.1708765818", "ean:0812359021009", 1299.0, 2.0, datetime(2026, 3, 1, 10, 4, 4)),
+    ]
+    assert query(workspace, "select user_id, item_id, value, quantity, ts from events where value < 0") == [
+        ("ga4:455803273.1708765818", "ean:0812359021009", -2598.0, 2.0, datetime(2026, 3, 1, 10, 4, 4)),
     ]
 
 
@@ -293,16 +300,23 @@ def test_parquet_and_tsv_files_and_epoch_timestamps(tmp_path, workspace):
         f"copy (select 'u' || (i % 5) as uid, 'i' || (i % 3) as iid, 'play' as kind, 1700000000 + i * 60 as epoch "
         f"from range(30) t(i)) to '{folder / 'plays.parquet'}' (format parquet)"
     )
-    (folder / "more.tsv").write_text("uid\tiid\tkind\tepoch\nu9\ti1\tlike\t1700000000000\n")
+    (folder / "more.tsv").write_text(  # milliseconds, microseconds (GA4), nanoseconds
+        "uid\tiid\tkind\tepoch\nu9\ti1\tlike\t1700000000000\nu7\ti1\tlike\t1700000000123456\n"
+        "u8\ti1\tlike\t1700000000123456789\n"
+    )
     spec = 'name = "mixed"\n[events]\npath = "."\n[events.columns]\nuser_id = "uid"\nitem_id = "iid"\nevent_type = "kind"\nts = "epoch"\n'
     (folder / "source.toml").write_text(spec)
     report = ingest(folder / "source.toml", workspace)
     assert sorted((Path(f.file).name, f.rows_inserted) for f in report.files) == [
-        ("more.tsv", 1),
+        ("more.tsv", 3),
         ("plays.parquet", 30),
     ]
-    assert query(workspace, "select ts from events where user_id = 'u9'") == [
-        (datetime(2023, 11, 14, 22, 13, 20),)
+    assert query(
+        workspace, "select user_id, ts from events where user_id in ('u7', 'u8', 'u9') order by 1"
+    ) == [
+        ("u7", datetime(2023, 11, 14, 22, 13, 20, 123456)),
+        ("u8", datetime(2023, 11, 14, 22, 13, 20, 123456)),
+        ("u9", datetime(2023, 11, 14, 22, 13, 20)),
     ]
     assert query(workspace, "select min(ts) from events where event_type = 'play'") == [
         (datetime(2023, 11, 14, 22, 13, 20),)

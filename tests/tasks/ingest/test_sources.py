@@ -123,6 +123,22 @@ def test_a_path_that_matches_no_files_is_a_clear_error(tmp_path):
         spec.events[0].files()
 
 
+def test_a_folder_of_files_named_in_no_known_way_says_so(tmp_path):
+    """An Amplitude export is a folder of *.json.gz: 'matches no files' sent the user looking for the path."""
+    (tmp_path / "exports").mkdir()
+    for day in (1, 2):
+        (tmp_path / "exports" / f"2024-03-0{day}.json.gz").write_bytes(b"")
+    spec = parse_source_spec(write(tmp_path, GOOD.replace('path = "exports/*.csv.gz"', 'path = "exports"')))
+    with pytest.raises(SourceSpecError) as raised:
+        spec.events[0].files()
+    assert str(raised.value) == (
+        f"events path '{tmp_path / 'exports'}' is a folder of 2 files, none named as a format segflow reads by "
+        "its name (.json.gz; known: .csv, .csv.gz, .tsv, .tsv.gz, .parquet, .jsonl, .jsonl.gz, .ndjson, "
+        f'.ndjson.gz): name them with a glob and set their format, e.g. path = "{tmp_path / "exports"}/*.json.gz" '
+        "and format = one of csv, tsv, parquet, jsonl"
+    )
+
+
 def test_event_types_can_be_configured(tmp_path):
     spec = parse_source_spec(write(tmp_path, 'event_types = ["View", "order"]\n' + GOOD))
     assert spec.event_types == ("view", "order")
@@ -149,6 +165,10 @@ def test_movielens_latest_layout_maps_ratings_tags_and_movies(tmp_path):
             "read_text(...) is a table function (it reads files or tables), not allowed",
         ),
         ("glob('/etc/*')", "glob(...) is a table function"),
+        (
+            "unnest(products).product_id",
+            "unnest(...) makes several rows of one, and a mapping gives one value",
+        ),
         ("sku from read_csv('/etc/passwd')", "one expression only: no FROM, WHERE"),
         ("sku; drop table events", "2 statements (SELECT, DROP); an expression cannot contain ';'"),
         ("sku; copy (select 1) to '/tmp/x.csv'", "2 statements (SELECT, COPY)"),
@@ -206,6 +226,12 @@ def test_a_scalar_expression_over_the_row_is_accepted(expression):
 def test_a_column_named_like_a_keyword_is_read_bare_and_named_in_the_error_inside_an_expression(tmp_path):
     spec = parse_source_spec(write(tmp_path, GOOD.replace('ts = "order_time"', 'ts = "at"')))
     assert spec.events[0].columns["ts"] == '"at"'
+    # Spreadsheet exports name columns with spaces: `Lineitem sku` read as `Lineitem AS sku`, refused.
+    spec = parse_source_spec(write(tmp_path, GOOD.replace('ts = "order_time"', 'ts = "Created at"')))
+    assert spec.events[0].columns["ts"] == '"Created at"'
+    spec = parse_source_spec(write(tmp_path, GOOD.replace('item_id = "sku"', 'item_id = "Lineitem sku"')))
+    assert spec.events[0].columns["item_id"] == '"Lineitem sku"'
+    assert spec.events[0].as_written("item_id") == "Lineitem sku"
     spec = parse_source_spec(write(tmp_path, GOOD.replace('item_id = "sku"', 'item_id = "default"')))
     assert spec.events[0].columns["item_id"] == '"default"'  # DEFAULT parses, and means nothing in a mapping
     with pytest.raises(SourceSpecError) as raised:

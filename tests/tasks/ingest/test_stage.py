@@ -83,6 +83,15 @@ def test_binary_data_is_named_in_one_line_and_never_echoed(tmp_path, content, wh
     assert message == f"{tmp_path / 'e.csv'}: binary data ({what}), not csv text; the file is refused"
 
 
+def test_utf16_text_without_its_encoding_is_named_with_the_setting_to_use(tmp_path):
+    """Excel's "Unicode text" is UTF-16 with a byte-order mark: it was refused as binary data."""
+    (tmp_path / "e.csv").write_bytes(b"\xff\xfe" + (HEADER + ROWS).encode("utf-16-le"))
+    assert str(refusal(tmp_path / "e.csv")) == (
+        f"{tmp_path / 'e.csv'}: UTF-16 text (it starts with a UTF-16 byte-order mark, as Excel's \"Unicode "
+        'text" does), read as UTF-8; set encoding = "utf-16" for this feed in the spec'
+    )
+
+
 def test_a_nul_inside_one_id_is_not_binary(tmp_path):
     (tmp_path / "e.csv").write_text(HEADER + "u\x001,i1,view,2024-01-01\n" + ROWS)
     rows, _ = staged(tmp_path / "e.csv")
