@@ -2,8 +2,9 @@
 published run's saved segmenter, without retraining.
 
 finish an interrupted publish -> find the published run (refused when there is none) -> ingest (new files
-only) -> select the users to score -> assign -> stage -> publish
-(export, swap, switch). Users without new events are not touched; a failure leaves everything as it was.
+only) -> select the users to score -> assign -> stage -> validate (the published_segments suite, on the
+tables as the swap will leave them) -> publish (export, swap, switch). Users without new events are not
+touched; a failure leaves everything as it was.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from flows.recovery import finish_interrupted_publish, restored_notes
 from tasks.clock import new_id
 from tasks.score import score
 from tasks.score.score import PublishedRun, ScoredCounts
+from tasks.validate import validate_table
 from tasks.warehouse import connect_warehouse, latest_event_time
 from tasks.workspace import hold_workspace, open_workspace
+from validation.gate import ValidationFailedError, ValidationSettings
 
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": 1}
 
@@ -83,6 +86,22 @@ def stage_scores(
         return score.stage_scores(con, run_id, assignments, memberships, recommendations)
     finally:
         con.close()
+
+
+@task(cache_policy=NO_CACHE)
+def validate_scores(warehouse_path: str, memory_limit: str, batch_id: str, reports_dir: str) -> None:
+    """The gate a run's publish passes, on the published tables as the swap will leave them: a critical
+    failure stops here, leaving them as they were."""
+    con = connect_warehouse(warehouse_path, memory_limit)
+    try:
+        prefix = score.stage_next_tables(con)
+        result = validate_table(
+            con, "published_segments", prefix, batch_id, Path(reports_dir), ValidationSettings()
+        )
+    finally:
+        con.close()
+    if not result.success:
+        raise ValidationFailedError(result.describe_failures())
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
@@ -155,6 +174,7 @@ def score_users(
                 warehouse, memory, published.run_id, assignments, memberships, recommendations
             )
             name = f"{published.run_id}-scored-{new_id()}"
+            validate_scores(warehouse, memory, name, str(ws.reports_dir / "validation"))
             current = publish_scores(warehouse, memory, str(ws.exports_dir), published, name)
         finally:
             discard_scored(warehouse, memory)

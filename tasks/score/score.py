@@ -145,6 +145,27 @@ def staged_tables(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return {table: staged for table, staged in SCORED_TABLES.items() if staged in present}
 
 
+PUBLISHED_TABLES = ("user_segments", "segment_profiles", "segment_recommendations", "user_memberships",
+                    "micro_segment_recommendations", "user_recommendations")  # fmt: skip
+NEXT_PREFIX = "scr_next_"
+
+
+def stage_next_tables(con: duckdb.DuckDBPyConnection) -> str:
+    """Temp views `scr_next_<table>` of this connection: the published tables as the swap will leave them,
+    for the gate to check before it (the `published_segments` suite reads them by this prefix)."""
+    changed = staged_tables(con)
+    for table in PUBLISHED_TABLES:
+        staged = changed.get(table)
+        rows = (
+            f"select * from {table} where user_id not in (select user_id from {staged}) "
+            f"union all by name select * from {staged}"
+            if staged
+            else f"select * from {table}"
+        )
+        con.execute(f"create or replace temp view {NEXT_PREFIX}{table} as {rows}")
+    return NEXT_PREFIX
+
+
 def write_scored_exports(
     con: duckdb.DuckDBPyConnection, exports_dir: Path, published: PublishedRun, name: str
 ) -> Path:

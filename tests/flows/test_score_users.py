@@ -245,6 +245,36 @@ def test_a_failure_inside_the_swap_leaves_tables_history_and_exports_as_they_wer
     assert leftovers == []
 
 
+def test_scoring_passes_the_gate_a_run_passes_on_the_tables_as_the_swap_would_leave_them(scored):
+    """The README says scoring publishes the way a run does: it published without the published_segments
+    suite (newcomer, stop 28). A segment without its profile now stops it, and nothing changes."""
+    workspace = scored["workspace"]
+    assert query(
+        workspace,
+        "select suite, success from validation_runs where batch_id like '%-scored-%' order by \"at\"",
+    )[0] == ("published_segments", True)
+    assert list((workspace / "reports" / "validation").glob("*published_segments*scored*.html"))
+    con = duckdb.connect(str(workspace / "warehouse.duckdb"))
+    con.execute("insert into events (user_id, item_id, event_type, ts, source, batch_id, ingested_at) values ('late-3', 'i00003', 'view', '2024-04-04', 'demo', 'b', now())")  # fmt: skip
+    con.execute("create table saved_profile as select * from segment_profiles where segment_id = 0")
+    con.execute("delete from segment_profiles where segment_id = 0")
+    con.close()
+    tables = ("user_segments", "user_memberships", "user_recommendations", "user_segment_history")
+    before = {t: query(workspace, f"select * from {t} order by all") for t in tables}
+    current = os.readlink(workspace / "exports" / "current")
+    try:
+        result = runner.invoke(app, ["score", "--source", scored["spec"], "--workspace", str(workspace)])
+    finally:
+        con = duckdb.connect(str(workspace / "warehouse.duckdb"))
+        con.execute("insert into segment_profiles select * from saved_profile")
+        con.execute("drop table saved_profile")
+        con.close()
+    assert result.exit_code == 1
+    assert "every segment_id present in segment_profiles" in " ".join(result.output.split())
+    assert {t: query(workspace, f"select * from {t} order by all") for t in tables} == before
+    assert os.readlink(workspace / "exports" / "current") == current
+
+
 def test_scoring_a_workspace_with_nothing_published_says_what_to_run_and_ingests_nothing(tmp_path):
     workspace = tmp_path / "workspace"
     folder = tmp_path / "delivery"
