@@ -1266,7 +1266,10 @@ def demo_data(
     print_line(
         f"wrote {counts['events']:,} events of {counts['users']:,} users on {counts['items']:,} items to {out}"
     )
-    print_line(f"ingest them with: segflow ingest --source {out / 'source.toml'}")
+    print_line(
+        f"run them with: segflow run --source {out / 'source.toml'} --workspace ws-{out.name} "
+        "(a workspace of their own)"
+    )
 
 
 def main() -> None:  # pragma: no cover - console entry point

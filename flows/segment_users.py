@@ -51,7 +51,7 @@ from tasks.segment.families import (
     try_fit_family,
 )
 from tasks.segment.micro import MicroSegments, micro_tables
-from tasks.segment.segmenter import Segmenter
+from tasks.segment.segmenter import Segmenter, merged_note
 from tasks.segment.settings import SegmentSettings
 from tasks.segment.sweep import Sweep, sweep_k
 from tasks.serve import find_snapshot
@@ -545,6 +545,7 @@ def segment_users(
 
             embedder, embedding = embed(user_features, settings, "all", text_cache, reused)
             clusterer = cluster(embedding, settings, k, "all")
+            notes = [*notes, *merged_note(k, clusterer, len(embedding.vectors), settings)]
             micro, taste = micro_segments(user_features, settings, micro_k, "all")
             assignments = assign(embedding, clusterer)
             metrics |= describe(embedding, assignments, clusterer, settings, source, str(ws.sources_dir))

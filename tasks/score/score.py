@@ -62,7 +62,8 @@ def find_published_run(con: duckdb.DuckDBPyConnection, exports_dir: Path) -> Pub
     rows = con.execute("select run_id from segment_runs where is_current").fetchall()
     if not rows:
         raise ScoringError(
-            f"no segments published in {exports_dir.parent} yet: run `segflow run` first; scoring assigns new "
+            f"no segments published in {exports_dir.parent} yet: run `segflow run --workspace "
+            f"{exports_dir.parent}` first; scoring assigns new "
             "users with its saved segmenter"
         )
     folder = published_folder(con)  # the folder the tables match (exports/current, once a writer restored it)

@@ -165,9 +165,25 @@ def fit_clusterer(embedding: Embedding, settings: SegmentSettings, k: int) -> Cl
     clusterer = make_clusterer(settings.clusterer, settings.seed, fit_options(settings)).fit(
         embedding.vectors, k
     )
-    n_users = len(embedding.vectors)
-    min_size = settings.min_segment_size or default_min_segment_size(n_users)
-    return enforce_min_size(clusterer, embedding.vectors, min(min_size, max(1, n_users // 2)))
+    return enforce_min_size(clusterer, embedding.vectors, min_segment_size(settings, len(embedding.vectors)))
+
+
+def min_segment_size(settings: SegmentSettings, n_users: int) -> int:
+    """The fewest users a published segment has: --min-segment-size, else the default for `n_users`."""
+    return min(settings.min_segment_size or default_min_segment_size(n_users), max(1, n_users // 2))
+
+
+def merged_note(k: int, clusterer: Clusterer, n_users: int, settings: SegmentSettings) -> list[str]:
+    """For the summary, when segments under the minimum size were merged: the K chosen is not the number
+    of segments printed below it."""
+    n_merged = k - clusterer.k
+    if n_merged <= 0:
+        return []
+    merged = "was merged into its" if n_merged == 1 else "were merged into their"
+    return [
+        f"{n_merged} of the K = {k} segments had fewer than {min_segment_size(settings, n_users):,} users "
+        f"(--min-segment-size) and {merged} nearest: {clusterer.k} published"
+    ]
 
 
 def fit_micro_segments(

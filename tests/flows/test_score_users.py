@@ -287,7 +287,8 @@ def test_scoring_a_workspace_with_nothing_published_says_what_to_run_and_ingests
     )
     assert result.exit_code == 1
     assert lines(result.output)[-1] == (
-        f"error: no segments published in {workspace} yet: run `segflow run` first; scoring assigns new users "
+        f"error: no segments published in {workspace} yet: run `segflow run --workspace {workspace}` first; "
+        "scoring assigns new users "
         "with its saved segmenter"
     )
     # Refused before the ingest: the files would have waited in the warehouse for the next full run.

@@ -242,3 +242,25 @@ def test_a_segmenter_saved_without_micro_lists_asks_for_a_new_run(fitted, shop, 
     path = dataclasses.replace(fitted, micro=older).save(tmp_path / "older.pkl")
     with pytest.raises(SegmentationError, match=r"saved by an older segflow.*run `segflow run`"):
         Segmenter.load(path).recommend(events)
+
+
+def test_segments_under_the_minimum_size_are_merged_and_the_summary_says_so():
+    """Helper 27's Mixpanel run printed `K = 21 is the usefulness floor` above 16 segments, with no word of
+    the 5 merged: the note says how many of the K were merged, and why."""
+    from tasks.embed.base import Embedding
+    from tasks.segment.segmenter import fit_clusterer, merged_note
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    vectors = np.vstack([c + rng.normal(0, 0.5, (n, 2)) for c, n in zip(centres, (60, 60, 6), strict=True)])
+    embedding = Embedding(
+        "test", np.array([f"u{i}" for i in range(len(vectors))]), vectors.astype(np.float32)
+    )
+    settings = SegmentSettings(min_segment_size=20)
+    clusterer = fit_clusterer(embedding, settings, 3)
+    assert clusterer.k == 2
+    assert merged_note(3, clusterer, len(vectors), settings) == [
+        "1 of the K = 3 segments had fewer than 20 users (--min-segment-size) and was merged into its "
+        "nearest: 2 published"
+    ]
+    assert merged_note(2, clusterer, len(vectors), settings) == []
