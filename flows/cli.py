@@ -124,6 +124,9 @@ class SegflowGroup(TyperGroup):
             fail_usage(error)
         except KeyboardInterrupt:
             fail("interrupted", EXIT_INTERRUPTED)
+        except BrokenPipeError:  # `segflow segments | head -1`: the reader has what it wanted; say nothing
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at exit, when stdout flushes
+            raise typer.Exit(code=EXIT_REFUSED) from None
         except Exception as error:
             verbose = is_verbose(ctx)
             if verbose:
