@@ -34,6 +34,7 @@ from tasks.ingest.sources import (
     check_feed_expressions,
     expression_columns,
     named_columns,
+    text_cast_columns,
 )
 from tasks.ingest.stage import (
     MAX_RECORD_CHARS,
@@ -53,6 +54,8 @@ NUMERIC_CANONICALS = {"value", "quantity", "price"}
 # A column used inside an expression takes the type that at least this share of its values have;
 # the rest of its rows are quarantined with a reason naming the column.
 TYPE_INFERENCE_SHARE = 0.9
+# A double holds 15 significant digits exactly: a number of more digits (an id) would not read back the same.
+MAX_EXACT_DIGITS = 15
 # A value quoted in a reason is cut to this many characters.
 MAX_QUOTED_CHARS = 100
 PROGRESS_LOGGER = "segflow.progress"
@@ -188,7 +191,7 @@ QUERY_COLUMNS = ("_row", "src")
 ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
-def check_file_columns(spec: SourceSpec, ingested: set[tuple[str, str]] | None = frozenset()) -> None:
+def check_file_columns(spec: SourceSpec, ingested: set[tuple[str, str]] | None = frozenset()) -> list[str]:
     """A SourceSpecError, naming the spec's line, when a column expression reads a column that no file of its
     feed has (a typo, a wrong spec): told in a second, before anything is made, where ingest tells it after
     starting a run and reading a file. Only headers are read (a CSV's first line, the names DuckDB gives a
@@ -200,9 +203,13 @@ def check_file_columns(spec: SourceSpec, ingested: set[tuple[str, str]] | None =
     nothing, as ingest skips them, and with `ingested` None (the manifest cannot be read) nothing is checked;
     a feed with JSON Lines files (whose columns are the keys of all their lines) is left to ingest, as are
     files it skips or refuses as a whole (no data rows, binary, a broken header), which it reports as such;
-    and a name DuckDB reads without a table (current_date, user) is not a column."""
+    and a name DuckDB reads without a table (current_date, user) is not a column.
+
+    Returns notes for the summary: a mapping that none of a feed's files has, where every one of them was
+    ingested before (nothing is read again, so nothing is refused, but the spec is not what they hold)."""
+    notes: list[str] = []
     if ingested is None:
-        return
+        return notes
     by_feed: dict[int, tuple[Feed, list[tuple[SourceFile, list[str] | None]]]] = {}
     for file in discover_files(spec):
         by_feed.setdefault(id(file.feed), (file.feed, []))[1].append((file, _file_columns(file)))
@@ -211,7 +218,21 @@ def check_file_columns(spec: SourceSpec, ingested: set[tuple[str, str]] | None =
             continue
         missing = _missing_columns(feed, files)
         if missing and ingested:  # hashed only now, for the feed about to be refused: ingest skips these
+            n_files = len(files)
             files = [(f, names) for f, names in files if (f.kind, file_sha256(f.path)) not in ingested]
+            if not files:
+                name, _, columns = missing
+                which = (
+                    "which its file does not have; it was ingested before and is not"
+                    if n_files == 1
+                    else f"which none of its {n_files:,} files has; they were ingested before and are not"
+                )
+                notes.append(
+                    f"{_origin(feed, name)}: {name} = {feed.as_written(name)!r} reads {', '.join(columns)}, "
+                    f"{which} read again (a changed mapping does not change rows already in the warehouse), but "
+                    "a new file of this layout would be refused"
+                )
+                continue
             missing = _missing_columns(feed, files)
         if missing:
             name, expression, columns = missing
@@ -225,6 +246,7 @@ def check_file_columns(spec: SourceSpec, ingested: set[tuple[str, str]] | None =
                 f"{_origin(feed, name)}: the expression for {name} = {feed.as_written(name)!r} reads "
                 f"{', '.join(columns)}, {where}: {', '.join(first_names)})"
             )
+    return notes
 
 
 def _missing_columns(
@@ -323,26 +345,33 @@ def _raw_columns(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return {name: dtype for name, dtype, *_ in described if name != "_row"}
 
 
-def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str]) -> dict[str, str]:
-    """For text columns used in expressions: the type most (TYPE_INFERENCE_SHARE) of their values have.
+def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str]) -> tuple[dict[str, str], set[str]]:
+    """For text columns used in expressions: the type most (TYPE_INFERENCE_SHARE) of their values have, and
+    the columns whose text a number would change (`0812` -> 812, a 19-digit id -> a rounded double): ids
+    that look like numbers, kept as text where the expression can read them so.
 
     Timestamps are typed with their zone (TIMESTAMPTZ): an offset in the text is honoured, and text without
     one is UTC (stage_file sets the session's zone)."""
     if not names:
-        return {}
+        return {}, set()
     parts = []
     for name in names:
         q = quote_ident(name)
+        digits = f"ltrim(regexp_replace(split_part(lower(trim({q})), 'e', 1), '[^0-9]', '', 'g'), '0')"
         parts.append(f"count({q})")
         parts.append(f"count(try_cast({q} as double))")
         parts.append(
             f"count(try_cast({q} as double)) filter (where try_cast({q} as double) = try_cast({q} as bigint))"
         )
         parts.append(f"count(try_cast({zoned_text(q)} as timestamptz))")
+        parts.append(
+            f"count(*) filter (where try_cast({q} as double) is not null "
+            f"and (regexp_matches(trim({q}), '^[+-]?0[0-9]') or length({digits}) > {MAX_EXACT_DIGITS}))"
+        )
     counts = con.execute(f"select {', '.join(parts)} from stg_raw").fetchall()[0]
-    types = {}
+    types, changed = {}, set()
     for i, name in enumerate(names):
-        n_values, n_double, n_bigint, n_timestamp = counts[4 * i : 4 * i + 4]
+        n_values, n_double, n_bigint, n_timestamp, n_changed = counts[5 * i : 5 * i + 5]
         if n_values == 0:
             continue
         if n_bigint >= TYPE_INFERENCE_SHARE * n_values and n_bigint == n_double:
@@ -351,7 +380,9 @@ def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str]) -> dict[str, 
             types[name] = "DOUBLE"
         elif n_timestamp >= TYPE_INFERENCE_SHARE * n_values:
             types[name] = "TIMESTAMPTZ"
-    return types
+        if n_changed and types.get(name) in ("BIGINT", "DOUBLE"):
+            changed.add(name)
+    return types, changed
 
 
 TYPE_LABELS = {"TIMESTAMPTZ": "TIMESTAMP"}
@@ -366,32 +397,38 @@ def quoted_value(sql: str) -> str:
 def _typed_source(con: duckdb.DuckDBPyConnection, expressions: dict[str, str]) -> tuple[str, str]:
     """The select over stg_raw that the expressions are evaluated on, and the SQL of its cast errors.
 
-    Text stays text wherever DuckDB can read the expression over it (`'ean:' || ean` keeps 0812..., and
-    `coalesce(user_id, anonymous_id)` mixes no types); a text column is typed only where an expression
-    cannot be read without it (`qty` in `value = "qty * unit_price"` or `quantity < 0`, not `price` in
-    `replace(price, ',', '')::double * qty`), and values that do not fit are reported. A column mapped bare
-    (`user_id = "customer"`) always stays as read.
+    A text column used inside an expression (`value = "qty * unit_price"`, `qty < 0`, `price::double`) is
+    typed as most of its values read, so it compares and computes as a number or a time, and a value that
+    does not fit is quarantined with a reason. It stays text where the expression casts it to text itself
+    (`replace(CAST(price AS VARCHAR), ',', '')`), where only text lets the expression bind (`replace(price,
+    ',', '')`), and where a number would change its text (`'ean:' || ean` keeps 0812; a 19-digit GA4 id)
+    unless the expression cannot bind without the number. A column mapped bare (`user_id = "customer"`)
+    stays as read.
     """
     raw = _raw_columns(con)
     names = list(raw)
     text_columns = {n.lower(): n for n in names if raw[n] == "VARCHAR"}
     bare_names = {ascii_lower(n) for n in names}  # as DuckDB compares names: `order` maps the column `Order`
-    unread: dict[str, set[str]] = {}  # expression -> the text columns it reads, where it cannot read them
+    reads_of: dict[str, set[str]] = {}
     for expression in expressions.values():
         if ascii_lower(expression.strip().strip('"')) in bare_names:
             continue
-        reads = {text_columns[c] for c in expression_columns(expression) if c in text_columns}
-        if reads and not _binds(con, expression, names, {}):
-            unread[expression] = reads
-    inferred = _infer_types(con, [n for n in names if any(n in reads for reads in unread.values())])
+        as_text = text_cast_columns(expression)
+        reads = {text_columns[c] for c in expression_columns(expression) - as_text if c in text_columns}
+        if reads:
+            reads_of[expression] = reads
+    inferred, changed = _infer_types(con, [n for n in names if any(n in r for r in reads_of.values())])
     types: dict[str, str] = {}
-    for expression, reads in unread.items():
-        needed = {name: inferred[name] for name in sorted(reads) if name in inferred}
-        for name in list(needed):  # left as text where the expression binds without it
-            trial = {other: t for other, t in needed.items() if other != name}
-            if _binds(con, expression, names, trial):
-                needed = trial
-        types |= needed
+    for expression, reads in reads_of.items():
+        typed = {name: inferred[name] for name in sorted(reads) if name in inferred}
+        preferred = {name: t for name, t in typed.items() if name not in changed}
+        if not _binds(con, expression, names, preferred):
+            # one column's other choice may let it bind: text for a string function, a number for an id
+            # that is computed with
+            trials = [{o: t for o, t in preferred.items() if o != name} for name in preferred]
+            trials += [preferred | {name: typed[name]} for name in sorted(changed) if name in typed]
+            preferred = next((t for t in trials if _binds(con, expression, names, t)), preferred)
+        types |= preferred
     selects, errors = ["_row"], []
     for i, name in enumerate(names):
         q = quote_ident(name)
@@ -491,7 +528,8 @@ def _epoch(x: str, whole: bool = False) -> str:
 def zoned_text(text: str) -> str:
     """SQL for timestamp text with the space before a trailing offset taken out (`10:00:00 -0500`, as a
     Shopify export writes it, or ` +01:00`, ` Z`): DuckDB reads the offset only when it follows the time."""
-    return rf"regexp_replace({text}, '\s+([+-][0-9]{{2}}(:?[0-9]{{2}})?|[Zz])$', '\1')"
+    zulu = rf"regexp_replace(trim({text}), '\s*[Zz]$', 'Z')"  # `10:00 z` too
+    return rf"regexp_replace({zulu}, '\s+([+-][0-9]{{2}}(:?[0-9]{{2}})?|Z)$', '\1')"
 
 
 def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:

@@ -243,6 +243,31 @@ def _column_refs(expression: str) -> list[tuple[list[str], bool]]:
     return found
 
 
+TEXT_TYPES = {"varchar", "text", "string", "char", "bpchar"}
+
+
+def text_cast_columns(expression: str) -> set[str]:
+    """The columns (lowercased) an expression casts to text itself: `CAST(price AS VARCHAR)`, `sku::text`."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, list):
+            for child in node:
+                walk(child)
+        elif isinstance(node, dict):
+            child = node.get("child") or {}
+            type_name = str((node.get("type_expr") or {}).get("type_name", "")).lower()
+            if node.get("class") == "CAST" and type_name in TEXT_TYPES and child.get("class") == "COLUMN_REF":
+                found.add(str(child["column_names"][-1]).lower())
+            for value in node.values():
+                walk(value)
+
+    parsed = _parse_select(f"select {expression}")
+    if not parsed.get("error"):
+        walk(parsed["statements"])
+    return found
+
+
 def expression_columns(expression: str) -> set[str]:
     """The column names an expression refers to, lowercased (DuckDB's names are case-insensitive)."""
     return {parts[-1].lower() for parts, _ in _column_refs(expression)}

@@ -292,6 +292,39 @@ quantity = "abs(qty)"
     ]
 
 
+def test_a_column_an_expression_computes_with_is_typed_first(tmp_path, workspace):
+    """Helper 29, against a first version that kept text wherever DuckDB could bind it: text compares as
+    text (greatest('9.50', '10.00') is 9.50), an integer literal rounds it ('0.40' = 0), `::timestamp` drops
+    an offset, and `::double` on `n/a` refused the file where the typed column quarantines the row."""
+    spec = """
+name = "shop"
+[events]
+path = "events.csv"
+[events.columns]
+user_id = "customer"
+item_id = "sku"
+event_type = "CASE WHEN price = 0 THEN 'view' ELSE 'purchase' END"
+ts = "created_at::timestamp"
+value = "greatest(price, compare_at)"
+quantity = "qty::double"
+"""
+    rows = ["customer,sku,price,compare_at,qty,created_at", "u1,s1,9.50,10.00,1,2026-03-01T05:04:04-05:00"]
+    rows += [f"u{c},s{c},0.40,0.30,2,2026-03-02 05:04:04" for c in range(2, 21)] + [
+        "u21,s21,1,1,n/a,2026-03-03"
+    ]
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / "events.csv").write_text("\n".join(rows) + "\n")
+    (folder / "source.toml").write_text(spec)
+    report = ingest(folder / "source.toml", workspace)
+    assert [(f.rows_read, f.rows_inserted, f.rows_quarantined) for f in report.files] == [(21, 20, 1)]
+    assert query(workspace, "select user_id, event_type, ts, value, quantity from events where user_id in ('u1', 'u2') order by 1") == [
+        ("u1", "purchase", datetime(2026, 3, 1, 10, 4, 4), 10.0, 1.0),
+        ("u2", "purchase", datetime(2026, 3, 2, 5, 4, 4), 0.4, 2.0),
+    ]  # fmt: skip
+    assert query(workspace, "select reason from quarantine") == [("column qty: not a BIGINT ('n/a')",)]
+
+
 def test_parquet_and_tsv_files_and_epoch_timestamps(tmp_path, workspace):
     folder = tmp_path / "mixed"
     folder.mkdir()
@@ -443,8 +476,13 @@ def test_files_the_warehouse_has_ingested_are_not_read(tmp_path, workspace):
         check_file_columns(renamed)
     ingested = ingested_contents(workspace / "warehouse.duckdb")
     assert ingested == {("events", file_sha256(tmp_path / "archive" / "events.csv"))}
-    check_file_columns(renamed, ingested)
-    check_file_columns(renamed, None)
+    # Not refused, but said (newcomer, stop 28: `ts = "tss"` on ingested files passed without a word).
+    assert check_file_columns(renamed, ingested) == [
+        "source.toml line 7: item_id = 'sku' reads sku, which its file does not have; it was ingested before "
+        "and is not read again (a changed mapping does not change rows already in the warehouse), but a new "
+        "file of this layout would be refused"
+    ]
+    assert check_file_columns(renamed, None) == []
     assert ingested_contents(tmp_path / "no" / "warehouse.duckdb") == set()
     holder = duckdb.connect(str(workspace / "warehouse.duckdb"))  # a writer holds it: cannot be read now
     try:
