@@ -60,8 +60,18 @@ MAX_WARNING_LINES = 10
 PROGRESS_LOGGER = "segflow.progress"  # flows/ingest.py logs one record per file here
 NOT_PUBLISHED = "Nothing was published; the previous segments are unchanged."
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+PIPED_WIDTH = 160
+
+
+def piped_width(stream) -> int | None:
+    """None (the terminal's own width) on a terminal or where COLUMNS is set; PIPED_WIDTH when the output is
+    piped or redirected, where Rich's 80 columns wrapped file names and cut run ids in tables."""
+    is_terminal = getattr(stream, "isatty", lambda: False)()
+    return None if is_terminal or os.environ.get("COLUMNS") else PIPED_WIDTH
+
+
+console = Console(highlight=False, width=piped_width(sys.stdout))
+err_console = Console(stderr=True, highlight=False, width=piped_width(sys.stderr))
 
 
 def print_line(*parts: str | tuple[str, str], err: bool = False) -> None:
@@ -260,9 +270,11 @@ def check_source_columns(ctx: typer.Context, source: str, workspace: Path) -> No
             spec = movielens_spec(Path(source.partition(":")[2]))
         else:
             spec = parse_source_spec(Path(source))
-        check_file_columns(spec, ingested_contents(Workspace(workspace=workspace).warehouse_path))
+        notes = check_file_columns(spec, ingested_contents(Workspace(workspace=workspace).warehouse_path))
     except SourceSpecError as error:
         raise typer.BadParameter(str(error), ctx=ctx, param_hint="'--source' / '-s'") from None
+    for note in notes:
+        print_line(("note: ", "yellow"), note)
 
 
 def check_n(value: int) -> int:
@@ -810,6 +822,13 @@ def segments(workspace: WorkspaceOption = Path("workspace")) -> None:
             f"{published['n_users']:,} users, K = {published['k']}"
         )
     print_segments(profiles)
+    n_sized = sum(p["size"] for p in profiles)
+    if published["n_users"] > n_sized:  # scorings since the run: their users are in no size above
+        print_line(
+            ("note: ", "yellow"),
+            f"users and shares are the run's ({n_sized:,} users); {published['n_users'] - n_sized:,} more were "
+            "assigned since by `segflow score` (`segflow user USER_ID` shows each)",
+        )
 
 
 @app.command()

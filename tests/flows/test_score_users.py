@@ -200,6 +200,16 @@ def test_history_has_a_spell_per_new_user_and_history_shows_it(scored):
     assert lines(result.output) == [f"error: user 'nobody' has no segment history in {workspace}"]
 
 
+def test_segments_after_a_scoring_say_the_sizes_are_the_runs(scored):
+    """The table's users add up to the run's 400 while 460 have a segment: a newcomer read it as users lost."""
+    result = runner.invoke(app, ["segments", "--workspace", str(scored["workspace"])])
+    assert result.exit_code == 0, result.output
+    assert lines(result.output)[-1] == (
+        f"note: users and shares are the run's (400 users); {N_NEW} more were assigned since by `segflow score` "
+        "(`segflow user USER_ID` shows each)"
+    )
+
+
 def test_a_scored_user_reads_as_published(scored):
     workspace = scored["workspace"]
     result = runner.invoke(app, ["user", "new-u000002", "--workspace", str(workspace), "-n", "3"])
