@@ -14,6 +14,7 @@ import json
 import re
 import threading
 import tomllib
+from collections import Counter
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -367,13 +368,22 @@ class Feed(BaseModel):
             found = [Path(p) for p in sorted(glob.glob(self.path, recursive=True)) if Path(p).is_file()]
         else:
             found = [path] if path.is_file() else []
-        if not found and path.is_dir() and (others := [p for p in path.rglob("*") if p.is_file()]):
-            endings = sorted({"".join(p.suffixes[-2:]) or p.name for p in others})
+        others = (
+            [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
+            if path.is_dir()
+            else []
+        )
+        if not found and others:
+            by_ending = Counter("".join(p.suffixes[-2:]) or p.name for p in others)
+            endings = [ending for ending, _ in by_ending.most_common()]
+            nested = any(p.parent != path for p in others)
+            example = Path(self.path) / ("**" if nested else "") / ("*" + endings[0])
             raise SourceSpecError(
-                f"{self.kind} path {self.path!r} is a folder of {len(others):,} files, none named as a format "
-                f"segflow reads by its name ({', '.join(endings[:5])}{', ...' if len(endings) > 5 else ''}; "
-                f"known: {', '.join(EXTENSION_FORMATS)}): name them with a glob and set their format, e.g. "
-                f'path = "{Path(self.path) / ("*" + endings[0])}" and format = one of {", ".join(FORMATS)}'
+                f"{self.kind} path {self.path!r} is a folder of {len(others):,} "
+                f"file{'s' if len(others) != 1 else ''}, none named as a format segflow reads by its name "
+                f"({', '.join(endings[:5])}{', ...' if len(endings) > 5 else ''}; known: "
+                f"{', '.join(EXTENSION_FORMATS)}): name them with a glob and set their format, e.g. "
+                f'path = "{example}" and format = one of {", ".join(FORMATS)}'
             )
         if not found:
             raise SourceSpecError(

@@ -115,6 +115,11 @@ def sniff_file(file: SourceFile) -> None:
             )
         raise EmptyFileError("empty file (no data rows): nothing to ingest")
     utf16 = file.feed.encoding.lower().replace("-", "").replace("_", "").startswith("utf16")
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        raise FileRefusedError(
+            f"{path}: UTF-32 text (it starts with a UTF-32 byte-order mark), which segflow does not read; "
+            "convert it to UTF-8 (iconv -f UTF-32 -t UTF-8)"
+        )
     if not utf16 and head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise FileRefusedError(
             f'{path}: UTF-16 text (it starts with a UTF-16 byte-order mark, as Excel\'s "Unicode text" does), '

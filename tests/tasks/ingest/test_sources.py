@@ -128,6 +128,7 @@ def test_a_folder_of_files_named_in_no_known_way_says_so(tmp_path):
     (tmp_path / "exports").mkdir()
     for day in (1, 2):
         (tmp_path / "exports" / f"2024-03-0{day}.json.gz").write_bytes(b"")
+    (tmp_path / "exports" / ".DS_Store").write_bytes(b"")  # a hidden file is neither counted nor suggested
     spec = parse_source_spec(write(tmp_path, GOOD.replace('path = "exports/*.csv.gz"', 'path = "exports"')))
     with pytest.raises(SourceSpecError) as raised:
         spec.events[0].files()

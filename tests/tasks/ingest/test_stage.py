@@ -92,6 +92,15 @@ def test_utf16_text_without_its_encoding_is_named_with_the_setting_to_use(tmp_pa
     )
 
 
+def test_utf32_text_is_told_apart_from_utf16(tmp_path):
+    """Its byte-order mark starts like UTF-16's: the advice to set utf-16 garbled every name (helper 29)."""
+    (tmp_path / "e.csv").write_bytes((HEADER + ROWS).encode("utf-32"))
+    assert str(refusal(tmp_path / "e.csv")) == (
+        f"{tmp_path / 'e.csv'}: UTF-32 text (it starts with a UTF-32 byte-order mark), which segflow does not "
+        "read; convert it to UTF-8 (iconv -f UTF-32 -t UTF-8)"
+    )
+
+
 def test_a_nul_inside_one_id_is_not_binary(tmp_path):
     (tmp_path / "e.csv").write_text(HEADER + "u\x001,i1,view,2024-01-01\n" + ROWS)
     rows, _ = staged(tmp_path / "e.csv")
