@@ -531,6 +531,7 @@ def segment_users(
                 *restored_notes(restored), *type_notes, *sample_notes(split), *k_notes,
                 *([reuse_note(chosen, split)] if reused is not None else []), *time_budget_notes(fits),
             ]  # fmt: skip
+            n_fit_notes = len(notes)  # the notes about how the run fit; usefulness and the champion's after
             objective = metrics.get("segments/recall@10")
             found = look_up_champion(str(ws.root))
             champion_score = (
@@ -545,7 +546,8 @@ def segment_users(
 
             embedder, embedding = embed(user_features, settings, "all", text_cache, reused)
             clusterer = cluster(embedding, settings, k, "all")
-            notes = [*notes, *merged_note(k, clusterer, len(embedding.vectors), settings)]
+            merged = merged_note(k, clusterer, len(embedding.vectors), settings)
+            notes = [*notes[:n_fit_notes], *merged, *notes[n_fit_notes:]]  # beside the K note
             micro, taste = micro_segments(user_features, settings, micro_k, "all")
             assignments = assign(embedding, clusterer)
             metrics |= describe(embedding, assignments, clusterer, settings, source, str(ws.sources_dir))
