@@ -34,7 +34,7 @@ from tasks.ingest.sources import (
     check_feed_expressions,
     expression_columns,
     named_columns,
-    text_cast_columns,
+    text_role_columns,
 )
 from tasks.ingest.stage import (
     MAX_RECORD_CHARS,
@@ -54,8 +54,6 @@ NUMERIC_CANONICALS = {"value", "quantity", "price"}
 # A column used inside an expression takes the type that at least this share of its values have;
 # the rest of its rows are quarantined with a reason naming the column.
 TYPE_INFERENCE_SHARE = 0.9
-# A double holds 15 significant digits exactly: a number of more digits (an id) would not read back the same.
-MAX_EXACT_DIGITS = 15
 # A value quoted in a reason is cut to this many characters.
 MAX_QUOTED_CHARS = 100
 PROGRESS_LOGGER = "segflow.progress"
@@ -345,44 +343,37 @@ def _raw_columns(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return {name: dtype for name, dtype, *_ in described if name != "_row"}
 
 
-def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str]) -> tuple[dict[str, str], set[str]]:
-    """For text columns used in expressions: the type most (TYPE_INFERENCE_SHARE) of their values have, and
-    the columns whose text a number would change (`0812` -> 812, a 19-digit id -> a rounded double): ids
-    that look like numbers, kept as text where the expression can read them so.
+def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str]) -> dict[str, str]:
+    """For text columns an expression computes with: the type most (TYPE_INFERENCE_SHARE) of their values
+    have; DOUBLE for a column empty in every row (a discount column blank for a whole day: null, but it
+    computes like the other days').
 
     Timestamps are typed with their zone (TIMESTAMPTZ): an offset in the text is honoured, and text without
     one is UTC (stage_file sets the session's zone)."""
     if not names:
-        return {}, set()
+        return {}
     parts = []
     for name in names:
         q = quote_ident(name)
-        digits = f"ltrim(regexp_replace(split_part(lower(trim({q})), 'e', 1), '[^0-9]', '', 'g'), '0')"
-        parts.append(f"count({q})")
+        parts.append(f"count(nullif(trim({q}), ''))")
         parts.append(f"count(try_cast({q} as double))")
         parts.append(
             f"count(try_cast({q} as double)) filter (where try_cast({q} as double) = try_cast({q} as bigint))"
         )
         parts.append(f"count(try_cast({zoned_text(q)} as timestamptz))")
-        parts.append(
-            f"count(*) filter (where try_cast({q} as double) is not null "
-            f"and (regexp_matches(trim({q}), '^[+-]?0[0-9]') or length({digits}) > {MAX_EXACT_DIGITS}))"
-        )
     counts = con.execute(f"select {', '.join(parts)} from stg_raw").fetchall()[0]
-    types, changed = {}, set()
+    types = {}
     for i, name in enumerate(names):
-        n_values, n_double, n_bigint, n_timestamp, n_changed = counts[5 * i : 5 * i + 5]
+        n_values, n_double, n_bigint, n_timestamp = counts[4 * i : 4 * i + 4]
         if n_values == 0:
-            continue
-        if n_bigint >= TYPE_INFERENCE_SHARE * n_values and n_bigint == n_double:
+            types[name] = "DOUBLE"
+        elif n_bigint >= TYPE_INFERENCE_SHARE * n_values and n_bigint == n_double:
             types[name] = "BIGINT"
         elif n_double >= TYPE_INFERENCE_SHARE * n_values:
             types[name] = "DOUBLE"
         elif n_timestamp >= TYPE_INFERENCE_SHARE * n_values:
             types[name] = "TIMESTAMPTZ"
-        if n_changed and types.get(name) in ("BIGINT", "DOUBLE"):
-            changed.add(name)
-    return types, changed
+    return types
 
 
 TYPE_LABELS = {"TIMESTAMPTZ": "TIMESTAMP"}
@@ -394,41 +385,43 @@ def quoted_value(sql: str) -> str:
     return "'''' || " + cut + " || ''''"
 
 
-def _typed_source(con: duckdb.DuckDBPyConnection, expressions: dict[str, str]) -> tuple[str, str]:
-    """The select over stg_raw that the expressions are evaluated on, and the SQL of its cast errors.
+def _typed_source(
+    con: duckdb.DuckDBPyConnection, expressions: dict[str, str]
+) -> tuple[str, str, dict[str, str]]:
+    """The select over stg_raw that the expressions are evaluated on, the SQL of its cast errors, and the
+    name under which each typed column's text stays readable.
 
-    A text column used inside an expression (`value = "qty * unit_price"`, `qty < 0`, `price::double`) is
-    typed as most of its values read, so it compares and computes as a number or a time, and a value that
-    does not fit is quarantined with a reason. It stays text where the expression casts it to text itself
-    (`replace(CAST(price AS VARCHAR), ',', '')`), where only text lets the expression bind (`replace(price,
-    ',', '')`), and where a number would change its text (`'ean:' || ean` keeps 0812; a 19-digit GA4 id)
-    unless the expression cannot bind without the number. A column mapped bare (`user_id = "customer"`)
-    stays as read.
+    A text column an expression computes or compares with (`qty * unit_price`, `price = 0`,
+    `created_at::timestamp`, `greatest(a, b)`) is typed as most of its values read, and a value that does
+    not fit is quarantined with a reason naming the column. A column the expression reads only as text keeps
+    every character: inside `||` and string functions (`'ean:' || ean` keeps 0812), cast to text or
+    try_cast by the expression itself, or passed through to a text mapping (`user_id = "coalesce(user_id,
+    pseudo_id)"`). A column mapped bare (`item_id = "sku"`) reads the text, even where another mapping
+    computes with it.
     """
     raw = _raw_columns(con)
     names = list(raw)
     text_columns = {n.lower(): n for n in names if raw[n] == "VARCHAR"}
     bare_names = {ascii_lower(n) for n in names}  # as DuckDB compares names: `order` maps the column `Order`
-    reads_of: dict[str, set[str]] = {}
-    for expression in expressions.values():
+    reads_of: dict[str, tuple[set[str], set[str]]] = {}  # expression -> (columns to type, text-only ones)
+    for canonical, expression in expressions.items():
         if ascii_lower(expression.strip().strip('"')) in bare_names:
             continue
-        as_text = text_cast_columns(expression)
-        reads = {text_columns[c] for c in expression_columns(expression) - as_text if c in text_columns}
+        as_text = text_role_columns(expression, canonical not in NUMERIC_CANONICALS and canonical != "ts")
+        reads = {text_columns[c] for c in expression_columns(expression) if c in text_columns}
         if reads:
-            reads_of[expression] = reads
-    inferred, changed = _infer_types(con, [n for n in names if any(n in r for r in reads_of.values())])
+            reads_of[expression] = ({n for n in reads if n.lower() not in as_text}, reads)
+    inferred = _infer_types(con, [n for n in names if any(n in r for _, r in reads_of.values())])
     types: dict[str, str] = {}
-    for expression, reads in reads_of.items():
-        typed = {name: inferred[name] for name in sorted(reads) if name in inferred}
-        preferred = {name: t for name, t in typed.items() if name not in changed}
-        if not _binds(con, expression, names, preferred):
-            # one column's other choice may let it bind: text for a string function, a number for an id
-            # that is computed with
-            trials = [{o: t for o, t in preferred.items() if o != name} for name in preferred]
-            trials += [preferred | {name: typed[name]} for name in sorted(changed) if name in typed]
-            preferred = next((t for t in trials if _binds(con, expression, names, t)), preferred)
-        types |= preferred
+    for expression, (to_type, reads) in reads_of.items():
+        typed = {name: inferred[name] for name in sorted(to_type) if name in inferred}
+        if not _binds(con, expression, names, typed):
+            # one column's other choice may let it bind: text for a string function DuckDB does not list
+            # above, a number for a column read as text that the expression also computes with
+            trials = [{o: t for o, t in typed.items() if o != name} for name in typed]
+            trials += [typed | {name: inferred[name]} for name in sorted(reads - to_type) if name in inferred]
+            typed = next((t for t in trials if _binds(con, expression, names, t)), typed)
+        types |= typed
     selects, errors = ["_row"], []
     for i, name in enumerate(names):
         q = quote_ident(name)
@@ -445,7 +438,8 @@ def _typed_source(con: duckdb.DuckDBPyConnection, expressions: dict[str, str]) -
         else:
             selects.append(q)
     cast_error = f"case {' '.join(errors)} end" if errors else "null::varchar"
-    return f"select {', '.join(selects)} from stg_raw", cast_error
+    texts = {name: f"__raw_{i}" for i, name in enumerate(names) if name in types}
+    return f"select {', '.join(selects)} from stg_raw", cast_error, texts
 
 
 def _typed(column: str, dtype: str) -> str:
@@ -540,16 +534,20 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     # Parsed again here, not only when the spec is read: a feed can be built in code too.
     check_feed_expressions(feed)
     _refuse_missing_columns(con, file)
-    source_sql, cast_error = _typed_source(con, feed.columns)
+    source_sql, cast_error, raw_texts = _typed_source(con, feed.columns)
+    # A bare mapping of a column another mapping computes with reads its text, not the typed value.
+    by_name = {ascii_lower(name): alias for name, alias in raw_texts.items()}
+    columns = {
+        name: by_name.get(ascii_lower(expr.strip().strip('"')), expr) for name, expr in feed.columns.items()
+    }
     dtypes = {
-        name: _check_expression(con, source_sql, name, expr, feed, file)
-        for name, expr in feed.columns.items()
+        name: _check_expression(con, source_sql, name, expr, feed, file) for name, expr in columns.items()
     }
     allowed = EVENT_COLUMNS if file.kind == "events" else ITEM_COLUMNS
     selects = ["_row", f"{cast_error} as cast_error"]
     converted: list[str] = []
     for name in allowed:
-        expression = feed.columns.get(name)
+        expression = columns.get(name)
         if expression is None:
             selects.append(f"null::{'double' if name in NUMERIC_CANONICALS else 'varchar'} as {name}")
             if name in NUMERIC_CANONICALS:

@@ -245,28 +245,57 @@ def _column_refs(expression: str) -> list[tuple[list[str], bool]]:
 
 
 TEXT_TYPES = {"varchar", "text", "string", "char", "bpchar"}
+# Functions whose arguments are read as text: a column only ever inside them keeps every character.
+TEXT_FUNCTIONS = {
+    "||", "concat", "concat_ws", "lower", "upper", "lcase", "ucase", "trim", "ltrim", "rtrim", "replace",
+    "substr", "substring", "left", "right", "split_part", "string_split", "regexp_replace", "regexp_extract",
+    "regexp_matches", "regexp_full_match", "lpad", "rpad", "md5", "sha256", "hash", "strptime",
+    "try_strptime", "starts_with", "ends_with", "prefix", "suffix", "contains", "like", "ilike", "length",
+    "strlen", "reverse", "repeat", "json_extract", "json_extract_string", "->", "->>", "format", "printf",
+    "nfc_normalize", "strip_accents",
+}  # fmt: skip
+PASS_THROUGH = {"coalesce", "ifnull"}  # their value is one of their arguments: read as the result is
 
 
-def text_cast_columns(expression: str) -> set[str]:
-    """The columns (lowercased) an expression casts to text itself: `CAST(price AS VARCHAR)`, `sku::text`."""
-    found: set[str] = set()
+def text_role_columns(expression: str, text_result: bool) -> set[str]:
+    """The columns (lowercased) an expression reads only as text: inside `||` and string functions, cast
+    to text or try_cast by the expression itself, or passed through (coalesce, a CASE's results) to a
+    result that is text (`text_result`: the mapping is an id, a type, a title). `'ean:' || ean` keeps 0812;
+    `price = 0`, `greatest(a, b)`, `qty * price` read their columns as numbers."""
+    roles: dict[str, set[bool]] = {}
 
-    def walk(node: Any) -> None:
+    def walk(node: Any, as_text: bool) -> None:
         if isinstance(node, list):
             for child in node:
-                walk(child)
-        elif isinstance(node, dict):
-            child = node.get("child") or {}
+                walk(child, as_text)
+            return
+        if not isinstance(node, dict):
+            return
+        kind = node.get("class")
+        if kind == "COLUMN_REF" and node.get("column_names"):
+            roles.setdefault(str(node["column_names"][-1]).lower(), set()).add(as_text)
+        elif kind == "FUNCTION":
+            name = str(node.get("function_name", "")).lower()
+            walk(node.get("arguments"), name in TEXT_FUNCTIONS or (name in PASS_THROUGH and as_text))
+        elif kind == "OPERATOR" and node.get("type") == "OPERATOR_COALESCE":
+            walk(node.get("children"), as_text)
+        elif kind == "CASE":
+            for check in node.get("case_checks") or []:
+                walk(check.get("when_expr"), False)
+                walk(check.get("then_expr"), as_text)
+            walk(node.get("else_expr"), as_text)
+        elif kind == "CAST":
             type_name = str((node.get("type_expr") or {}).get("type_name", "")).lower()
-            if node.get("class") == "CAST" and type_name in TEXT_TYPES and child.get("class") == "COLUMN_REF":
-                found.add(str(child["column_names"][-1]).lower())
-            for value in node.values():
-                walk(value)
+            walk(node.get("child"), bool(node.get("try_cast")) or type_name in TEXT_TYPES)
+        else:  # another expression reads its parts as what it needs; a plain container passes the role on
+            for key, value in node.items():
+                if key not in ("class", "type"):
+                    walk(value, as_text if kind is None else False)
 
     parsed = _parse_select(f"select {expression}")
     if not parsed.get("error"):
-        walk(parsed["statements"])
-    return found
+        walk(parsed["statements"][0]["node"]["select_list"], text_result)
+    return {name for name, seen in roles.items() if seen == {True}}
 
 
 def expression_columns(expression: str) -> set[str]:

@@ -118,9 +118,7 @@ def test_the_champion_is_scored_again_at_the_k_its_objective_was_measured_at_not
     tags = champion_version(workspace)[1].tags
     assert (tags["segflow.k"], tags["segflow.fit_k"]) == (str(published_k), "10")
     again = segment_users(source="demo:100", workspace=str(workspace), settings=settings)
-    merged = (
-        f"of the K = 10 segments had fewer than 20 users (--min-segment-size) and were merged into their "
-    )
+    merged = "of the K = 10 segments had fewer than 20 users (--min-segment-size) and were merged into their "
     assert any(merged in note and note.endswith(f"nearest: {published_k} published") for note in again.notes)
     ours = again.metrics["segments/recall@10"]
     assert ours == first.metrics["segments/recall@10"]  # the same data, settings and seed

@@ -325,6 +325,40 @@ quantity = "qty::double"
     assert query(workspace, "select reason from quarantine") == [("column qty: not a BIGINT ('n/a')",)]
 
 
+def test_a_column_read_only_as_text_keeps_every_character(tmp_path, workspace):
+    """Helper 30: a bare item_id read 1003.0 where another mapping computed with sku; `'SHOE1-' || size`
+    made SHOE1-9.0; `day || ' ' || time` was typed as a time and rewritten; the user's own try_cast was
+    overridden by a quarantine."""
+    spec = """
+name = "shop"
+[events]
+path = "events.csv"
+[events.columns]
+user_id = "customer"
+item_id = "sku"
+event_type = "'purchase'"
+ts = "day || ' ' || time"
+value = "coalesce(try_cast(price as double), 0)"
+quantity = "CASE WHEN sku::double > 1000 THEN 2 ELSE 1 END"
+session_id = "'SHOE1-' || size"
+"""
+    rows = ["customer,sku,size,price,day,time", "u1,0042,9,n/a,2024-03-01,10:00:00"]
+    rows += [
+        f"u{c},{1000 + c},{'9.5' if c % 2 else '10'},1.5,2024-03-0{c % 9 + 1},11:00:00" for c in range(2, 12)
+    ]
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / "events.csv").write_text("\n".join(rows) + "\n")
+    (folder / "source.toml").write_text(spec)
+    report = ingest(folder / "source.toml", workspace)
+    assert [(f.rows_read, f.rows_inserted, f.rows_quarantined) for f in report.files] == [(11, 11, 0)]
+    assert query(workspace, "select user_id, item_id, ts, value, quantity, session_id from events where user_id in ('u1', 'u2', 'u3') order by 1") == [
+        ("u1", "0042", datetime(2024, 3, 1, 10, 0), 0.0, 1.0, "SHOE1-9"),
+        ("u2", "1002", datetime(2024, 3, 3, 11, 0), 1.5, 2.0, "SHOE1-10"),
+        ("u3", "1003", datetime(2024, 3, 4, 11, 0), 1.5, 2.0, "SHOE1-9.5"),
+    ]  # fmt: skip
+
+
 def test_parquet_and_tsv_files_and_epoch_timestamps(tmp_path, workspace):
     folder = tmp_path / "mixed"
     folder.mkdir()
