@@ -403,17 +403,18 @@ def _typed_source(
     names = list(raw)
     text_columns = {n.lower(): n for n in names if raw[n] == "VARCHAR"}
     bare_names = {ascii_lower(n) for n in names}  # as DuckDB compares names: `order` maps the column `Order`
-    reads_of: dict[str, tuple[set[str], set[str]]] = {}  # expression -> (columns to type, text-only ones)
+    reads_of: dict[str, tuple[set[str], set[str]]] = {}  # mapping -> (columns to type, all it reads)
     for canonical, expression in expressions.items():
-        if ascii_lower(expression.strip().strip('"')) in bare_names:
+        if bare_name(expression) in bare_names:
             continue
         as_text = text_role_columns(expression, canonical not in NUMERIC_CANONICALS and canonical != "ts")
         reads = {text_columns[c] for c in expression_columns(expression) if c in text_columns}
         if reads:
-            reads_of[expression] = ({n for n in reads if n.lower() not in as_text}, reads)
+            reads_of[canonical] = ({n for n in reads if n.lower() not in as_text}, reads)
     inferred = _infer_types(con, [n for n in names if any(n in r for _, r in reads_of.values())])
     types: dict[str, str] = {}
-    for expression, (to_type, reads) in reads_of.items():
+    for canonical, (to_type, reads) in reads_of.items():
+        expression = expressions[canonical]
         typed = {name: inferred[name] for name in sorted(to_type) if name in inferred}
         if not _binds(con, expression, names, typed):
             # one column's other choice may let it bind: text for a string function DuckDB does not list
@@ -422,11 +423,12 @@ def _typed_source(
             trials += [typed | {name: inferred[name]} for name in sorted(reads - to_type) if name in inferred]
             typed = next((t for t in trials if _binds(con, expression, names, t)), typed)
         types |= typed
+    texts = {name: f"__raw_{i}" for i, name in enumerate(names) if name in types}
     selects, errors = ["_row"], []
-    for i, name in enumerate(names):
+    for name in names:
         q = quote_ident(name)
         if name in types:
-            raw_alias = f"__raw_{i}"
+            raw_alias = texts[name]
             selects.append(f"{_typed(q, types[name])} as {q}")
             selects.append(f"{q} as {raw_alias}")
             label = name.replace("'", "''")
@@ -438,8 +440,13 @@ def _typed_source(
         else:
             selects.append(q)
     cast_error = f"case {' '.join(errors)} end" if errors else "null::varchar"
-    texts = {name: f"__raw_{i}" for i, name in enumerate(names) if name in types}
     return f"select {', '.join(selects)} from stg_raw", cast_error, texts
+
+
+def bare_name(expression: str) -> str:
+    """A mapping as the column name it would be if it were bare (`"Order"` -> order), to compare with
+    `ascii_lower` names as DuckDB does."""
+    return ascii_lower(expression.strip().strip('"'))
 
 
 def _typed(column: str, dtype: str) -> str:
@@ -537,9 +544,7 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     source_sql, cast_error, raw_texts = _typed_source(con, feed.columns)
     # A bare mapping of a column another mapping computes with reads its text, not the typed value.
     by_name = {ascii_lower(name): alias for name, alias in raw_texts.items()}
-    columns = {
-        name: by_name.get(ascii_lower(expr.strip().strip('"')), expr) for name, expr in feed.columns.items()
-    }
+    columns = {name: by_name.get(bare_name(expr), expr) for name, expr in feed.columns.items()}
     dtypes = {
         name: _check_expression(con, source_sql, name, expr, feed, file) for name, expr in columns.items()
     }

@@ -274,11 +274,8 @@ quantity = "abs(qty)"
     ] + [
         f"{c},,50123456789{c:02d},3,3,2026-03-01T05:04:{c:02d} Z" for c in range(10)
     ]  # 11 of 12 prices parse
-    folder = tmp_path / "shop"
-    folder.mkdir()
-    (folder / "events.csv").write_text("\n".join(rows) + "\n")
-    (folder / "source.toml").write_text(spec)
-    report = ingest(folder / "source.toml", workspace)
+    header, *lines = (f"{row}\n" for row in rows)
+    report = ingest(write_source(tmp_path / "shop", lines, spec, header), workspace)
     assert [(f.rows_read, f.rows_inserted, f.rows_quarantined) for f in report.files] == [(12, 12, 0)]
     assert query(
         workspace,
@@ -312,11 +309,8 @@ quantity = "qty::double"
     rows += [f"u{c},s{c},0.40,0.30,2,2026-03-02 05:04:04" for c in range(2, 21)] + [
         "u21,s21,1,1,n/a,2026-03-03"
     ]
-    folder = tmp_path / "shop"
-    folder.mkdir()
-    (folder / "events.csv").write_text("\n".join(rows) + "\n")
-    (folder / "source.toml").write_text(spec)
-    report = ingest(folder / "source.toml", workspace)
+    header, *lines = (f"{row}\n" for row in rows)
+    report = ingest(write_source(tmp_path / "shop", lines, spec, header), workspace)
     assert [(f.rows_read, f.rows_inserted, f.rows_quarantined) for f in report.files] == [(21, 20, 1)]
     assert query(workspace, "select user_id, event_type, ts, value, quantity from events where user_id in ('u1', 'u2') order by 1") == [
         ("u1", "purchase", datetime(2026, 3, 1, 10, 4, 4), 10.0, 1.0),
@@ -346,11 +340,8 @@ session_id = "'SHOE1-' || size"
     rows += [
         f"u{c},{1000 + c},{'9.5' if c % 2 else '10'},1.5,2024-03-0{c % 9 + 1},11:00:00" for c in range(2, 12)
     ]
-    folder = tmp_path / "shop"
-    folder.mkdir()
-    (folder / "events.csv").write_text("\n".join(rows) + "\n")
-    (folder / "source.toml").write_text(spec)
-    report = ingest(folder / "source.toml", workspace)
+    header, *lines = (f"{row}\n" for row in rows)
+    report = ingest(write_source(tmp_path / "shop", lines, spec, header), workspace)
     assert [(f.rows_read, f.rows_inserted, f.rows_quarantined) for f in report.files] == [(11, 11, 0)]
     assert query(workspace, "select user_id, item_id, ts, value, quantity, session_id from events where user_id in ('u1', 'u2', 'u3') order by 1") == [
         ("u1", "0042", datetime(2024, 3, 1, 10, 0), 0.0, 1.0, "SHOE1-9"),
