@@ -369,6 +369,15 @@ class _FitStateLauncher(_MultiProcessingLauncher):
             else:
                 os.environ["PYTHONWARNINGS"] = before
 
+    def _wrapping_function(self, *args, **kwargs) -> None:  # runs in each spawned process
+        super()._wrapping_function(*args, **kwargs)
+        # Lightning leaves the process group to the interpreter's exit, where gloo's threads can be torn down
+        # while another rank still talks to them: a rank then aborts ("terminate called without an active
+        # exception", SIGABRT, seen once in CI). Every rank waits for the others, then closes it in order.
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+
     def get_extra_results(self, trainer: pl.Trainer) -> dict:
         state = {
             "epoch_progress": trainer.fit_loop.epoch_progress.state_dict(),
