@@ -444,9 +444,10 @@ def print_ingest(report: Any, details: bool = False) -> None:
     """The per-file table when there are few files (or with --details), then one summary: counts by status,
     row totals, and each refused file on its own line."""
     files = report.files
+    # Rows a feed's `where` did not keep: a column and a count only where a spec has a filter.
+    numbers = ("read", "inserted", "duplicate", "quarantined", *(("filtered",) if any(f.rows_filtered for f in files) else ()))  # fmt: skip
     if details or len(files) <= MAX_FILES_IN_TABLE:
         table = Table(title=Text(f"ingest of {report.source}"), title_justify="left")
-        numbers = ("read", "inserted", "duplicate", "quarantined")
         for column in ("file", "kind", "status", *numbers):
             # A narrow console (80 columns when piped) wraps a file's name: cut, `ratings.c…` named none.
             if column in numbers:
@@ -456,18 +457,17 @@ def print_ingest(report: Any, details: bool = False) -> None:
         for f in files:
             style = {"rejected": "red", "failed_validation": "red", "skipped": "dim"}.get(f.status, "")
             table.add_row(
-                cell(Path(f.file).name), cell(f.kind), cell(f.status), cell(f"{f.rows_read:,}"),
-                cell(f"{f.rows_inserted:,}"), cell(f"{f.rows_duplicate:,}"), cell(f"{f.rows_quarantined:,}"),
-                style=style,
+                cell(Path(f.file).name), cell(f.kind), cell(f.status),
+                *(cell(f"{getattr(f, f'rows_{name}'):,}") for name in numbers), style=style,
             )  # fmt: skip
         console.print(table)
     status = Counter(f.status for f in files)
-    rows = {name: sum(getattr(f, f"rows_{name}") for f in files) for name in ("read", "inserted", "duplicate", "quarantined")}  # fmt: skip
+    rows = {name: sum(getattr(f, f"rows_{name}") for f in files) for name in numbers}
     print_line(
         f"ingest of {report.source}: {files_count(len(files))}: {status['ingested']:,} ingested, "
         f"{status['skipped']:,} skipped, {status['rejected']:,} rejected, "
-        f"{status['failed_validation']:,} failed validation; rows: {rows['read']:,} read, "
-        f"{rows['inserted']:,} inserted, {rows['duplicate']:,} duplicate, {rows['quarantined']:,} quarantined"
+        f"{status['failed_validation']:,} failed validation; rows: "
+        + ", ".join(f"{n:,} {name}" for name, n in rows.items())
     )
     for f in files:
         if f.status in ("rejected", "failed_validation"):

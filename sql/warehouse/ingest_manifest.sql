@@ -11,4 +11,7 @@ create table if not exists ingest_manifest (
     status varchar not null,
     message varchar,
     ingested_at timestamp not null,
-)
+    rows_filtered bigint default 0,  -- by the feed's `where`; last, as warehouses before it add it
+);
+-- A warehouse made before row filters: its files filtered nothing.
+alter table ingest_manifest add column if not exists rows_filtered bigint default 0;

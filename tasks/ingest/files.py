@@ -28,6 +28,7 @@ import duckdb
 from tasks.ingest.sources import (
     EVENT_COLUMNS,
     ITEM_COLUMNS,
+    WHERE,
     Feed,
     SourceSpec,
     SourceSpecError,
@@ -111,22 +112,29 @@ class FileOutcome:
     rows_inserted: int = 0
     rows_duplicate: int = 0
     rows_quarantined: int = 0
+    rows_filtered: int = 0  # rows the feed's `where` did not keep
     message: str | None = None
     top_reasons: tuple[tuple[str, int], ...] = ()
     warnings: tuple[str, ...] = ()
 
     @property
+    def rows_kept(self) -> int:
+        """The rows the feed's `where` keeps (every row read without one): what the bad share is of."""
+        return self.rows_read - self.rows_filtered
+
+    @property
     def bad_fraction(self) -> float:
-        return self.rows_quarantined / self.rows_read if self.rows_read else 0.0
+        return self.rows_quarantined / self.rows_kept if self.rows_kept else 0.0
 
     @property
     def is_refused(self) -> bool:
         return self.status in REFUSED_STATUSES
 
     def counts(self) -> str:
+        filtered = f", {self.rows_filtered:,} filtered" if self.rows_filtered else ""
         return (
             f"{self.rows_inserted:,} inserted, {self.rows_duplicate:,} duplicate, "
-            f"{self.rows_quarantined:,} quarantined"
+            f"{self.rows_quarantined:,} quarantined{filtered}"
         )
 
 
@@ -135,11 +143,13 @@ def with_status(outcome: FileOutcome, status: FileStatus) -> FileOutcome:
 
 
 def refuse_file(outcome: FileOutcome, status: FileStatus, message: str) -> FileOutcome:
-    """The outcome of a refused file: its rows are read but none is inserted, a duplicate or quarantined
-    (the manifest names no row that is not in those tables); the message says what they would have been."""
+    """The outcome of a refused file: its rows are read but none is inserted, a duplicate, quarantined or
+    filtered (the manifest names no row that is not in those tables); the message says what they would have
+    been."""
     return replace(
-        outcome, status=status, message=message, rows_inserted=0, rows_duplicate=0, rows_quarantined=0
-    )
+        outcome, status=status, message=message, rows_inserted=0, rows_duplicate=0, rows_quarantined=0,
+        rows_filtered=0,
+    )  # fmt: skip
 
 
 def discover_files(spec: SourceSpec) -> list[SourceFile]:
@@ -226,7 +236,7 @@ def check_file_columns(spec: SourceSpec, ingested: set[tuple[str, str]] | None =
                     else f"which none of its {n_files:,} files has; they were ingested before and are not"
                 )
                 notes.append(
-                    f"{_origin(feed, name)}: {name} = {feed.as_written(name)!r} reads {', '.join(columns)}, "
+                    f"{feed.origin(name)}: {name} = {feed.as_written(name)!r} reads {', '.join(columns)}, "
                     f"{which} read again (a changed mapping does not change rows already in the warehouse), but "
                     "a new file of this layout would be refused"
                 )
@@ -241,7 +251,7 @@ def check_file_columns(spec: SourceSpec, ingested: set[tuple[str, str]] | None =
                 else f"which none of its {len(files)} files has (the columns of {first.path.name}"
             )
             raise SourceSpecError(
-                f"{_origin(feed, name)}: the expression for {name} = {feed.as_written(name)!r} reads "
+                f"{feed.origin(name)}: the expression for {name} = {feed.as_written(name)!r} reads "
                 f"{', '.join(columns)}, {where}: {', '.join(first_names)})"
             )
     return notes
@@ -257,10 +267,10 @@ def _missing_columns(
 
 
 def first_unread(feed: Feed, columns: Iterable[str]) -> tuple[str, str, list[str]] | None:
-    """The feed's first mapping that reads columns not among `columns` (nor ingest's own, QUERY_COLUMNS):
-    (canonical name, expression, those columns), or None."""
+    """The feed's first mapping (or its row filter, `where`) that reads columns not among `columns` (nor
+    ingest's own, QUERY_COLUMNS): (canonical name, expression, those columns), or None."""
     present = {ascii_lower(column) for column in columns} | set(QUERY_COLUMNS)
-    for name, expression in feed.columns.items():
+    for name, expression in feed.expressions().items():
         missing = sorted(c for c in named_columns(expression) if ascii_lower(c) not in present)
         if missing:
             return name, expression, missing
@@ -407,7 +417,7 @@ def _typed_source(
     for canonical, expression in expressions.items():
         if bare_name(expression) in bare_names:
             continue
-        as_text = text_role_columns(expression, canonical not in NUMERIC_CANONICALS and canonical != "ts")
+        as_text = text_role_columns(expression, canonical not in (*NUMERIC_CANONICALS, "ts", WHERE))
         reads = {text_columns[c] for c in expression_columns(expression) if c in text_columns}
         if reads:
             reads_of[canonical] = ({n for n in reads if n.lower() not in as_text}, reads)
@@ -467,10 +477,6 @@ def _binds(con: duckdb.DuckDBPyConnection, expression: str, names: list[str], ty
     return True
 
 
-def _origin(feed: Feed, name: str) -> str:
-    return feed.origins.get(name, f"[{feed.kind}.columns]")
-
-
 def _check_expression(con, source_sql: str, name: str, expression: str, feed: Feed, file: SourceFile) -> str:
     """The DuckDB type of one mapping expression, or a SourceSpecError naming where it was written."""
     try:
@@ -479,7 +485,7 @@ def _check_expression(con, source_sql: str, name: str, expression: str, feed: Fe
         detail = str(error).splitlines()[0]
         columns = ", ".join(_raw_columns(con))
         raise SourceSpecError(
-            f"{_origin(feed, name)}: DuckDB rejects the expression for {name} = {feed.as_written(name)!r}: "
+            f"{feed.origin(name)}: DuckDB rejects the expression for {name} = {feed.as_written(name)!r}: "
             f"{detail} (columns in {file.path.name}: {columns})"
         ) from None
     return described[0][1]
@@ -533,21 +539,30 @@ def zoned_text(text: str) -> str:
     return rf"regexp_replace({zulu}, '\s+([+-][0-9]{{2}}(:?[0-9]{{2}})?|Z)$', '\1')"
 
 
-def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
-    """Evaluate the feed's column expressions over `stg_raw` into `stg_events_mapped` / `stg_items_mapped`.
+def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
+    """Evaluate the feed's column expressions over `stg_raw` into `stg_events_mapped` / `stg_items_mapped`,
+    for the rows its `where` keeps; returns how many it did not keep (filtered).
 
-    An expression that fails on a row (a cast or strptime that does not fit) refuses the file, naming it."""
+    A row the filter cannot tell because a column it reads has a value of the wrong type is kept, and so
+    quarantined with the reason, never filtered unseen. An expression that fails on a row (a cast or strptime
+    that does not fit) refuses the file, naming it."""
     feed = file.feed
     # Parsed again here, not only when the spec is read: a feed can be built in code too.
     check_feed_expressions(feed)
     _refuse_missing_columns(con, file)
-    source_sql, cast_error, raw_texts = _typed_source(con, feed.columns)
+    source_sql, cast_error, raw_texts = _typed_source(con, feed.expressions())
     # A bare mapping of a column another mapping computes with reads its text, not the typed value.
     by_name = {ascii_lower(name): alias for name, alias in raw_texts.items()}
-    columns = {name: by_name.get(bare_name(expr), expr) for name, expr in feed.columns.items()}
+    columns = {name: by_name.get(bare_name(expr), expr) for name, expr in feed.expressions().items()}
     dtypes = {
         name: _check_expression(con, source_sql, name, expr, feed, file) for name, expr in columns.items()
     }
+    where = columns.pop(WHERE, None)
+    if where is not None and dtypes[WHERE] != "BOOLEAN":
+        raise SourceSpecError(
+            f"{feed.origin(WHERE)}: where = {feed.as_written(WHERE)!r} gives {dtypes[WHERE]}, not true or "
+            "false: a row filter is a condition (type = 'track', amount > 0)"
+        )
     allowed = EVENT_COLUMNS if file.kind == "events" else ITEM_COLUMNS
     selects = ["_row", f"{cast_error} as cast_error"]
     converted: list[str] = []
@@ -580,13 +595,19 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
             "else hash('event_id', event_id) end as dedup_key"
         )
     table = "stg_events_mapped" if file.kind == "events" else "stg_items_mapped"
+    kept = f"where ({where}) or (({where}) is null and {cast_error} is not null)" if where else ""
     try:
         con.execute(
             f"create or replace temp table {table} as "
-            f"select {outer} from (select {', '.join(selects)} from ({source_sql}) as src)"
+            f"select {outer} from (select {', '.join(selects)} from ({source_sql}) as src {kept})"
         )
     except duckdb.Error as error:
         raise _failing_expression(con, file, source_sql, error) from None
+    if where is None:
+        return 0
+    counted = f"select (select count(*) from stg_raw), (select count(*) from {table})"
+    n_raw, n_mapped = con.execute(counted).fetchall()[0]
+    return n_raw - n_mapped
 
 
 def _refuse_missing_columns(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
@@ -599,7 +620,7 @@ def _refuse_missing_columns(con: duckdb.DuckDBPyConnection, file: SourceFile) ->
         name, _, missing = unread
         raise FileRefusedError(
             f"{file.path}: the expression for {name} = {file.feed.as_written(name)!r} "
-            f"({_origin(file.feed, name)}) reads {', '.join(missing)}, which this file does not have (its "
+            f"({file.feed.origin(name)}) reads {', '.join(missing)}, which this file does not have (its "
             f"columns: {', '.join(names)}); the file is refused. Give files of this layout a feed of their own",
             rows_read=staged_rows(con),
         )
@@ -610,14 +631,14 @@ def _failing_expression(
 ) -> FileRefusedError:
     """A refusal naming the expression that fails on a row of the file, and how to quarantine such rows."""
     rows_read = staged_rows(con)
-    for name, expression in file.feed.columns.items():
+    for name, expression in file.feed.expressions().items():
         try:
             con.execute(f"select count(({expression})) from ({source_sql}) as src").fetchall()
         except duckdb.Error as failed:
             detail = str(failed).strip().splitlines()[0][:200]
             return FileRefusedError(
                 f"{file.path}: the expression for {name} = {file.feed.as_written(name)!r} "
-                f"({_origin(file.feed, name)}) fails on a row of this file: {detail}; the file is refused. "
+                f"({file.feed.origin(name)}) fails on a row of this file: {detail}; the file is refused. "
                 "Use try_cast(...) or try_strptime(...) so that such rows are quarantined instead",
                 rows_read=rows_read,
             )
@@ -693,7 +714,7 @@ def count_file(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> FileOutc
     ).fetchall()
     return replace(
         outcome,
-        rows_read=n_staged + n_quarantined - n_bad,
+        rows_read=n_staged + n_quarantined - n_bad + outcome.rows_filtered,
         rows_quarantined=n_quarantined,
         rows_duplicate=n_duplicate,
         rows_inserted=n_staged - n_bad - n_duplicate,
@@ -705,8 +726,9 @@ def count_file(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> FileOutc
 
 def describe_rejection(outcome: FileOutcome, max_bad_fraction: float) -> str:
     reasons = "; ".join(f"{reason} ({n:,})" for reason, n in outcome.top_reasons)
+    kept = f" its where keeps (of {outcome.rows_read:,} read)" if outcome.rows_filtered else ""
     return (
-        f"{outcome.file}: {outcome.rows_quarantined:,} of {outcome.rows_read:,} rows are bad "
+        f"{outcome.file}: {outcome.rows_quarantined:,} of {outcome.rows_kept:,} rows{kept} are bad "
         f"({outcome.bad_fraction:.1%} > max-bad-fraction {max_bad_fraction:.1%}); top reasons: {reasons}; "
         f"nothing of it was written (it would have been {outcome.counts()})"
     )
@@ -725,10 +747,11 @@ def prepare_file(
 ) -> FileOutcome:  # fmt: skip
     """Stage, map, check, count and judge one file: the outcome is `staged` (a batch ready to validate and
     write), `rejected` (too many bad rows, or a file that cannot be read: the message says why) or, for an
-    empty file, `ingested` with a warning (there is nothing to write, and it must not block the source)."""
+    empty file, `ingested` with a warning (there is nothing to write, and it must not block the source).
+    Its rows read are inserted + duplicate + quarantined + filtered (by the feed's `where`)."""
     try:
         stage_file(con, file)
-        map_file(con, file)
+        outcome = replace(outcome, rows_filtered=map_file(con, file))
         check_file(con, file, event_types)
     except EmptyFileError as empty:
         warning = str(empty)
@@ -780,10 +803,11 @@ def record_manifest(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> Fil
     message = outcome.message or "; ".join(dict.fromkeys(outcome.warnings)) or None
     con.execute(
         """
-        insert into ingest_manifest values (
-            $batch_id, $source, $file, $kind, $sha256, $rows_read, $rows_inserted, $rows_duplicate,
-            $rows_quarantined, $status, $message, $at
-        )
+        insert into ingest_manifest by name select
+            $batch_id as batch_id, $source as source, $file as file, $kind as kind, $sha256 as sha256,
+            $rows_read as rows_read, $rows_inserted as rows_inserted, $rows_duplicate as rows_duplicate,
+            $rows_quarantined as rows_quarantined, $rows_filtered as rows_filtered, $status as status,
+            $message as message, $at as ingested_at
         """,
         {
             "batch_id": outcome.batch_id,
@@ -795,6 +819,7 @@ def record_manifest(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> Fil
             "rows_inserted": outcome.rows_inserted,
             "rows_duplicate": outcome.rows_duplicate,
             "rows_quarantined": outcome.rows_quarantined,
+            "rows_filtered": outcome.rows_filtered,
             "status": outcome.status.value,
             "message": message,
             "at": datetime.now(UTC).replace(tzinfo=None),

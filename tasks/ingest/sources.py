@@ -67,7 +67,9 @@ EXTENSION_FORMATS = {
     ".ndjson": "jsonl",
     ".ndjson.gz": "jsonl",
 }
-FEED_KEYS = ("path", "format", "columns", "delimiter", "quote", "header", "file_columns", "encoding")
+FEED_KEYS = ("path", "format", "columns", "where", "delimiter", "quote", "header", "file_columns", "encoding")
+# The key of a feed's row filter among its expressions (Feed.expressions): no canonical column has the name.
+WHERE = "where"
 SPEC_KEYS = ("name", "events", "items", "event_types", "validation", "ground_truth")
 
 
@@ -342,14 +344,14 @@ def quote_column_name(expression: str) -> str:
 
 
 def check_feed_expressions(feed: Feed) -> None:
-    """A SourceSpecError naming the spec line of the first refused expression of the feed."""
-    for name, expression in feed.columns.items():
+    """A SourceSpecError naming the spec line of the first refused expression of the feed (its row filter
+    too)."""
+    for name, expression in feed.expressions().items():
         why = check_expression(expression)
         if why is not None:
-            origin = feed.origins.get(name, f"[{feed.kind}.columns]")
             raise SourceSpecError(
-                f"{origin}: the expression for {name} = {feed.as_written(name)!r} is refused: {why}. A column "
-                "expression is one scalar DuckDB expression over the file's own columns"
+                f"{feed.origin(name)}: the expression for {name} = {feed.as_written(name)!r} is refused: {why}. "
+                "A column expression is one scalar DuckDB expression over the file's own columns"
             )
 
 
@@ -360,6 +362,9 @@ class Feed(BaseModel):
     path: str
     format: str | None = None
     columns: dict[str, str]
+    # A row filter: a DuckDB condition over the file's own columns. A row it does not keep (false or null) is
+    # counted as filtered, neither inserted nor quarantined (Segment's page calls in a dump of track calls).
+    where: str | None = None
     delimiter: str | None = None
     # The CSV quote character; "" reads every character as it is (a TSV whose values hold quotes).
     # None: '"', or no quoting with a delimiter of several characters.
@@ -384,9 +389,17 @@ class Feed(BaseModel):
     def _bare_names_are_columns(cls, columns: dict[str, str]) -> dict[str, str]:
         return {name: quote_column_name(expression) for name, expression in columns.items()}
 
+    def expressions(self) -> dict[str, str]:
+        """Every expression of the feed: its mappings, and its row filter under the name `where`."""
+        return self.columns | ({WHERE: self.where} if self.where is not None else {})
+
     def as_written(self, name: str) -> str:
-        """The mapping of `name` as the spec wrote it."""
-        return self.written.get(name, self.columns[name])
+        """The mapping of `name` (or the row filter, `where`) as the spec wrote it."""
+        return self.written.get(name, self.expressions()[name])
+
+    def origin(self, name: str) -> str:
+        """Where the spec wrote the mapping of `name` (or the row filter): a file and line, or its table."""
+        return self.origins.get(name, f"[{self.kind}]" if name == WHERE else f"[{self.kind}.columns]")
 
     def files(self) -> list[Path]:
         """The files this feed names, sorted; a folder means every supported file inside it."""
@@ -581,6 +594,11 @@ def parse_source_spec(spec_path: Path) -> SourceSpec:
                 f"allowed: {', '.join(allowed)}"
             )
         for name, expression in columns.items():
+            if name == WHERE:
+                raise SourceSpecError(
+                    f"{at(section, name)}: where is a key of [{kind}], not a column: write it above "
+                    f"[{section}] (a TOML key below a table's header belongs to that table)"
+                )
             if name not in allowed:
                 raise SourceSpecError(
                     f"{at(section, name)}: unknown column {name!r} in [{section}]; "
@@ -599,16 +617,23 @@ def parse_source_spec(spec_path: Path) -> SourceSpec:
         path = table["path"]
         if not Path(path).is_absolute():
             path = str(spec_path.parent.resolve() / path)
+        row_filter = table.get(WHERE)
+        if row_filter is not None and (not isinstance(row_filter, str) or not row_filter.strip()):
+            raise SourceSpecError(
+                f"{at(kind, WHERE)}: where must be a non-empty DuckDB SQL condition (a string), e.g. "
+                "where = \"type = 'track'\""
+            )
         options = {
             key: table[key]
-            for key in ("format", "delimiter", "quote", "header", "file_columns", "encoding")
+            for key in ("format", "where", "delimiter", "quote", "header", "file_columns", "encoding")
             if key in table
         }
+        origins = {name: at(section, name) for name in columns}
         feed = Feed(
             kind=kind,
             path=path,
             columns=columns,
-            origins={name: at(section, name) for name in columns},
+            origins=origins | ({WHERE: at(kind, WHERE)} if row_filter is not None else {}),
             **options,
         )
         check_feed_expressions(feed)

@@ -274,6 +274,48 @@ def main() -> None:
         lines.append(f"u{i},i{i % 9},view,2024-03-{1 + i % 28:02d}{sep}10:00:00{zone}\n")
     write_case("offset_after_a_space", {"events.csv": HEADER + "".join(lines)})
 
+    # A Segment dump: track calls among page and identify calls. Without a row filter every page call was
+    # quarantined (`item_id: missing`) and the file rejected unless the bad-row limit was raised; a `where`
+    # keeps the events, and only they are checked (a page call's `revenue` of `n/a` is never read).
+    calls = []
+    for i in range(60):
+        user = f'"userId": "u{i % 6}"'
+        at = f'"timestamp": "2024-03-{1 + i % 28:02d}T10:{i % 60:02d}:00.000Z"'
+        if i % 5 == 4:
+            calls.append(
+                f'{{"type": "page", {user}, {at}, "properties": {{"path": "/p{i}", "revenue": "n/a"}}}}'
+            )
+        elif i % 10 == 3:
+            calls.append(f'{{"type": "identify", {user}, {at}, "traits": {{"email": "u{i}@example.com"}}}}')
+        elif i == 31:
+            calls.append(f'{{"type": "track", "event": "Signed Up", {user}, {at}, "properties": {{}}}}')
+        elif i == 47:
+            calls.append(
+                f'{{"event": "Order Completed", {user}, {at}, "properties": {{"product_id": "p1"}}}}'
+            )
+        else:
+            event, revenue = (
+                ("Order Completed", '"12,50"' if i == 12 else "19.9")
+                if i % 3 == 0
+                else ("Product Viewed", "null")
+            )
+            product = f'"product_id": "p{i % 7}", "revenue": {revenue}'
+            calls.append(
+                f'{{"type": "track", "event": "{event}", {user}, {at}, "properties": {{{product}}}}}'
+            )
+    segment_spec = """name = "segment_dump_with_page_calls"
+[events]
+path = "events.jsonl"
+where = "type = 'track' and event in ('Product Viewed', 'Order Completed')"
+[events.columns]
+user_id = "userId"
+item_id = "properties->>'product_id'"
+event_type = "CASE event WHEN 'Order Completed' THEN 'purchase' ELSE 'view' END"
+ts = "timestamp"
+value = "properties->>'revenue'"
+"""
+    write_case("segment_dump_with_page_calls", {"events.jsonl": "\n".join(calls) + "\n"}, spec=segment_spec)
+
 
 if __name__ == "__main__":
     main()

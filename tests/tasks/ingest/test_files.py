@@ -149,6 +149,129 @@ def test_every_row_is_accounted_for(tmp_path, workspace):
     assert query(workspace, "select count(*) from quarantine") == [(2,)]
 
 
+SEGMENT_SPEC = """
+name = "segment"
+[events]
+path = "events.jsonl"
+where = "type = 'track' and event in ('Product Viewed', 'Order Completed')"
+[events.columns]
+user_id = "userId"
+item_id = "properties->>'product_id'"
+event_type = "CASE event WHEN 'Order Completed' THEN 'purchase' ELSE 'view' END"
+ts = "timestamp"
+value = "properties->>'price'"
+"""
+
+
+def segment_dump(n_track: int) -> list[str]:
+    """A Segment-style dump: track calls among page and identify calls (whose price is text) and a track call
+    of an event type the spec does not map."""
+    rows = [
+        {"type": "track", "event": "Product Viewed", "userId": f"u{i % 4}", "timestamp": f"2026-03-01T10:{i:02d}:00Z",
+         "properties": {"product_id": f"P{i % 5}", "price": "9.50"}}
+        for i in range(n_track)
+    ]  # fmt: skip
+    rows += [
+        {"type": "page", "userId": f"u{i}", "timestamp": f"2026-03-01T11:{i:02d}:00Z",
+         "properties": {"path": "/home", "price": "n/a"}}
+        for i in range(5)
+    ]  # fmt: skip
+    rows.append({"type": "identify", "userId": "u1", "timestamp": "2026-03-01T12:00:00Z", "traits": {"e": 1}})
+    rows.append({"type": "track", "event": "Signed Up", "userId": "u2", "timestamp": "2026-03-01T12:01:00Z"})
+    return [json.dumps(row) + "\n" for row in rows]
+
+
+def test_a_feeds_where_filters_rows_and_the_manifest_counts_them(tmp_path, workspace):
+    no_user = json.dumps({"type": "track", "event": "Order Completed", "userId": None,
+                          "timestamp": "2026-03-01T12:02:00Z", "properties": {"product_id": "P1"}})  # fmt: skip
+    rows = segment_dump(40) + [no_user + "\n"]
+    spec = write_source(tmp_path / "src", rows, SEGMENT_SPEC, header="", name="events.jsonl")
+    (outcome,) = ingest(spec, workspace).files
+    # The page, identify and Signed Up calls are filtered: not events, not bad rows (the pages' price 'n/a'
+    # is never read); the Order Completed call without a user is kept by the filter, so quarantined.
+    assert (outcome.rows_read, outcome.rows_inserted, outcome.rows_quarantined, outcome.rows_filtered) == (
+        48, 40, 1, 7
+    )  # fmt: skip
+    assert query(
+        workspace,
+        "select rows_read, rows_inserted + rows_duplicate + rows_quarantined + rows_filtered, rows_filtered "
+        "from ingest_manifest",
+    ) == [(48, 48, 7)]
+    assert query(workspace, "select count(*), count(distinct user_id), sum(value) from events") == [
+        (40, 4, 380.0)
+    ]
+    assert [reason for _, reason, _ in quarantined(workspace)] == ["user_id: missing (null or empty)"]
+
+
+def test_the_bad_share_of_a_filtered_file_is_of_the_rows_its_where_keeps(tmp_path, workspace):
+    bad = json.dumps({"type": "track", "event": "Product Viewed", "userId": "u1", "timestamp": "yesterday",
+                      "properties": {"product_id": "P1"}})  # fmt: skip
+    spec = write_source(
+        tmp_path / "src", segment_dump(12) + [bad + "\n"], SEGMENT_SPEC, header="", name="events.jsonl"
+    )
+    with pytest.raises(IngestFailedError) as raised:
+        ingest(spec, workspace)
+    assert "events.jsonl: 1 of 13 rows its where keeps (of 20 read) are bad (7.7% > max-bad-fraction 5.0%)" in str(
+        raised.value
+    )  # fmt: skip
+    assert "(it would have been 12 inserted, 0 duplicate, 1 quarantined, 7 filtered)" in str(raised.value)
+    assert query(workspace, "select status, rows_read, rows_filtered from ingest_manifest") == [
+        ("rejected", 20, 0)
+    ]
+
+
+def test_a_row_whose_where_column_has_a_value_of_the_wrong_type_is_quarantined_not_filtered(
+    tmp_path, workspace
+):
+    spec = SPEC.replace('[events]\npath = "events.csv"', '[events]\npath = "events.csv"\nwhere = "value > 0"')
+    rows = [row.replace(",\n", ",5\n") for row in GOOD_ROWS[:60]] + [
+        row.replace(",\n", ",-1\n") for row in GOOD_ROWS[60:99]
+    ]
+    rows.append(GOOD_ROWS[99].replace(",\n", ",lots\n"))
+    (outcome,) = ingest(write_source(tmp_path / "src", rows, spec), workspace, max_bad_fraction=0.05).files
+    assert (outcome.rows_inserted, outcome.rows_quarantined, outcome.rows_filtered) == (60, 1, 39)
+    assert [reason for _, reason, _ in quarantined(workspace)] == ["column value: not a BIGINT ('lots')"]
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("type", "where = 'type' gives VARCHAR, not true or false: a row filter is a condition"),
+        (
+            "kind = 'track'",
+            "where = \"kind = 'track'\" (source.toml line 5) reads kind, which this file does not have",
+        ),
+        (
+            "type in (select 1)",
+            "where = 'type in (select 1)' is refused: a subquery (select ...) is not allowed",
+        ),
+    ],
+)
+def test_a_where_that_cannot_filter_is_an_error_naming_its_line(tmp_path, workspace, where, message):
+    spec = SEGMENT_SPEC.replace("where = \"type = 'track' and event in ('Product Viewed', 'Order Completed')\"",
+                                f"where = {json.dumps(where)}")  # fmt: skip
+    path = write_source(tmp_path / "src", segment_dump(3), spec, header="", name="events.jsonl")
+    with pytest.raises((SourceSpecError, IngestFailedError)) as raised:
+        check_file_columns(parse_source_spec(path))
+        ingest(path, workspace)
+    assert "source.toml line 5" in str(raised.value) and message in str(raised.value)
+
+
+def test_a_warehouse_made_before_row_filters_takes_them(tmp_path, workspace):
+    workspace.mkdir(parents=True, exist_ok=True)
+    old = Path(__file__).parents[3] / "sql" / "warehouse" / "ingest_manifest.sql"
+    with duckdb.connect(str(workspace / "warehouse.duckdb")) as con:
+        con.execute(old.read_text().split("    rows_filtered")[0] + ")")  # the table as it was made before
+        con.execute(
+            "insert into ingest_manifest values ('b0', 's', 'f', 'events', 'x', 1, 1, 0, 0, 'ingested', null, now())"
+        )
+    spec = write_source(tmp_path / "src", segment_dump(3), SEGMENT_SPEC, header="", name="events.jsonl")
+    ingest(spec, workspace)
+    assert query(workspace, "select batch_id, rows_read, rows_filtered from ingest_manifest order by ingested_at") == [
+        ("b0", 1, 0), (query(workspace, "select max(batch_id) from events")[0][0], 10, 7)
+    ]  # fmt: skip
+
+
 def test_an_event_equal_to_one_already_ingested_from_another_file_is_a_duplicate(tmp_path, workspace):
     ingest(write_source(tmp_path / "a", GOOD_ROWS[:60]), workspace)
     report = ingest(

@@ -95,6 +95,14 @@ def test_the_documented_spec_parses(tmp_path):
             "shop.toml line 7: item_id must be a non-empty DuckDB SQL expression",
         ),
         (("[events]", "[evnts]"), "shop.toml line 2: unknown key 'evnts' in the top level"),
+        (
+            ('value = "qty * unit_price"', 'value = "qty * unit_price"\nwhere = "qty <> 0"'),
+            "shop.toml line 11: where is a key of [events], not a column: write it above [events.columns]",
+        ),
+        (
+            ('format = "csv"', 'where = ""'),
+            "shop.toml line 4: where must be a non-empty DuckDB SQL condition",
+        ),
         (('name = "online_shop"', 'name = ""'), "shop.toml: missing `name"),
         (('user_id = "CAST', "user_id = CAST"), "shop.toml: not valid TOML"),
     ],
