@@ -26,6 +26,7 @@ from pathlib import Path
 import duckdb
 
 from tasks.ingest.sources import (
+    BARE_NAME,
     EVENT_COLUMNS,
     ITEM_COLUMNS,
     WHERE,
@@ -353,15 +354,16 @@ def _raw_columns(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return {name: dtype for name, dtype, *_ in described if name != "_row"}
 
 
-def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str]) -> dict[str, str]:
+def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str]) -> tuple[dict[str, str], dict[str, str]]:
     """For text columns an expression computes with: the type most (TYPE_INFERENCE_SHARE) of their values
     have; DOUBLE for a column empty in every row (a discount column blank for a whole day: null, but it
-    computes like the other days').
+    computes like the other days'). Second, for the columns under that share that some values fit, the type
+    most of those values have: the choice left where text cannot run (`price = 0` on a column of `n/a`s).
 
     Timestamps are typed with their zone (TIMESTAMPTZ): an offset in the text is honoured, and text without
     one is UTC (stage_file sets the session's zone)."""
     if not names:
-        return {}
+        return {}, {}
     parts = []
     for name in names:
         q = quote_ident(name)
@@ -372,7 +374,7 @@ def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str]) -> dict[str, 
         )
         parts.append(f"count(try_cast({zoned_text(q)} as timestamptz))")
     counts = con.execute(f"select {', '.join(parts)} from stg_raw").fetchall()[0]
-    types = {}
+    types, fallbacks = {}, {}
     for i, name in enumerate(names):
         n_values, n_double, n_bigint, n_timestamp = counts[4 * i : 4 * i + 4]
         if n_values == 0:
@@ -383,7 +385,9 @@ def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str]) -> dict[str, 
             types[name] = "DOUBLE"
         elif n_timestamp >= TYPE_INFERENCE_SHARE * n_values:
             types[name] = "TIMESTAMPTZ"
-    return types
+        elif max(n_double, n_timestamp) > 0:
+            fallbacks[name] = "DOUBLE" if n_double >= n_timestamp else "TIMESTAMPTZ"
+    return types, fallbacks
 
 
 TYPE_LABELS = {"TIMESTAMPTZ": "TIMESTAMP"}
@@ -421,7 +425,7 @@ def _typed_source(
         reads = {text_columns[c] for c in expression_columns(expression) if c in text_columns}
         if reads:
             reads_of[canonical] = ({n for n in reads if n.lower() not in as_text}, reads)
-    inferred = _infer_types(con, [n for n in names if any(n in r for _, r in reads_of.values())])
+    inferred, fallbacks = _infer_types(con, [n for n in names if any(n in r for _, r in reads_of.values())])
     types: dict[str, str] = {}
     for canonical, (to_type, reads) in reads_of.items():
         expression = expressions[canonical]
@@ -433,6 +437,7 @@ def _typed_source(
             trials += [typed | {name: inferred[name]} for name in sorted(reads - to_type) if name in inferred]
             typed = next((t for t in trials if _binds(con, expression, names, t)), typed)
         types |= typed
+    types = _runnable_types(con, expressions, names, types, reads_of, fallbacks)
     texts = {name: f"__raw_{i}" for i, name in enumerate(names) if name in types}
     selects, errors = ["_row"], []
     for name in names:
@@ -453,6 +458,41 @@ def _typed_source(
     return f"select {', '.join(selects)} from stg_raw", cast_error, texts
 
 
+def _runnable_types(
+    con: duckdb.DuckDBPyConnection, expressions: dict[str, str], names: list[str], types: dict[str, str],
+    reads_of: dict[str, tuple[set[str], set[str]]], fallbacks: dict[str, str],
+) -> dict[str, str]:  # fmt: skip
+    """`types`, or a choice that lets every expression run on every row of this file where `types` does not.
+    An expression can bind and still fail on a value DuckDB converts for it: a code column typed BIGINT
+    compared with `'X'`, or a text column of `n/a`s left text and compared with `0`. Such an expression
+    reads the column it fails on as text, or as the type most of its values have (fallbacks; the rest
+    quarantined with a reason), whichever runs; where neither does, map_file refuses the file naming it."""
+    if _runs(con, list(expressions.values()), names, types):
+        return types
+    for canonical, (to_type, reads) in reads_of.items():
+        if _runs(con, [expressions[canonical]], names, types):
+            continue
+        trials = [{o: t for o, t in types.items() if o != name} for name in sorted(reads) if name in types]
+        trials += [
+            types | {name: fallbacks[name]} for name in sorted(to_type - types.keys()) if name in fallbacks
+        ]
+        types = next((t for t in trials if _runs(con, list(expressions.values()), names, t)), types)
+    return types
+
+
+def _runs(
+    con: duckdb.DuckDBPyConnection, expressions: list[str], names: list[str], types: dict[str, str]
+) -> bool:
+    """Whether DuckDB evaluates the expressions on every row of the file, the columns in `types` typed so."""
+    try:
+        con.execute(
+            f"select {', '.join(f'min(hash(({e})))' for e in expressions)} from ({_typed_select(names, types)})"
+        ).fetchall()
+    except duckdb.Error:
+        return False
+    return True
+
+
 def bare_name(expression: str) -> str:
     """A mapping as the column name it would be if it were bare (`"Order"` -> order), to compare with
     `ascii_lower` names as DuckDB does."""
@@ -466,19 +506,27 @@ def _typed(column: str, dtype: str) -> str:
 def _binds(con: duckdb.DuckDBPyConnection, expression: str, names: list[str], types: dict[str, str]) -> bool:
     """Whether DuckDB binds `expression` over the file's columns, those in `types` typed so (DuckDB casts no
     text implicitly: `qty * 2` and `qty < 0` do not bind on text)."""
-    columns = ", ".join(
-        f"{_typed(quote_ident(n), types[n])} as {quote_ident(n)}" if n in types else quote_ident(n)
-        for n in names
-    )
     try:
-        con.execute(f"describe select ({expression}) from (select {columns} from stg_raw)")
+        con.execute(f"describe select ({expression}) from ({_typed_select(names, types)})")
     except duckdb.Error:
         return False
     return True
 
 
-def _check_expression(con, source_sql: str, name: str, expression: str, feed: Feed, file: SourceFile) -> str:
-    """The DuckDB type of one mapping expression, or a SourceSpecError naming where it was written."""
+def _typed_select(names: list[str], types: dict[str, str]) -> str:
+    """The file's columns from stg_raw, those in `types` typed so (a value that does not fit is null)."""
+    columns = ", ".join(
+        f"{_typed(quote_ident(n), types[n])} as {quote_ident(n)}" if n in types else quote_ident(n)
+        for n in names
+    )
+    return f"select {columns} from stg_raw"
+
+
+def _check_expression(
+    con, source_sql: str, name: str, expression: str, feed: Feed, file: SourceFile, typed: Iterable[str]
+) -> str:
+    """The DuckDB type of one mapping expression, or a SourceSpecError naming where it was written (and the
+    text columns it computes with, which no type fits: `price * qty` on `1,299.00`)."""
     try:
         described = con.execute(f"describe select ({expression}) as x from ({source_sql}) as src").fetchall()
     except duckdb.Error as error:
@@ -486,9 +534,36 @@ def _check_expression(con, source_sql: str, name: str, expression: str, feed: Fe
         columns = ", ".join(_raw_columns(con))
         raise SourceSpecError(
             f"{feed.origin(name)}: DuckDB rejects the expression for {name} = {feed.as_written(name)!r}: "
-            f"{detail} (columns in {file.path.name}: {columns})"
+            f"{detail} (columns in {file.path.name}: {columns}){_text_hint(con, name, expression, typed)}"
         ) from None
     return described[0][1]
+
+
+def _text_hint(con: duckdb.DuckDBPyConnection, name: str, expression: str, typed: Iterable[str]) -> str:
+    """Which text columns an expression computes with stay text in this file, each with a value that fits no
+    type, and how to convert it in the expression; "" when there are none."""
+    raw = _raw_columns(con)
+    as_text = text_role_columns(expression, name not in (*NUMERIC_CANONICALS, "ts", WHERE))
+    kept = {n.lower() for n in typed}
+    text = [
+        n for n in raw if raw[n] == "VARCHAR" and n.lower() in expression_columns(expression) - as_text - kept
+    ]
+    if not text:
+        return ""
+    described = []
+    for column in text:
+        q = quote_ident(column)
+        found = con.execute(
+            f"select {q} from stg_raw where nullif(trim({q}), '') is not null "
+            f"and try_cast({q} as double) is null limit 1"
+        ).fetchall()
+        described.append(f"{column} (e.g. {found[0][0]!r})" if found else column)
+    first = text[0] if BARE_NAME.fullmatch(text[0]) else quote_ident(text[0])
+    return (
+        f"; it computes with {', '.join(described)}, text in this file (too few of its values read as a number "
+        f"or a time): convert it in the expression, e.g. try_cast(replace({first}, ',', '') AS DOUBLE) for "
+        "thousands separators"
+    )
 
 
 def _text(expression: str) -> str:
@@ -555,7 +630,8 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
     by_name = {ascii_lower(name): alias for name, alias in raw_texts.items()}
     columns = {name: by_name.get(bare_name(expr), expr) for name, expr in feed.expressions().items()}
     dtypes = {
-        name: _check_expression(con, source_sql, name, expr, feed, file) for name, expr in columns.items()
+        name: _check_expression(con, source_sql, name, expr, feed, file, raw_texts)
+        for name, expr in columns.items()
     }
     where = columns.pop(WHERE, None)
     if where is not None and dtypes[WHERE] != "BOOLEAN":
@@ -633,7 +709,8 @@ def _failing_expression(
     rows_read = staged_rows(con)
     for name, expression in file.feed.expressions().items():
         try:
-            con.execute(f"select count(({expression})) from ({source_sql}) as src").fetchall()
+            # hash: evaluated on every row (count(CASE ... ELSE 'x' END) is answered without the CASE)
+            con.execute(f"select min(hash(({expression}))) from ({source_sql}) as src").fetchall()
         except duckdb.Error as failed:
             detail = str(failed).strip().splitlines()[0][:200]
             return FileRefusedError(

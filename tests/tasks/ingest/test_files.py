@@ -442,6 +442,72 @@ quantity = "qty::double"
     assert query(workspace, "select reason from quarantine") == [("column qty: not a BIGINT ('n/a')",)]
 
 
+CODES_SPEC = """
+name = "shop"
+[events]
+path = "events.csv"
+[events.columns]
+user_id = "customer"
+item_id = "sku"
+event_type = "{event_type}"
+ts = "day"
+{extra}"""
+
+
+def codes_file(tmp_path: Path, values: list[str], event_type: str, extra: str = "") -> Path:
+    lines = [f"u{i % 5},s{i % 7},2026-03-{1 + i % 28:02d} 10:00:00,{v}\n" for i, v in enumerate(values)]
+    spec = CODES_SPEC.format(event_type=event_type, extra=extra)
+    return write_source(tmp_path / "shop", lines, spec, header="customer,sku,day,code\n")
+
+
+def test_a_mostly_numeric_column_compared_with_text_is_read_as_text(tmp_path, workspace):
+    """A status code column, numbers but for one `X`, compared with 'X' and '100': typed BIGINT by its values,
+    the comparison made DuckDB convert 'X' to a number and refused the file ("Could not convert string 'X'
+    to INT64"); it runs on the column's text now."""
+    codes = ["X" if i == 5 else str(100 + i % 4) for i in range(40)]
+    event_type = (
+        "CASE WHEN code = 'X' THEN 'return' WHEN code in ('100', '101') THEN 'view' ELSE 'purchase' END"
+    )
+    (outcome,) = ingest(codes_file(tmp_path, codes, event_type), workspace).files
+    assert (outcome.status, outcome.rows_inserted, outcome.rows_quarantined) == ("ingested", 40, 0)
+    assert query(workspace, "select event_type, count(*) from events group by 1 order by 1") == [
+        ("purchase", 20), ("return", 1), ("view", 19)
+    ]  # fmt: skip
+
+
+def test_a_column_of_mostly_text_compared_with_a_number_quarantines_its_text(tmp_path, workspace):
+    """`price = 0` on a price column a third `n/a`: left text (under 90% numbers), DuckDB's conversion refused
+    the file with "cannot be mapped: Conversion Error" and no mapping named; its text values are now
+    quarantined with the column named, and the bad share decides."""
+    prices = ["n/a" if i % 3 == 0 else f"{i}.50" for i in range(40)]
+    path = codes_file(tmp_path, prices, "CASE WHEN code = 0 THEN 'view' ELSE 'purchase' END")
+    with pytest.raises(IngestFailedError) as raised:
+        ingest(path, workspace)
+    assert "14 of 40 rows are bad (35.0% > max-bad-fraction 5.0%); top reasons: column code: not a DOUBLE, e.g. 'n/a' (14)" in str(raised.value)  # fmt: skip
+    (outcome,) = ingest(path, workspace, max_bad_fraction=0.5).files
+    assert (outcome.rows_inserted, outcome.rows_quarantined) == (26, 14)
+
+
+def test_an_expression_on_text_no_type_fits_says_how_to_convert_it(tmp_path, workspace):
+    """`price * qty` where every price has a thousands separator said only `*(VARCHAR, BIGINT)`."""
+    path = codes_file(tmp_path, [f'"1,{i:03d}.50"' for i in range(10)], "'purchase'", 'value = "code * 2"')
+    with pytest.raises(SourceSpecError) as raised:
+        ingest(path, workspace)
+    assert (
+        "it computes with code (e.g. '1,000.50'), text in this file (too few of its values read as a number or a "
+        "time): convert it in the expression, e.g. try_cast(replace(code, ',', '') AS DOUBLE)"
+    ) in str(raised.value)
+
+
+def test_a_case_that_fails_on_a_row_is_named(tmp_path, workspace):
+    """An expression whose CASE fails on a row: the refusal said "cannot be mapped" without naming it."""
+    days = ["03/01/2026"] * 9 + ["tomorrow"]
+    event_type = "CASE WHEN strptime(code, '%d/%m/%Y') > DATE '2026-02-01' THEN 'view' ELSE 'purchase' END"
+    with pytest.raises(IngestFailedError) as raised:
+        ingest(codes_file(tmp_path, days, event_type), workspace)
+    assert f"the expression for event_type = {event_type!r} (source.toml line 8) fails on a row of this file: Invalid Input Error: Could not parse string \"tomorrow\"" in str(raised.value)  # fmt: skip
+
+
 def test_a_column_read_only_as_text_keeps_every_character(tmp_path, workspace):
     """Helper 30: a bare item_id read 1003.0 where another mapping computed with sku; `'SHOE1-' || size`
     made SHOE1-9.0; `day || ' ' || time` was typed as a time and rewritten; the user's own try_cast was
