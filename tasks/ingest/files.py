@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 
@@ -36,6 +37,7 @@ from tasks.ingest.sources import (
     check_feed_expressions,
     expression_columns,
     named_columns,
+    rename_columns,
     text_role_columns,
 )
 from tasks.ingest.stage import (
@@ -399,19 +401,26 @@ def quoted_value(sql: str) -> str:
     return "'''' || " + cut + " || ''''"
 
 
-def _typed_source(
-    con: duckdb.DuckDBPyConnection, expressions: dict[str, str]
-) -> tuple[str, str, dict[str, str]]:
-    """The select over stg_raw that the expressions are evaluated on, the SQL of its cast errors, and the
-    name under which each typed column's text stays readable.
+class TypedSource(NamedTuple):
+    """What a file's expressions are evaluated on: the select over stg_raw, the SQL of its cast errors, the
+    expressions as they read it, and the columns it types."""
+
+    sql: str
+    cast_error: str
+    expressions: dict[str, str]
+    typed: frozenset[str]
+
+
+def _typed_source(con: duckdb.DuckDBPyConnection, expressions: dict[str, str]) -> TypedSource:
+    """How the expressions read the file's text columns.
 
     A text column an expression computes or compares with (`qty * unit_price`, `price = 0`,
     `created_at::timestamp`, `greatest(a, b)`) is typed as most of its values read, and a value that does
     not fit is quarantined with a reason naming the column. A column the expression reads only as text keeps
     every character: inside `||` and string functions (`'ean:' || ean` keeps 0812), cast to text or
     try_cast by the expression itself, or passed through to a text mapping (`user_id = "coalesce(user_id,
-    pseudo_id)"`). A column mapped bare (`item_id = "sku"`) reads the text, even where another mapping
-    computes with it.
+    pseudo_id)"`); so does a column mapped bare (`item_id = "sku"`). Both read the column's text even where
+    another expression types it (`_reading`).
     """
     raw = _raw_columns(con)
     names = list(raw)
@@ -421,7 +430,7 @@ def _typed_source(
     for canonical, expression in expressions.items():
         if bare_name(expression) in bare_names:
             continue
-        as_text = text_role_columns(expression, canonical not in (*NUMERIC_CANONICALS, "ts", WHERE))
+        as_text = text_role_columns(expression, _text_result(canonical))
         reads = {text_columns[c] for c in expression_columns(expression) if c in text_columns}
         if reads:
             reads_of[canonical] = ({n for n in reads if n.lower() not in as_text}, reads)
@@ -438,24 +447,60 @@ def _typed_source(
             typed = next((t for t in trials if _binds(con, expression, names, t)), typed)
         types |= typed
     types = _runnable_types(con, expressions, names, types, reads_of, fallbacks)
-    texts = {name: f"__raw_{i}" for i, name in enumerate(names) if name in types}
-    selects, errors = ["_row"], []
+    errors = []
+    for name, raw_alias in _raw_aliases(names, types).items():
+        q = quote_ident(name)
+        label = name.replace("'", "''")
+        type_label = TYPE_LABELS.get(types[name], types[name])
+        errors.append(
+            f"when {raw_alias} is not null and {q} is null "
+            f"then 'column {label}: not a {type_label} (' || {quoted_value(raw_alias)} || ')'"
+        )
+    cast_error = f"case {' '.join(errors)} end" if errors else "null::varchar"
+    return TypedSource(
+        _typed_select(names, types), cast_error, _reading(expressions, names, types), frozenset(types)
+    )
+
+
+def _text_result(canonical: str) -> bool:
+    """Whether a mapping's value is text (an id, a type, a title): what a column passed through to it is."""
+    return canonical not in (*NUMERIC_CANONICALS, "ts", WHERE)
+
+
+def _raw_aliases(names: list[str], types: dict[str, str]) -> dict[str, str]:
+    """The name under which each typed column's text stays readable in `_typed_select`."""
+    return {name: f"__raw_{i}" for i, name in enumerate(names) if name in types}
+
+
+def _typed_select(names: list[str], types: dict[str, str]) -> str:
+    """The file's columns from stg_raw, those in `types` typed so (a value that does not fit is null) with
+    their text beside them (`_raw_aliases`)."""
+    aliases = _raw_aliases(names, types)
+    selects = ["_row"]
     for name in names:
         q = quote_ident(name)
         if name in types:
-            raw_alias = texts[name]
-            selects.append(f"{_typed(q, types[name])} as {q}")
-            selects.append(f"{q} as {raw_alias}")
-            label = name.replace("'", "''")
-            type_label = TYPE_LABELS.get(types[name], types[name])
-            errors.append(
-                f"when {raw_alias} is not null and {q} is null "
-                f"then 'column {label}: not a {type_label} (' || {quoted_value(raw_alias)} || ')'"
-            )
+            selects += [f"{_typed(q, types[name])} as {q}", f"{q} as {aliases[name]}"]
         else:
             selects.append(q)
-    cast_error = f"case {' '.join(errors)} end" if errors else "null::varchar"
-    return f"select {', '.join(selects)} from stg_raw", cast_error, texts
+    return f"select {', '.join(selects)} from stg_raw"
+
+
+def _reading(expressions: dict[str, str], names: list[str], types: dict[str, str]) -> dict[str, str]:
+    """The expressions as they read `_typed_select`: a typed column is read as its text where an expression
+    maps it bare or reads it only as text (`'SHOE-' || size` keeps `9.0` where `size > 9` types it)."""
+    aliases = _raw_aliases(names, types)
+    bare = {ascii_lower(name): alias for name, alias in aliases.items()}
+    by_name = {name.lower(): alias for name, alias in aliases.items()}
+    reading = {}
+    for canonical, expression in expressions.items():
+        if bare_name(expression) in bare:
+            reading[canonical] = bare[bare_name(expression)]
+            continue
+        as_text = text_role_columns(expression, _text_result(canonical)) if by_name else set()
+        renames = {name: by_name[name] for name in as_text if name in by_name}
+        reading[canonical] = rename_columns(expression, renames) if renames else expression
+    return reading
 
 
 def _runnable_types(
@@ -467,27 +512,27 @@ def _runnable_types(
     compared with `'X'`, or a text column of `n/a`s left text and compared with `0`. Such an expression
     reads the column it fails on as text, or as the type most of its values have (fallbacks; the rest
     quarantined with a reason), whichever runs; where neither does, map_file refuses the file naming it."""
-    if _runs(con, list(expressions.values()), names, types):
+    if _runs(con, expressions, names, types):
         return types
     for canonical, (to_type, reads) in reads_of.items():
-        if _runs(con, [expressions[canonical]], names, types):
+        if _runs(con, {canonical: expressions[canonical]}, names, types):
             continue
         trials = [{o: t for o, t in types.items() if o != name} for name in sorted(reads) if name in types]
         trials += [
             types | {name: fallbacks[name]} for name in sorted(to_type - types.keys()) if name in fallbacks
         ]
-        types = next((t for t in trials if _runs(con, list(expressions.values()), names, t)), types)
+        types = next((t for t in trials if _runs(con, expressions, names, t)), types)
     return types
 
 
 def _runs(
-    con: duckdb.DuckDBPyConnection, expressions: list[str], names: list[str], types: dict[str, str]
+    con: duckdb.DuckDBPyConnection, expressions: dict[str, str], names: list[str], types: dict[str, str]
 ) -> bool:
     """Whether DuckDB evaluates the expressions on every row of the file, the columns in `types` typed so."""
+    reading = _reading(expressions, names, types)
+    hashes = ", ".join(f"min(hash(({e})))" for e in reading.values())
     try:
-        con.execute(
-            f"select {', '.join(f'min(hash(({e})))' for e in expressions)} from ({_typed_select(names, types)})"
-        ).fetchall()
+        con.execute(f"select {hashes} from ({_typed_select(names, types)})").fetchall()
     except duckdb.Error:
         return False
     return True
@@ -513,15 +558,6 @@ def _binds(con: duckdb.DuckDBPyConnection, expression: str, names: list[str], ty
     return True
 
 
-def _typed_select(names: list[str], types: dict[str, str]) -> str:
-    """The file's columns from stg_raw, those in `types` typed so (a value that does not fit is null)."""
-    columns = ", ".join(
-        f"{_typed(quote_ident(n), types[n])} as {quote_ident(n)}" if n in types else quote_ident(n)
-        for n in names
-    )
-    return f"select {columns} from stg_raw"
-
-
 def _check_expression(
     con, source_sql: str, name: str, expression: str, feed: Feed, file: SourceFile, typed: Iterable[str]
 ) -> str:
@@ -543,7 +579,7 @@ def _text_hint(con: duckdb.DuckDBPyConnection, name: str, expression: str, typed
     """Which text columns an expression computes with stay text in this file, each with a value that fits no
     type, and how to convert it in the expression; "" when there are none."""
     raw = _raw_columns(con)
-    as_text = text_role_columns(expression, name not in (*NUMERIC_CANONICALS, "ts", WHERE))
+    as_text = text_role_columns(expression, _text_result(name))
     kept = {n.lower() for n in typed}
     text = [
         n for n in raw if raw[n] == "VARCHAR" and n.lower() in expression_columns(expression) - as_text - kept
@@ -625,15 +661,14 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
     # Parsed again here, not only when the spec is read: a feed can be built in code too.
     check_feed_expressions(feed)
     _refuse_missing_columns(con, file)
-    source_sql, cast_error, raw_texts = _typed_source(con, feed.expressions())
-    # A bare mapping of a column another mapping computes with reads its text, not the typed value.
-    by_name = {ascii_lower(name): alias for name, alias in raw_texts.items()}
-    columns = {name: by_name.get(bare_name(expr), expr) for name, expr in feed.expressions().items()}
+    source = _typed_source(con, feed.expressions())
+    source_sql, cast_error = source.sql, source.cast_error
     dtypes = {
-        name: _check_expression(con, source_sql, name, expr, feed, file, raw_texts)
-        for name, expr in columns.items()
+        name: _check_expression(con, source_sql, name, expr, feed, file, source.typed)
+        for name, expr in source.expressions.items()
     }
-    where = columns.pop(WHERE, None)
+    columns = {name: expr for name, expr in source.expressions.items() if name != WHERE}
+    where = source.expressions.get(WHERE)
     if where is not None and dtypes[WHERE] != "BOOLEAN":
         raise SourceSpecError(
             f"{feed.origin(WHERE)}: where = {feed.as_written(WHERE)!r} gives {dtypes[WHERE]}, not true or "
@@ -678,7 +713,7 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
             f"select {outer} from (select {', '.join(selects)} from ({source_sql}) as src {kept})"
         )
     except duckdb.Error as error:
-        raise _failing_expression(con, file, source_sql, error) from None
+        raise _failing_expression(con, file, source, error) from None
     if where is None:
         return 0
     counted = f"select (select count(*) from stg_raw), (select count(*) from {table})"
@@ -703,14 +738,14 @@ def _refuse_missing_columns(con: duckdb.DuckDBPyConnection, file: SourceFile) ->
 
 
 def _failing_expression(
-    con: duckdb.DuckDBPyConnection, file: SourceFile, source_sql: str, error: duckdb.Error
+    con: duckdb.DuckDBPyConnection, file: SourceFile, source: TypedSource, error: duckdb.Error
 ) -> FileRefusedError:
     """A refusal naming the expression that fails on a row of the file, and how to quarantine such rows."""
     rows_read = staged_rows(con)
-    for name, expression in file.feed.expressions().items():
+    for name, expression in source.expressions.items():
         try:
             # hash: evaluated on every row (count(CASE ... ELSE 'x' END) is answered without the CASE)
-            con.execute(f"select min(hash(({expression}))) from ({source_sql}) as src").fetchall()
+            con.execute(f"select min(hash(({expression}))) from ({source.sql}) as src").fetchall()
         except duckdb.Error as failed:
             detail = str(failed).strip().splitlines()[0][:200]
             return FileRefusedError(

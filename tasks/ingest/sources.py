@@ -17,7 +17,7 @@ import tomllib
 from collections import Counter
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import duckdb
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -225,10 +225,20 @@ def check_expression(expression: str, hint: bool = True) -> str | None:
     return _unsafe_node(node["select_list"][0])
 
 
-def _column_refs(expression: str) -> list[tuple[list[str], bool]]:
-    """Each column reference of an expression, as its name parts (`payload.user`: two), and whether it is in
-    a lambda (`x -> x + 1`), where a name may be the lambda's parameter rather than a column."""
-    found: list[tuple[list[str], bool]] = []
+class ColumnRef(NamedTuple):
+    """A column reference in an expression: its name parts (`payload.user`: two), whether it is in a lambda
+    (`x -> x + 1`, where a name may be the lambda's parameter rather than a column), and where it is written
+    in `select EXPRESSION` (bytes of its UTF-8, as DuckDB counts)."""
+
+    parts: list[str]
+    in_lambda: bool
+    at: int | None
+    length: int | None
+
+
+def _column_refs(expression: str) -> list[ColumnRef]:
+    """Each column reference of an expression."""
+    found: list[ColumnRef] = []
 
     def walk(node: Any, in_lambda: bool) -> None:
         if isinstance(node, list):
@@ -236,7 +246,10 @@ def _column_refs(expression: str) -> list[tuple[list[str], bool]]:
                 walk(child, in_lambda)
         elif isinstance(node, dict):
             if node.get("class") == "COLUMN_REF" and node.get("column_names"):
-                found.append(([str(part) for part in node["column_names"]], in_lambda))
+                parts = [str(part) for part in node["column_names"]]
+                found.append(
+                    ColumnRef(parts, in_lambda, node.get("query_location"), node.get("query_location_length"))
+                )
             for value in node.values():
                 walk(value, in_lambda or node.get("class") == "LAMBDA")
 
@@ -244,6 +257,21 @@ def _column_refs(expression: str) -> list[tuple[list[str], bool]]:
     if not parsed.get("error"):
         walk(parsed["statements"], False)
     return found
+
+
+def rename_columns(expression: str, renames: dict[str, str]) -> str:
+    """The expression with each plain reference (one name, outside a lambda) to a column in `renames`
+    (lowercased name -> the SQL that replaces it) replaced, as DuckDB's parser placed it."""
+    prefix = "select "
+    sql = (prefix + expression).encode()
+    spans = [
+        (ref.at, ref.length, renames[ref.parts[0].lower()])
+        for ref in _column_refs(expression)
+        if len(ref.parts) == 1 and not ref.in_lambda and ref.parts[0].lower() in renames and ref.length
+    ]
+    for at, length, new in sorted(spans, reverse=True):  # from the end: earlier offsets stay right
+        sql = sql[:at] + new.encode() + sql[at + length :]
+    return sql.decode()[len(prefix) :]
 
 
 TEXT_TYPES = {"varchar", "text", "string", "char", "bpchar"}
@@ -302,7 +330,7 @@ def text_role_columns(expression: str, text_result: bool) -> set[str]:
 
 def expression_columns(expression: str) -> set[str]:
     """The column names an expression refers to, lowercased (DuckDB's names are case-insensitive)."""
-    return {parts[-1].lower() for parts, _ in _column_refs(expression)}
+    return {ref.parts[-1].lower() for ref in _column_refs(expression)}
 
 
 def named_columns(expression: str) -> set[str]:
@@ -310,9 +338,9 @@ def named_columns(expression: str) -> set[str]:
     lambda (a dotted name may be a struct's field, a lambda's name its parameter) that DuckDB does not read
     without a table (`current_date`, `user`: a column of that name comes first, else the value)."""
     return {
-        parts[0]
-        for parts, in_lambda in _column_refs(expression)
-        if len(parts) == 1 and not in_lambda and not _binds_without_a_table(parts[0])
+        ref.parts[0]
+        for ref in _column_refs(expression)
+        if len(ref.parts) == 1 and not ref.in_lambda and not _binds_without_a_table(ref.parts[0])
     }
 
 

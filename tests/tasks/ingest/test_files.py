@@ -539,6 +539,34 @@ session_id = "'SHOE1-' || size"
     ]  # fmt: skip
 
 
+def test_a_column_one_expression_types_keeps_its_text_where_another_reads_it_as_text(tmp_path, workspace):
+    """Helper 30 (c12, c13): one column had one type in a file, so `size > 9` typing size made
+    `'SHOE-' || size` read `9.0` for `9`, and `replace(price, '.', ',')` on the typed price refused the spec
+    ("No function matches replace(DOUBLE, ...)"). Each expression reads the column as it uses it."""
+    spec = """
+name = "shop"
+[events]
+path = "events.csv"
+[events.columns]
+user_id = "customer"
+item_id = "'SHOE-' || sku || '-' || size"
+event_type = "CASE WHEN size > 9 THEN 'purchase' ELSE 'view' END"
+ts = "day"
+item_title = "'size ' || size || ', ' || replace(price, '.', ',') || ' EUR'"
+value = "price * 2"
+"""
+    rows = [f"u{i % 5},{i % 7:04d},2024-03-{1 + i % 28:02d} 10:00:00,{9 + i % 3},{i}.50\n" for i in range(30)]
+    report = ingest(write_source(tmp_path / "shop", rows, spec, "customer,sku,day,size,price\n"), workspace)
+    assert [(f.rows_inserted, f.rows_quarantined) for f in report.files] == [(30, 0)]
+    assert query(workspace, "select item_id, event_type, value from events order by value limit 3") == [
+        ("SHOE-0000-9", "view", 1.0), ("SHOE-0001-10", "purchase", 3.0), ("SHOE-0002-11", "purchase", 5.0)
+    ]  # fmt: skip
+    assert query(workspace, "select title from items where item_id = 'SHOE-0004-11'") == [
+        ("size 11, 11,50 EUR",)
+    ]
+    assert query(workspace, "select count(*) from items where title like '%.%'") == [(0,)]
+
+
 def test_parquet_and_tsv_files_and_epoch_timestamps(tmp_path, workspace):
     folder = tmp_path / "mixed"
     folder.mkdir()
