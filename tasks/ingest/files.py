@@ -643,11 +643,19 @@ def _epoch(x: str, whole: bool = False) -> str:
     )
 
 
+# An offset after a time that no zone has (over 14 hours, 60 minutes or more): DuckDB reads `+2500` as 25 hours.
+IMPOSSIBLE_OFFSET = (
+    r"[0-9]:[0-9]{2}(:[0-9]{2}([.,][0-9]*)?)?[+-]((1[5-9]|[2-9][0-9])(:?[0-9]{2})?|[0-9]{2}:?[6-9][0-9])$"
+)
+
+
 def zoned_text(text: str) -> str:
     """SQL for timestamp text with the space before a trailing offset taken out (`10:00:00 -0500`, as a
-    Shopify export writes it, or ` +01:00`, ` Z`): DuckDB reads the offset only when it follows the time."""
+    Shopify export writes it, or ` +01:00`, ` Z`): DuckDB reads the offset only when it follows the time.
+    Null for an offset no zone has (`+2500`), which DuckDB would read as 25 hours: the row is quarantined."""
     zulu = rf"regexp_replace(trim({text}), '\s*[Zz]$', 'Z')"  # `10:00 z` too
-    return rf"regexp_replace({zulu}, '\s+([+-][0-9]{{2}}(:?[0-9]{{2}})?|Z)$', '\1')"
+    joined = rf"regexp_replace({zulu}, '\s+([+-][0-9]{{2}}(:?[0-9]{{2}})?|Z)$', '\1')"
+    return f"case when regexp_matches({joined}, '{IMPOSSIBLE_OFFSET}') then null else {joined} end"
 
 
 def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:

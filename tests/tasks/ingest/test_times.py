@@ -53,6 +53,8 @@ def csv_ts(tmp_path: Path, value: str, ts: str = "ts") -> datetime:
         ("2024-01-01 01:02:32+02:00", datetime(2023, 12, 31, 23, 2, 32)),
         ("2024-01-01 01:02:32.5-05:00", datetime(2024, 1, 1, 6, 2, 32, 500000)),
         ("2024-01-01 01:02:32 UTC", datetime(2024, 1, 1, 1, 2, 32)),
+        ("2024-01-01 01:02:32 +14:00", datetime(2023, 12, 31, 11, 2, 32)),  # Kiribati, the largest offset
+        ("2024-01-01 01:02:32-12:00", datetime(2024, 1, 1, 13, 2, 32)),
     ],
 )
 def test_iso_text_with_an_offset_is_converted_to_utc(tmp_path, text, utc):
@@ -109,3 +111,11 @@ def test_parquet_timestamps_with_and_without_a_zone(tmp_path):
 def test_text_that_is_no_time_becomes_null_and_is_quarantined_not_an_error(tmp_path):
     (tmp_path / "e.csv").write_text("ts\nsoon\nNaN\n1e300\n")
     assert mapped_ts(tmp_path, "e.csv") == [None, None, None]
+
+
+@pytest.mark.parametrize(
+    "text", ["2024-01-01 01:02:32+2500", "2024-01-01T01:02:32 -1500", "2024-01-01 01:02:32+0575"]
+)
+def test_an_offset_no_zone_has_is_quarantined_not_read_as_25_hours(tmp_path, text):
+    """DuckDB reads `+2500` as 25 hours: the row was stored a day off without a word."""
+    assert csv_ts(tmp_path, text) is None
