@@ -402,11 +402,13 @@ def quoted_value(sql: str) -> str:
 
 
 class TypedSource(NamedTuple):
-    """What a file's expressions are evaluated on: the select over stg_raw, the SQL of its cast errors, the
-    expressions as they read it, and the columns it types."""
+    """What a file's expressions are evaluated on: the select over stg_raw, the SQL of its cast errors (and of
+    those of the columns its `where` computes with), the expressions as they read it, and the columns it
+    types."""
 
     sql: str
     cast_error: str
+    where_cast_error: str
     expressions: dict[str, str]
     typed: frozenset[str]
 
@@ -444,22 +446,38 @@ def _typed_source(con: duckdb.DuckDBPyConnection, expressions: dict[str, str]) -
             # above, a number for a column read as text that the expression also computes with
             trials = [{o: t for o, t in typed.items() if o != name} for name in typed]
             trials += [typed | {name: inferred[name]} for name in sorted(reads - to_type) if name in inferred]
+            # a column under the share that the expression cannot compute with as text (`price * qty` where
+            # the rows a `where` filters say n/a): the type most of its values have, the rest quarantined
+            untyped = sorted(n for n in to_type - typed.keys() if n in fallbacks)
+            trials += [
+                typed | {n: fallbacks[n] for n in untyped},
+                *({**typed, n: fallbacks[n]} for n in untyped),
+            ]
             typed = next((t for t in trials if _binds(con, expression, names, t)), typed)
         types |= typed
     types = _runnable_types(con, expressions, names, types, reads_of, fallbacks)
-    errors = []
+    errors = {}
     for name, raw_alias in _raw_aliases(names, types).items():
         q = quote_ident(name)
         label = name.replace("'", "''")
         type_label = TYPE_LABELS.get(types[name], types[name])
-        errors.append(
+        errors[name] = (
             f"when {raw_alias} is not null and {q} is null "
             f"then 'column {label}: not a {type_label} (' || {quoted_value(raw_alias)} || ')'"
         )
-    cast_error = f"case {' '.join(errors)} end" if errors else "null::varchar"
+    where_reads = reads_of.get(WHERE, (set(), set()))[0]  # the columns the where computes with
     return TypedSource(
-        _typed_select(names, types), cast_error, _reading(expressions, names, types), frozenset(types)
+        _typed_select(names, types),
+        _case(errors.values()),
+        _case(error for name, error in errors.items() if name in where_reads),
+        _reading(expressions, names, types),
+        frozenset(types),
     )
+
+
+def _case(whens: Iterable[str]) -> str:
+    whens = list(whens)
+    return f"case {' '.join(whens)} end" if whens else "null::varchar"
 
 
 def _text_result(canonical: str) -> bool:
@@ -508,19 +526,17 @@ def _runnable_types(
     reads_of: dict[str, tuple[set[str], set[str]]], fallbacks: dict[str, str],
 ) -> dict[str, str]:  # fmt: skip
     """`types`, or a choice that lets every expression run on every row of this file where `types` does not.
-    An expression can bind and still fail on a value DuckDB converts for it: a code column typed BIGINT
-    compared with `'X'`, or a text column of `n/a`s left text and compared with `0`. Such an expression
-    reads the column it fails on as text, or as the type most of its values have (fallbacks; the rest
-    quarantined with a reason), whichever runs; where neither does, map_file refuses the file naming it."""
+    An expression can bind and still fail on a value DuckDB converts for it: a text column of `n/a`s left
+    text and compared with `0`. Such a column takes the type most of its values have (fallbacks; the rest
+    quarantined with a reason) where that runs; where it does not, map_file refuses the file naming the
+    expression (`day >= '2024-03-01'` on epoch seconds: never compared as text, which would filter all)."""
     if _runs(con, expressions, names, types):
         return types
-    for canonical, (to_type, reads) in reads_of.items():
+    for canonical, (to_type, _) in reads_of.items():
         if _runs(con, {canonical: expressions[canonical]}, names, types):
             continue
-        trials = [{o: t for o, t in types.items() if o != name} for name in sorted(reads) if name in types]
-        trials += [
-            types | {name: fallbacks[name]} for name in sorted(to_type - types.keys()) if name in fallbacks
-        ]
+        untyped = sorted(n for n in to_type - types.keys() if n in fallbacks)
+        trials = [types | {n: fallbacks[n] for n in untyped}, *({**types, n: fallbacks[n]} for n in untyped)]
         types = next((t for t in trials if _runs(con, expressions, names, t)), types)
     return types
 
@@ -598,7 +614,7 @@ def _text_hint(con: duckdb.DuckDBPyConnection, name: str, expression: str, typed
     return (
         f"; it computes with {', '.join(described)}, text in this file (too few of its values read as a number "
         f"or a time): convert it in the expression, e.g. try_cast(replace({first}, ',', '') AS DOUBLE) for "
-        "thousands separators"
+        f"thousands separators, try_cast(replace({first}, ',', '.') AS DOUBLE) for decimal commas"
     )
 
 
@@ -714,7 +730,8 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
             "else hash('event_id', event_id) end as dedup_key"
         )
     table = "stg_events_mapped" if file.kind == "events" else "stg_items_mapped"
-    kept = f"where ({where}) or (({where}) is null and {cast_error} is not null)" if where else ""
+    # A row whose value the where computes with has the wrong type is kept, so quarantined with the reason.
+    kept = f"where ({where}) or {source.where_cast_error} is not null" if where else ""
     try:
         con.execute(
             f"create or replace temp table {table} as "
@@ -756,10 +773,16 @@ def _failing_expression(
             con.execute(f"select min(hash(({expression}))) from ({source.sql}) as src").fetchall()
         except duckdb.Error as failed:
             detail = str(failed).strip().splitlines()[0][:200]
+            advice = (
+                "A condition compares values of one kind (epoch seconds with a number, not with '2024-03-01'); "
+                "compare a column itself (amount > 0) so that a row whose value has the wrong type is "
+                "quarantined, where try_cast(...) would filter it"
+                if name == WHERE
+                else "Use try_cast(...) or try_strptime(...) so that such rows are quarantined instead"
+            )
             return FileRefusedError(
                 f"{file.path}: the expression for {name} = {file.feed.as_written(name)!r} "
-                f"({file.feed.origin(name)}) fails on a row of this file: {detail}; the file is refused. "
-                "Use try_cast(...) or try_strptime(...) so that such rows are quarantined instead",
+                f"({file.feed.origin(name)}) fails on a row of this file: {detail}; the file is refused. {advice}",
                 rows_read=rows_read,
             )
     detail = str(error).strip().splitlines()[0][:200]
@@ -872,6 +895,16 @@ def prepare_file(
     try:
         stage_file(con, file)
         outcome = replace(outcome, rows_filtered=map_file(con, file))
+        if (
+            outcome.rows_filtered
+            and outcome.rows_filtered == con.execute("select count(*) from stg_raw").fetchall()[0][0]
+        ):
+            warning = (
+                f"where = {file.feed.as_written(WHERE)!r} ({file.feed.origin(WHERE)}) keeps none of its "
+                f"{outcome.rows_filtered:,} rows: nothing of this file is inserted, and it is recorded as ingested "
+                "(a changed where does not read it again)"
+            )
+            outcome = replace(outcome, warnings=(*outcome.warnings, warning))
         check_file(con, file, event_types)
     except EmptyFileError as empty:
         warning = str(empty)

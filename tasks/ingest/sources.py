@@ -285,13 +285,27 @@ TEXT_FUNCTIONS = {
     "nfc_normalize", "strip_accents",
 }  # fmt: skip
 PASS_THROUGH = {"coalesce", "ifnull"}  # their value is one of their arguments: read as the result is
+# Comparisons that read their sides as text where the other side is text written in the expression
+# (`code = 'X'`, `event in ('view', 'cart')`); an order (`ts >= '2024-03-01'`) compares as the column's type.
+EQUALITIES = {"COMPARE_EQUAL", "COMPARE_NOTEQUAL", "COMPARE_DISTINCT_FROM", "COMPARE_NOT_DISTINCT_FROM"}
+NULL_TESTS = {"OPERATOR_IS_NULL", "OPERATOR_IS_NOT_NULL"}  # whether there is a value: read as text
+
+
+def _is_text_constant(node: Any) -> bool:
+    return (
+        isinstance(node, dict)
+        and node.get("class") == "CONSTANT"
+        and node.get("literal", {}).get("kind") == "STRING"
+    )
 
 
 def text_role_columns(expression: str, text_result: bool) -> set[str]:
     """The columns (lowercased) an expression reads only as text: inside `||` and string functions, cast
-    to text or try_cast by the expression itself, or passed through (coalesce, a CASE's results) to a
+    to text or try_cast by the expression itself, compared for equality with text (`code = 'X'`, `event in
+    ('view', 'cart')`), tested for a value (`is null`), or passed through (coalesce, a CASE's results) to a
     result that is text (`text_result`: the mapping is an id, a type, a title). `'ean:' || ean` keeps 0812;
-    `price = 0`, `greatest(a, b)`, `qty * price` read their columns as numbers."""
+    `price = 0`, `greatest(a, b)`, `qty * price`, `day >= '2024-03-01'` read their columns as numbers or
+    times."""
     roles: dict[str, set[bool]] = {}
 
     def walk(node: Any, as_text: bool) -> None:
@@ -309,6 +323,16 @@ def text_role_columns(expression: str, text_result: bool) -> set[str]:
             walk(node.get("arguments"), name in TEXT_FUNCTIONS or (name in PASS_THROUGH and as_text))
         elif kind == "OPERATOR" and node.get("type") == "OPERATOR_COALESCE":
             walk(node.get("children"), as_text)
+        elif kind == "OPERATOR" and node.get("type") in NULL_TESTS:
+            walk(node.get("children"), True)
+        elif kind == "OPERATOR" and node.get("type") in ("COMPARE_IN", "COMPARE_NOT_IN"):
+            tested, *values = node.get("children") or [None]
+            walk(tested, bool(values) and all(_is_text_constant(v) for v in values))
+            walk(values, False)
+        elif kind == "COMPARISON" and node.get("type") in EQUALITIES:
+            left, right = node.get("left"), node.get("right")
+            walk(left, _is_text_constant(right))
+            walk(right, _is_text_constant(left))
         elif kind == "CASE":
             for check in node.get("case_checks") or []:
                 walk(check.get("when_expr"), False)

@@ -233,6 +233,93 @@ def test_a_row_whose_where_column_has_a_value_of_the_wrong_type_is_quarantined_n
     assert [reason for _, reason, _ in quarantined(workspace)] == ["column value: not a BIGINT ('lots')"]
 
 
+FILTER_SPEC = """
+name = "shop"
+[events]
+path = "events.csv"
+where = "{where}"
+[events.columns]
+user_id = "user"
+item_id = "sku"
+event_type = "'purchase'"
+ts = "ts"
+value = "price * qty"
+"""
+
+
+def filtered_shop(tmp_path: Path, where: str, rows: list[str]):
+    """Ingests rows of `type,user,sku,price,qty,ts` under a spec whose feed has `where`."""
+    header = "type,user,sku,price,qty,ts\n"
+    spec = write_source(tmp_path / "shop", rows, FILTER_SPEC.format(where=where.replace('"', '\\"')), header)
+    return ingest(spec, tmp_path / "workspace")
+
+
+def track_rows(n: int) -> list[str]:
+    return [
+        f"track,{100 + i % 9},s{i % 5},{i}.5,{1 + i % 3},2026-03-{1 + i % 28:02d} 10:{i:02d}:00\n"
+        for i in range(n)
+    ]
+
+
+def test_rows_the_where_filters_do_not_decide_the_types_of_the_rows_it_keeps(tmp_path):
+    """Helper 31 (F3, F4): page calls whose price is n/a, 40 of 50 rows, made `price * qty` an error (the
+    column was no number in 90% of the file); where the where was null on them (no type), they were
+    quarantined for a column the where never reads, and the file rejected."""
+    pages = [f"page,{i},,n/a,n/a,2026-03-01 11:{i:02d}:00\n" for i in range(40)]
+    (outcome,) = filtered_shop(tmp_path, "type = 'track'", track_rows(10) + pages).files
+    assert (outcome.rows_inserted, outcome.rows_quarantined, outcome.rows_filtered) == (10, 0, 40)
+    nulls = [f",{i},,n/a,n/a,2026-03-01 11:{i:02d}:00\n" for i in range(3)]  # no type: the where is null
+    (outcome,) = filtered_shop(tmp_path / "b", "type = 'track'", track_rows(37) + nulls).files
+    assert (outcome.status, outcome.rows_inserted, outcome.rows_quarantined, outcome.rows_filtered) == (
+        "ingested", 37, 0, 3
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("where", "counts"),
+    [
+        (
+            "user is not null",
+            (39, 1, 1),
+        ),  # a test for a value reads text: guest-7 kept, the blank id filtered
+        ("coalesce(price, 0) > 0", (39, 1, 1)),  # lots is quarantined, not filtered by the coalesce
+    ],
+)
+def test_a_where_never_filters_a_value_of_the_wrong_type_unseen(tmp_path, where, counts):
+    """Helper 31 (F1): a where that is true or false on a null (`is not null`, `coalesce`) filtered the
+    rows whose value did not fit the column's type, without a trace."""
+    rows = track_rows(38)
+    rows.append("track,guest-7,s1,2.5,1,2026-03-02 10:00:00\n")  # an id no number: user is typed BIGINT
+    rows.append("track,,s1,0,1,2026-03-02 10:01:00\n")
+    rows.append("track,105,s1,lots,1,2026-03-02 10:02:00\n")
+    (outcome,) = filtered_shop(tmp_path, where, rows).files
+    assert (outcome.rows_inserted, outcome.rows_quarantined, outcome.rows_filtered) == counts
+
+
+def test_a_where_that_compares_a_time_of_another_kind_is_refused_not_filtering_everything(tmp_path):
+    """Helper 31 (F5): `ts >= '2026-03-01'` on epoch seconds compared text and filtered every row."""
+    rows = [f"track,u{i},s1,1,1,{1772359200 + i * 60}\n" for i in range(20)]
+    with pytest.raises(IngestFailedError) as raised:
+        filtered_shop(tmp_path, "ts >= '2026-03-01'", rows)
+    assert "the expression for where = \"ts >= '2026-03-01'\" (source.toml line 5) fails on a row" in str(
+        raised.value
+    )
+    assert "compares values of one kind (epoch seconds with a number, not with '2024-03-01')" in str(
+        raised.value
+    )
+    (outcome,) = filtered_shop(tmp_path / "b", "ts >= 1772359740", rows).files
+    assert (outcome.rows_inserted, outcome.rows_filtered) == (11, 9)
+
+
+def test_a_where_that_keeps_no_row_of_a_file_says_so(tmp_path):
+    (outcome,) = filtered_shop(tmp_path, "type = 'Track'", track_rows(12)).files
+    assert (outcome.status, outcome.rows_inserted, outcome.rows_filtered) == ("ingested", 0, 12)
+    assert outcome.warnings == (
+        "where = \"type = 'Track'\" (source.toml line 5) keeps none of its 12 rows: nothing of this file is "
+        "inserted, and it is recorded as ingested (a changed where does not read it again)",
+    )
+
+
 @pytest.mark.parametrize(
     ("where", "message"),
     [
