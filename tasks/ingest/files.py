@@ -869,7 +869,7 @@ def count_file(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> FileOutc
 
 def describe_rejection(outcome: FileOutcome, max_bad_fraction: float) -> str:
     reasons = "; ".join(f"{reason} ({n:,})" for reason, n in outcome.top_reasons)
-    kept = f" its where keeps (of {outcome.rows_read:,} read)" if outcome.rows_filtered else ""
+    kept = f" its where does not filter (of {outcome.rows_read:,} read)" if outcome.rows_filtered else ""
     return (
         f"{outcome.file}: {outcome.rows_quarantined:,} of {outcome.rows_kept:,} rows{kept} are bad "
         f"({outcome.bad_fraction:.1%} > max-bad-fraction {max_bad_fraction:.1%}); top reasons: {reasons}; "

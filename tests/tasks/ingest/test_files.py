@@ -211,7 +211,7 @@ def test_the_bad_share_of_a_filtered_file_is_of_the_rows_its_where_keeps(tmp_pat
     )
     with pytest.raises(IngestFailedError) as raised:
         ingest(spec, workspace)
-    assert "events.jsonl: 1 of 13 rows its where keeps (of 20 read) are bad (7.7% > max-bad-fraction 5.0%)" in str(
+    assert "events.jsonl: 1 of 13 rows its where does not filter (of 20 read) are bad (7.7% > max-bad-fraction 5.0%)" in str(
         raised.value
     )  # fmt: skip
     assert "(it would have been 12 inserted, 0 duplicate, 1 quarantined, 7 filtered)" in str(raised.value)
