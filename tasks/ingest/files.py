@@ -448,11 +448,7 @@ def _typed_source(con: duckdb.DuckDBPyConnection, expressions: dict[str, str]) -
             trials += [typed | {name: inferred[name]} for name in sorted(reads - to_type) if name in inferred]
             # a column under the share that the expression cannot compute with as text (`price * qty` where
             # the rows a `where` filters say n/a): the type most of its values have, the rest quarantined
-            untyped = sorted(n for n in to_type - typed.keys() if n in fallbacks)
-            trials += [
-                typed | {n: fallbacks[n] for n in untyped},
-                *({**typed, n: fallbacks[n]} for n in untyped),
-            ]
+            trials += _fallback_trials(typed, to_type, fallbacks)
             typed = next((t for t in trials if _binds(con, expression, names, t)), typed)
         types |= typed
     types = _runnable_types(con, expressions, names, types, reads_of, fallbacks)
@@ -506,7 +502,7 @@ def _typed_select(names: list[str], types: dict[str, str]) -> str:
 
 def _reading(expressions: dict[str, str], names: list[str], types: dict[str, str]) -> dict[str, str]:
     """The expressions as they read `_typed_select`: a typed column is read as its text where an expression
-    maps it bare or reads it only as text (`'SHOE-' || size` keeps `9.0` where `size > 9` types it)."""
+    maps it bare or reads it only as text (`'SHOE-' || size` keeps `9` where `size > 9` types it 9.0)."""
     aliases = _raw_aliases(names, types)
     bare = {ascii_lower(name): alias for name, alias in aliases.items()}
     by_name = {name.lower(): alias for name, alias in aliases.items()}
@@ -535,10 +531,17 @@ def _runnable_types(
     for canonical, (to_type, _) in reads_of.items():
         if _runs(con, {canonical: expressions[canonical]}, names, types):
             continue
-        untyped = sorted(n for n in to_type - types.keys() if n in fallbacks)
-        trials = [types | {n: fallbacks[n] for n in untyped}, *({**types, n: fallbacks[n]} for n in untyped)]
+        trials = _fallback_trials(types, to_type, fallbacks)
         types = next((t for t in trials if _runs(con, expressions, names, t)), types)
     return types
+
+
+def _fallback_trials(
+    types: dict[str, str], to_type: set[str], fallbacks: dict[str, str]
+) -> list[dict[str, str]]:
+    """`types` with the fallback type of the columns in `to_type` it leaves text: all of them, then each."""
+    untyped = sorted(n for n in to_type - types.keys() if n in fallbacks)
+    return [types | {n: fallbacks[n] for n in untyped}, *({**types, n: fallbacks[n]} for n in untyped)]
 
 
 def _runs(
