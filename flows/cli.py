@@ -444,8 +444,11 @@ def print_ingest(report: Any, details: bool = False) -> None:
     """The per-file table when there are few files (or with --details), then one summary: counts by status,
     row totals, and each refused file on its own line."""
     files = report.files
-    # Rows a feed's `where` did not keep: a column and a count only where a spec has a filter.
-    numbers = ("read", "inserted", "duplicate", "quarantined", *(("filtered",) if any(f.rows_filtered for f in files) else ()))  # fmt: skip
+    # Rows a feed's `unnest` added (read + unnested = the rest) and its `where` did not keep: a column and a
+    # count only where a spec has them.
+    unnested = ("unnested",) if any(f.rows_unnested for f in files) else ()
+    filtered = ("filtered",) if any(f.rows_filtered for f in files) else ()
+    numbers = ("read", *unnested, "inserted", "duplicate", "quarantined", *filtered)
     if details or len(files) <= MAX_FILES_IN_TABLE:
         table = Table(title=Text(f"ingest of {report.source}"), title_justify="left")
         for column in ("file", "kind", "status", *numbers):

@@ -30,6 +30,7 @@ from tasks.ingest.sources import (
     BARE_NAME,
     EVENT_COLUMNS,
     ITEM_COLUMNS,
+    UNNEST,
     WHERE,
     Feed,
     SourceSpec,
@@ -116,6 +117,7 @@ class FileOutcome:
     rows_duplicate: int = 0
     rows_quarantined: int = 0
     rows_filtered: int = 0  # rows the feed's `where` did not keep
+    rows_unnested: int = 0  # rows the feed's `unnest` added: one per element of a record's list, less one
     message: str | None = None
     top_reasons: tuple[tuple[str, int], ...] = ()
     warnings: tuple[str, ...] = ()
@@ -123,7 +125,7 @@ class FileOutcome:
     @property
     def rows_kept(self) -> int:
         """The rows the feed's `where` keeps (every row read without one): what the bad share is of."""
-        return self.rows_read - self.rows_filtered
+        return self.rows_read + self.rows_unnested - self.rows_filtered
 
     @property
     def bad_fraction(self) -> float:
@@ -135,6 +137,10 @@ class FileOutcome:
 
     def counts(self) -> str:
         filtered = f", {self.rows_filtered:,} filtered" if self.rows_filtered else ""
+        if self.rows_unnested:
+            filtered += (
+                f", of {self.rows_read + self.rows_unnested:,} rows unnested from {self.rows_read:,} read"
+            )
         return (
             f"{self.rows_inserted:,} inserted, {self.rows_duplicate:,} duplicate, "
             f"{self.rows_quarantined:,} quarantined{filtered}"
@@ -151,7 +157,7 @@ def refuse_file(outcome: FileOutcome, status: FileStatus, message: str) -> FileO
     been."""
     return replace(
         outcome, status=status, message=message, rows_inserted=0, rows_duplicate=0, rows_quarantined=0,
-        rows_filtered=0,
+        rows_filtered=0, rows_unnested=0,
     )  # fmt: skip
 
 
@@ -272,8 +278,9 @@ def _missing_columns(
 def first_unread(feed: Feed, columns: Iterable[str]) -> tuple[str, str, list[str]] | None:
     """The feed's first mapping (or its row filter, `where`) that reads columns not among `columns` (nor
     ingest's own, QUERY_COLUMNS): (canonical name, expression, those columns), or None."""
-    present = {ascii_lower(column) for column in columns} | set(QUERY_COLUMNS)
-    for name, expression in feed.expressions().items():
+    element, _ = feed.unnested()  # a column of the rows the mappings read, not of the file
+    present = {ascii_lower(column) for column in [*columns, *QUERY_COLUMNS, *([element] if element else [])]}
+    for name, expression in feed.expressions(with_unnest=True).items():
         missing = sorted(c for c in named_columns(expression) if ascii_lower(c) not in present)
         if missing:
             return name, expression, missing
@@ -351,9 +358,10 @@ def is_already_ingested(con: duckdb.DuckDBPyConnection, kind: str, sha256: str) 
 # ------------------------------------------------------------------------------------------------ map
 
 
-def _raw_columns(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    described = con.execute("describe stg_raw").fetchall()
-    return {name: dtype for name, dtype, *_ in described if name != "_row"}
+def _raw_columns(con: duckdb.DuckDBPyConnection, relation: str = "stg_rows") -> dict[str, str]:
+    """The columns the feed's expressions read (`stg_rows`; `stg_raw`: the file's records) and their types."""
+    described = con.execute(f"describe {relation}").fetchall()
+    return {name: dtype for name, dtype, *_ in described if name not in ("_row", *UNNEST_COLUMNS)}
 
 
 def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -375,7 +383,7 @@ def _infer_types(con: duckdb.DuckDBPyConnection, names: list[str]) -> tuple[dict
             f"count(try_cast({q} as double)) filter (where try_cast({q} as double) = try_cast({q} as bigint))"
         )
         parts.append(f"count(try_cast({zoned_text(q)} as timestamptz))")
-    counts = con.execute(f"select {', '.join(parts)} from stg_raw").fetchall()[0]
+    counts = con.execute(f"select {', '.join(parts)} from stg_rows").fetchall()[0]
     types, fallbacks = {}, {}
     for i, name in enumerate(names):
         n_values, n_double, n_bigint, n_timestamp = counts[4 * i : 4 * i + 4]
@@ -402,7 +410,7 @@ def quoted_value(sql: str) -> str:
 
 
 class TypedSource(NamedTuple):
-    """What a file's expressions are evaluated on: the select over stg_raw, the SQL of its cast errors (and of
+    """What a file's expressions are evaluated on: the select over stg_rows, the SQL of its cast errors (and of
     those of the columns its `where` computes with), the expressions as they read it, and the columns it
     types."""
 
@@ -413,7 +421,9 @@ class TypedSource(NamedTuple):
     typed: frozenset[str]
 
 
-def _typed_source(con: duckdb.DuckDBPyConnection, expressions: dict[str, str]) -> TypedSource:
+def _typed_source(
+    con: duckdb.DuckDBPyConnection, expressions: dict[str, str], unnested: bool = False
+) -> TypedSource:
     """How the expressions read the file's text columns.
 
     A text column an expression computes or compares with (`qty * unit_price`, `price = 0`,
@@ -463,7 +473,7 @@ def _typed_source(con: duckdb.DuckDBPyConnection, expressions: dict[str, str]) -
         )
     where_reads = reads_of.get(WHERE, (set(), set()))[0]  # the columns the where computes with
     return TypedSource(
-        _typed_select(names, types),
+        _typed_select(names, types, unnested),
         _case(errors.values()),
         _case(error for name, error in errors.items() if name in where_reads),
         _reading(expressions, names, types),
@@ -486,18 +496,18 @@ def _raw_aliases(names: list[str], types: dict[str, str]) -> dict[str, str]:
     return {name: f"__raw_{i}" for i, name in enumerate(names) if name in types}
 
 
-def _typed_select(names: list[str], types: dict[str, str]) -> str:
-    """The file's columns from stg_raw, those in `types` typed so (a value that does not fit is null) with
-    their text beside them (`_raw_aliases`)."""
+def _typed_select(names: list[str], types: dict[str, str], unnested: bool = False) -> str:
+    """The file's columns from stg_rows, those in `types` typed so (a value that does not fit is null) with
+    their text beside them (`_raw_aliases`); `unnested`: with the columns unnest_rows adds (UNNEST_COLUMNS)."""
     aliases = _raw_aliases(names, types)
-    selects = ["_row"]
+    selects = ["_row", *UNNEST_COLUMNS] if unnested else ["_row"]
     for name in names:
         q = quote_ident(name)
         if name in types:
             selects += [f"{_typed(q, types[name])} as {q}", f"{q} as {aliases[name]}"]
         else:
             selects.append(q)
-    return f"select {', '.join(selects)} from stg_raw"
+    return f"select {', '.join(selects)} from stg_rows"
 
 
 def _reading(expressions: dict[str, str], names: list[str], types: dict[str, str]) -> dict[str, str]:
@@ -609,7 +619,7 @@ def _text_hint(con: duckdb.DuckDBPyConnection, name: str, expression: str, typed
     for column in text:
         q = quote_ident(column)
         found = con.execute(
-            f"select {q} from stg_raw where nullif(trim({q}), '') is not null "
+            f"select {q} from stg_rows where nullif(trim({q}), '') is not null "
             f"and try_cast({q} as double) is null limit 1"
         ).fetchall()
         described.append(f"{column} (e.g. {found[0][0]!r})" if found else column)
@@ -677,8 +687,100 @@ def zoned_text(text: str) -> str:
     return f"case when regexp_matches({joined}, '{IMPOSSIBLE_OFFSET}') then null else {joined} end"
 
 
+# What unnest_rows adds to each row: its record's row in the file, the element's place in the list (from 1; 0
+# for a record with no element), and why the record's list gave no element (null when it did).
+UNNEST_COLUMNS = ("_segflow_record", "_segflow_element", "_segflow_unnest_error")
+
+
+def stage_rows(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
+    """The rows the feed's expressions read, the view `stg_rows`: the file's records (`stg_raw`), or with the
+    feed's `unnest`, one row per element of each record's list, the element a column of its name beside the
+    record's columns. Returns the rows unnesting added (rows - records): a record whose list is missing,
+    empty or not a list stays one row, quarantined with the reason unless the feed's `where` filters it.
+
+    The list is a DuckDB list (a Parquet list of structs: the element is a struct, `item.item_id`) or a JSON
+    array, as text or JSON (a JSON Lines or CSV column, `properties->'products'`: the element is text, JSON
+    for an object, `item->>'item_id'`)."""
+    element, expression = file.feed.unnested()
+    if element is None:
+        con.execute("create or replace temp view stg_rows as select * from stg_raw")
+        return 0
+    feed = file.feed
+    columns = _raw_columns(con, "stg_raw")
+    if ascii_lower(element) in {ascii_lower(c) for c in columns}:
+        raise SourceSpecError(
+            f"{feed.origin(UNNEST)}: unnest's element {element!r} is a column of {file.path.name}: name the "
+            'element otherwise (unnest = { item = "items" } makes a column item)'
+        )
+    present = {ascii_lower(c) for c in columns}
+    missing = sorted(c for c in named_columns(expression) if ascii_lower(c) not in present)
+    if missing:
+        raise FileRefusedError(
+            f"{file.path}: unnest = {{ {element} = {expression!r} }} ({feed.origin(UNNEST)}) reads "
+            f"{', '.join(missing)}, which this file does not have (its columns: {', '.join(columns)}); the "
+            "file is refused",
+            rows_read=staged_rows(con),
+        )
+    try:
+        dtype = con.execute(f"describe select ({expression}) as x from stg_raw").fetchall()[0][1]
+    except duckdb.Error as error:
+        raise SourceSpecError(
+            f"{feed.origin(UNNEST)}: DuckDB rejects unnest's list {element} = {expression!r}: "
+            f"{str(error).splitlines()[0]} (columns in {file.path.name}: {', '.join(columns)})"
+        ) from None
+    listed = f"({expression})"
+    if dtype in ("VARCHAR", "JSON"):
+        text = f"cast({listed} as varchar)"
+        is_array = f"json_valid({text}) and json_type({text}) = 'ARRAY'"
+        # Elements as text, as a JSON Lines file's values are: a string without its quotes, an object as JSON
+        # (`item->>'item_id'` reads it), typed as the file's columns are where an expression computes with it.
+        listed = f"case when {is_array} then json_extract_string({text}, '$[*]') end"
+    elif not dtype.endswith("[]"):
+        raise SourceSpecError(
+            f"{feed.origin(UNNEST)}: unnest's list {element} = {expression!r} gives {dtype} in "
+            f"{file.path.name}, not a list or a JSON array"
+        )
+    label = element.replace("'", "''")
+    value = f"cast(({expression}) as varchar)"
+    error = (
+        f"case when lists._list is null and nullif(trim({value}), '') is null then '{label}: missing, no list "
+        f"to unnest' when lists._list is null then '{label}: not a list (' || {quoted_value(value)} || ')' "
+        f"when len(lists._list) = 0 then '{label}: an empty list, no event' end"
+    )
+    record_columns = ", ".join(quote_ident(c) for c in columns)
+    try:
+        con.execute(
+            f"""
+            create or replace temp table stg_unnested as
+            select
+                row_number() over (order by _segflow_record, _segflow_element) as _row, *
+            from (
+                select
+                    lists._row as _segflow_record,
+                    unnest(case when len(lists._list) > 0 then range(1, len(lists._list) + 1) else [0] end)
+                        as _segflow_element,
+                    {error} as _segflow_unnest_error,
+                    {record_columns},
+                    unnest(case when len(lists._list) > 0 then lists._list else [null] end)
+                        as {quote_ident(element)},
+                from (select *, {listed} as _list from stg_raw) as lists
+            )
+            """
+        )
+    except duckdb.Error as failed:
+        raise FileRefusedError(
+            f"{file.path}: unnest = {{ {element} = {expression!r} }} ({feed.origin(UNNEST)}) fails on a row "
+            f"of this file: {str(failed).strip().splitlines()[0][:200]}; the file is refused",
+            rows_read=staged_rows(con),
+        ) from None
+    con.execute("create or replace temp view stg_rows as select * from stg_unnested")
+    counted = "select count(*), count(distinct _segflow_record) from stg_unnested"
+    n_rows, n_records = con.execute(counted).fetchall()[0]
+    return n_rows - n_records
+
+
 def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
-    """Evaluate the feed's column expressions over `stg_raw` into `stg_events_mapped` / `stg_items_mapped`,
+    """Evaluate the feed's column expressions over `stg_rows` into `stg_events_mapped` / `stg_items_mapped`,
     for the rows its `where` keeps; returns how many it did not keep (filtered).
 
     A row the filter cannot tell because a column it reads has a value of the wrong type is kept, and so
@@ -688,8 +790,11 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
     # Parsed again here, not only when the spec is read: a feed can be built in code too.
     check_feed_expressions(feed)
     _refuse_missing_columns(con, file)
-    source = _typed_source(con, feed.expressions())
+    element, _ = feed.unnested()
+    source = _typed_source(con, feed.expressions(), unnested=element is not None)
     source_sql, cast_error = source.sql, source.cast_error
+    if element is not None:  # a record whose list cannot be unnested: its one row says why
+        cast_error = f"coalesce(_segflow_unnest_error, {cast_error})"
     dtypes = {
         name: _check_expression(con, source_sql, name, expr, feed, file, source.typed)
         for name, expr in source.expressions.items()
@@ -714,6 +819,9 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
                 selects.append("null::varchar as ts_text")
         elif name == "event_type":
             selects.append(f"lower({_text(expression)}) as event_type")
+        elif name == "event_id" and element is not None:
+            # The record's id, made one per element: the record's events are not duplicates of each other.
+            selects.append(f"{_text(expression)} || '#' || _segflow_element as event_id")
         elif name == "ts":
             selects.append(f"{_timestamp(expression, dtypes[name])} as ts")
             selects.append(f"{_text(expression)} as ts_text")
@@ -735,6 +843,8 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
     table = "stg_events_mapped" if file.kind == "events" else "stg_items_mapped"
     # A row whose value the where computes with has the wrong type is kept, so quarantined with the reason.
     kept = f"where ({where}) or {source.where_cast_error} is not null" if where else ""
+    if where and element is not None and element.lower() in expression_columns(where):
+        kept += " or _segflow_unnest_error is not null"  # the where cannot tell without the element
     try:
         con.execute(
             f"create or replace temp table {table} as "
@@ -744,7 +854,7 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
         raise _failing_expression(con, file, source, error) from None
     if where is None:
         return 0
-    counted = f"select (select count(*) from stg_raw), (select count(*) from {table})"
+    counted = f"select (select count(*) from stg_rows), (select count(*) from {table})"
     n_raw, n_mapped = con.execute(counted).fetchall()[0]
     return n_raw - n_mapped
 
@@ -809,19 +919,23 @@ def check_file(con: duckdb.DuckDBPyConnection, file: SourceFile, event_types: tu
     record = (
         "to_json(struct_pack(" + ", ".join(f"{quote_ident(n)} := raw.{quote_ident(n)}" for n in names) + "))"
     )
+    # The row of the file: an unnested row's is its record's (the record holds the list and the element).
+    row = "raw._segflow_record" if file.feed.unnest else "rejected._row"
     con.execute(
         f"""
         create or replace temp table stg_quarantine as
         select _row, reason, record from stg_rejects
         union all
-        select rejected._row, rejected.reason, left(cast({record} as varchar), {MAX_RECORD_CHARS}) as record
+        select {row} as _row, rejected.reason, left(cast({record} as varchar), {MAX_RECORD_CHARS}) as record
         from {prefix}_rejected as rejected
-        join stg_raw as raw on raw._row = rejected._row
+        join stg_rows as raw on raw._row = rejected._row
         order by _row
         """
     )
     # The raw rows are no longer needed: free their memory before deduplication and insert.
+    con.execute("drop view stg_rows")
     con.execute("drop view stg_raw")
+    con.execute("drop table if exists stg_unnested")
     con.execute("drop table stg_file")
     con.execute(
         f"create or replace temp table {prefix}_duplicates as {load_sql(f'staging/{prefix}_duplicates')}"
@@ -860,7 +974,7 @@ def count_file(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> FileOutc
     ).fetchall()
     return replace(
         outcome,
-        rows_read=n_staged + n_quarantined - n_bad + outcome.rows_filtered,
+        rows_read=n_staged + n_quarantined - n_bad + outcome.rows_filtered - outcome.rows_unnested,
         rows_quarantined=n_quarantined,
         rows_duplicate=n_duplicate,
         rows_inserted=n_staged - n_bad - n_duplicate,
@@ -872,7 +986,11 @@ def count_file(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> FileOutc
 
 def describe_rejection(outcome: FileOutcome, max_bad_fraction: float) -> str:
     reasons = "; ".join(f"{reason} ({n:,})" for reason, n in outcome.top_reasons)
-    kept = f" its where does not filter (of {outcome.rows_read:,} read)" if outcome.rows_filtered else ""
+    read = f"{outcome.rows_read:,} read"
+    if outcome.rows_unnested:
+        read = f"{outcome.rows_read + outcome.rows_unnested:,}, unnested from {read}"
+    kept = f" its where does not filter (of {read})" if outcome.rows_filtered else ""
+    kept = kept or (f" (unnested from {outcome.rows_read:,} read)" if outcome.rows_unnested else "")
     return (
         f"{outcome.file}: {outcome.rows_quarantined:,} of {outcome.rows_kept:,} rows{kept} are bad "
         f"({outcome.bad_fraction:.1%} > max-bad-fraction {max_bad_fraction:.1%}); top reasons: {reasons}; "
@@ -897,10 +1015,11 @@ def prepare_file(
     Its rows read are inserted + duplicate + quarantined + filtered (by the feed's `where`)."""
     try:
         stage_file(con, file)
+        outcome = replace(outcome, rows_unnested=stage_rows(con, file))
         outcome = replace(outcome, rows_filtered=map_file(con, file))
         if (
             outcome.rows_filtered
-            and outcome.rows_filtered == con.execute("select count(*) from stg_raw").fetchall()[0][0]
+            and outcome.rows_filtered == con.execute("select count(*) from stg_rows").fetchall()[0][0]
         ):
             warning = (
                 f"where = {file.feed.as_written(WHERE)!r} ({file.feed.origin(WHERE)}) keeps none of its "
@@ -962,7 +1081,8 @@ def record_manifest(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> Fil
         insert into ingest_manifest by name select
             $batch_id as batch_id, $source as source, $file as file, $kind as kind, $sha256 as sha256,
             $rows_read as rows_read, $rows_inserted as rows_inserted, $rows_duplicate as rows_duplicate,
-            $rows_quarantined as rows_quarantined, $rows_filtered as rows_filtered, $status as status,
+            $rows_quarantined as rows_quarantined, $rows_filtered as rows_filtered,
+            $rows_unnested as rows_unnested, $status as status,
             $message as message, $at as ingested_at
         """,
         {
@@ -976,6 +1096,7 @@ def record_manifest(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> Fil
             "rows_duplicate": outcome.rows_duplicate,
             "rows_quarantined": outcome.rows_quarantined,
             "rows_filtered": outcome.rows_filtered,
+            "rows_unnested": outcome.rows_unnested,
             "status": outcome.status.value,
             "message": message,
             "at": datetime.now(UTC).replace(tzinfo=None),

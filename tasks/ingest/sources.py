@@ -67,9 +67,14 @@ EXTENSION_FORMATS = {
     ".ndjson": "jsonl",
     ".ndjson.gz": "jsonl",
 }
-FEED_KEYS = ("path", "format", "columns", "where", "delimiter", "quote", "header", "file_columns", "encoding")
+FEED_KEYS = (
+    "path", "format", "columns", "where", "unnest", "delimiter", "quote", "header", "file_columns", "encoding",
+)  # fmt: skip
 # The key of a feed's row filter among its expressions (Feed.expressions): no canonical column has the name.
 WHERE = "where"
+# The key of a feed's list to unnest (Feed.unnest): `unnest = { item = "items" }`, one row per element.
+UNNEST = "unnest"
+ELEMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SPEC_KEYS = ("name", "events", "items", "event_types", "validation", "ground_truth")
 
 
@@ -142,8 +147,9 @@ def _unsafe_node(node: Any) -> str | None:
         name = str(node.get("function_name", "")).lower()
         if name == "unnest":
             return (
-                "unnest(...) makes several rows of one, and a mapping gives one value per row of the file; "
-                "map one element (items[1].item_id) or write the file with one row per item"
+                "unnest(...) makes several rows of one, and a mapping gives one value per row; for one "
+                'event per element of a list, name it in the feed: unnest = { item = "items" }, then map '
+                "item.item_id (a list of structs) or item->>'item_id' (a JSON array)"
             )
         if name in _function_names(("table", "table_macro", "pragma")):
             return f"{name}(...) is a table function (it reads files or tables), not allowed"
@@ -397,8 +403,8 @@ def quote_column_name(expression: str) -> str:
 
 def check_feed_expressions(feed: Feed) -> None:
     """A SourceSpecError naming the spec line of the first refused expression of the feed (its row filter
-    too)."""
-    for name, expression in feed.expressions().items():
+    and the list it unnests too)."""
+    for name, expression in feed.expressions(with_unnest=True).items():
         why = check_expression(expression)
         if why is not None:
             raise SourceSpecError(
@@ -417,6 +423,9 @@ class Feed(BaseModel):
     # A row filter: a DuckDB condition over the file's own columns. A row it does not keep (false or null) is
     # counted as filtered, neither inserted nor quarantined (Segment's page calls in a dump of track calls).
     where: str | None = None
+    # One row per element of a list: {element name: expression giving the list (a list, or a JSON array)}.
+    # The element is a column of that name; the row's other columns are its record's (GA4's `items`).
+    unnest: dict[str, str] | None = None
     delimiter: str | None = None
     # The CSV quote character; "" reads every character as it is (a TSV whose values hold quotes).
     # None: '"', or no quoting with a delimiter of several characters.
@@ -441,17 +450,26 @@ class Feed(BaseModel):
     def _bare_names_are_columns(cls, columns: dict[str, str]) -> dict[str, str]:
         return {name: quote_column_name(expression) for name, expression in columns.items()}
 
-    def expressions(self) -> dict[str, str]:
-        """Every expression of the feed: its mappings, and its row filter under the name `where`."""
-        return self.columns | ({WHERE: self.where} if self.where is not None else {})
+    def expressions(self, with_unnest: bool = False) -> dict[str, str]:
+        """Every expression of the feed over a row: its mappings, and its row filter under the name `where`;
+        with `with_unnest`, first the list it unnests, under `unnest` (evaluated on the records, before the
+        rows the others read)."""
+        unnest = {UNNEST: self.unnested()[1]} if with_unnest and self.unnest else {}
+        return unnest | self.columns | ({WHERE: self.where} if self.where is not None else {})
+
+    def unnested(self) -> tuple[str, str] | tuple[None, None]:
+        """(the element's name, the expression giving the list), or (None, None) for a row per record."""
+        return next(iter(self.unnest.items())) if self.unnest else (None, None)
 
     def as_written(self, name: str) -> str:
-        """The mapping of `name` (or the row filter, `where`) as the spec wrote it."""
-        return self.written.get(name, self.expressions()[name])
+        """The mapping of `name` (or the row filter, `where`, or the list, `unnest`) as the spec wrote it."""
+        return self.written.get(name, self.expressions(with_unnest=True)[name])
 
     def origin(self, name: str) -> str:
         """Where the spec wrote the mapping of `name` (or the row filter): a file and line, or its table."""
-        return self.origins.get(name, f"[{self.kind}]" if name == WHERE else f"[{self.kind}.columns]")
+        return self.origins.get(
+            name, f"[{self.kind}]" if name in (WHERE, UNNEST) else f"[{self.kind}.columns]"
+        )
 
     def files(self) -> list[Path]:
         """The files this feed names, sorted; a folder means every supported file inside it."""
@@ -646,9 +664,9 @@ def parse_source_spec(spec_path: Path) -> SourceSpec:
                 f"allowed: {', '.join(allowed)}"
             )
         for name, expression in columns.items():
-            if name == WHERE:
+            if name in (WHERE, UNNEST):
                 raise SourceSpecError(
-                    f"{at(section, name)}: where is a key of [{kind}], not a column: write it above "
+                    f"{at(section, name)}: {name} is a key of [{kind}], not a column: write it above "
                     f"[{section}] (a TOML key below a table's header belongs to that table)"
                 )
             if name not in allowed:
@@ -675,19 +693,13 @@ def parse_source_spec(spec_path: Path) -> SourceSpec:
                 f"{at(kind, WHERE)}: where must be a non-empty DuckDB SQL condition (a string), e.g. "
                 "where = \"type = 'track'\""
             )
-        options = {
-            key: table[key]
-            for key in ("format", "where", "delimiter", "quote", "header", "file_columns", "encoding")
-            if key in table
-        }
+        unnest = table.get(UNNEST)
+        if unnest is not None:
+            _check_unnest(unnest, at(kind, UNNEST))
+        options = {key: table[key] for key in FEED_KEYS if key not in ("path", "columns") and key in table}
         origins = {name: at(section, name) for name in columns}
-        feed = Feed(
-            kind=kind,
-            path=path,
-            columns=columns,
-            origins=origins | ({WHERE: at(kind, WHERE)} if row_filter is not None else {}),
-            **options,
-        )
+        origins |= {key: at(kind, key) for key in (WHERE, UNNEST) if table.get(key) is not None}
+        feed = Feed(kind=kind, path=path, columns=columns, origins=origins, **options)
         check_feed_expressions(feed)
         return feed
 
@@ -715,6 +727,22 @@ def parse_source_spec(spec_path: Path) -> SourceSpec:
         if raw.get("ground_truth")
         else None,
     )
+
+
+def _check_unnest(unnest: object, origin: str) -> None:
+    """A SourceSpecError unless `unnest` names one element and the expression of its list."""
+    example = 'unnest = { item = "items" } (the element\'s name = the list: a column or an expression)'
+    if not isinstance(unnest, dict) or len(unnest) != 1:
+        raise SourceSpecError(f"{origin}: unnest must name one element and its list, e.g. {example}")
+    ((name, expression),) = unnest.items()
+    if not ELEMENT_NAME.fullmatch(name):
+        raise SourceSpecError(
+            f"{origin}: unnest's element name {name!r} must be a plain name (letters, digits, _), e.g. {example}"
+        )
+    if not isinstance(expression, str) or not expression.strip():
+        raise SourceSpecError(
+            f"{origin}: unnest's list {name} must be a non-empty DuckDB SQL expression (a string), e.g. {example}"
+        )
 
 
 ML100K_GENRES = (

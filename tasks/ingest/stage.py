@@ -50,9 +50,9 @@ MAGIC_NUMBERS = (
 CONTROL_BYTES = frozenset(range(32)) - {9, 10, 12, 13} | {127}
 MAX_CONTROL_SHARE = 0.05
 
-STAGING_VIEWS = ("stg_raw", "stg_events_new", "stg_items_new")
+STAGING_VIEWS = ("stg_rows", "stg_raw", "stg_events_new", "stg_items_new")
 STAGING_TABLES = ("stg_file", "stg_quarantine", "stg_rejects", "stg_row_gaps", "stg_lines", "stg_reject_errors", "stg_reject_scans",
-                  "stg_events_mapped", "stg_events_rejected", "stg_events_duplicates", "stg_items_mapped",
+                  "stg_unnested", "stg_events_mapped", "stg_events_rejected", "stg_events_duplicates", "stg_items_mapped",
                   "stg_items_rejected", "stg_items_duplicates")  # fmt: skip
 
 

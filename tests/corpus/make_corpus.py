@@ -316,6 +316,52 @@ value = "properties->>'revenue'"
 """
     write_case("segment_dump_with_page_calls", {"events.jsonl": "\n".join(calls) + "\n"}, spec=segment_spec)
 
+    # A GA4 export (JSON Lines): an event's items are an array, one event per item (`unnest`); page views and
+    # session starts carry none and are filtered; an order with no items, one whose items are not an array,
+    # an item without an id and one priced "n/a" are quarantined under their event's line; a line repeated
+    # whole (the export delivered twice) gives duplicates of each of its items.
+    ga4 = []
+    for i in range(40):
+        at = 1709280000000000 + i * 60_000_000
+        user = f'"user_pseudo_id": "{1000 + i % 7}.{1700000000 + i % 7}"'
+        if i % 4 == 0:
+            name = "session_start" if i % 8 == 0 else "page_view"
+            ga4.append(f'{{"event_name": "{name}", "event_timestamp": {at}, {user}, "items": []}}')
+            continue
+        name = ("view_item", "add_to_cart", "purchase")[i % 3]
+        n_items = 1 + i % 3
+        items = [
+            f'{{"item_id": "SKU-{(i + j) % 9}", "item_name": "Item {(i + j) % 9}", "price": {1 + j}.5, '
+            f'"quantity": {1 + (i + j) % 2}}}'
+            for j in range(n_items)
+        ]
+        if i == 9:
+            items = []
+        elif i == 17:
+            items = None
+        elif i == 22:
+            items[1] = '{"item_name": "no id", "price": 2}'
+        elif i == 26:
+            items[0] = items[0].replace('"price": 1.5', '"price": "n/a"')
+        listed = '"items": "[broken"' if items is None else f'"items": [{", ".join(items)}]'
+        ga4.append(f'{{"event_name": "{name}", "event_timestamp": {at}, {user}, {listed}}}')
+    ga4.append(ga4[5])
+    ga4_spec = """name = "ga4_items_unnested"
+[events]
+path = "events.jsonl"
+where = "event_name in ('view_item', 'add_to_cart', 'purchase')"
+unnest = { item = "items" }
+[events.columns]
+user_id = "user_pseudo_id"
+item_id = "item->>'item_id'"
+event_type = "CASE event_name WHEN 'view_item' THEN 'view' ELSE event_name END"
+ts = "event_timestamp"
+value = "item->>'price'"
+quantity = "item->>'quantity'"
+item_title = "item->>'item_name'"
+"""
+    write_case("ga4_items_unnested", {"events.jsonl": "\n".join(ga4) + "\n"}, spec=ga4_spec)
+
 
 if __name__ == "__main__":
     main()

@@ -9,8 +9,8 @@ tests/corpus/make_corpus.py) and `case.toml`:
     error = "IngestFailedError"      # or "SourceSpecError"; absent when the ingest succeeds
     messages = ["..."]               # each is in the error message (whitespace normalised)
     precheck = "..."                 # optional: the CLI's header check refuses the spec with this message
-    [[files]]                        # the manifest, in file order: file, status, rows_* (rows_filtered: 0 if
-                                     # absent) and optional warnings
+    [[files]]                        # the manifest, in file order: file, status, rows_* (rows_filtered and
+                                     # rows_unnested: 0 if absent) and optional warnings
     [[quarantine]]                   # optional: row and reason of every quarantined row, in row order
     [[checks]]                       # optional: sql over the warehouse and its exact rows
 """
@@ -33,7 +33,9 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 CASES = sorted(path.name for path in CORPUS.iterdir() if (path / "case.toml").exists())
 ERRORS = {"IngestFailedError": IngestFailedError, "SourceSpecError": SourceSpecError}
-COUNTS = ("rows_read", "rows_inserted", "rows_duplicate", "rows_quarantined", "rows_filtered")
+COUNTS = (
+    "rows_read", "rows_inserted", "rows_duplicate", "rows_quarantined", "rows_filtered", "rows_unnested",
+)  # fmt: skip
 
 
 def test_the_corpus_has_every_kind_of_bad_input():
@@ -103,29 +105,30 @@ def test_each_bad_input_gives_its_message_and_manifest_and_loses_no_row(case, tm
 
     manifest = query(
         workspace,
-        "select file, status, rows_read, rows_inserted, rows_duplicate, rows_quarantined, rows_filtered, kind "
-        "from ingest_manifest order by ingested_at",
+        "select file, status, rows_read, rows_inserted, rows_duplicate, rows_quarantined, rows_filtered, "
+        "rows_unnested, kind from ingest_manifest order by ingested_at",
     )
-    assert [(Path(row[0]).name, row[1], *row[2:7]) for row in manifest] == [
+    assert [(Path(row[0]).name, row[1], *row[2:8]) for row in manifest] == [
         (f["file"], f["status"], *(f.get(c, 0) for c in COUNTS)) for f in expected["files"]
     ]
     if report is not None:  # an ingest stopped by the spec has no report: the manifest says what it did
         assert [(Path(f.file).name, f.status, *(getattr(f, c) for c in COUNTS)) for f in report.files] == [
-            (Path(row[0]).name, row[1], *row[2:7]) for row in manifest
+            (Path(row[0]).name, row[1], *row[2:8]) for row in manifest
         ]
         for outcome, want in zip(report.files, expected["files"], strict=True):
             for warning in want.get("warnings", []):
                 assert warning in outcome.warnings
 
-    # No row lost: an ingested file's rows are inserted, duplicates, quarantined or filtered (by its feed's
-    # `where`); a refused file names none; the warehouse holds exactly the rows the manifest says.
-    for _, status, read, inserted, duplicate, quarantined, filtered, _ in manifest:
+    # No row lost: an ingested file's rows (those its feed's `unnest` adds too) are inserted, duplicates,
+    # quarantined or filtered (by its feed's `where`); a refused file names none; the warehouse holds exactly
+    # the rows the manifest says.
+    for _, status, read, inserted, duplicate, quarantined, filtered, unnested, _ in manifest:
         if status == "ingested":
-            assert read == inserted + duplicate + quarantined + filtered
+            assert read + unnested == inserted + duplicate + quarantined + filtered
         else:
-            assert (inserted, duplicate, quarantined, filtered) == (0, 0, 0, 0)
-    n_events = sum(row[3] for row in manifest if row[7] == "events")
-    n_items = sum(row[3] for row in manifest if row[7] == "items")
+            assert (inserted, duplicate, quarantined, filtered, unnested) == (0, 0, 0, 0, 0)
+    n_events = sum(row[3] for row in manifest if row[8] == "events")
+    n_items = sum(row[3] for row in manifest if row[8] == "items")
     assert query(workspace, "select count(*) from events") == [(n_events,)]
     if n_items:  # a catalogue's rows are items (an item named again updates its row)
         assert query(workspace, "select count(*) from items") == [(n_items,)]

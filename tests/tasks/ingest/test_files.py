@@ -344,6 +344,159 @@ def test_a_where_that_cannot_filter_is_an_error_naming_its_line(tmp_path, worksp
     assert "source.toml line 5" in str(raised.value) and message in str(raised.value)
 
 
+# The corpus case's spec (tests/corpus/ga4_items_unnested): a where, unnest = { item = "items" }, the items'
+# fields read with ->>.
+GA4_SPEC = (Path(__file__).parents[2] / "corpus" / "ga4_items_unnested" / "source.toml").read_text()
+
+
+def ga4_export() -> list[str]:
+    """A GA4-style export as JSON Lines: an event's items are a JSON array; a page view has none, an order
+    three (one priced n/a), one order an empty list and one a text, a cart two (one without an id)."""
+    at = 1709280000000000  # 2024-03-01 08:00 UTC in microseconds, as GA4 writes event_timestamp
+    rows = [
+        {"event_name": "page_view", "user_pseudo_id": "u1", "event_timestamp": at},
+        {"event_name": "view_item", "user_pseudo_id": "u1", "event_timestamp": at + 60_000_000,
+         "items": [{"item_id": "SKU-1", "price": 9.5, "quantity": 1}]},
+        {"event_name": "purchase", "user_pseudo_id": "u1", "event_timestamp": at + 120_000_000,
+         "items": [{"item_id": "SKU-1", "price": 9.5, "quantity": 2}, {"item_id": "SKU-2", "price": "n/a"},
+                   {"item_id": "SKU-3", "price": 3, "quantity": 1}]},
+        {"event_name": "purchase", "user_pseudo_id": "u2", "event_timestamp": at + 180_000_000, "items": []},
+        {"event_name": "purchase", "user_pseudo_id": "u2", "event_timestamp": at + 240_000_000, "items": "oops"},
+        {"event_name": "add_to_cart", "user_pseudo_id": "u3", "event_timestamp": at + 300_000_000,
+         "items": [{"item_id": "SKU-9"}, {"price": 1}]},
+    ]  # fmt: skip
+    return [json.dumps(row) + "\n" for row in rows] + ["not json\n"]
+
+
+def test_a_feeds_unnest_makes_an_event_of_each_element_and_the_manifest_counts_the_rows_it_adds(
+    tmp_path, workspace
+):
+    spec = write_source(tmp_path / "src", ga4_export(), GA4_SPEC, header="", name="events.jsonl")
+    (outcome,) = ingest(spec, workspace, max_bad_fraction=1.0).files
+    # 7 lines read; the order's 3 items and the cart's 2 add 3 rows: 10 = 4 + 5 + 1 (the page view).
+    assert (outcome.rows_read, outcome.rows_unnested, outcome.rows_inserted, outcome.rows_quarantined,
+            outcome.rows_filtered) == (7, 3, 4, 5, 1)  # fmt: skip
+    assert query(
+        workspace,
+        "select rows_read + rows_unnested, rows_inserted + rows_duplicate + rows_quarantined + rows_filtered, "
+        "rows_unnested from ingest_manifest",
+    ) == [(10, 10, 3)]
+    assert query(workspace, "select user_id, item_id, event_type, ts, value, quantity from events order by ts, item_id") == [
+        ("u1", "SKU-1", "view", datetime(2024, 3, 1, 8, 1), 9.5, 1.0),
+        ("u1", "SKU-1", "purchase", datetime(2024, 3, 1, 8, 2), 9.5, 2.0),
+        ("u1", "SKU-3", "purchase", datetime(2024, 3, 1, 8, 2), 3.0, 1.0),
+        ("u3", "SKU-9", "add_to_cart", datetime(2024, 3, 1, 8, 5), None, None),
+    ]  # fmt: skip
+    # A bad element is quarantined under its record's line, the record and the element kept.
+    rows = quarantined(workspace)
+    assert [(row, reason) for row, reason, _ in rows] == [
+        (3, "value: not numeric ('n/a')"),
+        (4, "item: an empty list, no event"),
+        (5, "item: not a list ('oops')"),
+        (6, "item_id: missing (null or empty)"),
+        (7, "malformed line: not a JSON object"),
+    ]
+    record = json.loads(rows[0][2])
+    assert (
+        json.loads(record["item"]) == {"item_id": "SKU-2", "price": "n/a"}
+        and record["user_pseudo_id"] == "u1"
+    )
+    assert len(json.loads(record["items"])) == 3
+
+
+def test_a_parquet_list_of_structs_unnests_to_typed_elements(tmp_path, workspace):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "src"
+    folder.mkdir()
+    item = pa.struct([("sku", pa.string()), ("price", pa.float64()), ("qty", pa.int64())])
+    pq.write_table(
+        pa.table({
+            "order_id": ["o1", "o2", "o3"],
+            "customer": ["c1", "c2", "c3"],
+            "at": [datetime(2024, 5, 1, 9), datetime(2024, 5, 1, 10), datetime(2024, 5, 1, 11)],
+            "lines": pa.array([[("A", 2.5, 2), ("B", 10.0, 1)], [], None], pa.list_(item)),
+        }),
+        folder / "orders.parquet",
+    )  # fmt: skip
+    (folder / "source.toml").write_text(
+        'name = "shop"\n[events]\npath = "orders.parquet"\nunnest = { line = "lines" }\n[events.columns]\n'
+        'user_id = "customer"\nitem_id = "line.sku"\nevent_type = "\'purchase\'"\nts = "at"\n'
+        'value = "line.price * line.qty"\nquantity = "line.qty"\nevent_id = "order_id"\n'
+    )
+    (outcome,) = ingest(folder / "source.toml", workspace, max_bad_fraction=1.0).files
+    counts = (outcome.rows_read, outcome.rows_unnested, outcome.rows_inserted, outcome.rows_quarantined)
+    assert counts == (3, 1, 2, 2)
+    assert query(workspace, "select event_id, item_id, value, quantity from events order by event_id") == [
+        ("o1#1", "A", 5.0, 2.0), ("o1#2", "B", 10.0, 1.0)
+    ]  # fmt: skip
+    assert [(row, reason) for row, reason, _ in quarantined(workspace)] == [
+        (2, "line: an empty list, no event"), (3, "line: missing, no list to unnest")
+    ]  # fmt: skip
+
+
+SEGMENT_ORDERS_SPEC = """
+name = "segment"
+[events]
+path = "orders.jsonl"
+unnest = { product = "properties->'products'" }
+[events.columns]
+user_id = "userId"
+item_id = "product->>'product_id'"
+event_type = "'purchase'"
+ts = "timestamp"
+event_id = "messageId"
+"""
+
+
+def test_an_unnested_records_id_is_one_per_element_and_a_record_ingested_again_is_duplicate(
+    tmp_path, workspace
+):
+    """Segment's Order Completed holds its products under properties; its messageId names the call, so each
+    product's event gets the id with its place in the list (m1#1, m1#2): not duplicates of each other, and
+    duplicates of themselves in a later file."""
+
+    def order(message: str, products: list[str]) -> str:
+        return json.dumps({"messageId": message, "userId": "u1", "timestamp": "2026-03-01T10:00:00Z",
+                           "properties": {"products": [{"product_id": p} for p in products]}}) + "\n"  # fmt: skip
+
+    first = ingest(write_source(tmp_path / "a", [order("m1", ["P1", "P2"]), order("m2", ["P1"])],
+                                SEGMENT_ORDERS_SPEC, header="", name="orders.jsonl"), workspace)  # fmt: skip
+    assert (first.files[0].rows_read, first.files[0].rows_unnested, first.files[0].rows_inserted) == (2, 1, 3)
+    again = ingest(write_source(tmp_path / "b", [order("m1", ["P1", "P2"]), order("m3", ["P3"])],
+                                SEGMENT_ORDERS_SPEC, header="", name="orders.jsonl"), workspace)  # fmt: skip
+    assert (again.files[0].rows_inserted, again.files[0].rows_duplicate) == (1, 2)
+    assert query(workspace, "select event_id, item_id from events order by event_id") == [
+        ("m1#1", "P1"), ("m1#2", "P2"), ("m2#1", "P1"), ("m3#1", "P3")
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("unnest", "error", "message"),
+    [
+        ('unnest = "items"', SourceSpecError,
+         "source.toml line 5: unnest must name one element and its list, e.g. unnest = { item = \"items\" }"),
+        ('unnest = { user_pseudo_id = "items" }', SourceSpecError,
+         "source.toml line 5: unnest's element 'user_pseudo_id' is a column of events.jsonl: name the element otherwise"),
+        ('unnest = { item = "len(items)" }', SourceSpecError,
+         "source.toml line 5: unnest's list item = 'len(items)' gives BIGINT in events.jsonl, not a list or a JSON array"),
+        ('unnest = { item = "unnest(items)" }', SourceSpecError,
+         "the expression for unnest = 'unnest(items)' is refused: unnest(...) makes several rows of one"),
+        ('unnest = { item = "products" }', IngestFailedError,
+         "unnest = { item = 'products' } (source.toml line 5) reads products, which this file does not have"),
+    ],
+)  # fmt: skip
+def test_an_unnest_that_cannot_make_rows_is_an_error_naming_its_line(
+    tmp_path, workspace, unnest, error, message
+):
+    spec = GA4_SPEC.replace('unnest = { item = "items" }', unnest)
+    path = write_source(tmp_path / "src", ga4_export(), spec, header="", name="events.jsonl")
+    with pytest.raises(error) as raised:
+        ingest(path, workspace, max_bad_fraction=1.0)
+    assert message in str(raised.value)
+
+
 def test_a_warehouse_made_before_row_filters_takes_them(tmp_path, workspace):
     workspace.mkdir(parents=True, exist_ok=True)
     old = Path(__file__).parents[3] / "sql" / "warehouse" / "ingest_manifest.sql"
@@ -354,8 +507,8 @@ def test_a_warehouse_made_before_row_filters_takes_them(tmp_path, workspace):
         )
     spec = write_source(tmp_path / "src", segment_dump(3), SEGMENT_SPEC, header="", name="events.jsonl")
     ingest(spec, workspace)
-    assert query(workspace, "select batch_id, rows_read, rows_filtered from ingest_manifest order by ingested_at") == [
-        ("b0", 1, 0), (query(workspace, "select max(batch_id) from events")[0][0], 10, 7)
+    assert query(workspace, "select batch_id, rows_read, rows_filtered, rows_unnested from ingest_manifest order by ingested_at") == [
+        ("b0", 1, 0, 0), (query(workspace, "select max(batch_id) from events")[0][0], 10, 7, 0)
     ]  # fmt: skip
 
 

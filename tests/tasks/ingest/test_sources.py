@@ -176,7 +176,8 @@ def test_movielens_latest_layout_maps_ratings_tags_and_movies(tmp_path):
         ("glob('/etc/*')", "glob(...) is a table function"),
         (
             "unnest(products).product_id",
-            "unnest(...) makes several rows of one, and a mapping gives one value",
+            "a mapping gives one value per row; for one event per element of a list, name it in the feed: "
+            'unnest = { item = "items" }',
         ),
         ("sku from read_csv('/etc/passwd')", "one expression only: no FROM, WHERE"),
         ("sku; drop table events", "2 statements (SELECT, DROP); an expression cannot contain ';'"),
