@@ -197,15 +197,66 @@ def restore_environment(saved: dict[str, str]) -> None:
             os.environ[name] = value
 
 
-def check_source(value: str) -> str:
+def check_source(value: str | None) -> str | None:
     """A usage error for a source that cannot be right, before anything starts; a spec's paths must match
-    files now."""
-    return source_problem(value, need_files=True)
+    files now. None (no --source): the workspace's own, found once the workspace is known (workspace_source)."""
+    return None if value is None else source_problem(value, need_files=True)
 
 
-def check_deploy_source(value: str) -> str:
+def check_deploy_source(value: str | None) -> str | None:
     """check_source for a deployment, whose files may arrive later."""
-    return source_problem(value, need_files=False)
+    return None if value is None else source_problem(value, need_files=False)
+
+
+def workspace_source(ctx: typer.Context, source: str | None, workspace: Path, need_files: bool = True) -> str:
+    """The source a command reads: --source, or without it the one the workspace's warehouse was read from
+    (kept in `sources.location`), so a retrain or a scoring of a MovieLens workspace never adds the demo shop to
+    it; the demo in a workspace with no source yet. A usage error where the workspace holds several sources,
+    or one ingested before segflow kept where it came from, as no guess is safe there."""
+    if source is not None:
+        return source
+    import duckdb
+
+    path = Workspace(workspace=workspace).warehouse_path
+    hint = "name the one to read with --source (demo, movielens:DIR or PATH.toml)"
+    if not path.is_file():
+        return "demo"
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            try:
+                rows = con.execute(
+                    "select stored.source, sources.location from (select distinct source from events) as stored "
+                    "left join sources on sources.name = stored.source order by 1"
+                ).fetchall()
+            except (duckdb.CatalogException, duckdb.BinderException):  # a warehouse from before locations
+                rows = con.execute("select distinct source, null from events order by 1").fetchall()
+    except duckdb.Error:
+        raise typer.BadParameter(
+            f"another process holds the warehouse {path}, so the source this workspace reads cannot be told: "
+            f"{hint}, or run this again when it is done",
+            ctx=ctx, param_hint="'--source' / '-s'",
+        ) from None  # fmt: skip
+    if not rows:
+        return "demo"
+    locations = {location for _, location in rows}
+    if len(rows) == 1 and None not in locations:
+        (location,) = locations
+        try:
+            source_problem(location, need_files)  # its files must still be there
+        except typer.BadParameter as error:
+            raise typer.BadParameter(
+                f"no --source, and the source this workspace was read from cannot be read now: {error.message}; "
+                f"{hint}", ctx=ctx, param_hint="'--source' / '-s'",
+            ) from None  # fmt: skip
+        print_line(("note: ", "yellow"), f"no --source: using this workspace's source, {location}")
+        return location
+    names = ", ".join(name for name, _ in rows)
+    why = (
+        f"this workspace holds the events of {len(rows)} sources ({names})"
+        if len(rows) > 1
+        else f"this workspace's source {names} was ingested before segflow kept where a source comes from"
+    )
+    raise typer.BadParameter(f"{why}: {hint}", ctx=ctx, param_hint="'--source' / '-s'")
 
 
 def source_problem(value: str, need_files: bool) -> str:
@@ -316,21 +367,25 @@ WorkspaceOption = Annotated[
     ),
 ]
 SourceOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--source",
         "-s",
         callback=check_source,
-        help="demo, demo:N_USERS, demo:N_USERS:titles (no categories), movielens:DIR, or PATH.toml (a source spec).",
+        help="demo, demo:N_USERS, demo:N_USERS:titles (no categories), movielens:DIR, or PATH.toml (a source "
+        "spec). Default: the source the workspace was read from; demo for a new workspace.",
+        show_default=False,
     ),
 ]
 DeploySourceOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--source",
         "-s",
         callback=check_deploy_source,
-        help="demo, demo:N_USERS, demo:N_USERS:titles, movielens:DIR, or PATH.toml (its files may arrive later).",
+        help="demo, demo:N_USERS, demo:N_USERS:titles, movielens:DIR, or PATH.toml (its files may arrive "
+        "later). Default: the source the workspace was read from; demo for a new workspace.",
+        show_default=False,
     ),
 ]
 MaxBadOption = Annotated[
@@ -531,12 +586,13 @@ def refuse_ingest(error: Exception, published_note: str | None = None) -> NoRetu
 @app.command()
 def ingest(
     ctx: typer.Context,
-    source: SourceOption = "demo",
+    source: SourceOption = None,
     workspace: WorkspaceOption = Path("workspace"),
     max_bad_fraction: MaxBadOption = 0.05,
     details: DetailsOption = False,
 ) -> None:
     """Ingest a source's event files into the workspace's DuckDB warehouse (idempotent)."""
+    source = workspace_source(ctx, source, workspace)
     check_source_columns(ctx, source, workspace)
     ws, server = prepare_writer(ctx, workspace)
     from flows.ingest import ingest_events
@@ -586,7 +642,7 @@ def parse_segment_settings(
 @app.command()
 def run(
     ctx: typer.Context,
-    source: SourceOption = "demo",
+    source: SourceOption = None,
     workspace: WorkspaceOption = Path("workspace"),
     max_bad_fraction: MaxBadOption = 0.05,
     embedding: Annotated[
@@ -700,6 +756,7 @@ def run(
         engine=engine, spark_master=spark_master,
         devices=devices, num_nodes=num_nodes, task_runner=task_runner, cluster_address=cluster_address,
     )  # fmt: skip
+    source = workspace_source(ctx, source, workspace)
     check_source_columns(ctx, source, workspace)
     ws, server = prepare_writer(ctx, workspace)
     from flows.segment_users import segment_users_with_runner  # the model code, while the server boots
@@ -980,7 +1037,14 @@ def item_titles(
 def print_memberships(memberships: list[dict]) -> None:
     print_line("micro-segments (for recommenders)")
     table = Table()
-    for column in ("micro-segment", "weight", "users", "in segment", "top categories"):
+    by_category = any(m["top_categories"] for m in memberships)  # items without categories: no empty column
+    for column in (
+        "micro-segment",
+        "weight",
+        "users",
+        "in segment",
+        *(("top categories",) if by_category else ()),
+    ):
         table.add_column(column, justify="left" if column == "top categories" else "right")
     for m in memberships:
         table.add_row(
@@ -988,7 +1052,7 @@ def print_memberships(memberships: list[dict]) -> None:
             cell(f"{m['weight']:.2f}"),
             cell(f"{m['size']:,}" if m["size"] is not None else ""),
             cell(m["segment_id"]),
-            cell(", ".join(m["top_categories"] or [])),
+            *((cell(", ".join(m["top_categories"] or [])),) if by_category else ()),
         )
     console.print(table)
 
@@ -1008,13 +1072,14 @@ def print_recommendations(title: str, rows: list[dict], titles: dict[str, str | 
 @app.command()
 def score(
     ctx: typer.Context,
-    source: SourceOption = "demo",
+    source: SourceOption = None,
     workspace: WorkspaceOption = Path("workspace"),
     max_bad_fraction: MaxBadOption = 0.05,
     details: DetailsOption = False,
 ) -> None:
     """Ingest new files, then give every user with new events (and every new user) a segment with the
     published run's saved segmenter, without retraining. Users without new events are not touched."""
+    source = workspace_source(ctx, source, workspace)
     check_source_columns(ctx, source, workspace)
     ws, server = prepare_writer(ctx, workspace, must_exist=True)
     from flows.score_users import score_users
@@ -1096,7 +1161,7 @@ def history(
 def deploy(
     ctx: typer.Context,
     workspace: WorkspaceOption = Path("workspace"),
-    source: DeploySourceOption = "demo",
+    source: DeploySourceOption = None,
 ) -> None:
     """Create (or update) the `process` work pool `segflow` and the deployments segment-users/daily (03:00 UTC)
     and score-users/hourly on the Prefect server at PREFECT_API_URL (else the one `segflow server start` runs
@@ -1124,6 +1189,7 @@ def deploy(
             f"(it serves {DEFAULT_API_URL}) and leave it running, or set PREFECT_API_URL to yours; then run "
             "this again"
         )
+    source = workspace_source(ctx, source, workspace, need_files=False)
     ws = open_workspace(workspace)
     configure_environment(ws, verbose=is_verbose(ctx))
     with err_console.status(f"deploying to {api_url} ..."):

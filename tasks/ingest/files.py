@@ -38,6 +38,7 @@ from tasks.ingest.sources import (
     check_feed_expressions,
     expression_columns,
     named_columns,
+    reads_column,
     rename_columns,
     text_role_columns,
 )
@@ -322,7 +323,7 @@ def _parquet_columns(path: Path) -> list[str]:
 
 
 def record_source(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> None:
-    """Keep the source's event types and validation settings in `sources` (unchanged settings: no write)."""
+    """Keep the source's event types, validation settings and location in `sources` (unchanged: no write)."""
     con.execute(
         load_sql("warehouse/upsert_source"),
         {
@@ -330,6 +331,7 @@ def record_source(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> None:
             "event_types": list(spec.event_types),
             "validation": spec.validation.model_dump_json(),
             "updated_at": datetime.now(UTC).replace(tzinfo=None),
+            "location": spec.location,
         },
     )
 
@@ -699,8 +701,8 @@ def stage_rows(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
     empty or not a list stays one row, quarantined with the reason unless the feed's `where` filters it.
 
     The list is a DuckDB list (a Parquet list of structs: the element is a struct, `item.item_id`) or a JSON
-    array, as text or JSON (a JSON Lines or CSV column, `properties->'products'`: the element is text, JSON
-    for an object, `item->>'item_id'`)."""
+    array, as text or JSON (a JSON Lines or CSV column, `properties->'products'`: the element is JSON,
+    `item->>'item_id'`)."""
     element, expression = file.feed.unnested()
     if element is None:
         con.execute("create or replace temp view stg_rows as select * from stg_raw")
@@ -732,9 +734,9 @@ def stage_rows(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
     if dtype in ("VARCHAR", "JSON"):
         text = f"cast({listed} as varchar)"
         is_array = f"json_valid({text}) and json_type({text}) = 'ARRAY'"
-        # Elements as text, as a JSON Lines file's values are: a string without its quotes, an object as JSON
-        # (`item->>'item_id'` reads it), typed as the file's columns are where an expression computes with it.
-        listed = f"case when {is_array} then json_extract_string({text}, '$[*]') end"
+        # Elements as JSON: `item->>'item_id'` reads an object's field, and is null (no error) on a string or
+        # a number; a mapping that gives JSON (`item`, `item->'sku'`) is read as its text (map_file).
+        listed = f"case when {is_array} then json_extract({text}, '$[*]') end"
     elif not dtype.endswith("[]"):
         raise SourceSpecError(
             f"{feed.origin(UNNEST)}: unnest's list {element} = {expression!r} gives {dtype} in "
@@ -809,8 +811,13 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
     allowed = EVENT_COLUMNS if file.kind == "events" else ITEM_COLUMNS
     selects = ["_row", f"{cast_error} as cast_error"]
     converted: list[str] = []
+    # A mapping that gives JSON (`item`, `item->'sku'`) is read as its text: "S1" as S1, an object as its JSON.
+    columns = {
+        name: f"json_extract_string(({expression}), '$')" if dtypes[name] == "JSON" else expression
+        for name, expression in columns.items()
+    }
     for name in allowed:
-        expression = columns.get(name)
+        expression, dtype = columns.get(name), "VARCHAR" if dtypes.get(name) == "JSON" else dtypes.get(name)
         if expression is None:
             selects.append(f"null::{'double' if name in NUMERIC_CANONICALS else 'varchar'} as {name}")
             if name in NUMERIC_CANONICALS:
@@ -819,11 +826,13 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
                 selects.append("null::varchar as ts_text")
         elif name == "event_type":
             selects.append(f"lower({_text(expression)}) as event_type")
-        elif name == "event_id" and element is not None:
-            # The record's id, made one per element: the record's events are not duplicates of each other.
-            selects.append(f"{_text(expression)} || '#' || _segflow_element as event_id")
+        elif name == "event_id" and element is not None and not reads_column(expression, element):
+            # The record's id made one per element by its item (`o1#SKU-1`), not by its place in the list: a
+            # record delivered again with its items in another order, or one more, repeats no event and loses
+            # none. An id the element holds (`line->>'line_id'`) is taken as it is.
+            selects.append(f"{_text(expression)} || '#' || {_text(columns['item_id'])} as event_id")
         elif name == "ts":
-            selects.append(f"{_timestamp(expression, dtypes[name])} as ts")
+            selects.append(f"{_timestamp(expression, dtype)} as ts")
             selects.append(f"{_text(expression)} as ts_text")
             converted.append("ts")
         elif name in NUMERIC_CANONICALS:
@@ -843,7 +852,7 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
     table = "stg_events_mapped" if file.kind == "events" else "stg_items_mapped"
     # A row whose value the where computes with has the wrong type is kept, so quarantined with the reason.
     kept = f"where ({where}) or {source.where_cast_error} is not null" if where else ""
-    if where and element is not None and element.lower() in expression_columns(where):
+    if where and element is not None and reads_column(where, element):
         kept += " or _segflow_unnest_error is not null"  # the where cannot tell without the element
     try:
         con.execute(

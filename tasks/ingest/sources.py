@@ -363,6 +363,12 @@ def expression_columns(expression: str) -> set[str]:
     return {ref.parts[-1].lower() for ref in _column_refs(expression)}
 
 
+def reads_column(expression: str, name: str) -> bool:
+    """Whether an expression reads the column `name`, alone or a field of it (`item`, `item.price`,
+    `item->>'sku'`)."""
+    return any(ref.parts[0].lower() == name.lower() for ref in _column_refs(expression))
+
+
 def named_columns(expression: str) -> set[str]:
     """The names an expression certainly reads as columns of the file, as written: plain names outside any
     lambda (a dotted name may be a struct's field, a lambda's name its parameter) that DuckDB does not read
@@ -524,6 +530,9 @@ class SourceSpec(BaseModel):
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     # Optional CSV of (user_id, segment): known segments to score the found ones against (ARI / NMI).
     ground_truth: str | None = None
+    # The --source this spec was read from, with absolute paths (`movielens:/data/ml`, `/data/shop.toml`):
+    # kept in the warehouse, so a run of the workspace without --source reads the same source again.
+    location: str | None = None
 
     def truth(self) -> dict[str, int] | None:
         if not self.ground_truth or not Path(self.ground_truth).is_file():
@@ -541,7 +550,20 @@ def format_of(path: Path) -> str | None:
 
 
 def resolve_source(source: str, sources_dir: Path) -> SourceSpec:
-    """`demo`, `movielens:DIR` or `PATH.toml` to a SourceSpec."""
+    """`demo`, `movielens:DIR` or `PATH.toml` to a SourceSpec, its `location` the source with absolute paths."""
+    return _read_source(source, sources_dir).model_copy(update={"location": source_location(source)})
+
+
+def source_location(source: str) -> str:
+    """The source as it reads from any folder: its path made absolute (`movielens:DIR`, `PATH.toml`)."""
+    if source.startswith("movielens:"):
+        return "movielens:" + str(Path(source.split(":", 1)[1]).expanduser().resolve())
+    if source.endswith(".toml"):
+        return str(Path(source).expanduser().resolve())
+    return source
+
+
+def _read_source(source: str, sources_dir: Path) -> SourceSpec:
     if source == "demo" or source.startswith("demo:"):
         from tasks.ingest.demo import demo_config, write_demo_data
 

@@ -56,9 +56,12 @@ def write_run_report(
     families: list[dict] = (),
     micro_segments: list[dict] = (),
 ) -> Path:
+    # Items without categories (Last.fm's artists): no column of empty cells; the top items name the taste.
+    by_category = any(p["top_categories"] for p in profiles)
     rows = "".join(
         f"<tr><td>{p['segment_id']}</td><td>{escape(p['label'])}</td><td>{p['size']:,}</td><td>{p['share']:.1%}</td>"
-        f"<td>{escape(', '.join(p['top_categories']))}</td><td>{escape(', '.join(p['top_items'][:3]))}</td></tr>"
+        + (f"<td>{escape(', '.join(p['top_categories']))}</td>" if by_category else "")
+        + f"<td>{escape(', '.join(p['top_items'][:3]))}</td></tr>"
         for p in profiles
     )
     metric_rows = "".join(f"<tr><td>{escape(k)}</td><td>{v}</td></tr>" for k, v in headline_metrics(metrics))
@@ -72,8 +75,9 @@ def write_run_report(
     )
     body = (
         f"<h1>segflow run <code>{escape(run_id)}</code></h1>"
-        f"<h2>Segments (for people)</h2><table><tr><th>id</th><th>label</th><th>users</th><th>share</th><th>top categories</th>"
-        f"<th>top items</th></tr>{rows}</table>"
+        "<h2>Segments (for people)</h2><table><tr><th>id</th><th>label</th><th>users</th><th>share</th>"
+        + ("<th>top categories</th>" if by_category else "")
+        + f"<th>top items</th></tr>{rows}</table>"
         + "".join(f"<p><strong>{escape(note)}</strong></p>" for note in notes)
         + f"<h2>Metrics</h2><table><tr><th>metric</th><th>value</th></tr>{metric_rows}</table>"
         + _micro_table(micro_segments)
@@ -119,14 +123,17 @@ def _micro_table(micro_segments: list[dict], shown: int = 30) -> str:
     if not micro_segments:
         return ""
     ordered = sorted(micro_segments, key=lambda m: (-m["size"], m["micro_segment_id"]))
+    by_category = any(m["top_categories"] for m in ordered)
     rows = "".join(
         f"<tr><td>{m['micro_segment_id']}</td><td>{m['size']:,}</td><td>{m['segment_id']}</td>"
-        f"<td>{escape(', '.join(m['top_categories'] or []))}</td></tr>"
+        + (f"<td>{escape(', '.join(m['top_categories'] or []))}</td>" if by_category else "")
+        + "</tr>"
         for m in ordered[:shown]
     )
     more = f"<p>and {len(ordered) - shown} more in micro_segments</p>" if len(ordered) > shown else ""
     return (
         f"<h2>Micro-segments (for recommenders): {len(ordered)}</h2>"
-        "<table><tr><th>id</th><th>users</th><th>segment most members are in</th><th>top categories</th></tr>"
-        f"{rows}</table>{more}"
+        "<table><tr><th>id</th><th>users</th><th>segment most members are in</th>"
+        + ("<th>top categories</th>" if by_category else "")
+        + f"</tr>{rows}</table>{more}"
     )

@@ -146,7 +146,18 @@ def test_a_worker_runs_triggered_daily_and_hourly_runs_to_completed_and_publishe
 @pytest.mark.slow
 def test_deploying_again_keeps_the_work_pool_and_updates_the_defaults(server, deployed):
     workspace, _ = deployed
+    # Without --source, the source the workspace was read from (its runs read demo:200), not the demo.
     again = subprocess.run([SEGFLOW, "deploy", "--workspace", str(workspace)], env=env_for(server), capture_output=True, text=True)  # fmt: skip
+    assert again.returncode == 0 and lines(again.stdout)[:2] == [
+        "note: no --source: using this workspace's source, demo:200",
+        f"work pool segflow (already there) on {server}",
+    ]
+    assert [d["parameters"]["source"] for d in read_deployments(server)] == [
+        "demo:200",
+        "demo:200",
+        "demo:200",
+    ]
+    again = subprocess.run([SEGFLOW, "deploy", "--workspace", str(workspace), "--source", "demo"], env=env_for(server), capture_output=True, text=True)  # fmt: skip
     assert (
         again.returncode == 0 and lines(again.stdout)[0] == f"work pool segflow (already there) on {server}"
     )

@@ -583,6 +583,43 @@ def test_segflow_ingest_of_many_files_prints_a_summary_and_details_on_demand(spe
     assert sum(line.startswith("│ day-") and "skipped" in line for line in again.output.splitlines()) == 12
 
 
+def test_without_source_a_workspace_reads_its_own_source_again_never_the_demo(tmp_path, workspace):
+    """Helper 32: `segflow run --workspace ws-ml`, a retrain as a user writes it, ingested the demo shop into
+    the MovieLens workspace (--source defaulted to demo), and its segments were built on both."""
+    rows = [f"u{i},i{i % 3},view,2024-01-0{1 + i % 5}\n" for i in range(9)]
+    spec = write_csv_source(tmp_path / "shop", rows)
+    relative = os.path.relpath(spec)  # kept absolute: a later command may run from another folder
+    assert runner.invoke(app, ["ingest", "--source", relative, "--workspace", str(workspace)]).exit_code == 0
+    again = runner.invoke(app, ["ingest", "--workspace", str(workspace)])
+    assert again.exit_code == 0, again.output
+    assert lines(again.output)[0] == f"note: no --source: using this workspace's source, {spec.resolve()}"
+    assert "0 ingested, 1 skipped" in again.output
+    assert query(workspace, "select source, count(*) from events group by 1") == [("shop", 9)]
+
+    other = write_csv_source(tmp_path / "other", ["v1,i1,view,2024-02-01\n"])
+    assert (
+        runner.invoke(app, ["ingest", "--source", str(other), "--workspace", str(workspace)]).exit_code == 0
+    )
+    for command in ("ingest", "run", "score"):
+        result = runner.invoke(app, [command, "--workspace", str(workspace)])
+        assert result.exit_code == 2
+        assert lines(result.output) == [
+            "error: Invalid value for '--source' / '-s': this workspace holds the events of 2 sources (other, "
+            "shop): name the one to read with --source (demo, movielens:DIR or PATH.toml) "
+            f"(see `segflow {command} --help`)"
+        ]
+    with duckdb.connect(str(workspace / "warehouse.duckdb")) as con:  # as made before locations were kept
+        con.execute("delete from events where source = 'other'")
+        con.execute("alter table sources drop column location")
+    result = runner.invoke(app, ["run", "--workspace", str(workspace)])
+    assert result.exit_code == 2
+    assert (
+        "this workspace's source shop was ingested before segflow kept where a source comes from"
+        in result.output
+    )
+    assert cli.workspace_source(None, None, tmp_path / "new") == "demo"
+
+
 # ------------------------------------------------------------------------------------------------ orphans
 
 

@@ -351,7 +351,8 @@ GA4_SPEC = (Path(__file__).parents[2] / "corpus" / "ga4_items_unnested" / "sourc
 
 def ga4_export() -> list[str]:
     """A GA4-style export as JSON Lines: an event's items are a JSON array; a page view has none, an order
-    three (one priced n/a), one order an empty list and one a text, a cart two (one without an id)."""
+    three (one priced n/a), one order an empty list and one a text, a cart three (one without an id, one a
+    string, which `->>` reads as no id, where it refused the file: helper 33)."""
     at = 1709280000000000  # 2024-03-01 08:00 UTC in microseconds, as GA4 writes event_timestamp
     rows = [
         {"event_name": "page_view", "user_pseudo_id": "u1", "event_timestamp": at},
@@ -363,7 +364,7 @@ def ga4_export() -> list[str]:
         {"event_name": "purchase", "user_pseudo_id": "u2", "event_timestamp": at + 180_000_000, "items": []},
         {"event_name": "purchase", "user_pseudo_id": "u2", "event_timestamp": at + 240_000_000, "items": "oops"},
         {"event_name": "add_to_cart", "user_pseudo_id": "u3", "event_timestamp": at + 300_000_000,
-         "items": [{"item_id": "SKU-9"}, {"price": 1}]},
+         "items": [{"item_id": "SKU-9"}, {"price": 1}, "SKU-10"]},
     ]  # fmt: skip
     return [json.dumps(row) + "\n" for row in rows] + ["not json\n"]
 
@@ -373,14 +374,14 @@ def test_a_feeds_unnest_makes_an_event_of_each_element_and_the_manifest_counts_t
 ):
     spec = write_source(tmp_path / "src", ga4_export(), GA4_SPEC, header="", name="events.jsonl")
     (outcome,) = ingest(spec, workspace, max_bad_fraction=1.0).files
-    # 7 lines read; the order's 3 items and the cart's 2 add 3 rows: 10 = 4 + 5 + 1 (the page view).
+    # 7 lines read; the order's 3 items and the cart's 3 add 4 rows: 11 = 4 + 6 + 1 (the page view).
     assert (outcome.rows_read, outcome.rows_unnested, outcome.rows_inserted, outcome.rows_quarantined,
-            outcome.rows_filtered) == (7, 3, 4, 5, 1)  # fmt: skip
+            outcome.rows_filtered) == (7, 4, 4, 6, 1)  # fmt: skip
     assert query(
         workspace,
         "select rows_read + rows_unnested, rows_inserted + rows_duplicate + rows_quarantined + rows_filtered, "
         "rows_unnested from ingest_manifest",
-    ) == [(10, 10, 3)]
+    ) == [(11, 11, 4)]
     assert query(workspace, "select user_id, item_id, event_type, ts, value, quantity from events order by ts, item_id") == [
         ("u1", "SKU-1", "view", datetime(2024, 3, 1, 8, 1), 9.5, 1.0),
         ("u1", "SKU-1", "purchase", datetime(2024, 3, 1, 8, 2), 9.5, 2.0),
@@ -394,13 +395,11 @@ def test_a_feeds_unnest_makes_an_event_of_each_element_and_the_manifest_counts_t
         (4, "item: an empty list, no event"),
         (5, "item: not a list ('oops')"),
         (6, "item_id: missing (null or empty)"),
+        (6, "item_id: missing (null or empty)"),
         (7, "malformed line: not a JSON object"),
     ]
     record = json.loads(rows[0][2])
-    assert (
-        json.loads(record["item"]) == {"item_id": "SKU-2", "price": "n/a"}
-        and record["user_pseudo_id"] == "u1"
-    )
+    assert record["item"] == {"item_id": "SKU-2", "price": "n/a"} and record["user_pseudo_id"] == "u1"
     assert len(json.loads(record["items"])) == 3
 
 
@@ -411,25 +410,27 @@ def test_a_parquet_list_of_structs_unnests_to_typed_elements(tmp_path, workspace
     folder = tmp_path / "src"
     folder.mkdir()
     item = pa.struct([("sku", pa.string()), ("price", pa.float64()), ("qty", pa.int64())])
+    lines = [[("A", 2.5, 2), ("B", 10.0, 1)], [], None, [("C", 0.0, 1)]]
     pq.write_table(
         pa.table({
-            "order_id": ["o1", "o2", "o3"],
-            "customer": ["c1", "c2", "c3"],
-            "at": [datetime(2024, 5, 1, 9), datetime(2024, 5, 1, 10), datetime(2024, 5, 1, 11)],
-            "lines": pa.array([[("A", 2.5, 2), ("B", 10.0, 1)], [], None], pa.list_(item)),
+            "order_id": ["o1", "o2", "o3", "o4"], "customer": ["c1", "c2", "c3", "c4"],
+            "at": [datetime(2024, 5, 1, 9 + i) for i in range(4)], "lines": pa.array(lines, pa.list_(item)),
         }),
         folder / "orders.parquet",
     )  # fmt: skip
     (folder / "source.toml").write_text(
-        'name = "shop"\n[events]\npath = "orders.parquet"\nunnest = { line = "lines" }\n[events.columns]\n'
-        'user_id = "customer"\nitem_id = "line.sku"\nevent_type = "\'purchase\'"\nts = "at"\n'
-        'value = "line.price * line.qty"\nquantity = "line.qty"\nevent_id = "order_id"\n'
+        'name = "shop"\n[events]\npath = "orders.parquet"\nunnest = { line = "lines" }\n'
+        'where = "line.price > 0"\n[events.columns]\nuser_id = "customer"\nitem_id = "line.sku"\n'
+        'event_type = "\'purchase\'"\nts = "at"\nvalue = "line.price * line.qty"\nquantity = "line.qty"\n'
+        'event_id = "order_id"\n'
     )
     (outcome,) = ingest(folder / "source.toml", workspace, max_bad_fraction=1.0).files
+    # The free line C is filtered; the orders without lines are quarantined, not filtered: the where reads
+    # the element they lack (helper 33: filtered unseen where the where read a field of a struct).
     counts = (outcome.rows_read, outcome.rows_unnested, outcome.rows_inserted, outcome.rows_quarantined)
-    assert counts == (3, 1, 2, 2)
+    assert counts + (outcome.rows_filtered,) == (4, 1, 2, 2, 1)
     assert query(workspace, "select event_id, item_id, value, quantity from events order by event_id") == [
-        ("o1#1", "A", 5.0, 2.0), ("o1#2", "B", 10.0, 1.0)
+        ("o1#A", "A", 5.0, 2.0), ("o1#B", "B", 10.0, 1.0)
     ]  # fmt: skip
     assert [(row, reason) for row, reason, _ in quarantined(workspace)] == [
         (2, "line: an empty list, no event"), (3, "line: missing, no list to unnest")
@@ -443,33 +444,46 @@ path = "orders.jsonl"
 unnest = { product = "properties->'products'" }
 [events.columns]
 user_id = "userId"
-item_id = "product->>'product_id'"
+item_id = "product->'product_id'"
 event_type = "'purchase'"
 ts = "timestamp"
 event_id = "messageId"
 """
 
 
-def test_an_unnested_records_id_is_one_per_element_and_a_record_ingested_again_is_duplicate(
+def order(message: str, products: list[str], line_ids: bool = False) -> str:
+    """A Segment Order Completed call (JSON Lines) whose products are under properties."""
+    listed = [{"product_id": p} | ({"line_id": f"{message}-{p}"} if line_ids else {}) for p in products]
+    return json.dumps({"messageId": message, "userId": "u1", "timestamp": "2026-03-01T10:00:00Z",
+                       "properties": {"products": listed}}) + "\n"  # fmt: skip
+
+
+def test_an_unnested_records_id_is_one_per_item_and_a_record_delivered_again_repeats_none(
     tmp_path, workspace
 ):
-    """Segment's Order Completed holds its products under properties; its messageId names the call, so each
-    product's event gets the id with its place in the list (m1#1, m1#2): not duplicates of each other, and
-    duplicates of themselves in a later file."""
-
-    def order(message: str, products: list[str]) -> str:
-        return json.dumps({"messageId": message, "userId": "u1", "timestamp": "2026-03-01T10:00:00Z",
-                           "properties": {"products": [{"product_id": p} for p in products]}}) + "\n"  # fmt: skip
-
+    """The messageId names the call: each product's event gets it with its item (m1#P1), not with its place in
+    the list (helper 33: a resent order whose products came in another order, one more, lost the new product
+    as a "duplicate" and stored an old one twice)."""
     first = ingest(write_source(tmp_path / "a", [order("m1", ["P1", "P2"]), order("m2", ["P1"])],
                                 SEGMENT_ORDERS_SPEC, header="", name="orders.jsonl"), workspace)  # fmt: skip
     assert (first.files[0].rows_read, first.files[0].rows_unnested, first.files[0].rows_inserted) == (2, 1, 3)
-    again = ingest(write_source(tmp_path / "b", [order("m1", ["P1", "P2"]), order("m3", ["P3"])],
+    again = ingest(write_source(tmp_path / "b", [order("m1", ["P4", "P2", "P1"]), order("m3", ["P3"])],
                                 SEGMENT_ORDERS_SPEC, header="", name="orders.jsonl"), workspace)  # fmt: skip
-    assert (again.files[0].rows_inserted, again.files[0].rows_duplicate) == (1, 2)
+    assert (again.files[0].rows_inserted, again.files[0].rows_duplicate) == (2, 2)
+    # item_id = "product->'product_id'" gives JSON: read as its text, "P1" as P1.
     assert query(workspace, "select event_id, item_id from events order by event_id") == [
-        ("m1#1", "P1"), ("m1#2", "P2"), ("m2#1", "P1"), ("m3#1", "P3")
+        ("m1#P1", "P1"), ("m1#P2", "P2"), ("m1#P4", "P4"), ("m2#P1", "P1"), ("m3#P3", "P3")
     ]  # fmt: skip
+
+
+def test_an_event_id_the_element_holds_is_taken_as_it_is(tmp_path, workspace):
+    spec = SEGMENT_ORDERS_SPEC.replace('event_id = "messageId"', "event_id = \"product->>'line_id'\"")
+    rows = [order("m1", ["P1", "P2"], line_ids=True)]
+    ingest(write_source(tmp_path / "a", rows, spec, header="", name="orders.jsonl"), workspace)
+    again = ingest(write_source(tmp_path / "b", [order("m1", ["P2", "P1"], line_ids=True)], spec, header="",
+                                name="orders.jsonl"), workspace)  # fmt: skip
+    assert (again.files[0].rows_inserted, again.files[0].rows_duplicate) == (0, 2)
+    assert query(workspace, "select event_id from events order by 1") == [("m1-P1",), ("m1-P2",)]
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,10 @@ def test_without_a_distinctive_category_the_label_says_mixed_taste():
         segment_label(segment, stats(), [("books", 0.4, 1.1)])
         == "mixed taste, mostly books · light users · browsers"
     )
+    # Helper 32: the categories come by lift; "mostly" names the largest share, not the 4% Documentary that
+    # is five times everyone's (a MovieLens segment of Drama and Comedy watchers was "mostly Documentary").
+    categories = [("Documentary", 0.044, 5.69), ("Drama", 0.214, 1.1), ("Comedy", 0.147, 0.9)]
+    assert segment_label(stats(), stats(), categories) == "mixed taste, mostly Drama"
 
 
 def test_raters_and_weekends():
