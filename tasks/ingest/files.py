@@ -745,9 +745,9 @@ def stage_rows(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
     label = element.replace("'", "''")
     value = f"cast(({expression}) as varchar)"
     error = (
-        f"case when lists._list is null and nullif(trim({value}), '') is null then '{label}: missing, no list "
-        f"to unnest' when lists._list is null then '{label}: not a list (' || {quoted_value(value)} || ')' "
-        f"when len(lists._list) = 0 then '{label}: an empty list, no event' end"
+        f"case when lists._segflow_list is null and nullif(trim({value}), '') is null then '{label}: missing, no list "
+        f"to unnest' when lists._segflow_list is null then '{label}: not a list (' || {quoted_value(value)} || ')' "
+        f"when len(lists._segflow_list) = 0 then '{label}: an empty list, no event' end"
     )
     record_columns = ", ".join(quote_ident(c) for c in columns)
     try:
@@ -759,13 +759,13 @@ def stage_rows(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
             from (
                 select
                     lists._row as _segflow_record,
-                    unnest(case when len(lists._list) > 0 then range(1, len(lists._list) + 1) else [0] end)
+                    unnest(case when len(lists._segflow_list) > 0 then range(1, len(lists._segflow_list) + 1) else [0] end)
                         as _segflow_element,
                     {error} as _segflow_unnest_error,
                     {record_columns},
-                    unnest(case when len(lists._list) > 0 then lists._list else [null] end)
+                    unnest(case when len(lists._segflow_list) > 0 then lists._segflow_list else [null] end)
                         as {quote_ident(element)},
-                from (select *, {listed} as _list from stg_raw) as lists
+                from (select *, {listed} as _segflow_list from stg_raw) as lists
             )
             """
         )
@@ -827,10 +827,16 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
         elif name == "event_type":
             selects.append(f"lower({_text(expression)}) as event_type")
         elif name == "event_id" and element is not None and not reads_column(expression, element):
-            # The record's id made one per element by its item (`o1#SKU-1`), not by its place in the list: a
-            # record delivered again with its items in another order, or one more, repeats no event and loses
-            # none. An id the element holds (`line->>'line_id'`) is taken as it is.
-            selects.append(f"{_text(expression)} || '#' || {_text(columns['item_id'])} as event_id")
+            # The record's id made one per element by its item (`o1#SKU-1`; the item's second line in the record
+            # `o1#SKU-1#2`), not by its place in the list: a record delivered again with its items in another
+            # order, or one more, repeats no event and loses none. An id the element holds (`line->>'line_id'`)
+            # is taken as it is.
+            item = _text(columns["item_id"])
+            nth = f"row_number() over (partition by _segflow_record, {item} order by _segflow_element)"
+            selects.append(
+                f"{_text(expression)} || '#' || {item} || case when {nth} > 1 then '#' || {nth} else '' end "
+                "as event_id"
+            )
         elif name == "ts":
             selects.append(f"{_timestamp(expression, dtype)} as ts")
             selects.append(f"{_text(expression)} as ts_text")
@@ -900,6 +906,9 @@ def _failing_expression(
                 "compare a column itself (amount > 0) so that a row whose value has the wrong type is "
                 "quarantined, where try_cast(...) would filter it"
                 if name == WHERE
+                else "A JSON value and text mixed (coalesce(item->>'id', item)) read the text as JSON: take the "
+                "JSON's text with json_extract_string(item, '$'), or its field with ->> alone"
+                if "JSON" in detail
                 else "Use try_cast(...) or try_strptime(...) so that such rows are quarantined instead"
             )
             return FileRefusedError(
@@ -925,9 +934,11 @@ def check_file(con: duckdb.DuckDBPyConnection, file: SourceFile, event_types: tu
         params if file.kind == "events" else {},
     )
     names = list(_raw_columns(con))
-    record = (
-        "to_json(struct_pack(" + ", ".join(f"{quote_ident(n)} := raw.{quote_ident(n)}" for n in names) + "))"
-    )
+    fields = [f"{quote_ident(n)} := raw.{quote_ident(n)}" for n in names]
+    element, _ = file.feed.unnested()
+    if element is not None:  # the element and its place first: a record is cut at MAX_RECORD_CHARS
+        fields = ["_element := raw._segflow_element", fields.pop(names.index(element)), *fields]
+    record = "to_json(struct_pack(" + ", ".join(fields) + "))"
     # The row of the file: an unnested row's is its record's (the record holds the list and the element).
     row = "raw._segflow_record" if file.feed.unnest else "rejected._row"
     con.execute(

@@ -761,6 +761,10 @@ def _check_unnest(unnest: object, origin: str) -> None:
         raise SourceSpecError(
             f"{origin}: unnest's element name {name!r} must be a plain name (letters, digits, _), e.g. {example}"
         )
+    if name.lower() == "_row" or name.lower().startswith("_segflow"):
+        raise SourceSpecError(
+            f"{origin}: unnest's element name {name!r} is segflow's own (_row, _segflow_...)"
+        )
     if not isinstance(expression, str) or not expression.strip():
         raise SourceSpecError(
             f"{origin}: unnest's list {name} must be a non-empty DuckDB SQL expression (a string), e.g. {example}"

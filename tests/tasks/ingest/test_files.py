@@ -355,7 +355,7 @@ def ga4_export() -> list[str]:
     string, which `->>` reads as no id, where it refused the file: helper 33)."""
     at = 1709280000000000  # 2024-03-01 08:00 UTC in microseconds, as GA4 writes event_timestamp
     rows = [
-        {"event_name": "page_view", "user_pseudo_id": "u1", "event_timestamp": at},
+        {"event_name": "page_view", "user_pseudo_id": "u1", "event_timestamp": at, "_list": 1},  # a name unnest uses
         {"event_name": "view_item", "user_pseudo_id": "u1", "event_timestamp": at + 60_000_000,
          "items": [{"item_id": "SKU-1", "price": 9.5, "quantity": 1}]},
         {"event_name": "purchase", "user_pseudo_id": "u1", "event_timestamp": at + 120_000_000,
@@ -399,6 +399,9 @@ def test_a_feeds_unnest_makes_an_event_of_each_element_and_the_manifest_counts_t
         (7, "malformed line: not a JSON object"),
     ]
     record = json.loads(rows[0][2])
+    assert (
+        list(record)[:2] == ["_element", "item"] and record["_element"] == 2
+    )  # first: a record is cut at 1,000
     assert record["item"] == {"item_id": "SKU-2", "price": "n/a"} and record["user_pseudo_id"] == "u1"
     assert len(json.loads(record["items"])) == 3
 
@@ -464,15 +467,16 @@ def test_an_unnested_records_id_is_one_per_item_and_a_record_delivered_again_rep
     """The messageId names the call: each product's event gets it with its item (m1#P1), not with its place in
     the list (helper 33: a resent order whose products came in another order, one more, lost the new product
     as a "duplicate" and stored an old one twice)."""
-    first = ingest(write_source(tmp_path / "a", [order("m1", ["P1", "P2"]), order("m2", ["P1"])],
+    first = ingest(write_source(tmp_path / "a", [order("m1", ["P1", "P2"]), order("m2", ["P1", "P1"])],
                                 SEGMENT_ORDERS_SPEC, header="", name="orders.jsonl"), workspace)  # fmt: skip
-    assert (first.files[0].rows_read, first.files[0].rows_unnested, first.files[0].rows_inserted) == (2, 1, 3)
+    # m2 lists P1 twice (a shirt in two sizes): two events, not one and a duplicate (helper 33, F9).
+    assert (first.files[0].rows_read, first.files[0].rows_unnested, first.files[0].rows_inserted) == (2, 2, 4)
     again = ingest(write_source(tmp_path / "b", [order("m1", ["P4", "P2", "P1"]), order("m3", ["P3"])],
                                 SEGMENT_ORDERS_SPEC, header="", name="orders.jsonl"), workspace)  # fmt: skip
     assert (again.files[0].rows_inserted, again.files[0].rows_duplicate) == (2, 2)
     # item_id = "product->'product_id'" gives JSON: read as its text, "P1" as P1.
     assert query(workspace, "select event_id, item_id from events order by event_id") == [
-        ("m1#P1", "P1"), ("m1#P2", "P2"), ("m1#P4", "P4"), ("m2#P1", "P1"), ("m3#P3", "P3")
+        ("m1#P1", "P1"), ("m1#P2", "P2"), ("m1#P4", "P4"), ("m2#P1", "P1"), ("m2#P1#2", "P1"), ("m3#P3", "P3")
     ]  # fmt: skip
 
 
@@ -493,6 +497,8 @@ def test_an_event_id_the_element_holds_is_taken_as_it_is(tmp_path, workspace):
          "source.toml line 5: unnest must name one element and its list, e.g. unnest = { item = \"items\" }"),
         ('unnest = { user_pseudo_id = "items" }', SourceSpecError,
          "source.toml line 5: unnest's element 'user_pseudo_id' is a column of events.jsonl: name the element otherwise"),
+        ('unnest = { _segflow_record = "items" }', SourceSpecError,
+         "source.toml line 5: unnest's element name '_segflow_record' is segflow's own (_row, _segflow_...)"),
         ('unnest = { item = "len(items)" }', SourceSpecError,
          "source.toml line 5: unnest's list item = 'len(items)' gives BIGINT in events.jsonl, not a list or a JSON array"),
         ('unnest = { item = "unnest(items)" }', SourceSpecError,
