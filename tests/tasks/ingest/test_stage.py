@@ -145,6 +145,33 @@ def test_a_line_read_around_a_stray_quote_keeps_quoted_fields_and_counts_columns
     ]
 
 
+def test_a_quote_that_closes_on_the_next_line_loses_neither_line(tmp_path):
+    """Helper 33 (F10): `"[""C""` never closed on its line; DuckDB joined it to the next line into one record
+    of the right width, named another line in its rejects, and both orders vanished (4 rows read of 5)."""
+    text = (
+        "id,user,at,products\n"
+        'm1,u1,2024-03-01,"[""A"",""B""]"\n'
+        'm2,u2,2024-03-01,"[""C""\n'
+        'm3,u3,2024-03-01,"[""D"",""E""]"\n'
+        'm4,u4,2024-03-01,"[""G""]",extra\n'
+        "m5,u5,2024-03-01,H\n"
+    )
+    (tmp_path / "e.csv").write_text(text)
+    rows, rejects = staged(tmp_path / "e.csv")
+    assert rows == [(1, "u1"), (3, "u3"), (5, "u5")]
+    assert [(n, reason.split(" (")[0]) for n, reason in rejects] == [
+        (2, "malformed line: unterminated quote"),
+        (4, "malformed line: too many columns"),
+    ]
+
+
+def test_a_quoted_value_over_several_lines_is_one_row(tmp_path):
+    (tmp_path / "e.csv").write_text(
+        HEADER + 'u0,i0,view,2024-01-01\n"u\n1",i1,view,2024-01-01\n\nu2,i2,view,2024-01-01\n'
+    )
+    assert staged(tmp_path / "e.csv") == ([(1, "u0"), (2, "u\n1"), (3, "u2")], [])
+
+
 def test_a_file_whose_header_repeats_a_name_is_refused_with_its_row_count(tmp_path):
     (tmp_path / "e.csv").write_text("user,user,kind,day\n" + ROWS)
     error = refusal(tmp_path / "e.csv")
