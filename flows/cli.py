@@ -236,6 +236,8 @@ def workspace_source(ctx: typer.Context, source: str | None, workspace: Path, ne
             f"{hint}, or run this again when it is done",
             ctx=ctx, param_hint="'--source' / '-s'",
         ) from None  # fmt: skip
+    # A demo workspace from before locations were kept reads the demo, as it always did.
+    rows = [(name, "demo" if location is None and name == "demo" else location) for name, location in rows]
     if not rows:
         return "demo"
     locations = {location for _, location in rows}

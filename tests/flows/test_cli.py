@@ -618,6 +618,11 @@ def test_without_source_a_workspace_reads_its_own_source_again_never_the_demo(tm
         in result.output
     )
     assert cli.workspace_source(None, None, tmp_path / "new") == "demo"
+    with duckdb.connect(
+        str(workspace / "warehouse.duckdb")
+    ) as con:  # the demo, from before: as it always did
+        con.execute("update events set source = 'demo'")
+    assert cli.workspace_source(None, None, workspace) == "demo"
 
 
 # ------------------------------------------------------------------------------------------------ orphans
