@@ -714,15 +714,7 @@ def stage_rows(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
             f"{feed.origin(UNNEST)}: unnest's element {element!r} is a column of {file.path.name}: name the "
             'element otherwise (unnest = { item = "items" } makes a column item)'
         )
-    present = {ascii_lower(c) for c in columns}
-    missing = sorted(c for c in named_columns(expression) if ascii_lower(c) not in present)
-    if missing:
-        raise FileRefusedError(
-            f"{file.path}: unnest = {{ {element} = {expression!r} }} ({feed.origin(UNNEST)}) reads "
-            f"{', '.join(missing)}, which this file does not have (its columns: {', '.join(columns)}); the "
-            "file is refused",
-            rows_read=staged_rows(con),
-        )
+    _refuse_missing_columns(con, file, "stg_raw")  # the list first: the mappings read its element
     try:
         dtype = con.execute(f"describe select ({expression}) as x from stg_raw").fetchall()[0][1]
     except duckdb.Error as error:
@@ -874,11 +866,14 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
     return n_raw - n_mapped
 
 
-def _refuse_missing_columns(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
+def _refuse_missing_columns(
+    con: duckdb.DuckDBPyConnection, file: SourceFile, relation: str = "stg_rows"
+) -> None:
     """A FileRefusedError when the spec reads a column this file does not have: a file of another layout (an
     export whose column was renamed) is refused like any file that cannot be read, and the feed's other
-    files are still ingested. (A column that no file has is refused before a run starts, check_file_columns.)"""
-    names = list(_raw_columns(con))
+    files are still ingested. (A column that no file has is refused before a run starts, check_file_columns.)
+    `relation`: `stg_raw` before the feed's list is unnested, its element not yet a column."""
+    names = list(_raw_columns(con, relation))
     unread = first_unread(file.feed, names)
     if unread is not None:
         name, _, missing = unread
@@ -940,7 +935,7 @@ def check_file(con: duckdb.DuckDBPyConnection, file: SourceFile, event_types: tu
         fields = ["_element := raw._segflow_element", fields.pop(names.index(element)), *fields]
     record = "to_json(struct_pack(" + ", ".join(fields) + "))"
     # The row of the file: an unnested row's is its record's (the record holds the list and the element).
-    row = "raw._segflow_record" if file.feed.unnest else "rejected._row"
+    row = "raw._segflow_record" if element is not None else "rejected._row"
     con.execute(
         f"""
         create or replace temp table stg_quarantine as

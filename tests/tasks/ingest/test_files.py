@@ -504,7 +504,7 @@ def test_an_event_id_the_element_holds_is_taken_as_it_is(tmp_path, workspace):
         ('unnest = { item = "unnest(items)" }', SourceSpecError,
          "the expression for unnest = 'unnest(items)' is refused: unnest(...) makes several rows of one"),
         ('unnest = { item = "products" }', IngestFailedError,
-         "unnest = { item = 'products' } (source.toml line 5) reads products, which this file does not have"),
+         "the expression for unnest = 'products' (source.toml line 5) reads products, which this file does not have"),
     ],
 )  # fmt: skip
 def test_an_unnest_that_cannot_make_rows_is_an_error_naming_its_line(
