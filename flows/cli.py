@@ -575,14 +575,17 @@ def refuse_ingest(error: Exception, published_note: str | None = None) -> NoRetu
     if report is None:
         fail(str(error) + (f"\n{published_note}" if published_note else ""))
     print_ingest(report)
+    fail(refused_message(report) + (f"\n{published_note}" if published_note else ""))
+
+
+def refused_message(report: Any) -> str:
     refused = sum(f.status in ("rejected", "failed_validation") for f in report.files)
-    message = (
+    return (
         f"{refused:,} of {files_count(len(report.files))} refused, nothing of them inserted. Every ingest reads "
         "a refused file again until it is fixed or moved out of the source's folder: for a rejected one, "
         "--max-bad-fraction lets its good rows in (the bad ones quarantined); for a failed one, see its "
         "validation report ([validation] in the spec sets the checks)"
     )
-    fail(message + (f"\n{published_note}" if published_note else ""))
 
 
 @app.command()
@@ -922,6 +925,7 @@ def show_published_user(ws: Workspace, snapshot: Any, user_id: str, found: dict,
 
     memberships = read_user_memberships(snapshot, user_id) or []
     print_line("user ", (user_id, "bold"), f" is in segment {found['segment_id']}: {found['label']}")
+    print_placement(found.get("placed_by"), found["distance"])
     print_memberships(describe_memberships(snapshot, memberships) if memberships else [])
     listed = read_user_list(snapshot, user_id, n) or []
     titles, note = item_titles(ws, snapshot, [row["item_id"] for row in listed])
@@ -933,6 +937,15 @@ def show_published_user(ws: Workspace, snapshot: Any, user_id: str, found: dict,
         listed,
         titles,
     )
+
+
+def print_placement(placed_by: str | None, distance: float | None) -> None:
+    """A note for a user placed otherwise than by the nearest segment centre (tasks/segment/reach.py)."""
+    from tasks.segment.reach import placement_note
+
+    note = placement_note(placed_by, distance or 0.0)
+    if note:
+        print_line(("note: ", "yellow"), note)
 
 
 def list_origin(snapshot: Any) -> str:
@@ -987,6 +1000,7 @@ def show_unpublished_user(ws: Workspace, snapshot: Any, user_id: str, n: int) ->
     labels = {p["segment_id"]: p["label"] for p in read_profiles(snapshot)}
     label = labels.get(live.segment_id, "no segment (noise)" if live.segment_id < 0 else "")
     print_line("user ", (user_id, "bold"), f" is in segment {live.segment_id}: {label}")
+    print_placement(live.placed_by, live.distance)
     print_line(("note: ", "yellow"), f"assigned now by the saved segmenter of run {run_id}; not published")
     seen = sorted(set(events.column("item_id").to_pylist()))
     if live.memberships and snapshot.has("micro_segment_recommendations"):
@@ -1084,15 +1098,28 @@ def score(
     source = workspace_source(ctx, source, workspace)
     check_source_columns(ctx, source, workspace)
     ws, server = prepare_writer(ctx, workspace, must_exist=True)
-    from flows.score_users import score_users
+    from flows.score_users import RefusedFilesError, score_users
     from tasks.ingest.files import IngestFailedError
 
     wait_for_prefect(server)
     try:
         with show_progress(f"ingesting {source}", after_ingest="scoring users with new events"):
             summary = score_users(source=source, workspace=str(ws.root), max_bad_fraction=max_bad_fraction)
+    except RefusedFilesError as error:  # the users of the files that went in were scored
+        print_scoring(ws, error.summary, details)
+        scored = (
+            "The users of the files ingested were scored (above)"
+            if error.summary.counts.n_scored
+            else "Nobody had events to score"
+        )
+        fail(f"{refused_message(error.report)}\n{scored}; the refused files' events are not in yet.")
     except IngestFailedError as error:
         refuse_ingest(error, "Nobody was scored; the published segments are unchanged.")
+    print_scoring(ws, summary, details)
+
+
+def print_scoring(ws: Workspace, summary: Any, details: bool) -> None:
+    """What `segflow score` prints of a scoring: the ingest, notes, how many users were scored and where."""
     print_ingest(summary.ingest, details)
     for note in summary.notes:
         print_line(("note: ", "yellow"), note)
@@ -1104,6 +1131,11 @@ def score(
         f"scored {counts.n_scored:,} {'user' if counts.n_scored == 1 else 'users'} with the saved segmenter of "
         f"run {summary.run_id}: {counts.n_new:,} new, {counts.n_moved:,} moved to another segment"
     )
+    from tasks.segment.reach import scored_placement_note
+
+    placement = scored_placement_note(dict(counts.by_placement))
+    if placement:
+        print_line(("note: ", "yellow"), placement)
     from tasks.serve import find_snapshot, read_profiles
 
     labels = {p["segment_id"]: p["label"] for p in read_profiles(find_snapshot(ws.exports_dir))}

@@ -4,7 +4,9 @@ published run's saved segmenter, without retraining.
 finish an interrupted publish -> find the published run (refused when there is none) -> ingest (new files
 only) -> select the users to score -> assign -> stage -> validate (the published_segments suite, on the
 tables as the swap will leave them) -> publish (export, swap, switch). Users without new events are not
-touched; a failure leaves everything as it was.
+touched; a failure leaves everything as it was. A file the ingest refuses (nothing of it inserted) does not
+stop the users of the other files from being scored: the flow scores them, then fails with the refusal
+(`RefusedFilesError`), so a schedule still reports the file while it waits to be fixed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pydantic import Field
 from flows.ingest import IngestReport, ingest_events
 from flows.recovery import finish_interrupted_publish, restored_notes
 from tasks.clock import new_id
+from tasks.ingest.files import IngestFailedError
 from tasks.score import score
 from tasks.score.score import PublishedRun, ScoredCounts
 from tasks.validate import validate_table
@@ -43,6 +46,16 @@ class ScoreSummary:
     counts: ScoredCounts
     exports: str | None = None  # the new exports/current; None when nobody was scored
     notes: list[str] = field(default_factory=list)
+
+
+class RefusedFilesError(IngestFailedError):
+    """The ingest refused files (nothing of them inserted); the users of the others were scored: `summary`."""
+
+    def __init__(
+        self, message: str, report: IngestReport | None = None, summary: ScoreSummary | None = None
+    ) -> None:
+        super().__init__(message, report)
+        self.summary = summary
 
 
 @task(cache_policy=NO_CACHE)
@@ -162,23 +175,35 @@ def score_users(
         # Refused before anything is ingested: new files in a workspace with nothing published would wait
         # there for the next full run.
         published = find_published_run(warehouse, memory, str(ws.exports_dir))
-        report = ingest_events(source=source, workspace=str(ws.root), max_bad_fraction=max_bad_fraction)
+        try:
+            report, refused = (
+                ingest_events(source=source, workspace=str(ws.root), max_bad_fraction=max_bad_fraction),
+                None,
+            )
+        except (
+            IngestFailedError
+        ) as error:  # refused files: nothing of them is in; the others' users are scored
+            if error.report is None:
+                raise
+            report, refused = error.report, error
+        counts, current = ScoredCounts(0, 0, 0), None
         try:
             events, as_of = select_users(warehouse, memory)
-            if events.num_rows == 0:
-                return ScoreSummary(
-                    published.run_id, report, ScoredCounts(0, 0, 0), notes=restored_notes(restored)
+            if events.num_rows:
+                assignments, memberships, recommendations = assign(published, events, as_of)
+                counts = stage_scores(
+                    warehouse, memory, published.run_id, assignments, memberships, recommendations
                 )
-            assignments, memberships, recommendations = assign(published, events, as_of)
-            counts = stage_scores(
-                warehouse, memory, published.run_id, assignments, memberships, recommendations
-            )
-            name = f"{published.run_id}-scored-{new_id()}"
-            validate_scores(warehouse, memory, name, str(ws.reports_dir / "validation"))
-            current = publish_scores(warehouse, memory, str(ws.exports_dir), published, name)
+                name = f"{published.run_id}-scored-{new_id()}"
+                validate_scores(warehouse, memory, name, str(ws.reports_dir / "validation"))
+                current = publish_scores(warehouse, memory, str(ws.exports_dir), published, name)
         finally:
             discard_scored(warehouse, memory)
     summary = ScoreSummary(published.run_id, report, counts, current, restored_notes(restored))
+    if refused is not None:
+        raise RefusedFilesError(str(refused), report, summary)
+    if not counts.n_scored:
+        return summary
     create_markdown_artifact(
         key="score-summary",
         markdown=_markdown(summary),

@@ -51,6 +51,7 @@ from tasks.segment.families import (
     try_fit_family,
 )
 from tasks.segment.micro import MicroSegments, micro_tables
+from tasks.segment.reach import Reach, reach_metrics, reach_notes
 from tasks.segment.segmenter import Segmenter, merged_note
 from tasks.segment.settings import SegmentSettings
 from tasks.segment.sweep import Sweep, sweep_k
@@ -307,9 +308,14 @@ def micro_lists(
 
 
 @task(cache_policy=NO_CACHE)
-def assign(embedding: Embedding, clusterer: Clusterer) -> pl.DataFrame:
-    """Every user's segment and distance, as the saved segmenter assigns them."""
-    return seg.assignment_frame(embedding, clusterer)
+def assign(
+    embedding: Embedding, clusterer: Clusterer, taste: Embedding, user_features: UserFeatures
+) -> tuple[pl.DataFrame, Reach]:
+    """The segments' reach (tasks/segment/reach.py), and every user's segment, distance and how they were
+    placed, as the saved segmenter assigns them."""
+    events = seg.n_events(user_features)
+    reach = seg.fit_reach(embedding, clusterer, taste, events)
+    return seg.assignment_frame(embedding, clusterer, taste, reach, events), reach
 
 
 @task(cache_policy=NO_CACHE)
@@ -549,7 +555,9 @@ def segment_users(
             merged = merged_note(k, clusterer, len(embedding.vectors), settings)
             notes = [*notes[:n_fit_notes], *merged, *notes[n_fit_notes:]]  # beside the K note
             micro, taste = micro_segments(user_features, settings, micro_k, "all")
-            assignments = assign(embedding, clusterer)
+            assignments, reach = assign(embedding, clusterer, taste, user_features)
+            metrics |= reach_metrics(reach, assignments)
+            notes = [*notes, *reach_notes(reach, assignments)]
             metrics |= describe(embedding, assignments, clusterer, settings, source, str(ws.sources_dir))
             metrics["micro_k"] = float(micro.clusterer.k)
             metrics["personal_weight"] = float(settings.personal_weight)
@@ -565,7 +573,10 @@ def segment_users(
             )
             validate_segments(warehouse, memory, run_id, str(ws.reports_dir / "validation"))
             segmenter_path = save_segmenter(
-                Segmenter(model, embedder, clusterer, settings, micro), profiles, str(ws.root), run_id
+                Segmenter(model, embedder, clusterer, settings, micro, reach=reach),
+                profiles,
+                str(ws.root),
+                run_id,
             )
             params = {
                 "source": source,

@@ -239,6 +239,7 @@ class LiveAssignment:
     distance: float
     memberships: list[tuple[int, float]]
     recommendations: list[dict]  # item_id, score; best first (none without a micro level)
+    placed_by: str | None = None  # tasks/segment/reach.py
 
 
 def assign_now(snapshot: Snapshot, events, n: int, as_of: datetime | None = None) -> LiveAssignment | None:
@@ -256,5 +257,6 @@ def assign_now(snapshot: Snapshot, events, n: int, as_of: datetime | None = None
         memberships = list(zip(frame["micro_segment_id"].to_list(), frame["weight"].to_list(), strict=True))
         recommendations = lists.select("item_id", "score").to_dicts()
     return LiveAssignment(
-        int(assigned["segment_id"]), float(assigned["distance"]), memberships, recommendations
-    )
+        int(assigned["segment_id"]), float(assigned["distance"]), memberships, recommendations,
+        assigned.get("placed_by"),
+    )  # fmt: skip

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -39,3 +41,42 @@ def write_csv_source(folder: Path, rows: list[str], event_type: str = "kind") ->
         f'item_id = "item"\nevent_type = "{event_type}"\nts = "day"\n'
     )
     return spec
+
+
+# Listeners as on Last.fm, for the segments' reach (tasks/segment/reach.py): two tastes, two habits.
+START = datetime(2011, 1, 1)
+ROCK = [f"rock{i:02d}" for i in range(40)]
+POP = [f"pop{i:02d}" for i in range(40)]
+
+
+def plays(user: str, items: list[str], hours: list[int], days: int, rng: np.random.Generator) -> list[dict]:
+    return [
+        {
+            "user_id": user,
+            "item_id": item,
+            "event_type": "play",
+            "ts": START + timedelta(days=int(rng.integers(0, days)), hours=int(rng.choice(hours))),
+            "value": float(rng.integers(1, 50)),
+        }
+        for item in items
+    ]
+
+
+def listeners(seed: int = 3) -> list[dict]:
+    """The plays of 240 listeners with 25 to 40 plays each over four weeks: rock or pop (75% of their plays,
+    the rest of the other taste), by day or by night (user ids `u000`..: even ones rock, odd ones pop)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(240):
+        main, other = (ROCK, POP) if u % 2 == 0 else (POP, ROCK)
+        hours = [9, 11, 13, 15] if u % 4 < 2 else [0, 1, 2, 23]
+        n = int(rng.integers(25, 41))
+        n_main = int(round(n * 0.75))
+        items = list(rng.choice(main[:30], n_main)) + list(rng.choice(other, n - n_main))
+        rows += plays(f"u{u:03d}", items, hours, 28, rng)
+    return rows
+
+
+def cold_plays(user: str, items: list[str]) -> list[dict]:
+    """A listener with a play of each of `items`, in one afternoon."""
+    return plays(user, items, [14], 1, np.random.default_rng(0))

@@ -27,7 +27,8 @@ LABEL_DEPTH = 20
 
 
 def write_assignments(con: duckdb.DuckDBPyConnection, assignments: pl.DataFrame) -> str:
-    """`seg_assignments(user_id, segment_id, distance)`: the segment of every user, as the segmenter assigns."""
+    """`seg_assignments(user_id, segment_id, distance, placed_by)`: the segment of every user, as the
+    segmenter assigns."""
     return create_table_from_frame(con, "seg_assignments", assignments, temp=True)
 
 

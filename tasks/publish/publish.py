@@ -38,6 +38,7 @@ def stage_user_segments(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
         """
         create or replace table seg_user_segments as
         select user_id, segment_id, $run_id as run_id, round(distance, 6) as distance, $at as assigned_at,
+            placed_by,
         from seg_assignments
         order by user_id
         """,

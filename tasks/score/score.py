@@ -55,6 +55,7 @@ class ScoredCounts:
     n_new: int
     n_moved: int
     by_segment: tuple[tuple[int, int], ...] = ()  # (segment_id, scored users), by segment
+    by_placement: tuple[tuple[str, int], ...] = ()  # (placed_by, scored users): tasks/segment/reach.py
 
 
 def find_published_run(con: duckdb.DuckDBPyConnection, exports_dir: Path) -> PublishedRun:
@@ -114,6 +115,7 @@ def stage_scores(
         pl.lit(run_id).alias("run_id"),
         pl.col("distance").round(6),
         pl.lit(at).alias("assigned_at"),
+        "placed_by",
     )
     create_table_from_frame(con, "seg_user_segments", rows, order_by="user_id")
     if memberships is not None and recommendations is not None:
@@ -137,7 +139,10 @@ def stage_scores(
     by_segment = con.execute(
         "select segment_id, count(*) from seg_user_segments group by segment_id order by segment_id"
     ).fetchall()
-    return ScoredCounts(n_scored, n_new, n_moved, tuple(by_segment))
+    by_placement = con.execute(
+        "select placed_by, count(*) from seg_user_segments group by placed_by order by placed_by"
+    ).fetchall()
+    return ScoredCounts(n_scored, n_new, n_moved, tuple(by_segment), tuple(by_placement))
 
 
 def staged_tables(con: duckdb.DuckDBPyConnection) -> dict[str, str]:

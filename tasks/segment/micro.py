@@ -74,8 +74,9 @@ class MicroSegments(Saveable):
 
     def memberships(self, embedding: Embedding) -> sp.csr_matrix:
         """(n_users, n_micro): each user's weights over their nearest micro-segments (rows sum to 1)."""
+        sizes = np.bincount(self.clusterer.labels_, minlength=self.clusterer.k)
         return membership_matrix(
-            embedding.vectors, self.clusterer.centroids, self.n_memberships, self.temperature
+            embedding.vectors, self.clusterer.centroids, self.n_memberships, self.temperature, sizes
         )
 
     def membership_frame(self, embedding: Embedding) -> pl.DataFrame:
@@ -106,6 +107,8 @@ class MicroSegments(Saveable):
         personal = _row_unit_scale(
             _pair_dots(embedding.vectors, lists.item_vectors, rows, blended.indices), blended.indptr
         )
+        blank = blank_rows(embedding.vectors)[rows]  # no taste of their own: the blend is all there is
+        personal[blank] = blend[blank]
         return Candidates(blended.indptr, rows, blended.indices, blend, personal, seen)
 
     def recommend(
@@ -226,9 +229,18 @@ def fit_micro(
     return MicroSegments(taste, clusterer, temperature, n_memberships, lists, float(personal_weight))
 
 
+def blank_rows(vectors: np.ndarray) -> np.ndarray:
+    """Users without a taste vector: none of their items is one the fit knows."""
+    return ~np.abs(vectors).any(axis=1)
+
+
 def membership_matrix(
-    vectors: np.ndarray, centroids: np.ndarray, m: int, temperature: float
+    vectors: np.ndarray, centroids: np.ndarray, m: int, temperature: float, sizes: np.ndarray | None = None
 ) -> sp.csr_matrix:
+    """Each user's weights over their `m` nearest centroids. With the micro-segments' `sizes`, a user without
+    a taste vector (`blank_rows`), who is no nearer to one than another, belongs to the `m` largest, weighed
+    by size: their list is made of everyone's favourites rather than the lists of whichever centroids lie nearest
+    the origin."""
     m = max(1, min(m, len(centroids)))
     squared = np.maximum(
         (vectors.astype(np.float64) ** 2).sum(axis=1)[:, None]
@@ -240,6 +252,11 @@ def membership_matrix(
     near = np.take_along_axis(squared, nearest, axis=1)
     weights = np.exp(-(near - near[:, :1]) / temperature)
     weights /= weights.sum(axis=1, keepdims=True)
+    blank = blank_rows(vectors)
+    if sizes is not None and blank.any():
+        largest = np.argsort(-sizes, kind="stable")[:m]
+        nearest[blank] = largest
+        weights[blank] = sizes[largest] / max(sizes[largest].sum(), 1)
     rows = np.repeat(np.arange(len(vectors)), m)
     return sp.csr_matrix((weights.ravel(), (rows, nearest.ravel())), shape=(len(vectors), len(centroids)))
 

@@ -23,6 +23,7 @@ from tasks.features.interactions import interaction_matrix
 from tasks.features.user_features import FeatureModel, UserFeatures
 from tasks.fitted import Saveable
 from tasks.segment.micro import MicroSegments, fit_micro, fit_taste
+from tasks.segment.reach import Reach, unplaced
 from tasks.segment.settings import SegmentSettings
 
 
@@ -38,14 +39,16 @@ class Segmenter(Saveable):
     settings: SegmentSettings
     micro: MicroSegments | None = None
     segment_labels: dict[int, str] = field(default_factory=dict)
+    reach: Reach | None = None  # None: saved before segments had a reach, or without micro-segments
 
     @property
     def k(self) -> int:
         return self.clusterer.k
 
     def assign(self, events, as_of: datetime | None = None) -> pl.DataFrame:
-        """`user_id, segment_id, distance` for every user in `events`; -1 is no segment (hdbscan noise).
-        `as_of`: the time the users are measured at (FeatureModel.transform; default the fit's end)."""
+        """`user_id, segment_id, distance, placed_by` for every user in `events`; -1 is no segment (hdbscan
+        noise); users beyond the segments' reach are placed by taste (tasks/segment/reach.py). `as_of`: the
+        time the users are measured at (FeatureModel.transform; default the fit's end)."""
         return self._assign(self.features.transform(events, as_of))
 
     def memberships(self, events) -> pl.DataFrame:
@@ -71,14 +74,19 @@ class Segmenter(Saveable):
         if self.micro is None:
             return self._assign(features), None, None
         self._check_micro()
-        memberships = self.micro.membership_frame(self.micro.embed(features))
+        taste = self.micro.embed(features)
+        memberships = self.micro.membership_frame(taste)
         lists = self.micro.user_lists(features, n or self.settings.n_user_recommendations)
-        return self._assign(features), memberships, lists
+        return self._assign(features, taste), memberships, lists
 
-    def _assign(self, features: UserFeatures) -> pl.DataFrame:
+    def _assign(self, features: UserFeatures, taste: Embedding | None = None) -> pl.DataFrame:
         if len(features.users) == 0:  # no events: no rows (the fitted scalers refuse an empty matrix)
-            return pl.DataFrame(schema={"user_id": pl.String, "segment_id": pl.Int64, "distance": pl.Float64})
-        return assignment_frame(self.embedder.transform(features), self.clusterer)
+            return pl.DataFrame(schema=ASSIGNMENT_SCHEMA)
+        if self.reach is not None and taste is None:
+            taste = self.micro.embed(features)
+        return assignment_frame(
+            self.embedder.transform(features), self.clusterer, taste, self.reach, n_events(features)
+        )
 
     def _check_micro(self) -> None:
         if self.micro is None:
@@ -93,15 +101,50 @@ class Segmenter(Saveable):
         return replace(self, segment_labels=dict(labels))
 
 
-def assignment_frame(embedding: Embedding, clusterer: Clusterer) -> pl.DataFrame:
+ASSIGNMENT_SCHEMA = {
+    "user_id": pl.String,
+    "segment_id": pl.Int64,
+    "distance": pl.Float64,
+    "placed_by": pl.String,
+}
+
+
+def assignment_frame(
+    embedding: Embedding, clusterer: Clusterer, taste: Embedding | None = None, reach: Reach | None = None,
+    events: np.ndarray | None = None,
+) -> pl.DataFrame:  # fmt: skip
+    """`user_id, segment_id, distance, placed_by`: the nearest segment centre, or, with a `reach` and the same
+    users' `taste` and number of `events`, by taste for the light users beyond it (tasks/segment/reach.py)."""
     labels, distances = clusterer.predict(embedding.vectors)
+    if reach is None or taste is None or events is None:
+        placed_by = unplaced(labels)
+    else:
+        if not np.array_equal(taste.user_ids, embedding.user_ids):
+            raise ValueError("the taste embedding's users are not the embedding's, in the same order")
+        labels, distances, placed_by = reach.place(
+            embedding.vectors, clusterer.centroids, labels, distances, events, taste.vectors
+        )
     return pl.DataFrame(
         {
             "user_id": embedding.user_ids.astype(str),
             "segment_id": labels.astype(np.int64),
             "distance": distances.astype(np.float64),
-        }
+            "placed_by": placed_by.astype(str),
+        },
+        schema=ASSIGNMENT_SCHEMA,
     )
+
+
+def n_events(features: UserFeatures) -> np.ndarray:
+    """Each user's number of events, in the order of `features.users`."""
+    return features.frame["n_events"].fill_null(0).to_numpy()
+
+
+def fit_reach(embedding: Embedding, clusterer: Clusterer, taste: Embedding, events: np.ndarray) -> Reach:
+    """The segments' reach, from the fit's users (`embedding`, `taste`, their number of `events`: the same
+    users, in order)."""
+    labels, distances = clusterer.predict(embedding.vectors)
+    return Reach.fit(labels, distances, events, taste.vectors, clusterer.k)
 
 
 def check_segmentable(events: pa.Table, settings: SegmentSettings) -> int:
@@ -202,11 +245,22 @@ def fit_micro_segments(
 def fit_segmenter(
     events: pa.Table, items: pa.Table, settings: SegmentSettings, k: int, micro_k: int = 0
 ) -> Segmenter:
-    """Features, embedder, clusterer (and `micro_k` micro-segments, when given) fitted on `events`."""
+    """Features, embedder, clusterer (and `micro_k` micro-segments with the segments' reach, when given)
+    fitted on `events`."""
     model, features = fit_features(events, items, settings)
     embedder, embedding = fit_embedder(features, settings)
-    micro = fit_micro_segments(features, settings, micro_k)[0] if micro_k else None
-    return Segmenter(model, embedder, fit_clusterer(embedding, settings, k), settings, micro)
+    clusterer = fit_clusterer(embedding, settings, k)
+    if not micro_k:
+        return Segmenter(model, embedder, clusterer, settings)
+    micro, taste = fit_micro_segments(features, settings, micro_k)
+    return Segmenter(
+        model,
+        embedder,
+        clusterer,
+        settings,
+        micro,
+        reach=fit_reach(embedding, clusterer, taste, n_events(features)),
+    )
 
 
 def segmenter_path(workspace_root: Path | str, run_id: str) -> Path:

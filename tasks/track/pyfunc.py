@@ -1,7 +1,7 @@
 """The run's models as MLflow pyfunc models, each taking a pandas frame of events in the canonical columns:
 
 - the segmenter, `mlflow.pyfunc.load_model("runs:/<id>/segmenter").predict(events)`: `user_id, segment_id,
-  distance` per user;
+  distance, placed_by` per user (tasks/segment/reach.py);
 - each embedding family the run trained, in its nested run `family/<name>`, artifact path `embedder`: the
   family's fitted embedder with the feature statistics it reads (fit on the training part), returning
   `user_id, dim_0, dim_1, ...` per user, the vectors its segments were scored on.
@@ -59,8 +59,13 @@ PARAMS = ParamSchema([ParamSpec("as_of", "datetime", FIT_END)])
 SIGNATURE = ModelSignature(
     inputs=EVENTS_SCHEMA,
     outputs=Schema(
-        [ColSpec("string", "user_id"), ColSpec("long", "segment_id"), ColSpec("double", "distance")]
-    ),
+        [
+            ColSpec("string", "user_id"),
+            ColSpec("long", "segment_id"),
+            ColSpec("double", "distance"),
+            ColSpec("string", "placed_by"),
+        ]
+    ),  # fmt: skip
     params=PARAMS,
 )
 

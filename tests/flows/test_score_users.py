@@ -354,3 +354,49 @@ def test_a_scoring_stopped_after_its_swap_is_finished_by_the_next_writer(scored,
         f"select * from '{workspace / 'exports' / 'current' / 'user_segments.parquet'}' order by all"
     ).fetchall()
     assert exported == query(workspace, "select * from user_segments order by all")
+
+
+def test_a_refused_file_does_not_keep_the_users_of_the_other_files_from_being_scored(scored, tmp_path):
+    """One bad file in the folder a schedule scores from: its rows stay out (refused, read again by every
+    scoring until it is fixed), while the users of the files beside it are scored and published; the
+    scoring still fails, so the schedule reports the file. It used to fail before scoring anyone, hourly."""
+    workspace = scored["workspace"]
+    folder = tmp_path / "delivery"
+    folder.mkdir()
+    (folder / "good.csv").write_text(
+        "user_id,item_id,event_type,ts\nlate-good,i00003,purchase,2024-04-04 09:00:00\n"
+    )
+    (folder / "bad.csv").write_text(
+        "user_id,item_id,event_type,ts\n" + "late-bad,i00004,view,not a time\n" * 3
+    )
+    spec = folder / "late.toml"
+    spec.write_text(
+        'name = "demo"\n[events]\npath = "*.csv"\n[events.columns]\nuser_id = "user_id"\nitem_id = "item_id"\n'
+        'event_type = "event_type"\nts = "ts"\n'
+    )
+    result = runner.invoke(app, ["score", "--source", str(spec), "--workspace", str(workspace)])
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    (run_id,) = query(workspace, "select run_id from segment_runs where is_current")[0]
+    assert (
+        f"scored 1 user with the saved segmenter of run {run_id}: 1 new, 0 moved to another segment" in said
+    )
+    assert said.endswith(
+        "error: 1 of 2 files refused, nothing of them inserted. Every ingest reads a refused file again until it "
+        "is fixed or moved out of the source's folder: for a rejected one, --max-bad-fraction lets its good rows "
+        "in (the bad ones quarantined); for a failed one, see its validation report ([validation] in the spec "
+        "sets the checks) The users of the files ingested were scored (above); the refused files' events are not "
+        "in yet."
+    )
+    published = query(workspace, "select user_id from user_segments where user_id like 'late-%' order by 1")
+    assert ("late-good",) in published and ("late-bad",) not in published
+    exported = duckdb.sql(
+        f"select count(*) from '{workspace / 'exports/current/user_segments.parquet'}' where user_id = 'late-good'"
+    )
+    assert exported.fetchall() == [(1,)]
+
+    again = runner.invoke(app, ["score", "--source", str(spec), "--workspace", str(workspace)])
+    assert again.exit_code == 1
+    assert " ".join(again.output.split()).endswith(
+        "Nobody had events to score; the refused files' events are not in yet."
+    )

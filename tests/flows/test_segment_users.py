@@ -191,10 +191,13 @@ def test_the_segmenter_reloaded_from_mlflow_reproduces_the_published_assignment(
     finally:
         con.close()
     predicted = model.predict(events).sort_values("user_id").reset_index(drop=True)
-    published = query(workspace, "select user_id, segment_id, distance from user_segments order by user_id")
+    published = query(
+        workspace, "select user_id, segment_id, distance, placed_by from user_segments order by user_id"
+    )
     assert len(predicted) == len(published) == 400
-    assert list(predicted["segment_id"]) == [segment for _, segment, _ in published]
-    assert predicted["distance"].round(6).tolist() == pytest.approx([d for *_, d in published], abs=1e-6)
+    assert list(predicted["segment_id"]) == [segment for _, segment, _, _ in published]
+    assert predicted["distance"].round(6).tolist() == pytest.approx([d for *_, d, _ in published], abs=1e-6)
+    assert list(predicted["placed_by"]) == [placed_by for *_, placed_by in published]
     assert mlflow.get_run(mlflow_run_id).data.tags["segflow.published"] == "true"
     # `as_of` measures the users later (recency, frequency): a time before the fit's end is the default.
     assert [p.name for p in model.metadata.signature.params.params] == ["as_of"]

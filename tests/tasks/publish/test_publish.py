@@ -28,7 +28,9 @@ def stage(con: duckdb.DuckDBPyConnection, run_id: str, segments: dict[str, int],
     """Staged seg_* tables as a run leaves them before publishing: `segments` is user -> segment."""
     con.execute("create or replace table seg_user_segments as from user_segments limit 0")
     for user, segment in segments.items():
-        con.execute("insert into seg_user_segments values (?, ?, ?, 0.5, ?)", [user, segment, run_id, at])
+        con.execute(
+            "insert into seg_user_segments values (?, ?, ?, 0.5, ?, 'centre')", [user, segment, run_id, at]
+        )
     for table in ("segment_profiles", "micro_segments", "user_memberships"):
         con.execute(f"create or replace table seg_{table} as from {table} limit 0")
     con.execute(f"create or replace table seg_segment_recommendations as select 0 as segment_id, 1 as rank, 'i1' as item_id, 0.5 as score, '{run_id}' as run_id")  # fmt: skip

@@ -43,7 +43,7 @@ def test_an_empty_events_frame_assigns_no_rows(family, tmp_path):
     clusterer = fit_clusterer(embedder.transform(features), settings, 2)
     path = Segmenter(model, embedder, clusterer, settings).save(tmp_path / "s.pkl")
     assigned = Segmenter.load(path).assign(events.slice(0, 0))
-    assert assigned.height == 0 and assigned.columns == ["user_id", "segment_id", "distance"]
+    assert assigned.height == 0 and assigned.columns == ["user_id", "segment_id", "distance", "placed_by"]
 
 
 def test_svd_of_a_catalogue_of_one_item_gives_every_user_the_same_unit_vector():

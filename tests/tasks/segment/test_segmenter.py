@@ -3,6 +3,7 @@ assigning users the fit never saw (copies of typical members, unseen items and c
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -264,3 +265,23 @@ def test_segments_under_the_minimum_size_are_merged_and_the_summary_says_so():
         "nearest: 2 published"
     ]
     assert merged_note(2, clusterer, len(vectors), settings) == []
+
+
+def test_a_user_whose_items_nobody_knows_gets_the_largest_micro_segments_and_no_made_up_taste(fitted, shop):
+    """They have no taste vector, so no micro-segment is nearer than another: they belonged to the three
+    whose centres lie nearest the origin, and at personal weight 1 every item of their list scored 1.000 (their
+    own taste, all zeros, scaled to 0..1)."""
+    events, _, _ = shop
+    stranger = as_events_table(
+        pl.DataFrame({"user_id": ["stranger"], "item_id": ["not-in-the-shop"], "event_type": ["view"],
+                      "ts": [datetime(2024, 3, 1, 12)]})
+    )  # fmt: skip
+    sizes = np.bincount(fitted.micro.clusterer.labels_)
+    largest = np.argsort(-sizes, kind="stable")[:3]
+    _, memberships, lists = replace(fitted, micro=fitted.micro.with_personal_weight(1.0)).score(stranger)
+    assert memberships["micro_segment_id"].to_list() == largest.tolist()
+    assert memberships["weight"].to_list() == pytest.approx(sizes[largest] / sizes[largest].sum(), abs=1e-6)
+    scores = lists["score"].to_list()  # the blend of those lists, best first
+    assert (
+        lists.height == 20 and scores[0] == 1.0 and scores == sorted(scores, reverse=True) and scores[-1] < 1
+    )
