@@ -528,6 +528,7 @@ def print_ingest(report: Any, details: bool = False) -> None:
         f"{status['skipped']:,} skipped, {status['rejected']:,} rejected, "
         f"{status['failed_validation']:,} failed validation; rows: "
         + ", ".join(f"{n:,} {name}" for name, n in rows.items())
+        + kinds_read(files)
     )
     for f in files:
         if f.status in ("rejected", "failed_validation"):
@@ -567,6 +568,17 @@ def print_warehouse(ws: Workspace) -> None:
             f"the warehouse holds the events of {len(counts['sources'])} sources ({', '.join(counts['sources'])}): "
             "segments are built from all of them; use one workspace per data set to keep them apart",
         )
+
+
+def kinds_read(files: list) -> str:
+    """Where a source has catalogue files beside event files, how the rows read split between them: the
+    warehouse line after the summary counts events only."""
+    read = Counter()
+    for f in files:
+        read[f.kind] += f.rows_read
+    if len(read) < 2:
+        return ""
+    return " (" + ", ".join(f"{n:,} {kind}" for kind, n in sorted(read.items())) + " read)"
 
 
 def refuse_ingest(error: Exception, published_note: str | None = None) -> NoReturn:
@@ -1351,7 +1363,15 @@ def validate(ctx: typer.Context, workspace: WorkspaceOption = Path("workspace"))
     with err_console.status("validating the warehouse ..."):
         results = validate_warehouse(workspace=str(ws.root))
     table = Table(title="validation", title_justify="left")
-    for column in ("suite", "expectation", "severity", "status", "observed"):
+    by_source = any(result.subject for result in results)  # events: one suite per source, named by it
+    for column in (
+        "suite",
+        *(("source",) if by_source else ()),
+        "expectation",
+        "severity",
+        "status",
+        "observed",
+    ):
         table.add_column(column)
     for result in results:
         for check in result.checks:
@@ -1363,6 +1383,7 @@ def validate(ctx: typer.Context, workspace: WorkspaceOption = Path("workspace"))
                 status = Text("warning", style="yellow")
             table.add_row(
                 cell(result.suite),
+                *((cell(result.subject),) if by_source else ()),
                 cell(check.description),
                 cell(check.severity),
                 status,

@@ -40,7 +40,13 @@ from tasks.features.user_features import FeatureModel, UserFeatures
 from tasks.ingest.sources import resolve_source
 from tasks.publish import profile, publish
 from tasks.segment import segmenter as seg
-from tasks.segment.evaluate import describe_segments, score_holdout, usefulness_notes
+from tasks.segment.evaluate import (
+    describe_segments,
+    holdout_k_notes,
+    score_holdout,
+    stability_notes,
+    usefulness_notes,
+)
 from tasks.segment.families import (
     FamilyFit,
     candidate_families,
@@ -553,12 +559,21 @@ def segment_users(
             embedder, embedding = embed(user_features, settings, "all", text_cache, reused)
             clusterer = cluster(embedding, settings, k, "all")
             merged = merged_note(k, clusterer, len(embedding.vectors), settings)
-            notes = [*notes[:n_fit_notes], *merged, *notes[n_fit_notes:]]  # beside the K note
             micro, taste = micro_segments(user_features, settings, micro_k, "all")
             assignments, reach = assign(embedding, clusterer, taste, user_features)
             metrics |= reach_metrics(reach, assignments)
-            notes = [*notes, *reach_notes(reach, assignments)]
             metrics |= describe(embedding, assignments, clusterer, settings, source, str(ws.sources_dir))
+            fitted = [
+                *merged,
+                *holdout_k_notes(metrics),
+                *stability_notes(metrics),
+                *reach_notes(reach, assignments),
+            ]
+            notes = [
+                *notes[:n_fit_notes],
+                *fitted,
+                *notes[n_fit_notes:],
+            ]  # beside the K note, before the verdict
             metrics["micro_k"] = float(micro.clusterer.k)
             metrics["personal_weight"] = float(settings.personal_weight)
             drift, drift_warnings = compare_with_published(
@@ -612,7 +627,8 @@ def segment_users(
     report_path = ws.reports_dir / f"run-{run_id}.html"
     locations = {
         "warehouse": str(ws.warehouse_path),
-        "exports": current,
+        # A later publish or scoring points exports/current elsewhere: the report names this run's own folder.
+        "exports": f"{current} (now {ws.exports_dir / run_id})" if verdict.publish else current,
         "segmenter": segmenter_path,
         "run report": str(report_path),
         "validation reports": str(ws.reports_dir / "validation" / "index.html"),

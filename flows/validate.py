@@ -23,10 +23,13 @@ def validate(
     reports_dir: str,
     settings: ValidationSettings,
     event_types: tuple[str, ...],
+    subject: str = "",
 ) -> SuiteResult:
-    """Run one suite over one warehouse table or view."""
+    """Run one suite over one warehouse table or view; `subject` names it (the events' source)."""
     batch_id = f"warehouse-{label}-{new_batch_id()}"
-    return validate_table(con, suite, table, batch_id, Path(reports_dir), settings, event_types)
+    return validate_table(
+        con, suite, table, batch_id, Path(reports_dir), settings, event_types, subject=subject
+    )
 
 
 @flow(name="validate-warehouse")
@@ -41,7 +44,7 @@ def validate_warehouse(workspace: str | None = None) -> list[SuiteResult]:
             for source, event_types, settings in source_settings(con):
                 view = use_source_events(con, source)
                 results.append(
-                    validate(con, "events_batch", view, source, reports_dir, settings, event_types)
+                    validate(con, "events_batch", view, source, reports_dir, settings, event_types, source)
                 )
             results.append(validate(con, "items", "items", "items", reports_dir, ValidationSettings(), ()))
             if con.execute("select count(*) from segment_runs where is_current").fetchall()[0][0]:

@@ -258,3 +258,18 @@ def agreement(labels_a: np.ndarray, labels_b: np.ndarray) -> dict[str, float]:
         "ari": float(adjusted_rand_score(labels_a, labels_b)),
         "nmi": float(normalized_mutual_info_score(labels_a, labels_b)),
     }
+
+
+def moved_share(labels_a: np.ndarray, labels_b: np.ndarray) -> float:
+    """The share of items whose group in `labels_b` is not the one matched to their group in `labels_a`
+    (groups matched one to one so that as many items as possible stay: the Hungarian method)."""
+    from scipy.optimize import linear_sum_assignment
+
+    if len(labels_a) == 0:
+        return 0.0
+    groups_a, rows = np.unique(labels_a, return_inverse=True)
+    groups_b, columns = np.unique(labels_b, return_inverse=True)
+    table = np.zeros((len(groups_a), len(groups_b)))
+    np.add.at(table, (rows, columns), 1)
+    matched_rows, matched_columns = linear_sum_assignment(-table)
+    return float(1 - table[matched_rows, matched_columns].sum() / len(labels_a))

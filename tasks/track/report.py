@@ -31,6 +31,8 @@ HEADLINE = (
     ("intrinsic/largest_share", "largest segment share"),
     ("intrinsic/size_entropy", "size entropy (0-1)"),
     ("stability/ari", "stability (ARI, two seeds)"),
+    ("stability/moved", "stability: share of users another seed puts elsewhere"),
+    ("reach", "the segments' reach (Q3 + 3 IQR of the users' distances)"),
     ("planted/ari", "ARI vs planted segments"),
     ("planted/nmi", "NMI vs planted segments"),
     ("micro_k", "micro-segments"),

@@ -583,6 +583,29 @@ def test_segflow_ingest_of_many_files_prints_a_summary_and_details_on_demand(spe
     assert sum(line.startswith("│ day-") and "skipped" in line for line in again.output.splitlines()) == 12
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_ingest_summary_says_how_many_rows_read_were_items_and_how_many_events(spec_dir, workspace):
+    """Helper 32: `114,261 read, 114,261 inserted` above `104,519 events` read as rows lost (9,742 items)."""
+    (spec_dir / "events.csv").write_text(
+        "user,item,kind,day\n" + "u1,i1,view,2024-01-01\n" * 1 + "u2,i2,view,2024-01-02\n"
+    )
+    (spec_dir / "catalogue.csv").write_text("sku,name\ni1,One\ni2,Two\ni3,Three\n")
+    spec = spec_dir / "shop.toml"
+    spec.write_text(
+        'name = "shop"\n[events]\npath = "events.csv"\n[events.columns]\nuser_id = "user"\nitem_id = "item"\n'
+        'event_type = "kind"\nts = "day"\n[items]\npath = "catalogue.csv"\n[items.columns]\nitem_id = "sku"\n'
+        'title = "name"\n'
+    )
+    result = runner.invoke(app, ["ingest", "--source", str(spec), "--workspace", str(workspace)])
+    assert result.exit_code == 0, result.output
+    assert (
+        " ".join(result.output.split()).count(
+            "rows: 5 read, 5 inserted, 0 duplicate, 0 quarantined (2 events, 3 items read)"
+        )
+        == 1
+    )
+
+
 def test_without_source_a_workspace_reads_its_own_source_again_never_the_demo(tmp_path, workspace):
     """Helper 32: `segflow run --workspace ws-ml`, a retrain as a user writes it, ingested the demo shop into
     the MovieLens workspace (--source defaulted to demo), and its segments were built on both."""

@@ -209,6 +209,9 @@ def test_the_segmenter_reloaded_from_mlflow_reproduces_the_published_assignment(
     assert day.equals(model.predict(events, params={"as_of": "2031-01-01T00:00:00"}))
     # The same segmenter is kept in the workspace and beside the published tables.
     assert summary.locations["segmenter"].endswith(f"segmenters/{summary.run_id}.pkl")
+    # exports/current moves with the next publish or scoring: the summary and report also name this run's own.
+    exports = workspace / "exports"
+    assert summary.locations["exports"] == f"{exports / 'current'} (now {exports / summary.run_id})"
 
 
 def test_the_run_graph_shows_each_stage_as_a_task(demo_run):

@@ -107,6 +107,9 @@ def test_segflow_validate_reruns_the_suites_and_exits_non_zero_on_a_critical_fai
     result = runner.invoke(app, ["validate", "--workspace", str(workspace)])
     assert result.exit_code == 0, result.output
     assert "events_batch" in result.output and "items" in result.output and "passed" in result.output
+    # Each source's events are checked apart, and each row says which source (two printed the same rows).
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in result.output.splitlines() if "│" in line]
+    assert {row[1] for row in rows if row[0] == "events_batch"} == {"ratings"}
 
     con = duckdb.connect(str(workspace / "warehouse.duckdb"))
     con.execute("insert into items values ('m1', 'x', null, -3, null, now())")

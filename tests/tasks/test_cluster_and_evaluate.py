@@ -227,3 +227,34 @@ def test_metrics_json_is_strict_json():
         "lift/recall@10": None,
         "k": 7.0,
     }
+
+
+def test_moved_share_matches_groups_one_to_one_before_counting_who_moved():
+    from tasks.evaluate.metrics import moved_share
+
+    # Renamed groups move nobody; one user of group 2 in a group of its own is 1 of 6.
+    assert moved_share(np.array([0, 0, 1, 1, 2, 2]), np.array([5, 5, 6, 6, 7, 7])) == 0.0
+    assert moved_share(np.array([0, 0, 1, 1, 2, 2]), np.array([5, 5, 6, 6, 6, 7])) == pytest.approx(1 / 6)
+
+
+def test_segments_less_stable_than_the_k_rule_asks_get_a_note_with_how_many_users_a_refit_moves():
+    """Helper 32: Last.fm's K = 20 had stability ARI 0.64 and a retrain moved 37.5% of users; no line said so."""
+    from tasks.segment.evaluate import stability_notes
+
+    assert stability_notes({"stability/ari": 0.64, "stability/moved": 0.3125}) == [
+        "the segments are less stable than the K rule asks (ARI 0.64 against 0.8): a refit with another seed "
+        "puts 31% of the users in another segment, and a retrain may move as many; the micro-segments and "
+        "per-user lists do not depend on the segments"
+    ]
+    assert stability_notes({"stability/ari": 0.81, "stability/moved": 0.05}) == []
+
+
+def test_a_holdout_scored_on_fewer_segments_than_published_says_so():
+    """Helper 32: the headline Recall was measured with 6 segments where 7 were published, silently."""
+    from tasks.segment.evaluate import holdout_k_notes
+
+    assert holdout_k_notes({"holdout/k": 6.0, "k": 7.0}) == [
+        "the holdout figures are those of the segments fit on the training part, 6 of them; fit on every user, "
+        "7 are published (two fits: each merges its own segments under the minimum size, or finds its own K)"
+    ]
+    assert holdout_k_notes({"holdout/k": 7.0, "k": 7.0}) == []
