@@ -312,10 +312,11 @@ def test_a_scoring_leaves_its_summary_and_table_in_prefect(scored):
     keys = ArtifactFilterKey(any_=["score-summary", "scored-users-by-segment"])
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=keys))
-    by_key = {a.key: a for a in artifacts}
-    assert f"{N_NEW + 1} users scored: {N_NEW} new" in by_key["score-summary"].data
-    table = json.loads(by_key["scored-users-by-segment"].data)  # Prefect stores a table as JSON text
-    assert sum(row["scored_users"] for row in table) == N_NEW + 1
+    # Other modules' scorings (test_cold_users) leave theirs in the same Prefect harness: this one's is among them.
+    summaries = [a.data for a in artifacts if a.key == "score-summary"]
+    assert any(f"{N_NEW + 1} users scored: {N_NEW} new" in data for data in summaries)
+    tables = [json.loads(a.data) for a in artifacts if a.key == "scored-users-by-segment"]  # JSON text
+    assert N_NEW + 1 in [sum(row["scored_users"] for row in table) for table in tables]
 
 
 def test_a_scoring_stopped_after_its_swap_is_finished_by_the_next_writer(scored, monkeypatch):
