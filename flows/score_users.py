@@ -83,8 +83,9 @@ def select_users(warehouse_path: str, memory_limit: str) -> tuple[pa.Table, date
 @task(cache_policy=NO_CACHE)
 def assign(
     published: PublishedRun, events: pa.Table, as_of: datetime | None
-) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None]:
-    """The saved segmenter's segment, micro-segment memberships and ready list for each selected user."""
+) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None, list[str]]:
+    """The saved segmenter's segment, micro-segment memberships and ready list for each selected user, and a
+    note when the segmenter was saved before segments had a reach."""
     return score.assign_events(published.segmenter_path, events, as_of)
 
 
@@ -186,11 +187,12 @@ def score_users(
             if error.report is None:
                 raise
             report, refused = error.report, error
-        counts, current = ScoredCounts(0, 0, 0), None
+        counts, current, notes = ScoredCounts(0, 0, 0), None, restored_notes(restored)
         try:
             events, as_of = select_users(warehouse, memory)
             if events.num_rows:
-                assignments, memberships, recommendations = assign(published, events, as_of)
+                assignments, memberships, recommendations, assign_notes = assign(published, events, as_of)
+                notes = [*notes, *assign_notes]
                 counts = stage_scores(
                     warehouse, memory, published.run_id, assignments, memberships, recommendations
                 )
@@ -199,21 +201,20 @@ def score_users(
                 current = publish_scores(warehouse, memory, str(ws.exports_dir), published, name)
         finally:
             discard_scored(warehouse, memory)
-    summary = ScoreSummary(published.run_id, report, counts, current, restored_notes(restored))
+    summary = ScoreSummary(published.run_id, report, counts, current, notes)
+    if counts.n_scored:  # a scoring that also refused files published too: Prefect shows what it did
+        create_markdown_artifact(
+            key="score-summary",
+            markdown=_markdown(summary),
+            description=f"segflow scoring with {published.run_id}",
+        )
+        create_table_artifact(
+            key="scored-users-by-segment",
+            table=[{"segment_id": segment, "scored_users": n} for segment, n in counts.by_segment],
+            description="Users scored in this run, by segment",
+        )
     if refused is not None:
         raise RefusedFilesError(str(refused), report, summary)
-    if not counts.n_scored:
-        return summary
-    create_markdown_artifact(
-        key="score-summary",
-        markdown=_markdown(summary),
-        description=f"segflow scoring with {published.run_id}",
-    )
-    create_table_artifact(
-        key="scored-users-by-segment",
-        table=[{"segment_id": segment, "scored_users": n} for segment, n in counts.by_segment],
-        description="Users scored in this run, by segment",
-    )
     return summary
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tasks.segment.reach import PLACEMENTS
 from validation.gate import Check, Suite, SuitePart, load_great_expectations
 
 
@@ -21,6 +22,7 @@ def published_segments_suite(prefix: str = "") -> Suite:
         select
             segments.user_id,
             segments.segment_id,
+            segments.placed_by,
             case when profiles.segment_id is null then segments.segment_id end as segment_without_profile,
         from {user_segments} as segments
         left join {profiles} as profiles on profiles.segment_id = segments.segment_id
@@ -97,6 +99,11 @@ def published_segments_suite(prefix: str = "") -> Suite:
                         "segment_has_profile",
                         "every segment_id present in segment_profiles",
                         e.ExpectColumnValuesToBeNull(column="segment_without_profile"),
+                    ),
+                    Check(  # null: users published before placed_by was kept
+                        "placed_by_known",
+                        "placed_by is centre, taste, far or none",
+                        e.ExpectColumnValuesToBeInSet(column="placed_by", value_set=list(PLACEMENTS)),
                     ),
                 ],
                 chunk_key="user_id",

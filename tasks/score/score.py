@@ -92,12 +92,23 @@ def select_users_to_score(con: duckdb.DuckDBPyConnection) -> pa.Table:
 
 def assign_events(
     segmenter_path: Path, events: pa.Table, as_of: datetime | None = None
-) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None]:
+) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None, list[str]]:
     """Each user's segment and distance, their micro-segment memberships and their ready list (None without a
-    micro level), as the saved segmenter gives them measured as of `as_of` (`latest_event_time`)."""
+    micro level), as the saved segmenter gives them measured as of `as_of` (`latest_event_time`); and a note
+    when the segmenter has no reach (saved before segments had one): users far from every segment then stay
+    at the nearest centre, marked so."""
     from tasks.segment.segmenter import Segmenter  # the model code: imported only when there is work
 
-    return Segmenter.load(segmenter_path).score(events, as_of=as_of)
+    segmenter = Segmenter.load(segmenter_path)
+    assignments, memberships, lists = segmenter.score(events, as_of=as_of)
+    notes = []
+    if segmenter.reach is None:
+        notes.append(
+            "the published run's segmenter was saved before segments had a reach: a user far from every "
+            "segment (a newcomer with a short history) is placed by the nearest centre, not by taste; run "
+            "`segflow run` to publish segments that place them"
+        )
+    return assignments, memberships, lists, notes
 
 
 def stage_scores(

@@ -146,7 +146,7 @@ def stability_notes(metrics: dict[str, float]) -> list[str]:
     if ari is None or moved is None or ari >= MIN_STABILITY:
         return []
     return [
-        f"the segments are less stable than the K rule asks (ARI {ari:.2f} against {MIN_STABILITY}): a refit "
+        f"the segments are less stable than the K rule asks (ARI {ari:.3f} against {MIN_STABILITY}): a refit "
         f"with another seed puts {moved:.0%} of the users in another segment, and a retrain may move as many; "
         "the micro-segments and per-user lists do not depend on the segments"
     ]

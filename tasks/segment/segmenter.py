@@ -136,8 +136,15 @@ def assignment_frame(
 
 
 def n_events(features: UserFeatures) -> np.ndarray:
-    """Each user's number of events, in the order of `features.users`."""
-    return features.frame["n_events"].fill_null(0).to_numpy()
+    """Each user's number of events, in the order of `features.users` (as counted: the wide frame's is clipped
+    into the fit's range)."""
+    counts = features.tables["fct_user_activity"].select("user_id", "n_events")
+    users = pl.DataFrame({"user_id": features.users.astype(str)})
+    return (
+        users.join(counts, on="user_id", how="left", maintain_order="left")["n_events"]
+        .fill_null(0)
+        .to_numpy()
+    )
 
 
 def fit_reach(embedding: Embedding, clusterer: Clusterer, taste: Embedding, events: np.ndarray) -> Reach:

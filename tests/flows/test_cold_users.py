@@ -106,18 +106,19 @@ def test_cold_listeners_are_published_in_the_segments_of_their_taste(scored):
 
 def test_score_and_user_say_how_a_cold_listener_was_placed(scored):
     assert (
-        "3 of them lie beyond the segments' reach: 3 for their few events, placed by taste "
-        "(user_segments.placed_by = 'taste')"
+        "3 of them lie beyond the segments' reach: 3 placed by taste (user_segments.placed_by = 'taste')"
     ) in " ".join(scored["score"].split())
     [(distance,)] = query(
         scored["workspace"], "select distance from user_segments where user_id = 'two_rock'"
     )
     user = " ".join(scored["user"].output.split())
     assert (
-        f"note: placed by taste: their few events put them beyond the segments' reach (distance {distance:.2f} "
-        "from this segment's centre), so they are in the segment whose users' items are nearest to theirs"
+        "note: placed by taste: their history (few events, or unlike any the segments were fitted on) puts them "
+        f"beyond the segments' reach (distance {distance:.2f} from this segment's centre), so they are in the "
+        "segment whose users' items are nearest to theirs; its other traits (activity, time of day) may not be "
+        "theirs"
     ) in user
     live = " ".join(scored["live"].output.split())
     assert scored["live"].exit_code == 0, scored["live"].output
-    assert "note: placed by taste: their few events put them beyond the segments' reach" in live
+    assert "note: placed by taste: their history (few events, or unlike any" in live
     assert "note: assigned now by the saved segmenter" in live

@@ -242,7 +242,7 @@ def test_segments_less_stable_than_the_k_rule_asks_get_a_note_with_how_many_user
     from tasks.segment.evaluate import stability_notes
 
     assert stability_notes({"stability/ari": 0.64, "stability/moved": 0.3125}) == [
-        "the segments are less stable than the K rule asks (ARI 0.64 against 0.8): a refit with another seed "
+        "the segments are less stable than the K rule asks (ARI 0.640 against 0.8): a refit with another seed "
         "puts 31% of the users in another segment, and a retrain may move as many; the micro-segments and "
         "per-user lists do not depend on the segments"
     ]

@@ -428,3 +428,25 @@ def test_every_check_a_spec_can_name_is_known_and_a_misspelt_one_is_refused(con)
         ValidationSettings(severity={check.name: "warning"})  # every name the suites use is accepted
     with pytest.raises(ValueError, match="no check is named 'event_mix'; the checks: at_least_one_row, "):
         ValidationSettings(severity={"event_mix": "critical"})
+
+
+def test_published_segments_accept_each_placement_and_refuse_another(con):
+    """`placed_by` is one of the four ways a user is placed (null for rows published before it was kept)."""
+    from validation.published_segments import published_segments_suite
+
+    con.execute("insert into events (user_id, item_id, event_type, ts, source, batch_id, ingested_at) values "
+                "('a', 'i1', 'view', '2024-01-01', 's', 'b', now()), ('b', 'i1', 'view', '2024-01-01', 's', 'b', now())")  # fmt: skip
+    con.execute(
+        "insert into segment_profiles (segment_id, size, share, label, run_id) values (0, 2, 1.0, 'x', 'r')"
+    )
+    con.execute("insert into segment_recommendations values (0, 1, 'i1', 1.0, 'r')")
+    con.execute("insert into user_memberships values ('a', 0, 1.0, 'r'), ('b', 0, 1.0, 'r')")
+    con.execute("insert into micro_segment_recommendations values (0, 1, 'i1', 1.0, 'r')")
+    for placed_by, ok in (("'taste'", True), ("null", True), ("'nearest'", False)):
+        con.execute("delete from user_segments")
+        con.execute(
+            f"insert into user_segments values ('a', 0, 'r', 1.0, now(), 'centre'), ('b', 0, 'r', 9.0, now(), {placed_by})"
+        )
+        result = run_suite(con, published_segments_suite(""), "b1", ValidationSettings())
+        failed = [c.name for c in result.checks if not c.success]
+        assert ("placed_by_known" not in failed) == ok, (placed_by, failed)

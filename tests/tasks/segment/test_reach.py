@@ -7,6 +7,7 @@ both tastes."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -81,13 +82,68 @@ def test_a_cold_listener_of_items_nobody_knows_stays_at_the_nearest_centre_marke
     assert placed[0]["placed_by"] == "far" and placed[0]["distance"] > segmenter.reach.limit
 
 
-def test_a_heavy_listener_beyond_the_reach_keeps_the_nearest_centre(fitted):
-    """Far for how much they did, not how little: their nearest segment still describes how they listen."""
+def test_a_listener_heavier_than_any_fitted_one_is_measured_as_the_heaviest_and_keeps_the_nearest_centre(
+    fitted,
+):
+    """3,000 plays where the fit's heaviest had 40: each feature is clipped into the fit's range, so they are
+    as near their segment as the heaviest fitted users, not far beyond every segment."""
     segmenter, _ = fitted
     rng = np.random.default_rng(5)
     heavy = as_events_table(pl.DataFrame(plays("heavy", list(rng.choice(ROCK[:30], 3000)), [1, 2], 28, rng)))
     features = segmenter.features.transform(heavy)
+    assert features.frame["n_events"][0] == 40 and features.tables["fct_user_activity"]["n_events"][0] == 3000
     nearest = segmenter.clusterer.predict(segmenter.embedder.transform(features).vectors)[0]
     placed = segmenter.assign(heavy).to_dicts()[0]
-    assert placed["distance"] > segmenter.reach.limit
-    assert (placed["segment_id"], placed["placed_by"]) == (int(nearest[0]), "far")
+    assert placed["distance"] <= segmenter.reach.limit
+    assert (placed["segment_id"], placed["placed_by"]) == (int(nearest[0]), "centre")
+
+
+def test_a_newcomer_whose_history_is_one_day_is_placed_as_the_fits_users_with_the_same_plays(fitted):
+    """Helper 34: a new user's whole history on the day they are scored made their frequency 1.0, 40 standard
+    deviations from the fit's users; every such newcomer, however many plays, sat far beyond every segment.
+    A fitted rock listener's own 30-odd plays, all moved to one day: further than any fitted user, so placed by
+    taste, in a rock segment."""
+    segmenter, assigned = fitted
+    rows = [row for row in listeners() if row["user_id"] == "u000"]
+    day = max(row["ts"] for row in rows).replace(hour=12)
+    newcomer = as_events_table(pl.DataFrame([{**row, "user_id": "again", "ts": day} for row in rows]))
+    placed = segmenter.assign(newcomer).to_dicts()[0]
+    assert placed["distance"] > segmenter.reach.farthest
+    assert placed["placed_by"] == "taste" and placed["segment_id"] in taste_segments(assigned, 0)
+
+
+def test_hdbscan_that_finds_no_segment_still_fits_and_places_nobody():
+    """Helper 34: the reach of no segment raised (normalize of an empty array), where every user used to be
+    published as noise."""
+    rng = np.random.default_rng(1)
+    rows = [
+        {"user_id": f"r{u:02d}", "item_id": f"i{int(rng.integers(0, 200))}", "event_type": "view",
+         "ts": datetime(2024, 1, 1) + timedelta(hours=int(rng.integers(0, 2000)))}
+        for u in range(30) for _ in range(int(rng.integers(1, 6)))
+    ]  # fmt: skip
+    events = as_events_table(pl.DataFrame(rows))
+    items = pa.table({"item_id": pa.array([], pa.string()), "category": pa.array([], pa.string())})
+    segmenter = fit_segmenter(events, items, SegmentSettings(clusterer="hdbscan"), 0, micro_k=2)
+    assigned = segmenter.assign(events)
+    assert (
+        assigned.height == 30
+        and set(assigned["segment_id"]) == {-1}
+        and set(assigned["placed_by"]) == {"none"}
+    )
+
+
+def test_scoring_with_a_segmenter_saved_before_the_reach_says_a_retrain_places_far_users(fitted, tmp_path):
+    """Helper 34: an old workspace scored cold users in one segment at distance 80, `centre`, and said nothing."""
+    from tasks.score.score import assign_events
+
+    segmenter, _ = fitted
+    events = as_events_table(pl.DataFrame(cold_plays("one_rock", ["rock03"])))
+    old = replace(segmenter, reach=None).save(tmp_path / "old.pkl")
+    assignments, _, _, notes = assign_events(old, events)
+    assert assignments["placed_by"].to_list() == ["centre"]
+    assert notes == [
+        "the published run's segmenter was saved before segments had a reach: a user far from every segment (a "
+        "newcomer with a short history) is placed by the nearest centre, not by taste; run `segflow run` to "
+        "publish segments that place them"
+    ]
+    assert assign_events(segmenter.save(tmp_path / "new.pkl"), events)[3] == []
