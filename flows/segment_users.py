@@ -567,7 +567,7 @@ def segment_users(
                 *merged,
                 *holdout_k_notes(metrics),
                 *stability_notes(metrics),
-                *reach_notes(reach, assignments),
+                *reach_notes(metrics, assignments.height),
             ]
             notes = [
                 *notes[:n_fit_notes],

@@ -30,15 +30,6 @@ def server_answers(api_url: str, timeout_s: float = 3) -> bool:
         return False
 
 
-def absolute_source(source: str) -> str:
-    """The source with its path made absolute: a deployment runs from the repository, not from here."""
-    if source.startswith("movielens:"):
-        return "movielens:" + str(Path(source.split(":", 1)[1]).expanduser().resolve())
-    if source.endswith(".toml"):
-        return str(Path(source).expanduser().resolve())
-    return source
-
-
 def ensure_work_pool(api_url: str) -> bool:
     """The `process` work pool `segflow` on the server; True when this call created it."""
     from prefect.client.orchestration import get_client
@@ -62,12 +53,14 @@ def ensure_work_pool(api_url: str) -> bool:
 def apply_deployments(api_url: str, workspace_root: Path, source: str, prefect_home: Path) -> None:
     """`prefect deploy --all` of deployments/prefect.yaml against the server, with the parameters' defaults
     (workspace, source) and the repository the worker runs from given through the environment."""
+    from tasks.ingest.sources import source_location  # pydantic and duckdb: only when deploying
+
     env = {
         **os.environ,
         "PREFECT_API_URL": api_url,
         "PREFECT_HOME": str(prefect_home),
         "SEGFLOW_WORKSPACE": str(workspace_root),
-        "SEGFLOW_SOURCE": absolute_source(source),
+        "SEGFLOW_SOURCE": source_location(source),  # a deployment runs from the repository, not from here
         "SEGFLOW_REPO": str(REPO_ROOT),
     }
     command = [

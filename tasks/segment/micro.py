@@ -29,6 +29,7 @@ from tasks.evaluate.metrics import global_item_scores, member_shares
 from tasks.features.interactions import Interactions, interaction_matrix
 from tasks.features.user_features import UserFeatures
 from tasks.fitted import Saveable
+from tasks.segment.reach import blank_rows
 
 LIST_LENGTH = 100  # items in each micro-segment's list that the blend reads
 RECOMMEND_CHUNK = 20_000  # users whose lists are made at once
@@ -227,11 +228,6 @@ def fit_micro(
         item_vectors=taste.item_vectors(train.items),
     )
     return MicroSegments(taste, clusterer, temperature, n_memberships, lists, float(personal_weight))
-
-
-def blank_rows(vectors: np.ndarray) -> np.ndarray:
-    """Users without a taste vector: none of their items is one the fit knows."""
-    return ~np.abs(vectors).any(axis=1)
 
 
 def membership_matrix(

@@ -82,9 +82,7 @@ class Reach:
             return labels.copy(), distances.copy(), unplaced(labels)
         light = n_events < self.median_events[np.maximum(labels, 0)] / 2
         unlike = light | (distances > self.farthest)
-        by_taste = (
-            beyond & unlike & (np.abs(taste).sum(axis=1) > 0) & (np.abs(self.taste_centroids).sum() > 0)
-        )
+        by_taste = beyond & unlike & ~blank_rows(taste) & (np.abs(self.taste_centroids).sum() > 0)
         labels, distances = labels.copy(), distances.copy()
         if by_taste.any():
             placed = (taste[by_taste].astype(np.float64) @ self.taste_centroids.T).argmax(axis=1)
@@ -93,6 +91,11 @@ class Reach:
             distances[by_taste] = np.sqrt((gaps**2).sum(axis=1))
         placed_by = np.where(by_taste, TASTE, np.where(beyond, FAR, CENTRE))
         return labels, distances, np.where(labels < 0, NONE, placed_by)
+
+
+def blank_rows(vectors: np.ndarray) -> np.ndarray:
+    """Users without a taste vector: none of their items is one the fit knows."""
+    return ~np.abs(vectors).any(axis=1)
 
 
 def unplaced(labels: np.ndarray) -> np.ndarray:
@@ -111,15 +114,14 @@ def reach_metrics(reach: Reach, assignments: pl.DataFrame) -> dict[str, float]:
     }
 
 
-def reach_notes(reach: Reach, assignments: pl.DataFrame) -> list[str]:
-    """For the summary, when some users lie beyond the segments' reach."""
-    metrics = reach_metrics(reach, assignments)
+def reach_notes(metrics: dict[str, float], n_users: int) -> list[str]:
+    """For the summary, when some of the run's `n_users` lie beyond the segments' reach (`reach_metrics`)."""
     n_taste, n_far = int(metrics["placed_by_taste"]), int(metrics["placed_far"])
     if not n_taste + n_far:
         return []
     return [
-        f"{n_taste + n_far:,} of {len(assignments):,} users {'lies' if n_taste + n_far == 1 else 'lie'} beyond "
-        f"the segments' reach (further than {reach.limit:.2f} from every centre: Q3 + 3 IQR of the users' "
+        f"{n_taste + n_far:,} of {n_users:,} users {'lies' if n_taste + n_far == 1 else 'lie'} beyond "
+        f"the segments' reach (further than {metrics['reach']:.2f} from every centre: Q3 + 3 IQR of the users' "
         f"distances): {beyond_parts(n_taste, n_far)}"
     ]
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.deploy import absolute_source, read_deployments
+from tasks.deploy import read_deployments
+from tasks.ingest.sources import source_location
 from tasks.workspace import Workspace, start_prefect_server
 
 SEGFLOW = str(Path(sys.executable).parent / "segflow")
@@ -78,9 +79,9 @@ def test_deploy_without_a_server_says_how_to_start_one(tmp_path):
 
 def test_a_source_path_is_stored_absolute_since_the_worker_runs_elsewhere(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert absolute_source("shop/source.toml") == str(tmp_path / "shop" / "source.toml")
-    assert absolute_source("movielens:ml") == f"movielens:{tmp_path / 'ml'}"
-    assert absolute_source("demo:300:titles") == "demo:300:titles"
+    assert source_location("shop/source.toml") == str(tmp_path / "shop" / "source.toml")
+    assert source_location("movielens:ml") == f"movielens:{tmp_path / 'ml'}"
+    assert source_location("demo:300:titles") == "demo:300:titles"
 
 
 @pytest.mark.slow
