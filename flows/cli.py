@@ -706,6 +706,14 @@ def run(
             "--require-lift", help="Refuse to publish lists that are not more useful than popularity."
         ),
     ] = False,
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            "--timezone",
+            help="The users' clock for day parts and weekends, an IANA time zone (America/New_York). "
+            "Default: the source spec's timezone, else UTC.",
+        ),
+    ] = None,
     max_epochs: Annotated[
         int | None, typer.Option("--max-epochs", help="Most epochs per learned family fit (and DEC's).")
     ] = None,
@@ -770,7 +778,7 @@ def run(
         embedding, clusterer, k, seed, micro_k, min_segment_size, require_lift,
         max_epochs=max_epochs, time_budget_s=time_budget, accelerator=accelerator, force=force,
         personal_weight=personal_weight if personal_weight == "auto" else float(personal_weight),
-        engine=engine, spark_master=spark_master,
+        engine=engine, spark_master=spark_master, timezone=timezone,
         devices=devices, num_nodes=num_nodes, task_runner=task_runner, cluster_address=cluster_address,
     )  # fmt: skip
     source = workspace_source(ctx, source, workspace)

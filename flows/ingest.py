@@ -30,6 +30,7 @@ class IngestReport:
 
     source: str
     files: list[FileOutcome] = field(default_factory=list)
+    timezone: str | None = None  # the source's local time zone (its spec's `timezone`; None: not named)
 
 
 @task(cache_policy=NO_CACHE)
@@ -112,7 +113,7 @@ def ingest_events(
     report = IngestReport(source=source)
     with hold_workspace(ws):
         spec, files = discover(source, str(ws.sources_dir))
-        report.source = spec.name
+        report.source, report.timezone = spec.name, spec.timezone
         con = connect_warehouse(ws.warehouse_path, ws.duckdb_memory_limit)
         try:
             ingest_files.restrict_access(con, [ws.root, *ingest_files.source_folders(files)])

@@ -492,6 +492,8 @@ def segment_users(
     with hold_workspace(ws):
         restored = finish_interrupted_publish(warehouse, memory, str(ws.exports_dir))
         report = ingest_events(source=source, workspace=str(ws.root), max_bad_fraction=max_bad_fraction)
+        if settings.timezone is None:  # the users' clock: the source's local time (None: UTC, unnamed)
+            settings = settings.model_copy(update={"timezone": report.timezone})
         try:
             events, items = load_events(warehouse, memory, settings)
             split = split_holdout(events, settings.seed)
@@ -586,6 +588,7 @@ def segment_users(
             profiles = profile_segments(
                 warehouse, memory, user_features, embedding, assignments, micro_frames, run_id, settings
             )
+            notes = [*notes, *profile.clock_notes(profiles, settings.timezone)]
             validate_segments(warehouse, memory, run_id, str(ws.reports_dir / "validation"))
             segmenter_path = save_segmenter(
                 Segmenter(model, embedder, clusterer, settings, micro, reach=reach),

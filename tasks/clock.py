@@ -1,9 +1,12 @@
-"""Ids and UTC timestamps, one way everywhere: timestamps are naive UTC (DuckDB's TIMESTAMP), ids sort by time."""
+"""Ids and UTC timestamps, one way everywhere: timestamps are naive UTC (DuckDB's TIMESTAMP), ids sort by time;
+time zones are IANA names (a source's local time)."""
 
 from __future__ import annotations
 
 import uuid
+import zoneinfo
 from datetime import UTC, datetime
+from functools import cache
 
 
 def utc_now() -> datetime:
@@ -14,3 +17,19 @@ def utc_now() -> datetime:
 def new_id(n_hex: int = 6) -> str:
     """`20261128T141216-3fa9c1`: sortable by time, unique within a second."""
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:n_hex]
+
+
+def check_timezone(name: str) -> str:
+    """`name` when it is a time zone of the IANA database (`Europe/Berlin`, `UTC`); else a ValueError."""
+    if name not in _time_zones():
+        raise ValueError(
+            f"unknown time zone {name!r}: use a name of the IANA time zone database, e.g. Europe/Berlin, "
+            "America/New_York or UTC"
+        )
+    return name
+
+
+@cache
+def _time_zones() -> frozenset[str]:
+    # Less the two that name no place (DuckDB or Polars, which convert the times, refuse them).
+    return frozenset(zoneinfo.available_timezones() - {"Factory", "localtime"}) | {"UTC"}

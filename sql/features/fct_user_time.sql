@@ -1,12 +1,14 @@
--- Per user: when they are active. Shares of events in six four-hour day parts, the weekend share, and the
--- mean hour as a point on the clock (sin, cos), so 23:00 and 01:00 are close. Shares average 1/0 integers: a
--- decimal literal would make them decimals in Spark.
+-- Per user: when they are active, by the users' clock (seg_events.local_ts: the time in the run's time zone).
+-- Shares of events in six four-hour day parts, the weekend share, and the mean hour as a point on the clock
+-- (sin, cos), so 23:00 and 01:00 are close. Shares average 1/0 integers: a decimal literal would make them
+-- decimals in Spark.
 with timed as (
     select
         seg_events.user_id,
-        hour(seg_events.ts) + minute(seg_events.ts) / 60 as hour,
+        hour(seg_events.local_ts) + minute(seg_events.local_ts) / 60 as hour,
         -- days since Monday 1900-01-01, mod 7: 5 and 6 are Saturday and Sunday (isodow has no Spark twin)
-        ((date_diff('day', date '1900-01-01', cast(seg_events.ts as date)) % 7) + 7) % 7 >= 5 as is_weekend,
+        ((date_diff('day', date '1900-01-01', cast(seg_events.local_ts as date)) % 7) + 7) % 7 >= 5
+            as is_weekend,
     from seg_events
 ),
 

@@ -60,16 +60,19 @@ class FeatureModel:
     # Each column's range over the fit's users: a user measured later is clipped into it (`_features`). None:
     # saved before ranges were kept.
     ranges: dict[str, tuple[float, float]] | None = None
+    # The users' clock: day parts and weekends are measured in this zone's local time (saved before: UTC).
+    timezone: str = "UTC"
 
     @classmethod
     def fit(
         cls, events: pa.Table, items: pa.Table, weights: InteractionWeights,
-        engine: EngineName = "duckdb", spark_master: str | None = None,
+        engine: EngineName = "duckdb", spark_master: str | None = None, timezone: str = "UTC",
     ) -> tuple[FeatureModel, UserFeatures]:  # fmt: skip
         """Learn the statistics from `events` and return them with the features of the events' users; the SQL
-        runs on `engine` (spark: on the session of `spark_master`, see tasks.engine.open_engine)."""
+        runs on `engine` (spark: on the session of `spark_master`, see tasks.engine.open_engine); day parts
+        and weekends are measured in `timezone`."""
         with open_engine(engine, spark_master) as sql:
-            known = _open(sql, events, items, weights)
+            known = _open(sql, events, items, weights, timezone)
             sql.create("fit_category_idf", "features/fit_category_idf")
             sql.create("fit_item_popularity", "features/fit_item_popularity")
             sql.create("fit_category_users", "features/fit_category_users")
@@ -93,6 +96,7 @@ class FeatureModel:
         model = cls(
             weights=weights, end_ts=end_ts, unseen_idf=unseen_idf, category_idf=category_idf,
             item_popularity=item_popularity, items=known, columns=columns, ranges=_ranges(wide, columns),
+            timezone=timezone,
         )  # fmt: skip
         return model, model._features(tables, wide, events, known)
 
@@ -105,7 +109,7 @@ class FeatureModel:
         events = events if isinstance(events, pa.Table) else as_events_table(events)
         reference = max(self.end_ts, utc_datetime(as_of)) if as_of is not None else self.end_ts
         with open_engine("duckdb") as sql:
-            known = _open(sql, events, self.items, self.weights)
+            known = _open(sql, events, self.items, self.weights, self.timezone)
             sql.register("fit_category_idf", self.category_idf)
             sql.register("fit_item_popularity", self.item_popularity)
             tables = _user_tables(sql, reference, self.unseen_idf)
@@ -152,6 +156,16 @@ def utc_datetime(value: datetime | date) -> datetime:
     return datetime.combine(value, time())
 
 
+def with_local_times(events: pa.Table, timezone: str) -> pa.Table:
+    """The events with `local_ts`: their time (naive UTC) as the wall clock of `timezone` shows it, daylight
+    saving included; what sql/features/fct_user_time reads (the engines need no time zone functions)."""
+    ts = events.column("ts")
+    if timezone != "UTC":
+        local = pl.from_arrow(ts).dt.replace_time_zone("UTC").dt.convert_time_zone(timezone)
+        ts = pa.chunked_array([local.dt.replace_time_zone(None).to_arrow()]).cast(ts.type)
+    return events.append_column("local_ts", ts)
+
+
 def _with_item_columns(items: pa.Table) -> pa.Table:
     """The catalogue with all of `item_id, title, category, text` (absent ones null)."""
     for name in ("title", "category", "text"):
@@ -160,10 +174,13 @@ def _with_item_columns(items: pa.Table) -> pa.Table:
     return items.select(["item_id", "title", "category", "text"])
 
 
-def _open(sql: SqlEngine, events: pa.Table, catalogue: pa.Table, weights: InteractionWeights) -> pa.Table:
-    """Register the events and their items (`seg_items`), make `fct_interactions` and
-    `fct_user_category_share`; returns the items as known (`item_id, title, category, text`, by id)."""
-    sql.register("seg_events", events)
+def _open(
+    sql: SqlEngine, events: pa.Table, catalogue: pa.Table, weights: InteractionWeights, timezone: str
+) -> pa.Table:
+    """Register the events (with `local_ts`, their time in `timezone`) and their items (`seg_items`), make
+    `fct_interactions` and `fct_user_category_share`; returns the items as known (`item_id, title, category,
+    text`, by id)."""
+    sql.register("seg_events", with_local_times(events, timezone))
     sql.register("catalogue", _with_item_columns(catalogue))
     sql.create("seg_items", "features/seg_items")
     sql.create("fct_interactions", "features/fct_interactions", weights.as_params())

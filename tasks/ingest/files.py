@@ -94,6 +94,7 @@ class SourceFile:
     feed: Feed
     path: Path
     format: str
+    timezone: str = "UTC"  # the source's: a time the file writes without a zone is read in it
 
     @property
     def kind(self) -> str:
@@ -178,7 +179,15 @@ def discover_files(spec: SourceSpec) -> list[SourceFile]:
                     f"{_feed_origin(feed)}): a file is ingested once, by its content, so the second would never "
                     "be read; map the file in one feed"
                 )
-            found.append(SourceFile(source=spec.name, feed=feed, path=resolved, format=feed.format_for(path)))
+            found.append(
+                SourceFile(
+                    source=spec.name,
+                    feed=feed,
+                    path=resolved,
+                    format=feed.format_for(path),
+                    timezone=spec.timezone or "UTC",
+                )
+            )
     return found
 
 
@@ -641,15 +650,19 @@ NUMBER_TYPES = ("BIGINT", "INTEGER", "HUGEINT", "SMALLINT", "TINYINT", "UBIGINT"
                 "UTINYINT", "UHUGEINT", "DOUBLE", "FLOAT")  # fmt: skip
 
 
-def _timestamp(expression: str, dtype: str) -> str:
+def _timestamp(expression: str, dtype: str, timezone: str = "UTC") -> str:
     """SQL turning a value of `dtype` into a UTC TIMESTAMP: timestamps (zoned ones converted), dates, epoch
     seconds, milliseconds, microseconds or nanoseconds, and text holding any of these (an ISO offset or `Z`
-    honoured; text without a zone is UTC). A value that is none of them becomes null, never an error."""
+    honoured). A time without a zone (text, a TIMESTAMP, a date's midnight) is the local time of `timezone`:
+    for text, the session's zone says so (map_rows sets it). A value that is none of them becomes null, never
+    an error."""
     e = f"({expression})"
     if dtype == "TIMESTAMP WITH TIME ZONE":
         return f"timezone('UTC', {e})"
     if dtype.startswith("TIMESTAMP") or dtype == "DATE":
-        return f"cast({e} as timestamp)"
+        if timezone == "UTC":
+            return f"cast({e} as timestamp)"
+        return f"timezone('UTC', timezone('{timezone}', cast({e} as timestamp)))"
     if dtype in NUMBER_TYPES or dtype.startswith("DECIMAL"):
         whole = dtype not in ("DOUBLE", "FLOAT") and not dtype.startswith("DECIMAL")
         return _epoch(f"try_cast({e} as {'hugeint' if whole else 'double'})", whole)
@@ -830,7 +843,7 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
                 "as event_id"
             )
         elif name == "ts":
-            selects.append(f"{_timestamp(expression, dtype)} as ts")
+            selects.append(f"{_timestamp(expression, dtype, file.timezone)} as ts")
             selects.append(f"{_text(expression)} as ts_text")
             converted.append("ts")
         elif name in NUMERIC_CANONICALS:
@@ -853,12 +866,16 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
     if where and element is not None and reads_column(where, element):
         kept += " or _segflow_unnest_error is not null"  # the where cannot tell without the element
     try:
+        # Text without a zone is cast to a zoned time in the session's zone: the source's local time.
+        con.execute(f"set TimeZone = '{file.timezone}'")
         con.execute(
             f"create or replace temp table {table} as "
             f"select {outer} from (select {', '.join(selects)} from ({source_sql}) as src {kept})"
         )
     except duckdb.Error as error:
         raise _failing_expression(con, file, source, error) from None
+    finally:
+        con.execute("set TimeZone = 'UTC'")
     if where is None:
         return 0
     counted = f"select (select count(*) from stg_rows), (select count(*) from {table})"

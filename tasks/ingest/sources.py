@@ -22,6 +22,7 @@ from typing import Any, Literal, NamedTuple
 import duckdb
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from tasks.clock import check_timezone
 from validation.gate import ValidationSettings
 
 BARE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # an identifier that needs no quotes (ASCII only)
@@ -75,7 +76,7 @@ WHERE = "where"
 # The key of a feed's list to unnest (Feed.unnest): `unnest = { item = "items" }`, one row per element.
 UNNEST = "unnest"
 ELEMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-SPEC_KEYS = ("name", "events", "items", "event_types", "validation", "ground_truth")
+SPEC_KEYS = ("name", "events", "items", "event_types", "validation", "ground_truth", "timezone")
 
 
 # Scalar functions that reach outside the row: the environment, settings, sequences, the random state.
@@ -533,6 +534,15 @@ class SourceSpec(BaseModel):
     # The --source this spec was read from, with absolute paths (`movielens:/data/ml`, `/data/shop.toml`):
     # kept in the warehouse, so a run of the workspace without --source reads the same source again.
     location: str | None = None
+    # The source's local time zone (an IANA name): a time its files write without a zone is read in it, and
+    # a run's day parts and weekends are measured in it (tasks/features). None: not named, UTC. Stored times
+    # are UTC.
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str | None) -> str | None:
+        return None if name is None else check_timezone(name)
 
     def truth(self) -> dict[str, int] | None:
         if not self.ground_truth or not Path(self.ground_truth).is_file():
@@ -739,8 +749,16 @@ def parse_source_spec(spec_path: Path) -> SourceSpec:
         raise SourceSpecError(
             f"{where('validation')}: bad [validation] table: {details}; allowed: {allowed}"
         ) from None
+    timezone = raw.get("timezone")
+    if timezone is not None and not isinstance(timezone, str):
+        raise SourceSpecError(f'{where("", "timezone")}: timezone must be a string, e.g. "Europe/Berlin"')
+    try:
+        timezone = None if timezone is None else check_timezone(timezone)
+    except ValueError as error:
+        raise SourceSpecError(f"{where('', 'timezone')}: {error}") from None
     return SourceSpec(
         name=raw["name"].strip(),
+        timezone=timezone,
         events=read_feeds("events"),
         items=read_feeds("items") if "items" in raw else [],
         event_types=tuple(t.strip().lower() for t in event_types),

@@ -161,7 +161,8 @@ def stage_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     """Load the file into `stg_raw` and its malformed lines into `stg_rejects`; a FileRefusedError (or an
     EmptyFileError) when the file as a whole cannot be read."""
     drop_staging(con)
-    # Naive timestamps are UTC: text without a zone must not take the machine's zone when it is parsed.
+    # The session is UTC: text without a zone must not take the machine's zone when it is parsed (map_rows
+    # reads it in the source's zone).
     con.execute("set TimeZone = 'UTC'")
     sniff_file(file)
     try:

@@ -97,6 +97,21 @@ def segment_label(
     return " · ".join(parts) if parts else "typical users"
 
 
+def clock_notes(profiles: list[dict], timezone: str | None) -> list[str]:
+    """A line for the run's summary when labels name a time of day or weekends by the UTC clock because
+    nobody named the users' zone (`timezone`: the run's, None when neither the spec nor --timezone named one):
+    MovieLens' US evenings read as "nights"."""
+    times = {*DAYPARTS.values(), "weekends"}
+    timed = [p for p in profiles if times & set((p.get("label") or "").split(" · "))]
+    if timezone is not None or not timed:
+        return []
+    return [
+        f"{len(timed)} of {len(profiles)} segment labels name a time of day or weekends, measured by the UTC "
+        'clock: name the users\' time zone (timezone = "America/New_York" in the source spec, or --timezone) '
+        "to measure them by theirs"
+    ]
+
+
 def build_profiles(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
     """`seg_segment_profiles`: size, share, label, top categories and items, and the numbers behind the label."""
     stats = con.sql(load_sql("segments/seg_segment_stats")).pl()

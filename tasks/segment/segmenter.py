@@ -166,7 +166,9 @@ def check_segmentable(events: pa.Table, settings: SegmentSettings) -> int:
 def fit_features(
     events: pa.Table, items: pa.Table, settings: SegmentSettings
 ) -> tuple[FeatureModel, UserFeatures]:
-    return FeatureModel.fit(events, items, settings.weights, settings.engine, settings.spark_master)
+    return FeatureModel.fit(
+        events, items, settings.weights, settings.engine, settings.spark_master, settings.timezone or "UTC"
+    )
 
 
 def fit_options(settings: SegmentSettings, **extra) -> FitOptions:

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
+from tasks.clock import check_timezone
 from tasks.cluster.registry import CLUSTERERS
 from tasks.embed.registry import EMBEDDERS
 from tasks.engine import EngineName
@@ -39,6 +40,11 @@ class SegmentSettings(BaseModel):
     n_recommendations: int = Field(100, ge=1, description="Items in each segment's top list")
     weights: InteractionWeights = Field(
         default_factory=InteractionWeights, description="Weight per event type"
+    )
+    timezone: str | None = Field(
+        None,
+        description="The users' clock for day parts and weekends, an IANA time zone (America/New_York); "
+        "none: the source's (its spec's timezone), else UTC",
     )
 
     min_segment_size: int | None = Field(
@@ -143,6 +149,11 @@ class SegmentSettings(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError(f"a family is named twice in {embedding!r}")
         return ",".join(names)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str | None) -> str | None:
+        return None if name is None else check_timezone(name)
 
     @field_validator("personal_weight")
     @classmethod

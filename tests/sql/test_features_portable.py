@@ -15,7 +15,7 @@ from tasks.engine import open_engine
 from tasks.engine.spark import to_spark_sql
 from tasks.features.events import as_events_table
 from tasks.features.interactions import InteractionWeights
-from tasks.features.user_features import FeatureModel
+from tasks.features.user_features import FeatureModel, with_local_times
 from tasks.warehouse import SQL_DIR, load_sql
 
 TOKYO = timezone(timedelta(hours=9))
@@ -81,7 +81,7 @@ def events() -> pa.Table:
 
 def run_files(engine: str, events: pa.Table, spark_master: str) -> dict[str, pl.DataFrame]:
     with open_engine(engine, spark_master) as sql:
-        sql.register("seg_events", events)
+        sql.register("seg_events", with_local_times(events, "UTC"))
         sql.register("catalogue", ITEMS)
         for name, params in FILES:
             sql.create(name, f"features/{name}", params)
@@ -145,8 +145,10 @@ def test_the_hard_cases_come_out_as_meant(spark_tables):
 
 def test_the_feature_model_fits_the_same_on_both_engines(events, spark_master):
     weights = InteractionWeights()
-    duck_model, duck = FeatureModel.fit(events, ITEMS, weights, "duckdb")
-    spark_model, spark = FeatureModel.fit(events, ITEMS, weights, "spark", spark_master)
+    # In a zone whose offset changes between the events (US daylight saving starts on 2024-03-10).
+    duck_model, duck = FeatureModel.fit(events, ITEMS, weights, "duckdb", timezone="America/New_York")
+    spark_model, spark = FeatureModel.fit(events, ITEMS, weights, "spark", spark_master, "America/New_York")
+    assert spark_model.timezone == "America/New_York" == duck_model.timezone
     assert spark_model.columns == duck_model.columns
     assert (spark_model.end_ts, spark_model.unseen_idf) == (duck_model.end_ts, duck_model.unseen_idf)
     assert spark_model.items.equals(duck_model.items)

@@ -36,7 +36,7 @@ def con():
     con.execute(
         "insert into items (item_id, category, updated_at) values ('i1', 'tea', now()), ('i2', 'tea|books', now()), ('i3', 'books', now())"
     )
-    con.execute("create view seg_events as select * from events")
+    con.execute("create view seg_events as select *, ts as local_ts from events")  # UTC is the local time
     con.execute("create view seg_items as select item_id, category from items")
     con.execute(
         f"create table fct_interactions as {load_sql('features/fct_interactions')}",
@@ -226,3 +226,45 @@ def test_the_known_event_types_are_those_the_feature_sql_names():
 
     sql = load_sql("features/fct_interactions")
     assert set(re.findall(r"when '(\w+)' then", sql)) == set(KNOWN_EVENT_TYPES)
+
+
+def test_day_parts_and_weekends_are_measured_in_the_sources_time_zone():
+    """Late on Friday evenings in New York is early on Saturdays in UTC: the same events read as night owls
+    of the weekend in UTC, and as Friday evenings by the users' clock. A model keeps its zone: a transform
+    (scoring newcomers) measures them the same way."""
+    import pyarrow as pa
+
+    from tasks.features.events import as_events_table
+    from tasks.features.user_features import FeatureModel
+
+    fridays = [datetime(2024, 1, 6, 2, 30), datetime(2024, 1, 13, 3), datetime(2024, 7, 13, 1, 30)]  # UTC
+    events = as_events_table(
+        pa.table(
+            {
+                "user_id": ["owl"] * 3 + ["noon"] * 3,
+                "item_id": ["i1", "i2", "i3"] * 2,
+                "event_type": ["view"] * 6,
+                "ts": fridays
+                + [datetime(2024, 1, 3, 12), datetime(2024, 1, 10, 12), datetime(2024, 7, 10, 12)],
+            }
+        )
+    )
+    items = pa.table({"item_id": ["i1", "i2", "i3"]})
+    columns = ["share_night", "share_evening", "share_late", "share_weekend"]
+
+    def shares(frame: pl.DataFrame) -> dict[str, list[float]]:
+        return frame.sort("user_id").select("user_id", *columns).to_dict(as_series=False)
+
+    _, utc = FeatureModel.fit(events, items, InteractionWeights())
+    model, local = FeatureModel.fit(events, items, InteractionWeights(), timezone="America/New_York")
+    assert shares(utc.frame)["share_night"] == [0.0, 1.0] and shares(utc.frame)["share_weekend"] == [0.0, 1.0]
+    # 21:30 and 22:00 EST in January, 21:30 EDT in July: the evening part is 16-20, late 20-24.
+    assert shares(local.frame) == {
+        "user_id": ["noon", "owl"],
+        "share_night": [0.0, 0.0],
+        "share_evening": [0.0, 0.0],
+        "share_late": [0.0, 1.0],
+        "share_weekend": [0.0, 0.0],
+    }
+    newcomer = events.filter(pa.compute.equal(events["user_id"], "owl"))
+    assert shares(model.transform(newcomer).frame)["share_late"] == [1.0]

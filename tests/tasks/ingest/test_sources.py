@@ -56,6 +56,14 @@ def test_the_documented_spec_parses(tmp_path):
         "price": "list_price",
     }
     assert spec.event_types == DEFAULT_EVENT_TYPES
+    assert spec.timezone is None  # not named: a time without a zone is UTC
+
+
+def test_a_spec_names_its_local_time_zone(tmp_path):
+    spec = parse_source_spec(
+        write(tmp_path, GOOD.replace("[events]", 'timezone = "Europe/Berlin"\n[events]', 1))
+    )
+    assert spec.timezone == "Europe/Berlin"
 
 
 @pytest.mark.parametrize(
@@ -95,6 +103,15 @@ def test_the_documented_spec_parses(tmp_path):
             "shop.toml line 7: item_id must be a non-empty DuckDB SQL expression",
         ),
         (("[events]", "[evnts]"), "shop.toml line 2: unknown key 'evnts' in the top level"),
+        (
+            ('name = "online_shop"', 'name = "online_shop"\ntimezone = "Europe/Berln"'),
+            "shop.toml line 2: unknown time zone 'Europe/Berln': use a name of the IANA time zone database, "
+            "e.g. Europe/Berlin, America/New_York or UTC",
+        ),
+        (
+            ('name = "online_shop"', 'name = "online_shop"\ntimezone = 2'),
+            'shop.toml line 2: timezone must be a string, e.g. "Europe/Berlin"',
+        ),
         (
             ('value = "qty * unit_price"', 'value = "qty * unit_price"\nwhere = "qty <> 0"'),
             "shop.toml line 11: where is a key of [events], not a column: write it above [events.columns]",

@@ -1,6 +1,7 @@
 """Every accepted form of `ts` is stored as UTC: ISO text (naive, or with an offset in each spelling), a date,
-epoch seconds and milliseconds, Parquet timestamps with and without a zone. Run on the ingest steps
-themselves (no Prefect), on a connection whose own zone is not UTC, as on a user's laptop."""
+epoch seconds and milliseconds, Parquet timestamps with and without a zone; a time without a zone is the
+source's local time when its spec names a `timezone`. Run on the ingest steps themselves (no Prefect), on a
+connection whose own zone is not UTC, as on a user's laptop."""
 
 from __future__ import annotations
 
@@ -15,15 +16,15 @@ from tasks.ingest.sources import DEFAULT_EVENT_TYPES, Feed
 from tasks.warehouse import create_warehouse_tables
 
 
-def mapped_ts(tmp_path: Path, name: str, ts: str = "ts") -> list[datetime]:
-    """The `ts` of every row of the file, as the ingest would insert it."""
+def mapped_ts(tmp_path: Path, name: str, ts: str = "ts", timezone: str = "UTC") -> list[datetime]:
+    """The `ts` of every row of the file, as the ingest would insert it (of a source in `timezone`)."""
     path = tmp_path / name
     feed = Feed(
         kind="events",
         path=str(path),
         columns={"user_id": "'u1'", "item_id": "'i1'", "event_type": "'view'", "ts": ts},
     )
-    file = SourceFile(source="s", feed=feed, path=path, format=feed.format_for(path))
+    file = SourceFile(source="s", feed=feed, path=path, format=feed.format_for(path), timezone=timezone)
     con = duckdb.connect(":memory:")
     try:
         create_warehouse_tables(con)
@@ -119,3 +120,42 @@ def test_text_that_is_no_time_becomes_null_and_is_quarantined_not_an_error(tmp_p
 def test_an_offset_no_zone_has_is_quarantined_not_read_as_25_hours(tmp_path, text):
     """DuckDB reads `+2500` as 25 hours: the row was stored a day off without a word."""
     assert csv_ts(tmp_path, text) is None
+
+
+def test_a_time_without_a_zone_is_the_sources_local_time(tmp_path):
+    """A German shop's export writes its clock without a zone: 01:02 in Berlin is 00:02 UTC in winter and
+    23:02 the day before in summer (stored as if UTC, it was one or two hours off)."""
+    (tmp_path / "e.csv").write_text("ts\n2024-01-01 01:02:32\n2024-07-01T01:02:32\n2024-01-01\n")
+    assert mapped_ts(tmp_path, "e.csv", timezone="Europe/Berlin") == [
+        datetime(2024, 1, 1, 0, 2, 32),
+        datetime(2024, 6, 30, 23, 2, 32),
+        datetime(2023, 12, 31, 23, 0),  # a date is the local midnight
+    ]
+
+
+def test_a_source_zone_leaves_times_with_a_zone_and_epochs_as_they_are(tmp_path):
+    (tmp_path / "e.csv").write_text("ts\n2024-01-01T01:02:32+02:00\n2024-01-01T01:02:32Z\n1704070952\n")
+    assert mapped_ts(tmp_path, "e.csv", timezone="America/New_York") == [
+        datetime(2023, 12, 31, 23, 2, 32),
+        datetime(2024, 1, 1, 1, 2, 32),
+        datetime(2024, 1, 1, 1, 2, 32),
+    ]
+
+
+def test_parquet_naive_timestamps_and_dates_are_the_sources_local_time(tmp_path):
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    for name, sql in (
+        ("naive.parquet", "select timestamp '2024-07-01 01:02:32' as ts"),
+        ("zoned.parquet", "select timestamptz '2024-01-01 01:02:32+02:00' as ts"),
+        ("date.parquet", "select date '2024-01-01' as ts"),
+    ):
+        con.execute(f"copy ({sql}) to '{tmp_path / name}' (format parquet)")
+    con.close()
+    assert mapped_ts(tmp_path, "naive.parquet", timezone="America/New_York") == [
+        datetime(2024, 7, 1, 5, 2, 32)
+    ]
+    assert mapped_ts(tmp_path, "zoned.parquet", timezone="America/New_York") == [
+        datetime(2023, 12, 31, 23, 2, 32)
+    ]
+    assert mapped_ts(tmp_path, "date.parquet", timezone="America/New_York") == [datetime(2024, 1, 1, 5)]

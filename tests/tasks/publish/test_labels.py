@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.publish.profile import segment_label
+from tasks.publish.profile import clock_notes, segment_label
 
 DAYPARTS = ("share_night", "share_early", "share_morning", "share_afternoon", "share_evening", "share_late")
 
@@ -60,3 +60,14 @@ def test_without_categories_a_segment_is_named_by_its_top_items_that_are_not_eve
     assert segment_label(stats(), stats(), [], []) == "typical users"
     # With categories, the categories name the taste, not the items.
     assert segment_label(stats(), stats(), [("pop", 0.5, 1.1)], items) == "mixed taste, mostly pop"
+
+
+def test_labels_that_name_a_time_of_day_by_the_utc_clock_say_so_when_no_zone_was_named():
+    profiles = [{"label": "Drama · nights"}, {"label": "Comedy · weekends"}, {"label": "late evenings & co"}]
+    assert clock_notes(profiles, None) == [
+        "2 of 3 segment labels name a time of day or weekends, measured by the UTC clock: name the users' time "
+        'zone (timezone = "America/New_York" in the source spec, or --timezone) to measure them by theirs'
+    ]
+    assert clock_notes(profiles, "America/New_York") == []  # a zone named, even UTC: by that clock
+    assert clock_notes(profiles, "UTC") == []
+    assert clock_notes([{"label": "Drama · heavy users"}], None) == []
