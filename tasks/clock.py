@@ -21,7 +21,7 @@ def new_id(n_hex: int = 6) -> str:
 
 def check_timezone(name: str) -> str:
     """`name` when it is a time zone of the IANA database (`Europe/Berlin`, `UTC`); else a ValueError."""
-    if name not in _time_zones():
+    if name not in time_zone_names():
         raise ValueError(
             f"unknown time zone {name!r}: use a name of the IANA time zone database, e.g. Europe/Berlin, "
             "America/New_York or UTC"
@@ -30,6 +30,7 @@ def check_timezone(name: str) -> str:
 
 
 @cache
-def _time_zones() -> frozenset[str]:
-    # Less the two that name no place (DuckDB or Polars, which convert the times, refuse them).
+def time_zone_names() -> frozenset[str]:
+    """Every zone name of the IANA database that DuckDB and Polars (which convert the times) both read: less
+    the two that name no place, `Factory` and `localtime`."""
     return frozenset(zoneinfo.available_timezones() - {"Factory", "localtime"}) | {"UTC"}

@@ -11,6 +11,7 @@ with final as (
         events.session_id,
         events.item_category,
         events.item_title,
+        events.timezone,
     from events
     semi join scr_users on scr_users.user_id = events.user_id
 )

@@ -10,6 +10,7 @@ with final as (
         events.session_id,
         events.item_category,
         events.item_title,
+        events.timezone,
     from events
     where events.user_id = $user
 )

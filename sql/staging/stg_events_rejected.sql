@@ -31,6 +31,8 @@ reasons as (
             when mapped.quantity_text is not null and mapped.quantity is null
                 then 'quantity: not numeric (''' || left(mapped.quantity_text, 100) || ''')'
             when not isfinite(mapped.quantity) then 'quantity: not a finite number (' || mapped.quantity || ')'
+            when mapped.timezone_text is not null and mapped.timezone is null
+                then 'timezone: not a time zone name or UTC offset (''' || left(mapped.timezone_text, 100) || ''')'
             when regexp_matches(mapped.session_id, '[[:cntrl:]]')
                 then printf('session_id: contains a control character (U+%04X)', unicode(regexp_extract(mapped.session_id, '[[:cntrl:]]')))
             when regexp_matches(mapped.event_id, '[[:cntrl:]]')

@@ -12,4 +12,7 @@ create table if not exists events (
     source varchar not null,
     batch_id varchar not null,
     ingested_at timestamp not null,
-)
+    timezone varchar,  -- the user's clock at the event (an IANA name or +HH:MM), when the source maps one
+);
+-- A warehouse made before events kept their time zone.
+alter table events add column if not exists timezone varchar

@@ -14,4 +14,5 @@ select
     $source as source,
     $batch_id as batch_id,
     $ingested_at as ingested_at,
+    new.timezone,
 from stg_events_new as new

@@ -18,6 +18,7 @@ EVENT_COLUMNS = {
     "session_id": "varchar",
     "item_category": "varchar",
     "item_title": "varchar",
+    "timezone": "varchar",  # the user's clock at the event (tasks/features/user_features.with_local_times)
 }
 REQUIRED_EVENT_COLUMNS = ("user_id", "item_id", "event_type", "ts")
 

@@ -8,14 +8,16 @@ The SQL runs on an engine (tasks/engine/): DuckDB in this process by default, or
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tasks.clock import time_zone_names
 from tasks.engine import EngineName, SqlEngine, open_engine
 from tasks.features.events import REQUIRED_EVENT_COLUMNS, as_events_table
 from tasks.features.interactions import InteractionWeights
@@ -29,6 +31,9 @@ FEATURE_TABLES = (
     "fct_user_popularity",
 )
 OTHER_CATEGORY = "cat:(other)"
+OFFSET = re.compile(
+    r"[+-][0-9]{2}:[0-9]{2}"
+)  # an event's time zone given as its UTC offset, as ingest stores it
 
 
 @dataclass(frozen=True)
@@ -157,13 +162,49 @@ def utc_datetime(value: datetime | date) -> datetime:
 
 
 def with_local_times(events: pa.Table, timezone: str) -> pa.Table:
-    """The events with `local_ts`: their time (naive UTC) as the wall clock of `timezone` shows it, daylight
-    saving included; what sql/features/fct_user_time reads (the engines need no time zone functions)."""
+    """The events with `local_ts`: their time (naive UTC) as the user's wall clock showed it, daylight saving
+    included: in the event's own `timezone` where the source maps one (an IANA name or a `+HH:MM` offset, as
+    ingest stores them), else in the run's `timezone`. What sql/features/fct_user_time reads (the engines
+    need no time zone functions)."""
     ts = events.column("ts")
-    if timezone != "UTC":
-        local = pl.from_arrow(ts).dt.replace_time_zone("UTC").dt.convert_time_zone(timezone)
-        ts = pa.chunked_array([local.dt.replace_time_zone(None).to_arrow()]).cast(ts.type)
-    return events.append_column("local_ts", ts)
+    own = events.column("timezone") if "timezone" in events.column_names else None
+    if own is None or own.null_count == len(own):
+        return events.append_column(
+            "local_ts", _in_zone(pl.from_arrow(ts), timezone).to_arrow().cast(ts.type)
+        )
+    frame = pl.DataFrame({"ts": pl.from_arrow(ts), "zone": pl.from_arrow(own).fill_null(timezone)})
+    frame = frame.with_row_index("row")
+    parts = [
+        part.with_columns(_in_zone(part["ts"], _known_zone(zone)).alias("local_ts"))
+        for (zone,), part in frame.partition_by("zone", as_dict=True).items()
+    ]
+    local = pl.concat(parts).sort("row")["local_ts"]
+    return events.append_column("local_ts", local.to_arrow().cast(ts.type))
+
+
+def _known_zone(zone: str) -> str:
+    """An event's zone as `_in_zone` reads it: a `+HH:MM` offset, or an IANA name in any case as the database
+    spells it; a ValueError for anything else (ingest stores only these; a frame given to a segmenter may
+    hold anything)."""
+    if OFFSET.fullmatch(zone):
+        return zone
+    names = {name.lower(): name for name in time_zone_names()}
+    if zone.lower() not in names:
+        raise ValueError(
+            f"an event's timezone is {zone!r}: give an IANA name (Europe/Berlin) or a UTC offset (+02:00)"
+        )
+    return names[zone.lower()]
+
+
+def _in_zone(ts: pl.Series, zone: str) -> pl.Series:
+    """Naive UTC times as the clock of `zone` (an IANA name, or a `+HH:MM` offset) shows them."""
+    if zone == "UTC":
+        return ts
+    if zone[0] in "+-":
+        sign = -1 if zone[0] == "-" else 1
+        hours, minutes = int(zone[1:3]), int(zone[4:6])
+        return ts + timedelta(minutes=sign * (hours * 60 + minutes))
+    return ts.dt.replace_time_zone("UTC").dt.convert_time_zone(zone).dt.replace_time_zone(None)
 
 
 def _with_item_columns(items: pa.Table) -> pa.Table:

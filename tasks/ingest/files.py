@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import duckdb
 
+from tasks.clock import time_zone_names
 from tasks.ingest.sources import (
     BARE_NAME,
     EVENT_COLUMNS,
@@ -687,6 +688,47 @@ def _epoch(x: str, whole: bool = False) -> str:
     )
 
 
+# The largest UTC offset a zone has (Kiribati, +14:00), in seconds.
+MAX_OFFSET_S = 14 * 3600
+
+
+def create_time_zone_names(con: duckdb.DuckDBPyConnection) -> None:
+    """`time_zone_names(lower_name, name)`: every IANA zone name, found by its lowercase spelling (temp, once
+    per connection; what `_zone` looks names up in)."""
+    rows = ", ".join(f"('{name.lower()}', '{name}')" for name in sorted(time_zone_names()))
+    con.execute(
+        f"create temp table if not exists time_zone_names as select * from (values {rows}) as t(lower_name, name)"
+    )
+
+
+def _zone(expression: str) -> str:
+    """SQL for an event's time zone, the user's clock at the event: an IANA name in any case (`Europe/Berlin`,
+    `europe/berlin`; stored as the database spells it), a UTC offset (`+02:00`, `-0530`, `UTC+2`, `GMT-05`,
+    `Z`: a sign, at most 14 hours) or else a number of seconds east of UTC (GA4's
+    `device.time_zone_offset_seconds`: `7200`, `-3600`), offsets stored as `+HH:MM`. Null for anything else
+    (the row is quarantined with the text) and for an offset no zone has (over 14 hours, or not whole
+    minutes)."""
+    text = f"trim(cast(({expression}) as varchar))"
+    pattern = r"^(?:UTC|GMT)?\s*([+-])([0-9]{1,2})(?::?([0-9]{2}))?$"
+    sign = f"case when regexp_extract(upper({text}), '{pattern}', 1) = '-' then -1 else 1 end"
+    hours = f"cast(regexp_extract(upper({text}), '{pattern}', 2) as integer)"
+    minutes = f"coalesce(try_cast(nullif(regexp_extract(upper({text}), '{pattern}', 3), '') as integer), 0)"
+    # An offset first (`-0500`: five hours), then seconds (`-3600`: no zone is 36 hours off, so one hour).
+    seconds = (
+        f"case when regexp_matches(upper({text}), '{pattern}') and {hours} <= 14 and {minutes} < 60 "
+        f"then {sign} * ({hours} * 3600 + {minutes} * 60) "
+        f"when regexp_full_match({text}, '[+-]?[0-9]+([.]0*)?') then try_cast(try_cast({text} as double) as bigint) end"
+    )
+    offset = (
+        f"case when abs({seconds}) <= {MAX_OFFSET_S} and {seconds} % 60 = 0 then printf('%s%02d:%02d', "
+        f"case when {seconds} < 0 then '-' else '+' end, abs({seconds}) // 3600, abs({seconds}) % 3600 // 60) end"
+    )
+    return (
+        f"case when upper({text}) = 'Z' then '+00:00' when {seconds} is not null then {offset} "
+        f"else (select time_zone_names.name from time_zone_names where time_zone_names.lower_name = lower({text})) end"
+    )
+
+
 # An offset after a time that no zone has (over 14 hours, 60 minutes or more): DuckDB reads `+2500` as 25 hours.
 IMPOSSIBLE_OFFSET = (
     r"[0-9]:[0-9]{2}(:[0-9]{2}([.,][0-9]*)?)?[+-]((1[5-9]|[2-9][0-9])(:?[0-9]{2})?|[0-9]{2}:?[6-9][0-9])$"
@@ -825,7 +867,7 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
         expression, dtype = columns.get(name), "VARCHAR" if dtypes.get(name) == "JSON" else dtypes.get(name)
         if expression is None:
             selects.append(f"null::{'double' if name in NUMERIC_CANONICALS else 'varchar'} as {name}")
-            if name in NUMERIC_CANONICALS:
+            if name in (*NUMERIC_CANONICALS, "timezone"):
                 selects.append(f"null::varchar as {name}_text")
             if name == "ts":
                 selects.append("null::varchar as ts_text")
@@ -846,6 +888,11 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
             selects.append(f"{_timestamp(expression, dtype, file.timezone)} as ts")
             selects.append(f"{_text(expression)} as ts_text")
             converted.append("ts")
+        elif name == "timezone":
+            create_time_zone_names(con)
+            selects.append(f"{_zone(expression)} as timezone")
+            selects.append(f"{_text(expression)} as timezone_text")
+            converted.append("timezone")
         elif name in NUMERIC_CANONICALS:
             selects.append(f"try_cast(({expression}) as double) as {name}")
             selects.append(f"{_text(expression)} as {name}_text")

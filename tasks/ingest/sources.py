@@ -38,6 +38,7 @@ EVENT_COLUMNS = (
     "event_id",
     "item_title",
     "item_category",
+    "timezone",
 )
 REQUIRED_EVENT_COLUMNS = ("user_id", "item_id", "event_type", "ts")
 ITEM_COLUMNS = ("item_id", "title", "category", "price", "text")

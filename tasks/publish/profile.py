@@ -97,13 +97,13 @@ def segment_label(
     return " · ".join(parts) if parts else "typical users"
 
 
-def clock_notes(profiles: list[dict], timezone: str | None) -> list[str]:
+def clock_notes(profiles: list[dict], clock_named: bool) -> list[str]:
     """A line for the run's summary when labels name a time of day or weekends by the UTC clock because
-    nobody named the users' zone (`timezone`: the run's, None when neither the spec nor --timezone named one):
-    MovieLens' US evenings read as "nights"."""
+    nobody named the users' (`clock_named`: the run has a zone, from --timezone or the source spec, or its
+    events carry their own): MovieLens' US evenings read as "nights"."""
     times = {*DAYPARTS.values(), "weekends"}
     timed = [p for p in profiles if times & set((p.get("label") or "").split(" · "))]
-    if timezone is not None or not timed:
+    if clock_named or not timed:
         return []
     return [
         f"{len(timed)} of {len(profiles)} segment labels name a time of day or weekends, measured by the UTC "

@@ -50,6 +50,7 @@ EVENTS_SCHEMA = Schema(
         ColSpec("double", "quantity", required=False),
         ColSpec("string", "session_id", required=False),
         ColSpec("string", "item_category", required=False),
+        ColSpec("string", "timezone", required=False),
     ]
 )
 # The default `as_of`, before any fit: FeatureModel.transform then measures as of the fit's end. (A default of

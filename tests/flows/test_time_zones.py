@@ -1,6 +1,7 @@
 """A source in another time zone, end to end: a Tokyo service's export writes its clock without a zone. The
 spec's `timezone` reads those times as Tokyo's (stored in UTC), and the run measures day parts and weekends
-by the users' clock: its night listeners are night listeners, not afternoon ones as in UTC."""
+by the users' clock: its night listeners are night listeners, not afternoon ones as in UTC. An event that
+carries its own zone (the export's `zone` column) is measured by it, whatever the run's."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from tasks.segment.settings import SegmentSettings
 from tests.helpers import listeners, query
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.slow]
-COLUMNS = ("user_id", "item_id", "event_type", "ts", "value")
-# Listeners u000, u001, u004, ... play at 9-15h; u002, u003, u006, ... at 23-02h, by their own clock.
-DAY, NIGHT = "u000", "u002"
+COLUMNS = ("user_id", "item_id", "event_type", "ts", "value", "timezone")
+# Listeners u000, u001, u004, ... play at 9-15h; u002, u003, u006, ... at 23-02h, by their own clock. The
+# export names the zone of one night listener's events only.
+DAY, NIGHT, ZONED = "u000", "u002", "u006"
 SETTINGS = SegmentSettings(embedding="behaviour", k=4, micro_k=4)
 
 
@@ -27,7 +29,14 @@ def run(tmp_path, timezone_line: str, settings: SegmentSettings):
     with open(folder / "plays.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
-        writer.writerows({**row, "ts": row["ts"].isoformat(sep=" ")} for row in rows)
+        writer.writerows(
+            {
+                **row,
+                "ts": row["ts"].isoformat(sep=" "),
+                "timezone": "Asia/Tokyo" if row["user_id"] == ZONED else "",
+            }
+            for row in rows
+        )
     mapping = "".join(f'{column} = "{column}"\n' for column in COLUMNS)
     spec = folder / "tokyo.toml"
     spec.write_text(
@@ -53,12 +62,16 @@ def test_a_sources_time_zone_reads_its_times_and_sets_the_users_clock(tmp_path):
     assert not any("UTC clock" in note for note in summary.notes)
 
 
-def test_the_runs_timezone_overrides_the_sources(tmp_path):
+def test_the_runs_timezone_overrides_the_sources_and_an_events_own_zone_overrides_both(tmp_path):
     """`segflow run --timezone UTC`: the same times, stored the same, measured by the UTC clock, where Tokyo's
-    night listeners play in the afternoons and evenings."""
+    night listeners play in the afternoons and evenings; but not the one whose events say they are in Tokyo."""
     _, workspace, _ = run(
         tmp_path, 'timezone = "Asia/Tokyo"\n', SETTINGS.model_copy(update={"timezone": "UTC"})
     )
     stored = query(workspace, f"select min(ts) from events where user_id = '{NIGHT}'")[0][0]
     assert stored == datetime(2011, 1, 1, 15)
     assert day_parts(workspace, NIGHT) == (0.0, 1.0)  # 14:00-18:00 UTC
+    assert day_parts(workspace, ZONED) == (1.0, 0.0)
+    assert query(workspace, f"select distinct timezone from events where user_id = '{ZONED}'") == [
+        ("Asia/Tokyo",)
+    ]

@@ -268,3 +268,39 @@ def test_day_parts_and_weekends_are_measured_in_the_sources_time_zone():
     }
     newcomer = events.filter(pa.compute.equal(events["user_id"], "owl"))
     assert shares(model.transform(newcomer).frame)["share_late"] == [1.0]
+
+
+def test_an_events_own_time_zone_is_its_users_clock_before_the_runs():
+    """A global shop's export carries each user's zone (Segment's context.timezone): a Tokyo user's 13:00 UTC
+    is 22:00 on their clock, whatever the run's zone; an event without one is measured by the run's."""
+    import pyarrow as pa
+
+    from tasks.features.events import as_events_table
+    from tasks.features.user_features import FeatureModel
+
+    events = as_events_table(
+        pa.table(
+            {
+                "user_id": ["tokyo", "tokyo", "offset", "plain"],
+                "item_id": ["i1", "i2", "i1", "i2"],
+                "event_type": ["view"] * 4,
+                "ts": [
+                    datetime(2024, 1, 3, 13),
+                    datetime(2024, 7, 3, 13),
+                    datetime(2024, 1, 3, 13),
+                    datetime(2024, 1, 3, 13),
+                ],
+                "timezone": ["Asia/Tokyo", "asia/tokyo", "-05:30", None],
+            }
+        )
+    )
+    model, features = FeatureModel.fit(
+        events, pa.table({"item_id": ["i1", "i2"]}), InteractionWeights(), timezone="America/New_York"
+    )
+    parts = features.frame.sort("user_id").select("user_id", "share_early", "share_morning", "share_late")
+    # offset: 07:30 (early morning); plain: 08:00 in New York (morning); tokyo: 22:00 (late evening)
+    assert parts.rows() == [("offset", 1.0, 0.0, 0.0), ("plain", 0.0, 1.0, 0.0), ("tokyo", 0.0, 0.0, 1.0)]
+    newcomer = events.filter(pa.compute.equal(events["user_id"], "tokyo"))
+    assert model.transform(newcomer).frame["share_late"].to_list() == [1.0]
+    with pytest.raises(ValueError, match=r"an event's timezone is 'Mars/Olympus': give an IANA name"):
+        model.transform(events.set_column(9, "timezone", pa.array(["Mars/Olympus"] * 4)))

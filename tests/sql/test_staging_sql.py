@@ -13,7 +13,8 @@ NOW = datetime(2024, 6, 1, 12, 0, 0)
 MAPPED_COLUMNS = (
     "_row bigint, cast_error varchar, user_id varchar, item_id varchar, event_type varchar, ts timestamp, "
     "ts_text varchar, value double, value_text varchar, quantity double, quantity_text varchar, "
-    "session_id varchar, event_id varchar, item_title varchar, item_category varchar"
+    "session_id varchar, event_id varchar, item_title varchar, item_category varchar, timezone varchar, "
+    "timezone_text varchar"
 )
 
 
@@ -27,7 +28,7 @@ def con():
 
 
 def given_mapped(con, rows: list[tuple]) -> None:
-    con.executemany("insert into stg_events_mapped values (" + ", ".join(["?"] * 15) + ")", rows)
+    con.executemany("insert into stg_events_mapped values (" + ", ".join(["?"] * 17) + ")", rows)
     # dedup_key is made by the map step (tasks/ingest.py) in exactly this way.
     con.execute(
         "create or replace table stg_events_mapped as select *, case when event_id is null then "
@@ -36,7 +37,7 @@ def given_mapped(con, rows: list[tuple]) -> None:
 
 
 def row(n, user="u1", item="i1", event_type="view", ts=datetime(2024, 5, 1), ts_text="2024-05-01", value=None,
-        value_text=None, cast_error=None, event_id=None):  # fmt: skip
+        value_text=None, cast_error=None, event_id=None, timezone=None, timezone_text=None):  # fmt: skip
     return (
         n,
         cast_error,
@@ -53,6 +54,8 @@ def row(n, user="u1", item="i1", event_type="view", ts=datetime(2024, 5, 1), ts_
         event_id,
         None,
         None,
+        timezone,
+        timezone_text,
     )
 
 
@@ -67,6 +70,8 @@ def test_stg_events_rejected_gives_the_first_reason_of_each_bad_row(con):
         row(7, event_type="teleport"),
         row(8, value=None, value_text="n/a"),
         row(9, user=None, cast_error="column qty: not a BIGINT ('x')"),
+        row(10, timezone=None, timezone_text="Mars/Olympus"),
+        row(11, timezone="Europe/Berlin", timezone_text=None),
     ])  # fmt: skip
     sql = load_sql("staging/stg_events_rejected")
     got = con.execute(
@@ -80,6 +85,7 @@ def test_stg_events_rejected_gives_the_first_reason_of_each_bad_row(con):
         (7, "event_type: not in the configured set ('teleport')"),
         (8, "value: not numeric ('n/a')"),
         (9, "column qty: not a BIGINT ('x')"),
+        (10, "timezone: not a time zone name or UTC offset ('Mars/Olympus')"),
     ]
 
 
@@ -126,8 +132,8 @@ def test_stg_items_rejected_quarantines_a_non_finite_price_and_control_character
 
 def test_stg_events_duplicates_finds_repeats_in_the_batch_and_events_already_stored(con):
     con.execute(
-        "insert into events values ('u1', 'i9', 'view', '2024-05-01', null, null, null, null, null, null, 's', 'b', '2024-05-02'),"
-        " ('u7', 'i7', 'view', '2024-05-01', null, null, null, 'e7', null, null, 's', 'b', '2024-05-02')"
+        "insert into events values ('u1', 'i9', 'view', '2024-05-01', null, null, null, null, null, null, 's', 'b', '2024-05-02', null),"
+        " ('u7', 'i7', 'view', '2024-05-01', null, null, null, 'e7', null, null, 's', 'b', '2024-05-02', null)"
     )
     given_mapped(con, [
         row(1), row(2), row(3, value=1.0, value_text="1"), row(4, item="i9"), row(5, user="u2", event_id="e7"),

@@ -159,3 +159,63 @@ def test_parquet_naive_timestamps_and_dates_are_the_sources_local_time(tmp_path)
         datetime(2023, 12, 31, 23, 2, 32)
     ]
     assert mapped_ts(tmp_path, "date.parquet", timezone="America/New_York") == [datetime(2024, 1, 1, 5)]
+
+
+def mapped_zones(tmp_path: Path, zones: list[str]) -> list[tuple[str | None, str | None]]:
+    """(the stored time zone, the quarantine reason) of an event per zone text, as the ingest maps them."""
+    path = tmp_path / "z.csv"
+    path.write_text("ts,zone\n" + "".join(f"2024-01-01T01:02:32Z,{zone}\n" for zone in zones))
+    columns = {"user_id": "'u1'", "item_id": "'i1'", "event_type": "'view'", "ts": "ts", "timezone": "zone"}
+    feed = Feed(kind="events", path=str(path), columns=columns)
+    file = SourceFile(source="s", feed=feed, path=path, format="csv")
+    con = duckdb.connect(":memory:")
+    try:
+        create_warehouse_tables(con)
+        outcome = FileOutcome(source="s", file=str(path), kind="events", sha256="x", batch_id="b")
+        outcome = prepare_file(con, outcome, file, DEFAULT_EVENT_TYPES, max_bad_fraction=1.0)
+        return con.execute(
+            "select mapped.timezone, rejected.reason from stg_events_mapped as mapped "
+            "left join stg_events_rejected as rejected using (_row) order by _row"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def test_an_events_own_time_zone_is_stored_as_a_name_or_an_offset(tmp_path):
+    """Segment's context.timezone names the zone, GA4's device.time_zone_offset_seconds gives seconds east of
+    UTC; the user's clock at the event, whatever spelling the source uses."""
+    zones = [
+        "Europe/Berlin",
+        "europe/berlin",
+        "+05:30",
+        "-0500",
+        "UTC+2",
+        "GMT-03",
+        "Z",
+        "7200",
+        "-18000",
+        "-3600",
+        "UTC",
+        "",
+    ]
+    assert mapped_zones(tmp_path, zones) == [
+        ("Europe/Berlin", None),
+        ("Europe/Berlin", None),
+        ("+05:30", None),
+        ("-05:00", None),
+        ("+02:00", None),
+        ("-03:00", None),
+        ("+00:00", None),
+        ("+02:00", None),
+        ("-05:00", None),
+        ("-01:00", None),  # seconds: no zone is 36 hours off
+        ("UTC", None),
+        (None, None),  # no zone: the run's clock measures the event
+    ]
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "+25:00", "+02:75", "90000", "CEST", "localtime", "1.5"])
+def test_a_time_zone_that_is_none_is_quarantined_with_its_text(tmp_path, zone):
+    assert mapped_zones(tmp_path, [zone]) == [
+        (None, f"timezone: not a time zone name or UTC offset ('{zone}')")
+    ]
