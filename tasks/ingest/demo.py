@@ -115,6 +115,7 @@ EVENT_FIELDS = ("event_id", "user_id", "session_id", "item_id", "event_type", "t
 SOURCE_SPEC = """# segflow source spec for the demo shop (written by `segflow demo-data`).
 name = "demo"
 ground_truth = "users.csv"             # the planted segment of every user, to score segments against
+timezone = "UTC"                       # the shoppers' clock: the planted hours of day are UTC
 
 [events]
 path = "events.csv"

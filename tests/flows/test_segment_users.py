@@ -59,6 +59,9 @@ def test_demo_segments_recover_the_planted_ones_and_beat_popularity(demo_run):
     # Every segment has a readable label and a full top-100 list; -1 is the global fallback list.
     labels = [label for (label,) in query(workspace, "select label from segment_profiles")]
     assert all(label and label != "typical users" for label in labels)
+    # The demo's shoppers keep UTC hours, and its spec says so: no note asks for their time zone.
+    assert any(" · " in label and label.endswith(("mornings", "nights", "afternoons")) for label in labels)
+    assert not [note for note in summary.notes if "UTC clock" in note]
     ranks = query(
         workspace,
         "select segment_id, count(*), min(rank), max(rank) from segment_recommendations group by 1 order by 1",
