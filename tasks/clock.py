@@ -20,13 +20,15 @@ def new_id(n_hex: int = 6) -> str:
 
 
 def check_timezone(name: str) -> str:
-    """`name` when it is a time zone of the IANA database (`Europe/Berlin`, `UTC`); else a ValueError."""
-    if name not in time_zone_names():
+    """A time zone of the IANA database as it spells it (`europe/berlin ` is Europe/Berlin); a ValueError
+    when `name` is none."""
+    spelt = {zone.lower(): zone for zone in time_zone_names()}.get(name.strip().lower())
+    if spelt is None:
         raise ValueError(
             f"unknown time zone {name!r}: use a name of the IANA time zone database, e.g. Europe/Berlin, "
             "America/New_York or UTC"
         )
-    return name
+    return spelt
 
 
 @cache

@@ -9,7 +9,7 @@ with per_user as (
         seg_events.user_id,
         count(*) as n_events,
         count(distinct seg_events.item_id) as n_items,
-        count(distinct cast(seg_events.ts as date)) as active_days,
+        count(distinct cast(seg_events.local_ts as date)) as active_days,  -- days by the users' clock
         min(seg_events.ts) as first_ts,
         max(seg_events.ts) as last_ts,
         count(*) filter (where seg_events.event_type = 'view') as n_views,

@@ -7,3 +7,5 @@ create table if not exists sources (
 );
 -- A warehouse made before locations were kept: a run without --source asks which source to read.
 alter table sources add column if not exists location varchar;
+-- The zone its files' times without a zone were read in (its spec's timezone; null: before zones, so UTC).
+alter table sources add column if not exists timezone varchar;

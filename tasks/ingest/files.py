@@ -40,6 +40,7 @@ from tasks.ingest.sources import (
     expression_columns,
     named_columns,
     reads_column,
+    reads_epoch,
     rename_columns,
     text_role_columns,
 )
@@ -333,7 +334,9 @@ def _parquet_columns(path: Path) -> list[str]:
 
 
 def record_source(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> None:
-    """Keep the source's event types, validation settings and location in `sources` (unchanged: no write)."""
+    """Keep the source's event types, validation settings, location and time zone in `sources` (unchanged: no
+    write); a SourceSpecError when its events were read in another zone (check_source_timezone)."""
+    check_source_timezone(con, spec)
     con.execute(
         load_sql("warehouse/upsert_source"),
         {
@@ -342,8 +345,29 @@ def record_source(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> None:
             "validation": spec.validation.model_dump_json(),
             "updated_at": datetime.now(UTC).replace(tzinfo=None),
             "location": spec.location,
+            "timezone": spec.timezone or "UTC",
         },
     )
+
+
+def check_source_timezone(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> None:
+    """A SourceSpecError when the source has events in the warehouse read in another zone than its spec names
+    now: its files' times without a zone would be stored hours from the same events read before (an
+    overlapping export stored twice, dedup matches times), and the stored ones would stay as they were read."""
+    zone = spec.timezone or "UTC"
+    (stored, n_events) = con.execute(
+        "select (select coalesce(any_value(timezone), 'UTC') from sources where name = $name), "
+        "(select count(*) from events where source = $name)",
+        {"name": spec.name},
+    ).fetchall()[0]
+    if n_events and stored != zone:
+        raise SourceSpecError(
+            f"source {spec.name!r} now names timezone {zone!r}, but its {n_events:,} events in the warehouse had "
+            f"their times without a zone read as {stored!r}: read again, the same events would be stored hours "
+            f"apart from them (an overlapping export stored twice), and those stored would stay as read. Keep "
+            f"timezone = {stored!r} in the spec and measure day parts by another clock with `segflow run "
+            f"--timezone {zone}`, or ingest the source into a new workspace"
+        )
 
 
 def file_sha256(path: Path) -> str:
@@ -885,7 +909,9 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
                 "as event_id"
             )
         elif name == "ts":
-            selects.append(f"{_timestamp(expression, dtype, file.timezone)} as ts")
+            # A time made from an epoch number is absolute: the source's zone reads only its wall-clock times.
+            zone = "UTC" if reads_epoch(expression) else file.timezone
+            selects.append(f"{_timestamp(expression, dtype, zone)} as ts")
             selects.append(f"{_text(expression)} as ts_text")
             converted.append("ts")
         elif name == "timezone":

@@ -371,6 +371,31 @@ def reads_column(expression: str, name: str) -> bool:
     return any(ref.parts[0].lower() == name.lower() for ref in _column_refs(expression))
 
 
+# Functions that turn an epoch number into a TIMESTAMP without a zone that means UTC (make_timestamp with one
+# argument: microseconds; with six it is a wall-clock time).
+EPOCH_FUNCTIONS = frozenset({"epoch_ms", "make_timestamp_ms", "make_timestamp_ns"})
+
+
+def reads_epoch(expression: str) -> bool:
+    """Whether `expression` makes a time from an epoch number (`epoch_ms(t_ms)`, `make_timestamp(t_us)`): an
+    absolute time, not the source's wall clock, however it is typed."""
+
+    def walk(node: Any) -> bool:
+        if isinstance(node, list):
+            return any(walk(child) for child in node)
+        if not isinstance(node, dict):
+            return False
+        if node.get("class") == "FUNCTION":
+            name = str(node.get("function_name", "")).lower()
+            if name in EPOCH_FUNCTIONS or (
+                name == "make_timestamp" and len(node.get("arguments") or []) == 1
+            ):
+                return True
+        return any(walk(value) for value in node.values())
+
+    return walk(_parse_select(f"select ({expression})")["statements"][0]["node"]["select_list"])
+
+
 def named_columns(expression: str) -> set[str]:
     """The names an expression certainly reads as columns of the file, as written: plain names outside any
     lambda (a dotted name may be a struct's field, a lambda's name its parameter) that DuckDB does not read

@@ -107,8 +107,8 @@ def clock_notes(profiles: list[dict], clock_named: bool) -> list[str]:
         return []
     return [
         f"{len(timed)} of {len(profiles)} segment labels name a time of day or weekends, measured by the UTC "
-        'clock: name the users\' time zone (timezone = "America/New_York" in the source spec, or --timezone) '
-        "to measure them by theirs"
+        "clock: name the users' time zone to measure them by theirs (segflow run --timezone America/New_York; "
+        "a new workspace's source spec may name it too: timezone = ...)"
     ]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
@@ -120,6 +120,15 @@ class SegmentSettings(BaseModel):
         False,
         description="Publish and make champion even when the champion scores better on this run's holdout",
     )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Settings saved before a field existed (in an older run's segmenter) load with its default: reading
+        `timezone` of a segmenter saved before it raised AttributeError (helper 35)."""
+        defaults = {
+            name: field.get_default(call_default_factory=True)
+            for name, field in type(self).model_fields.items()
+        }
+        super().__setstate__({**state, "__dict__": defaults | state["__dict__"]})
 
     @property
     def families(self) -> tuple[str, ...]:

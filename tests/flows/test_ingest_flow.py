@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from datetime import datetime
 
 import pytest
 from typer.testing import CliRunner
@@ -108,3 +109,33 @@ def test_every_command_has_help():
     for command in ([], ["ingest"], ["run"], ["demo-data"]):
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_a_spec_that_changes_the_time_zone_of_stored_events_is_refused_and_nothing_moves(tmp_path, workspace):
+    """Helper 35: the run's note advised naming the zone; done in an existing workspace, the next day's export
+    (overlapping the first) stored its events again an hour from their twins, and the first file's stayed
+    as read. The spec is refused instead, and names the ways out."""
+    rows = [f"u{u},i{u % 3},view,2024-01-0{d} 10:00:00\n" for u in range(4) for d in (1, 2)]
+    spec = write_csv_source(tmp_path / "shop", rows)
+    assert runner.invoke(app, ["ingest", "--source", str(spec), "--workspace", str(workspace)]).exit_code == 0
+    (tmp_path / "shop" / "e2.csv").write_text(
+        "user,item,kind,day\n" + "".join(rows[1::2]) + "u9,i1,view,2024-01-03 10:00:00\n"
+    )
+    text = spec.read_text().replace('path = "e.csv"', 'path = "*.csv"')
+    spec.write_text('timezone = "Europe/Berlin"\n' + text)
+    before = query(workspace, "select count(*), min(ts) from events")
+    result = runner.invoke(app, ["ingest", "--source", str(spec), "--workspace", str(workspace)])
+    assert result.exit_code == 2
+    assert " ".join(result.output.split()) == (
+        "error: source 'shop' now names timezone 'Europe/Berlin', but its 8 events in the warehouse had their "
+        "times without a zone read as 'UTC': read again, the same events would be stored hours apart from them "
+        "(an overlapping export stored twice), and those stored would stay as read. Keep timezone = 'UTC' in "
+        "the spec and measure day parts by another clock with `segflow run --timezone Europe/Berlin`, or ingest "
+        "the source into a new workspace"
+    )
+    assert (
+        query(workspace, "select count(*), min(ts) from events") == before == [(8, datetime(2024, 1, 1, 10))]
+    )
+    spec.write_text('timezone = "UTC"\n' + text)  # as stored: the overlap is recognised, the new event lands
+    assert runner.invoke(app, ["ingest", "--source", str(spec), "--workspace", str(workspace)]).exit_code == 0
+    assert query(workspace, "select count(*), count(distinct user_id) from events") == [(9, 5)]

@@ -304,3 +304,27 @@ def test_an_events_own_time_zone_is_its_users_clock_before_the_runs():
     assert model.transform(newcomer).frame["share_late"].to_list() == [1.0]
     with pytest.raises(ValueError, match=r"an event's timezone is 'Mars/Olympus': give an IANA name"):
         model.transform(events.set_column(9, "timezone", pa.array(["Mars/Olympus"] * 4)))
+
+
+def test_active_days_are_counted_by_the_users_clock():
+    """Two visits on one UTC date, 02:00 and 20:00, are two evenings in New York: two active days there."""
+    import pyarrow as pa
+
+    from tasks.features.events import as_events_table
+    from tasks.features.user_features import FeatureModel
+
+    events = as_events_table(
+        pa.table(
+            {
+                "user_id": ["a", "a", "b", "b"],
+                "item_id": ["i1", "i2", "i1", "i2"],
+                "event_type": ["view"] * 4,
+                "ts": [datetime(2024, 1, 6, 2), datetime(2024, 1, 6, 20)] * 2,
+            }
+        )
+    )
+    items = pa.table({"item_id": ["i1", "i2"]})
+    _, utc = FeatureModel.fit(events, items, InteractionWeights())
+    _, local = FeatureModel.fit(events, items, InteractionWeights(), timezone="America/New_York")
+    assert utc.frame["active_days"].to_list() == [1, 1]
+    assert local.frame["active_days"].to_list() == [2, 2]

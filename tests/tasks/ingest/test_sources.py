@@ -64,6 +64,9 @@ def test_a_spec_names_its_local_time_zone(tmp_path):
         write(tmp_path, GOOD.replace("[events]", 'timezone = "Europe/Berlin"\n[events]', 1))
     )
     assert spec.timezone == "Europe/Berlin"
+    # As the IANA database spells it, whatever the case and the spaces around it (helper 35)
+    lower = GOOD.replace("[events]", 'timezone = " europe/berlin "\n[events]', 1)
+    assert parse_source_spec(write(tmp_path, lower)).timezone == "Europe/Berlin"
 
 
 @pytest.mark.parametrize(

@@ -133,6 +133,14 @@ def test_a_time_without_a_zone_is_the_sources_local_time(tmp_path):
     ]
 
 
+def test_a_local_time_the_clock_change_skips_is_an_hour_later_and_one_it_repeats_is_the_later(tmp_path):
+    (tmp_path / "e.csv").write_text("ts\n2024-03-31 02:30:00\n2024-10-27 02:30:00\n")
+    assert mapped_ts(tmp_path, "e.csv", timezone="Europe/Berlin") == [
+        datetime(2024, 3, 31, 1, 30),  # 03:30 CEST
+        datetime(2024, 10, 27, 1, 30),  # 02:30 CET, the second 02:30 of the night
+    ]
+
+
 def test_a_source_zone_leaves_times_with_a_zone_and_epochs_as_they_are(tmp_path):
     (tmp_path / "e.csv").write_text("ts\n2024-01-01T01:02:32+02:00\n2024-01-01T01:02:32Z\n1704070952\n")
     assert mapped_ts(tmp_path, "e.csv", timezone="America/New_York") == [
@@ -219,3 +227,21 @@ def test_a_time_zone_that_is_none_is_quarantined_with_its_text(tmp_path, zone):
     assert mapped_zones(tmp_path, [zone]) == [
         (None, f"timezone: not a time zone name or UTC offset ('{zone}')")
     ]
+
+
+@pytest.mark.parametrize(
+    ("ts", "stored"),
+    [
+        ("epoch_ms(t_ms)", datetime(2024, 6, 30, 23, 2, 32)),  # an epoch: absolute, whatever the zone
+        ("make_timestamp(t_ms * 1000)", datetime(2024, 6, 30, 23, 2, 32)),
+        ("epoch_ms(t_ms) + interval 1 hour", datetime(2024, 7, 1, 0, 2, 32)),
+        ("to_timestamp(t_ms / 1000)", datetime(2024, 6, 30, 23, 2, 32)),
+        ("make_timestamp(2024, 7, 1, 1, 2, 32)", datetime(2024, 6, 30, 23, 2, 32)),  # a wall-clock time
+        ("strptime(wall, '%d/%m/%Y %H:%M:%S')", datetime(2024, 6, 30, 23, 2, 32)),
+    ],
+)
+def test_a_time_made_from_an_epoch_is_absolute_and_one_made_from_a_wall_clock_is_local(tmp_path, ts, stored):
+    """Helper 35: `epoch_ms(t_ms)` gives a TIMESTAMP that means UTC; read as Berlin's wall clock, it was stored
+    two hours early as soon as the spec named its zone."""
+    (tmp_path / "e.csv").write_text("t_ms,wall\n1719788552000,01/07/2024 01:02:32\n")
+    assert mapped_ts(tmp_path, "e.csv", ts=ts, timezone="Europe/Berlin") == [stored]

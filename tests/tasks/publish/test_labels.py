@@ -66,7 +66,8 @@ def test_labels_that_name_a_time_of_day_by_the_utc_clock_say_so_when_no_zone_was
     profiles = [{"label": "Drama · nights"}, {"label": "Comedy · weekends"}, {"label": "late evenings & co"}]
     assert clock_notes(profiles, clock_named=False) == [
         "2 of 3 segment labels name a time of day or weekends, measured by the UTC clock: name the users' time "
-        'zone (timezone = "America/New_York" in the source spec, or --timezone) to measure them by theirs'
+        "zone to measure them by theirs (segflow run --timezone America/New_York; a new workspace's source spec "
+        "may name it too: timezone = ...)"
     ]
     assert clock_notes(profiles, clock_named=True) == []  # a zone named (even UTC), or the events' own
     assert clock_notes([{"label": "Drama · heavy users"}], clock_named=False) == []

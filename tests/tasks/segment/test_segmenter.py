@@ -285,3 +285,15 @@ def test_a_user_whose_items_nobody_knows_gets_the_largest_micro_segments_and_no_
     assert (
         lists.height == 20 and scores[0] == 1.0 and scores == sorted(scores, reverse=True) and scores[-1] < 1
     )
+
+
+def test_settings_saved_before_a_field_existed_load_with_its_default():
+    """A segmenter saved by an older segflow holds settings without the fields added since (timezone): they
+    load with the field's default instead of raising AttributeError when read (helper 35)."""
+    import pickle
+
+    old = SegmentSettings(k=5, timezone="Asia/Tokyo")
+    del old.__dict__["timezone"]  # as pickled before the field existed
+    loaded = pickle.loads(pickle.dumps(old))
+    assert (loaded.k, loaded.timezone) == (5, None)
+    assert pickle.loads(pickle.dumps(SegmentSettings(timezone="Asia/Tokyo"))).timezone == "Asia/Tokyo"
