@@ -710,8 +710,9 @@ def run(
         str | None,
         typer.Option(
             "--timezone",
-            help="The users' clock for day parts and weekends, an IANA time zone (America/New_York). "
-            "Default: the source spec's timezone, else UTC.",
+            help="The users' clock for day parts and weekends, an IANA time zone (America/New_York), for "
+            "events without a zone of their own. Default: the source spec's timezone, else UTC. Like the "
+            "other settings, for this run only.",
         ),
     ] = None,
     max_epochs: Annotated[
@@ -1401,8 +1402,17 @@ def validate(ctx: typer.Context, workspace: WorkspaceOption = Path("workspace"))
     for result in results:
         print_line(f"report: {result.report_path}")
     print_line(f"all reports: {ws.reports_dir / 'validation' / 'index.html'}")
+    failed = [
+        f"{result.suite}: {check.description}"
+        for result in results
+        for check in result.checks
+        if not check.success and check.severity == "critical"
+    ]
     if any(not result.success for result in results):
-        raise typer.Exit(code=EXIT_REFUSED)
+        fail(
+            f"{len(failed)} critical check{'s' if len(failed) != 1 else ''} failed ({'; '.join(failed[:3])}"
+            f"{'; ...' if len(failed) > 3 else ''}): the table above says what was seen, the reports why"
+        )
 
 
 @app.command("demo-data")

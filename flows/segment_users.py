@@ -503,8 +503,9 @@ def segment_users(
             # (a slice would keep every event alive). At 25M events: 0.9 of 1.8 GB freed for the rest.
             example = events.take(list(range(min(20, events.num_rows))))
             type_notes = event_type_notes(events, settings.weights.other)
-            clock_named = (
-                settings.timezone is not None or events.column("timezone").null_count < events.num_rows
+            # The share of events the UTC clock measures because nobody named another (profile.clock_notes).
+            unzoned = (
+                0.0 if settings.timezone else events.column("timezone").null_count / max(events.num_rows, 1)
             )
             del events
             names, skipped = list_families(settings, split.train, items)
@@ -591,7 +592,7 @@ def segment_users(
             profiles = profile_segments(
                 warehouse, memory, user_features, embedding, assignments, micro_frames, run_id, settings
             )
-            notes = [*notes, *profile.clock_notes(profiles, clock_named)]
+            notes = [*notes, *profile.clock_notes(profiles, unzoned)]
             validate_segments(warehouse, memory, run_id, str(ws.reports_dir / "validation"))
             segmenter_path = save_segmenter(
                 Segmenter(model, embedder, clusterer, settings, micro, reach=reach),

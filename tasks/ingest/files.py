@@ -730,8 +730,8 @@ def _zone(expression: str) -> str:
     `europe/berlin`; stored as the database spells it), a UTC offset (`+02:00`, `-0530`, `UTC+2`, `GMT-05`,
     `Z`: a sign, at most 14 hours) or else a number of seconds east of UTC (GA4's
     `device.time_zone_offset_seconds`: `7200`, `-3600`), offsets stored as `+HH:MM`. Null for anything else
-    (the row is quarantined with the text) and for an offset no zone has (over 14 hours, or not whole
-    minutes)."""
+    (the row is quarantined with the text) and for an offset no zone has (over 14 hours, or not a multiple of
+    15 minutes: `60`, one minute, is no zone's)."""
     text = f"trim(cast(({expression}) as varchar))"
     pattern = r"^(?:UTC|GMT)?\s*([+-])([0-9]{1,2})(?::?([0-9]{2}))?$"
     sign = f"case when regexp_extract(upper({text}), '{pattern}', 1) = '-' then -1 else 1 end"
@@ -744,7 +744,7 @@ def _zone(expression: str) -> str:
         f"when regexp_full_match({text}, '[+-]?[0-9]+([.]0*)?') then try_cast(try_cast({text} as double) as bigint) end"
     )
     offset = (
-        f"case when abs({seconds}) <= {MAX_OFFSET_S} and {seconds} % 60 = 0 then printf('%s%02d:%02d', "
+        f"case when abs({seconds}) <= {MAX_OFFSET_S} and {seconds} % 900 = 0 then printf('%s%02d:%02d', "
         f"case when {seconds} < 0 then '-' else '+' end, abs({seconds}) // 3600, abs({seconds}) % 3600 // 60) end"
     )
     return (

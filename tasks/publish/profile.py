@@ -97,18 +97,22 @@ def segment_label(
     return " · ".join(parts) if parts else "typical users"
 
 
-def clock_notes(profiles: list[dict], clock_named: bool) -> list[str]:
+def clock_notes(profiles: list[dict], unzoned_share: float) -> list[str]:
     """A line for the run's summary when labels name a time of day or weekends by the UTC clock because
-    nobody named the users' (`clock_named`: the run has a zone, from --timezone or the source spec, or its
-    events carry their own): MovieLens' US evenings read as "nights"."""
+    nobody named the users' (`unzoned_share`: the share of the run's events measured so: those without a zone
+    of their own, when the run has none from --timezone or the source spec; else 0): MovieLens' US evenings
+    read as "nights"."""
     times = {*DAYPARTS.values(), "weekends"}
     timed = [p for p in profiles if times & set((p.get("label") or "").split(" · "))]
-    if clock_named or not timed:
+    if not unzoned_share or not timed:
         return []
+    which = (
+        "" if unzoned_share == 1 else f" for the {unzoned_share:.0%} of events without a zone of their own"
+    )
     return [
         f"{len(timed)} of {len(profiles)} segment labels name a time of day or weekends, measured by the UTC "
-        "clock: name the users' time zone to measure them by theirs (segflow run --timezone America/New_York; "
-        "a new workspace's source spec may name it too: timezone = ...)"
+        f"clock{which}: name the users' time zone to measure them by theirs (segflow run --timezone "
+        "America/New_York; a new workspace's source spec may name it too: timezone = ...)"
     ]
 
 

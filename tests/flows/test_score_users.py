@@ -401,3 +401,29 @@ def test_a_refused_file_does_not_keep_the_users_of_the_other_files_from_being_sc
     assert " ".join(again.output.split()).endswith(
         "Nobody had events to score; the refused files' events are not in yet."
     )
+
+
+def test_validate_between_an_ingest_and_its_scoring_passes_and_a_user_left_out_fails(published, tmp_path):
+    """Helper 36: new users ingested but not yet scored made `segflow validate` fail "every user with events
+    has a segment" between every hourly ingest and scoring; they are pending, not missing. A user ingested
+    before the segments were assigned and left out still fails it."""
+    import shutil
+
+    workspace = tmp_path / "workspace"
+    shutil.copytree(published[0], workspace)
+    write_new_users(tmp_path)
+    result = runner.invoke(
+        app, ["ingest", "--source", str(tmp_path / "new.toml"), "--workspace", str(workspace)]
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["validate", "--workspace", str(workspace)])
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect(str(workspace / "warehouse.duckdb"))
+    con.execute("delete from user_segments where user_id = 'u000002'")
+    con.close()
+    result = runner.invoke(app, ["validate", "--workspace", str(workspace)])
+    assert result.exit_code == 1
+    assert " ".join(result.output.split()).endswith(
+        "error: 1 critical check failed (published_segments: every user with events (ingested before the last "
+        "assignment) has a segment): the table above says what was seen, the reports why"
+    )

@@ -117,6 +117,11 @@ def test_segflow_validate_reruns_the_suites_and_exits_non_zero_on_a_critical_fai
     result = runner.invoke(app, ["validate", "--workspace", str(workspace)])
     assert result.exit_code == 1
     assert "price >= 0" in result.output and "FAILED" in result.output
+    # Every failure ends in one error line saying what failed (helper 36: it ended with the report paths).
+    assert " ".join(result.output.split()).endswith(
+        "error: 1 critical check failed (items: price >= 0 when present): the table above says what was seen, "
+        "the reports why"
+    )
 
 
 def test_segflow_validate_checks_each_source_with_its_own_settings(tmp_path, workspace):

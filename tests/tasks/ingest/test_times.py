@@ -222,7 +222,9 @@ def test_an_events_own_time_zone_is_stored_as_a_name_or_an_offset(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("zone", ["Mars/Olympus", "+25:00", "+02:75", "90000", "CEST", "localtime", "1.5"])
+@pytest.mark.parametrize(
+    "zone", ["Mars/Olympus", "+25:00", "+02:75", "90000", "CEST", "localtime", "1.5", "60", "15", "+02:07"]
+)
 def test_a_time_zone_that_is_none_is_quarantined_with_its_text(tmp_path, zone):
     assert mapped_zones(tmp_path, [zone]) == [
         (None, f"timezone: not a time zone name or UTC offset ('{zone}')")

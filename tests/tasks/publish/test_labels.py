@@ -64,10 +64,15 @@ def test_without_categories_a_segment_is_named_by_its_top_items_that_are_not_eve
 
 def test_labels_that_name_a_time_of_day_by_the_utc_clock_say_so_when_no_zone_was_named():
     profiles = [{"label": "Drama · nights"}, {"label": "Comedy · weekends"}, {"label": "late evenings & co"}]
-    assert clock_notes(profiles, clock_named=False) == [
+    assert clock_notes(profiles, unzoned_share=1.0) == [
         "2 of 3 segment labels name a time of day or weekends, measured by the UTC clock: name the users' time "
         "zone to measure them by theirs (segflow run --timezone America/New_York; a new workspace's source spec "
         "may name it too: timezone = ...)"
     ]
-    assert clock_notes(profiles, clock_named=True) == []  # a zone named (even UTC), or the events' own
-    assert clock_notes([{"label": "Drama · heavy users"}], clock_named=False) == []
+    assert clock_notes(profiles, unzoned_share=0.0) == []  # a zone named (even UTC), or every event's own
+    assert clock_notes([{"label": "Drama · heavy users"}], unzoned_share=1.0) == []
+    # Helper 36: half the events carry their zone, half are measured by UTC: still said, with how many.
+    assert clock_notes(profiles, unzoned_share=0.48)[0].startswith(
+        "2 of 3 segment labels name a time of day or weekends, measured by the UTC clock for the 48% of events "
+        "without a zone of their own: "
+    )
