@@ -22,13 +22,24 @@ def new_id(n_hex: int = 6) -> str:
 def check_timezone(name: str) -> str:
     """A time zone of the IANA database as it spells it (`europe/berlin ` is Europe/Berlin); a ValueError
     when `name` is none."""
-    spelt = {zone.lower(): zone for zone in time_zone_names()}.get(name.strip().lower())
+    spelt = spelt_zone(name.strip())
     if spelt is None:
         raise ValueError(
             f"unknown time zone {name!r}: use a name of the IANA time zone database, e.g. Europe/Berlin, "
             "America/New_York or UTC"
         )
     return spelt
+
+
+def spelt_zone(name: str) -> str | None:
+    """`name` as the IANA database spells it, whatever its case (`asia/tokyo` is Asia/Tokyo); None when no
+    zone is so named."""
+    return _spellings().get(name.lower())
+
+
+@cache
+def _spellings() -> dict[str, str]:
+    return {zone.lower(): zone for zone in time_zone_names()}
 
 
 @cache

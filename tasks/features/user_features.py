@@ -17,7 +17,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.clock import time_zone_names
+from tasks.clock import spelt_zone
 from tasks.engine import EngineName, SqlEngine, open_engine
 from tasks.features.events import REQUIRED_EVENT_COLUMNS, as_events_table
 from tasks.features.interactions import InteractionWeights
@@ -188,12 +188,12 @@ def _known_zone(zone: str) -> str:
     hold anything)."""
     if OFFSET.fullmatch(zone):
         return zone
-    names = {name.lower(): name for name in time_zone_names()}
-    if zone.lower() not in names:
+    spelt = spelt_zone(zone)
+    if spelt is None:
         raise ValueError(
             f"an event's timezone is {zone!r}: give an IANA name (Europe/Berlin) or a UTC offset (+02:00)"
         )
-    return names[zone.lower()]
+    return spelt
 
 
 def _in_zone(ts: pl.Series, zone: str) -> pl.Series:

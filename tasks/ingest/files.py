@@ -355,12 +355,13 @@ def check_source_timezone(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> N
     now: its files' times without a zone would be stored hours from the same events read before (an
     overlapping export stored twice, dedup matches times), and the stored ones would stay as they were read."""
     zone = spec.timezone or "UTC"
-    (stored, n_events) = con.execute(
-        "select (select coalesce(any_value(timezone), 'UTC') from sources where name = $name), "
-        "(select count(*) from events where source = $name)",
-        {"name": spec.name},
-    ).fetchall()[0]
-    if n_events and stored != zone:
+    query = "select coalesce(any_value(timezone), 'UTC') from sources where name = $name"
+    (stored,) = con.execute(query, {"name": spec.name}).fetchall()[0]
+    if stored == zone:
+        return
+    query = "select count(*) from events where source = $name"
+    (n_events,) = con.execute(query, {"name": spec.name}).fetchall()[0]
+    if n_events:
         raise SourceSpecError(
             f"source {spec.name!r} now names timezone {zone!r}, but its {n_events:,} events in the warehouse had "
             f"their times without a zone read as {stored!r}: read again, the same events would be stored hours "

@@ -37,6 +37,15 @@ def mapped_ts(tmp_path: Path, name: str, ts: str = "ts", timezone: str = "UTC") 
         con.close()
 
 
+def write_parquets(folder: Path, files: dict[str, str]) -> None:
+    """One Parquet file per name, of the SELECT given for it, written in UTC."""
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    for name, sql in files.items():
+        con.execute(f"copy ({sql}) to '{folder / name}' (format parquet)")
+    con.close()
+
+
 def csv_ts(tmp_path: Path, value: str, ts: str = "ts") -> datetime:
     (tmp_path / "e.csv").write_text(f"ts\n{value}\n")
     (got,) = mapped_ts(tmp_path, "e.csv", ts)
@@ -93,16 +102,15 @@ def test_strptime_with_a_zone_directive(tmp_path):
 
 
 def test_parquet_timestamps_with_and_without_a_zone(tmp_path):
-    con = duckdb.connect()
-    con.execute("set TimeZone = 'UTC'")
-    for name, sql in (
-        ("naive.parquet", "select timestamp '2024-01-01 01:02:32' as ts"),
-        ("zoned.parquet", "select timestamptz '2024-01-01 01:02:32+02:00' as ts"),
-        ("date.parquet", "select date '2024-01-01' as ts"),
-        ("epoch.parquet", "select 1704070952::bigint as ts"),
-    ):
-        con.execute(f"copy ({sql}) to '{tmp_path / name}' (format parquet)")
-    con.close()
+    write_parquets(
+        tmp_path,
+        {
+            "naive.parquet": "select timestamp '2024-01-01 01:02:32' as ts",
+            "zoned.parquet": "select timestamptz '2024-01-01 01:02:32+02:00' as ts",
+            "date.parquet": "select date '2024-01-01' as ts",
+            "epoch.parquet": "select 1704070952::bigint as ts",
+        },
+    )
     assert mapped_ts(tmp_path, "naive.parquet") == [datetime(2024, 1, 1, 1, 2, 32)]
     assert mapped_ts(tmp_path, "zoned.parquet") == [datetime(2023, 12, 31, 23, 2, 32)]
     assert mapped_ts(tmp_path, "date.parquet") == [datetime(2024, 1, 1)]
@@ -151,15 +159,14 @@ def test_a_source_zone_leaves_times_with_a_zone_and_epochs_as_they_are(tmp_path)
 
 
 def test_parquet_naive_timestamps_and_dates_are_the_sources_local_time(tmp_path):
-    con = duckdb.connect()
-    con.execute("set TimeZone = 'UTC'")
-    for name, sql in (
-        ("naive.parquet", "select timestamp '2024-07-01 01:02:32' as ts"),
-        ("zoned.parquet", "select timestamptz '2024-01-01 01:02:32+02:00' as ts"),
-        ("date.parquet", "select date '2024-01-01' as ts"),
-    ):
-        con.execute(f"copy ({sql}) to '{tmp_path / name}' (format parquet)")
-    con.close()
+    write_parquets(
+        tmp_path,
+        {
+            "naive.parquet": "select timestamp '2024-07-01 01:02:32' as ts",
+            "zoned.parquet": "select timestamptz '2024-01-01 01:02:32+02:00' as ts",
+            "date.parquet": "select date '2024-01-01' as ts",
+        },
+    )
     assert mapped_ts(tmp_path, "naive.parquet", timezone="America/New_York") == [
         datetime(2024, 7, 1, 5, 2, 32)
     ]
