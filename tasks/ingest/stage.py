@@ -5,8 +5,8 @@ A file is refused whole, before any row is read, when it is not text (binary dat
 gzip stream is truncated, or when DuckDB cannot read it as its format at all; an empty file is said as such.
 CSV is read by DuckDB's parser, which is fast and allows quoted values across lines. A stray quote defeats
 it, though: the quoted value never closes and swallows the lines after it into one malformed record. When
-that happens the file is read again line by line, each physical line one row, so a stray quote costs its
-own row only and every later row is read.
+that happens the file is read again line by line, so a stray quote costs its own row only and every later
+row is read; a quoted value that closes on a later line into a record of the file's width is still one row.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import csv
 import gzip
 import io
 import zlib
+from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +35,13 @@ MAX_RECORD_CHARS = 1000
 SNIFF_BYTES = 8192
 # Rows handed from Python to DuckDB at once when a file is read line by line.
 LINE_CHUNK_ROWS = 50_000
+# Read line by line, a quoted value may span lines up to this many characters (DuckDB's own maximum line
+# size); a quote still open past it is a stray.
+MAX_QUOTED_CHARS = 2_097_152
+UNTERMINATED = (
+    "malformed line: unterminated quote (a quoted value opens on this line and no later line closes it into a "
+    "record)"
+)
 MAGIC_NUMBERS = (
     (b"\x89PNG", "a PNG image"),
     (b"\xff\xd8\xff", "a JPEG image"),
@@ -269,13 +278,11 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
         },
     )
     # A quoted value that never closes swallows the lines after it (DuckDB reports one record for all of
-    # them, or a line over its maximum size): only reading line by line finds the rows inside.
+    # them, or a line over its maximum size), and around a quote DuckDB's rejects can name the wrong line (a
+    # stray quote's reject showed the row before it, a legitimate two-line value after it was two rows of
+    # missing columns): on any quote error the file is read line by line, whose reading of quotes is ours.
     swallowed = con.execute(
-        """
-        select count(*) from stg_reject_errors
-        where error_type = 'LINE SIZE OVER MAXIMUM'
-            or (error_type = 'UNQUOTED VALUE' and regexp_matches(trim(csv_line, chr(13) || chr(10)), '[\r\n]'))
-        """
+        "select count(*) from stg_reject_errors where error_type in ('LINE SIZE OVER MAXIMUM', 'UNQUOTED VALUE')"
     ).fetchall()[0][0]
     # A quote opened in the header swallows the whole file into it, and text DuckDB cannot decode as it was
     # told (UTF-16 big-endian) reads as no rows: both look empty. Read line by line, as Python decodes.
@@ -373,7 +380,8 @@ def hive_partitions(path: Path) -> dict[str, str]:
 
 
 def _split_line(text: str, delimiter: str, quote: str) -> tuple[list[str] | None, str | None]:
-    """The fields of one physical line, or None and why it is malformed."""
+    """The fields of one record (a line, or lines joined inside a quoted value), or None and why it is
+    malformed."""
     if not quote or quote not in text:
         return text.split(delimiter), None
     try:
@@ -382,15 +390,43 @@ def _split_line(text: str, delimiter: str, quote: str) -> tuple[list[str] | None
         ), None
     except csv.Error as error:
         if text.count(quote) % 2:
-            return (
-                None,
-                "malformed line: unterminated quote (a quoted value opens on this line and never closes)",
-            )
+            return None, UNTERMINATED
         return None, f"malformed line: bad quoting ({error})"
 
 
+def _csv_records(lines: Iterator[str], delimiter: str, quote: str, width: int) -> Iterator[str]:
+    """The records of a CSV's lines (line ends kept inside a record, trimmed at its end). A line whose
+    quotes leave a value open (an odd count: a doubled quote counts twice) is joined to the lines after it
+    up to the one that closes the value, if the joined text parses into `width` fields; otherwise the line
+    is a record on its own (malformed: a stray quote) and the lines after it are read again as their own.
+    Helper 36: read line by line, one stray quote had cost every legitimate multi-line value of the file."""
+    pending: deque[str] = deque()
+    while (line := pending.popleft() if pending else next(lines, None)) is not None:
+        if not quote or line.count(quote) % 2 == 0:
+            yield line.rstrip("\r\n")
+            continue
+        taken, size = [line], len(line)
+        while (
+            size <= MAX_QUOTED_CHARS
+            and (more := pending.popleft() if pending else next(lines, None)) is not None
+        ):
+            taken.append(more)
+            size += len(more)
+            if more.count(quote) % 2:  # the value closes on this line
+                record = "".join(taken).rstrip("\r\n")
+                fields, _ = _split_line(record, delimiter, quote)
+                if fields is not None and len(fields) == width:
+                    yield record
+                    taken = []
+                break
+        if taken:
+            pending.extendleft(reversed(taken[1:]))
+            yield line.rstrip("\r\n")
+
+
 def _stage_csv_by_lines(con: duckdb.DuckDBPyConnection, file: SourceFile, names: list[str]) -> None:
-    """Read the file again, each physical line one row (a blank line keeps its number but is no row)."""
+    """Read the file again, each record one row: a physical line, or the lines a quoted value spans (a blank
+    line keeps its number but is no row)."""
     drop_staging(con)
     delimiter, quote = _delimiter(file), _quote(file)
     # The columns of `key=value` folders, which DuckDB's own read adds (a file column of that name wins).
@@ -415,8 +451,7 @@ def _stage_csv_by_lines(con: duckdb.DuckDBPyConnection, file: SourceFile, names:
         lines = iter(handle)
         if file.feed.header:
             next(lines, None)
-        for number, line in enumerate(lines, start=1):
-            text = line.rstrip("\r\n")
+        for number, text in enumerate(_csv_records(lines, delimiter, quote, len(names)), start=1):
             if not text.strip():
                 continue
             fields, why = _split_line(text, delimiter, quote)

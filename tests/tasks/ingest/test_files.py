@@ -90,7 +90,7 @@ def test_clean_file_is_inserted_whole_and_a_second_ingest_changes_nothing(tmp_pa
         ("x,u1,i1,purchase,2024-03-01 10:00:00,cheap\n", "value: not numeric ('cheap')"),
         ("x,u1,i1,view,2024-03-01 10:00:00,,extra\n", "malformed line: too many columns"),
         ("x,u1,i1,view\n", "malformed line: missing columns"),
-        ('x,"u1"u,i1,view,2024-03-01 10:00:00,\n', "malformed line: unquoted value"),
+        ('x,"u1"u,i1,view,2024-03-01 10:00:00,\n', "malformed line: bad quoting"),
     ],
 )
 def test_each_kind_of_bad_row_is_quarantined_with_its_reason_and_raw_record(
@@ -1107,7 +1107,11 @@ def test_a_stray_quote_in_a_gzip_file_costs_its_own_row_and_every_later_row_is_r
     (outcome,) = report.files
     assert (outcome.rows_read, outcome.rows_inserted, outcome.rows_quarantined) == (100, 99, 1)
     assert [(n, reason) for n, reason, _ in quarantined(workspace)] == [
-        (20, "malformed line: unterminated quote (a quoted value opens on this line and never closes)")
+        (
+            20,
+            "malformed line: unterminated quote (a quoted value opens on this line and no later line closes it "
+            "into a record)",
+        )
     ]
     assert query(workspace, "select count(*) from events where event_type = 'view'") == [(99,)]
 

@@ -129,7 +129,10 @@ def test_a_stray_quote_is_one_malformed_row_and_the_rows_after_it_keep_their_num
     rows, rejects = staged(tmp_path / "e.csv")
     assert [n for n, _ in rows] == [n for n in range(1, 51) if n not in (10, 30)]
     assert rows[10] == (12, "u11")
-    unterminated = "malformed line: unterminated quote (a quoted value opens on this line and never closes)"
+    unterminated = (
+        "malformed line: unterminated quote (a quoted value opens on this line and no later line closes it into a "
+        "record)"
+    )
     assert rejects == [(10, unterminated), (30, unterminated)]
 
 
@@ -207,7 +210,7 @@ def test_quote_empty_reads_quotes_in_a_tsv_as_text(tmp_path):
     rows, rejects = read(None)
     assert [row for row, _ in rows] == [2, 3]
     assert [(row, reason.split(" (")[0]) for row, reason in rejects] == [
-        (1, "malformed line: unquoted value")
+        (1, "malformed line: bad quoting")
     ]
 
 
@@ -261,3 +264,28 @@ def test_a_hive_folder_gives_its_column_when_the_file_is_read_line_by_line(tmp_p
         (49, "2024-03-01", "2024-03-01")
     ]
     assert con.execute("select _row from stg_rejects").fetchall() == [(5,)]
+
+
+def test_a_stray_quote_costs_no_quoted_value_of_the_file_that_spans_lines(tmp_path):
+    """Helper 36: read line by line around a stray quote, a legitimate two-line title was quarantined as an
+    "unterminated quote" and a row of "missing columns", and a quoted value closing on a later line into a
+    record of the wrong width (here the stray's quote with the title's) must not join them either."""
+    text = HEADER + (
+        "u0,i0,view,2024-01-01\n"
+        'u1,"i1,view,2024-01-01\n'  # a stray quote: nothing closes it
+        'u2,"two\r\nline",view,2024-01-01\n'
+        'u3,"three\n\nlines, one blank",view,2024-01-02\n'
+        "u4,i4,view,2024-01-01\n"
+    )
+    (tmp_path / "e.csv").write_bytes(text.encode())
+    rows, rejects = staged(tmp_path / "e.csv")
+    assert rows == [(1, "u0"), (3, "u2"), (4, "u3"), (5, "u4")]
+    assert [(n, reason.split(" (")[0]) for n, reason in rejects] == [
+        (2, "malformed line: unterminated quote")
+    ]
+    con = duckdb.connect()
+    stage_file(con, source_file(tmp_path / "e.csv"))
+    assert con.execute("select item from stg_raw where _row in (3, 4) order by _row").fetchall() == [
+        ("two\r\nline",),
+        ("three\n\nlines, one blank",),
+    ]
