@@ -363,10 +363,10 @@ def check_source_timezone(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> N
     (n_events,) = con.execute(query, {"name": spec.name}).fetchall()[0]
     if n_events:
         raise SourceSpecError(
-            f"source {spec.name!r} now names timezone {zone!r}, but its {n_events:,} events in the warehouse had "
-            f"their times without a zone read as {stored!r}: read again, the same events would be stored hours "
-            f"apart from them (an overlapping export stored twice), and those stored would stay as read. Keep "
-            f"timezone = {stored!r} in the spec and measure day parts by another clock with `segflow run "
+            f"source {spec.name!r} now names timezone {zone!r}, but its {n_events:,} events in the warehouse were "
+            f"read in {stored!r} (a time without a zone as its wall clock): read again, the same events would be "
+            f"stored hours apart from them (an overlapping export stored twice), and those stored would stay as "
+            f"read. Keep timezone = {stored!r} in the spec and measure day parts by another clock with `segflow run "
             f"--timezone {zone}`, or ingest the source into a new workspace"
         )
 

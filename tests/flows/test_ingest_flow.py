@@ -127,10 +127,10 @@ def test_a_spec_that_changes_the_time_zone_of_stored_events_is_refused_and_nothi
     result = runner.invoke(app, ["ingest", "--source", str(spec), "--workspace", str(workspace)])
     assert result.exit_code == 2
     assert " ".join(result.output.split()) == (
-        "error: source 'shop' now names timezone 'Europe/Berlin', but its 8 events in the warehouse had their "
-        "times without a zone read as 'UTC': read again, the same events would be stored hours apart from them "
-        "(an overlapping export stored twice), and those stored would stay as read. Keep timezone = 'UTC' in "
-        "the spec and measure day parts by another clock with `segflow run --timezone Europe/Berlin`, or ingest "
+        "error: source 'shop' now names timezone 'Europe/Berlin', but its 8 events in the warehouse were read in "
+        "'UTC' (a time without a zone as its wall clock): read again, the same events would be stored hours apart "
+        "from them (an overlapping export stored twice), and those stored would stay as read. Keep timezone = "
+        "'UTC' in the spec and measure day parts by another clock with `segflow run --timezone Europe/Berlin`, or ingest "
         "the source into a new workspace"
     )
     assert (
