@@ -605,7 +605,12 @@ def segment_users(
                 "max_bad_fraction": max_bad_fraction,
                 # As chosen (auto K, micro-K, family and personal weight resolved), so runs compare in MLflow
                 # by what they did; the requested ones are in the segmenter's settings.
-                "segments": settings.model_dump() | {"k": clusterer.k, "micro_k": micro.clusterer.k},
+                "segments": settings.model_dump()
+                | {
+                    "k": clusterer.k,
+                    "micro_k": micro.clusterer.k,
+                    "timezone": settings.timezone or "UTC (none named)",
+                },
                 "clusterer": tracking.hyperparameters(clusterer),  # DEC's width, gamma, tol and training
             }
             mlflow_run_id, figures = track(

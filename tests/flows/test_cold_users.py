@@ -122,3 +122,16 @@ def test_score_and_user_say_how_a_cold_listener_was_placed(scored):
     assert scored["live"].exit_code == 0, scored["live"].output
     assert "note: placed by taste: their history (few events, or unlike any" in live
     assert "note: assigned now by the saved segmenter" in live
+
+
+def test_mlflow_names_the_clock_a_run_without_a_zone_measured_by(scored):
+    """The listeners' spec names no zone and the run no --timezone: the param read `None` (stop 32)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{scored['workspace'] / 'mlflow.db'}")
+    (parent,) = [
+        run
+        for run in client.search_runs([client.get_experiment_by_name("segflow").experiment_id])
+        if "mlflow.parentRunId" not in run.data.tags
+    ]
+    assert parent.data.params["segments.timezone"] == "UTC (none named)"
