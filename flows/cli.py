@@ -653,7 +653,10 @@ def parse_segment_settings(
         )  # time_budget_s: --time-budget
         option = f"'--{field.replace('_', '-')}'" if field else "a segment setting"
         message = first["msg"].removeprefix("Value error, ")
-        raise typer.BadParameter(f"{first['input']!r}: {message}", param_hint=option) from None
+        said = repr(first["input"]) in message  # `unknown time zone 'Europe/Berln'`: not said twice
+        raise typer.BadParameter(
+            message if said else f"{first['input']!r}: {message}", param_hint=option
+        ) from None
 
 
 @app.command()
