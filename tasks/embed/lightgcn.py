@@ -16,17 +16,17 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 from pytorch_lightning.loggers import Logger
 
-from models.common import TrainSettings, copy_state, make_trainer, training_scope
+from models.common import copy_state, make_trainer, training_scope
 from models.lightgcn import LightGCN, LightGCNConfig, LightGCNData, LightGCNModule
-from tasks.embed.base import Embedding, FitOptions, WallClockCap
+from tasks.embed.base import Embedding, FitOptions, LearnedSettings
 from tasks.features.user_features import UserFeatures
 from tasks.fitted import Saveable
 
 
-class LightGCNSettings(BaseModel):
+class LightGCNSettings(LearnedSettings):
     """LightGCN's sizes and training budget; the defaults are sized for a CPU."""
 
     dim: int = Field(64, ge=1, description="Width of the user and item vectors")
@@ -43,25 +43,6 @@ class LightGCNSettings(BaseModel):
     )
     val_fraction: float = Field(0.05, ge=0, lt=1, description="Share of edges held out for val/loss")
     max_epochs: int = Field(12, ge=1, description="Most epochs (on 2 cores an epoch takes about 2 s)")
-    max_time_s: WallClockCap = None
-    patience: int = Field(3, ge=1, description="Epochs without a better val/loss before stopping")
-    accelerator: str = Field("auto", description="Lightning accelerator: auto, cpu, gpu")
-    # One thread: at these sizes threads mostly wait for each other, and on busy cores (other processes, other
-    # fits) torch's default of one per core made a 300-user shop's fit 4x slower (0.8 s against 0.2 s).
-    n_threads: int | None = Field(
-        1, ge=1, description="torch CPU threads while training (None: torch's default, one per core)"
-    )
-    devices: int = Field(
-        1, ge=1, description="Processes (CPU) or GPUs per node; more than one trains with DDP"
-    )
-    num_nodes: int = Field(1, ge=1, description="Machines training together (DDP)")
-
-    def train_settings(self) -> TrainSettings:
-        return TrainSettings(
-            max_epochs=self.max_epochs, max_time_s=self.max_time_s, patience=self.patience, lr=self.lr,
-            batch_size=self.batch_size, accelerator=self.accelerator, n_threads=self.n_threads,
-            devices=self.devices, num_nodes=self.num_nodes,
-        )  # fmt: skip
 
 
 class LightGCNEmbedder(Saveable):

@@ -17,10 +17,10 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 from pytorch_lightning.loggers import Logger
 
-from models.common import TrainSettings, copy_state, make_trainer, torch_threads, training_scope
+from models.common import copy_state, make_trainer, torch_threads, training_scope
 from models.sequence import (
     FIRST_ITEM,
     UNKNOWN,
@@ -30,14 +30,14 @@ from models.sequence import (
     SequenceModule,
     last_windows,
 )
-from tasks.embed.base import Embedding, FitOptions, WallClockCap
+from tasks.embed.base import Embedding, FitOptions, LearnedSettings
 from tasks.features.user_features import UserFeatures
 from tasks.fitted import Saveable
 
 ENCODE_BATCH = 1024
 
 
-class SequenceSettings(BaseModel):
+class SequenceSettings(LearnedSettings):
     """The sequence model's sizes and training budget; the defaults are sized for a CPU."""
 
     max_len: int = Field(50, ge=2, description="Latest steps a user's vector reads")
@@ -66,25 +66,6 @@ class SequenceSettings(BaseModel):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     batch_size: int = Field(128, ge=1, description="Windows per batch")
     max_epochs: int = Field(8, ge=1, description="Most epochs (on 2 cores an epoch takes about 3 s)")
-    max_time_s: WallClockCap = None
-    patience: int = Field(3, ge=1, description="Epochs without a better val/loss before stopping")
-    accelerator: str = Field("auto", description="Lightning accelerator: auto, cpu, gpu")
-    # One thread: at these sizes threads mostly wait for each other, and on busy cores (other processes, other
-    # fits) torch's default of one per core made an epoch of a 300-user shop 9x slower (30 s against 3.5 s).
-    n_threads: int | None = Field(
-        1, ge=1, description="torch CPU threads while training (None: torch's default, one per core)"
-    )
-    devices: int = Field(
-        1, ge=1, description="Processes (CPU) or GPUs per node; more than one trains with DDP"
-    )
-    num_nodes: int = Field(1, ge=1, description="Machines training together (DDP)")
-
-    def train_settings(self) -> TrainSettings:
-        return TrainSettings(
-            max_epochs=self.max_epochs, max_time_s=self.max_time_s, patience=self.patience, lr=self.lr,
-            batch_size=self.batch_size, accelerator=self.accelerator, n_threads=self.n_threads,
-            devices=self.devices, num_nodes=self.num_nodes,
-        )  # fmt: skip
 
 
 class SequenceEmbedder(Saveable):
