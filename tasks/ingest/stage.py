@@ -5,15 +5,19 @@ A file is refused whole, before any row is read, when it is not text (binary dat
 gzip stream is truncated, or when DuckDB cannot read it as its format at all; an empty file is said as such.
 CSV is read by DuckDB's parser, which is fast and allows quoted values across lines. A stray quote defeats
 it, though: the quoted value never closes and swallows the lines after it into one malformed record. When
-that happens the file is read again line by line, so a stray quote costs its own row only and every later
-row is read; a quoted value that closes on a later line into a record of the file's width is still one row.
+that happens the file is read again line by line (`_csv_records`, values read as DuckDB reads them:
+`_split_line`), so a stray quote costs its own row only and every later row is read; a quoted value that
+closes on a later line into a record of the file's width is still one row.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import io
+import itertools
+import re
 import zlib
 from collections import deque
 from collections.abc import Iterator
@@ -38,6 +42,10 @@ LINE_CHUNK_ROWS = 50_000
 # Read line by line, a quoted value may span lines up to this many characters (DuckDB's own maximum line
 # size); a quote still open past it is a stray.
 MAX_QUOTED_CHARS = 2_097_152
+OPEN_AT_END = "open at the end"  # _split_line: a quoted value goes on past the text
+STRAY_CLOSE = (
+    "malformed line: stray quote (it closes a quote a line above opened, into no record of the file's width)"
+)
 UNTERMINATED = (
     "malformed line: unterminated quote (a quoted value opens on this line and no later line closes it into a "
     "record)"
@@ -277,12 +285,19 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
             "encoding": file.feed.encoding,
         },
     )
-    # A quoted value that never closes swallows the lines after it (DuckDB reports one record for all of
-    # them, or a line over its maximum size), and around a quote DuckDB's rejects can name the wrong line (a
-    # stray quote's reject showed the row before it, a legitimate two-line value after it was two rows of
-    # missing columns): on any quote error the file is read line by line, whose reading of quotes is ours.
+    # A quoted value that never closes swallows the lines after it (DuckDB reports one malformed record for
+    # all of them, or a line over its maximum size), and DuckDB can then name the wrong line in its rejects (a
+    # quote error on a line without a quote: the row before the stray; a legitimate two-line value after it
+    # was two rows of missing columns): only reading line by line finds the rows and the true lines. A quote
+    # error DuckDB keeps to its own line (`"u1"x`) is left to DuckDB's read.
     swallowed = con.execute(
-        "select count(*) from stg_reject_errors where error_type in ('LINE SIZE OVER MAXIMUM', 'UNQUOTED VALUE')"
+        """
+        select count(*) from stg_reject_errors
+        where error_type = 'LINE SIZE OVER MAXIMUM'
+            or regexp_matches(trim(csv_line, chr(13) || chr(10)), '[\r\n]')
+            or (error_type = 'UNQUOTED VALUE' and not contains(csv_line, $quote))
+        """,
+        {"quote": _quote(file)},
     ).fetchall()[0][0]
     # A quote opened in the header swallows the whole file into it, and text DuckDB cannot decode as it was
     # told (UTF-16 big-endian) reads as no rows: both look empty. Read line by line, as Python decodes.
@@ -379,54 +394,107 @@ def hive_partitions(path: Path) -> dict[str, str]:
     return dict(part.split("=", 1) for part in path.parent.parts if "=" in part)
 
 
+@functools.cache
+def _field_pattern(delimiter: str, quote: str) -> re.Pattern[str]:
+    """One value and what ends it (a delimiter, or the end): quoted (spaces around it allowed, a doubled quote
+    inside it a quote) or unquoted (not starting with a quote, a quote inside it a character)."""
+    d, q = re.escape(delimiter), re.escape(quote)
+    return re.compile(
+        rf" *{q}(?P<quoted>(?:[^{q}]|{q}{q})*+){q} *(?P<end>{d}|\Z)"
+        rf"|(?! *{q})(?P<plain>(?:(?!{d}).)*)(?P<end2>{d}|\Z)",
+        re.DOTALL,
+    )
+
+
 def _split_line(text: str, delimiter: str, quote: str) -> tuple[list[str] | None, str | None]:
     """The fields of one record (a line, or lines joined inside a quoted value), or None and why it is
-    malformed."""
+    malformed (`OPEN_AT_END` when a quoted value is still open where the text ends). Read as DuckDB reads
+    CSV: a value may be quoted after spaces and followed by spaces, a doubled quote inside a quoted value is a
+    quote, a quote inside an unquoted value is a character (`27" TV`), and a delimiter may be several
+    characters (`||`)."""
     if not quote or quote not in text:
         return text.split(delimiter), None
-    try:
-        return next(
-            csv.reader([text], delimiter=delimiter, quotechar=quote, doublequote=True, strict=True)
-        ), None
-    except csv.Error as error:
-        if text.count(quote) % 2:
-            return None, UNTERMINATED
-        return None, f"malformed line: bad quoting ({error})"
+    pattern, fields, at = _field_pattern(delimiter, quote), [], 0
+    while (match := pattern.match(text, at)) is not None:
+        quoted = match["quoted"]
+        fields.append(match["plain"] if quoted is None else quoted.replace(quote * 2, quote))
+        if not (match["end"] or match["end2"]):  # the end of the text
+            return fields, None
+        at = match.end()
+    q = re.escape(quote)
+    closed = re.match(rf" *{q}(?:[^{q}]|{q}{q})*+{q}", text[at:])  # possessive: `"a""` is still open
+    if closed is None:
+        return None, OPEN_AT_END
+    after = text[at + closed.end() : at + closed.end() + 20]
+    return None, f"malformed line: bad quoting (text after the closing quote: {after!r})"
 
 
-def _csv_records(lines: Iterator[str], delimiter: str, quote: str, width: int) -> Iterator[str]:
-    """The records of a CSV's lines (line ends kept inside a record, trimmed at its end). A line whose
-    quotes leave a value open (an odd count: a doubled quote counts twice) is joined to the lines after it
-    up to the one that closes the value, if the joined text parses into `width` fields; otherwise the line
-    is a record on its own (malformed: a stray quote) and the lines after it are read again as their own.
-    Helper 36: read line by line, one stray quote had cost every legitimate multi-line value of the file."""
+def _csv_records(
+    lines: Iterator[str], delimiter: str, quote: str, width: int
+) -> Iterator[tuple[str, list[str] | None, str | None]]:
+    """Each record of a CSV's lines (line ends kept inside it, trimmed at its end), its fields (whatever
+    their number) or None and why it is malformed. A line that leaves a quoted value open is joined to the lines after it up to the one that closes
+    the value (the lines between are read as quoted text); what the joined text is decides what it was:
+    - fields of the file's width: one record, a value over several lines;
+    - a quote error after the close (`"i1,view` closed by `"two`), or no close within MAX_QUOTED_CHARS or
+      before the end: the quote was a stray, the line a malformed record of its own, and the lines after it
+      are read again as their own (helper 36: a stray used to cost every multi-line value after it);
+    - fields of another width: when the lines between are each a record of the file's width, the opening and
+      the closing quotes were both strays (each line malformed, the lines between read again); otherwise the
+      joined lines are one record of the wrong width (a multi-line value in a row with a column too many,
+      helper 37: its closing line read alone made an event of a user `mom"` the file does not have).
+    A quote is counted as DuckDB reads it (`_split_line`): a line whose quotes are characters (`27" TV`) opens
+    nothing."""
     pending: deque[str] = deque()
-    while (line := pending.popleft() if pending else next(lines, None)) is not None:
-        if not quote or line.count(quote) % 2 == 0:
-            yield line.rstrip("\r\n")
+
+    def take() -> str | None:
+        return pending.popleft() if pending else next(lines, None)
+
+    while (line := take()) is not None:
+        text = line.rstrip("\r\n")
+        fields, why = _split_line(text, delimiter, quote)
+        if why != OPEN_AT_END:
+            yield text, fields, why
             continue
         taken, size = [line], len(line)
-        while (
-            size <= MAX_QUOTED_CHARS
-            and (more := pending.popleft() if pending else next(lines, None)) is not None
-        ):
+        while size <= MAX_QUOTED_CHARS and (more := take()) is not None:
             taken.append(more)
             size += len(more)
-            if more.count(quote) % 2:  # the value closes on this line
-                record = "".join(taken).rstrip("\r\n")
-                fields, _ = _split_line(record, delimiter, quote)
-                if fields is not None and len(fields) == width:
-                    yield record
-                    taken = []
+            if quote not in more.replace(quote * 2, ""):  # inside the value, only doubled quotes: still open
+                continue
+            joined = "".join(taken).rstrip("\r\n")
+            fields, why = _split_line(joined, delimiter, quote)
+            if why != OPEN_AT_END:
                 break
-        if taken:
+        else:  # no close before the end or the limit: a stray
+            fields, why = None, UNTERMINATED
+        if fields is not None and len(fields) == width:
+            yield joined, fields, None
+            continue
+        inner = [t.rstrip("\r\n") for t in taken[1:-1]]
+        between = [t for t in inner if t.strip()]
+        if fields is not None and not (
+            between and all(_is_record(t, delimiter, quote, width) for t in between)
+        ):
+            yield joined, fields, None  # one record, of the wrong width
+            continue
+        yield text, None, UNTERMINATED
+        if fields is None:
             pending.extendleft(reversed(taken[1:]))
-            yield line.rstrip("\r\n")
+            continue
+        yield from ((t, *_split_line(t, delimiter, quote)) for t in inner)  # both strays: the lines between
+        yield taken[-1].rstrip("\r\n"), None, STRAY_CLOSE
+
+
+def _is_record(text: str, delimiter: str, quote: str, width: int) -> bool:
+    """Whether one line is a record of `width` fields."""
+    fields, why = _split_line(text, delimiter, quote)
+    return why is None and fields is not None and len(fields) == width
 
 
 def _stage_csv_by_lines(con: duckdb.DuckDBPyConnection, file: SourceFile, names: list[str]) -> None:
     """Read the file again, each record one row: a physical line, or the lines a quoted value spans (a blank
-    line keeps its number but is no row)."""
+    line is no row and has no number, as in DuckDB's read)."""
     drop_staging(con)
     delimiter, quote = _delimiter(file), _quote(file)
     # The columns of `key=value` folders, which DuckDB's own read adds (a file column of that name wins).
@@ -451,10 +519,13 @@ def _stage_csv_by_lines(con: duckdb.DuckDBPyConnection, file: SourceFile, names:
         lines = iter(handle)
         if file.feed.header:
             next(lines, None)
-        for number, text in enumerate(_csv_records(lines, delimiter, quote, len(names)), start=1):
+        else:  # a byte-order mark is no part of the first value
+            lines = itertools.chain([next(lines, "").removeprefix("\ufeff")], lines)
+        number = 0
+        for text, fields, why in _csv_records(lines, delimiter, quote, len(names)):
             if not text.strip():
                 continue
-            fields, why = _split_line(text, delimiter, quote)
+            number += 1
             if fields is not None and len(fields) != len(names):
                 kind = "too many columns" if len(fields) > len(names) else "missing columns"
                 fields, why = None, f"malformed line: {kind} (expected {len(names)}, found {len(fields)})"

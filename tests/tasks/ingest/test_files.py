@@ -90,7 +90,7 @@ def test_clean_file_is_inserted_whole_and_a_second_ingest_changes_nothing(tmp_pa
         ("x,u1,i1,purchase,2024-03-01 10:00:00,cheap\n", "value: not numeric ('cheap')"),
         ("x,u1,i1,view,2024-03-01 10:00:00,,extra\n", "malformed line: too many columns"),
         ("x,u1,i1,view\n", "malformed line: missing columns"),
-        ('x,"u1"u,i1,view,2024-03-01 10:00:00,\n', "malformed line: bad quoting"),
+        ('x,"u1"u,i1,view,2024-03-01 10:00:00,\n', "malformed line: unquoted value"),
     ],
 )
 def test_each_kind_of_bad_row_is_quarantined_with_its_reason_and_raw_record(

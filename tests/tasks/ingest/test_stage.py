@@ -11,7 +11,14 @@ import pytest
 
 from tasks.ingest.files import SourceFile
 from tasks.ingest.sources import Feed
-from tasks.ingest.stage import EmptyFileError, FileRefusedError, count_lines, stage_file
+from tasks.ingest.stage import (
+    EmptyFileError,
+    FileRefusedError,
+    _stage_csv_by_lines,
+    count_lines,
+    csv_header,
+    stage_file,
+)
 
 HEADER = "user,item,kind,day\n"
 ROWS = "".join(f"u{i},i{i},view,2024-01-01\n" for i in range(50))
@@ -210,7 +217,7 @@ def test_quote_empty_reads_quotes_in_a_tsv_as_text(tmp_path):
     rows, rejects = read(None)
     assert [row for row, _ in rows] == [2, 3]
     assert [(row, reason.split(" (")[0]) for row, reason in rejects] == [
-        (1, "malformed line: bad quoting")
+        (1, "malformed line: unquoted value")
     ]
 
 
@@ -288,4 +295,97 @@ def test_a_stray_quote_costs_no_quoted_value_of_the_file_that_spans_lines(tmp_pa
     assert con.execute("select item from stg_raw where _row in (3, 4) order by _row").fetchall() == [
         ("two\r\nline",),
         ("three\n\nlines, one blank",),
+    ]
+
+
+STRAY = 'u9,"i9,view,2024-01-09\n'  # its quote never closes
+
+
+@pytest.mark.parametrize(
+    ("body", "settings"),
+    [
+        ('u1, "i1", view,2024-01-01\nu2,"a,b" ,view,2024-01-02\n', {}),  # spaces around a quoted value
+        (
+            'u1,"Dear team,\n' + "x" * 140_000 + '\nthanks",view,2024-01-01\n',
+            {},
+        ),  # Python's csv: 131,072 at most
+        (
+            'u1,"note\nmom",i1,view,2024-01-01\nu2,"note\nmom",2024-01-01\nu3,i3,view,2024-01-03\n',
+            {},
+        ),  # widths
+        ("u1,i1,view,2024-01-01\n\nu2,i2,view,2024-01-02\n", {}),  # a blank line is no row
+        ('u1,27" TV,"multi\nline",2024-01-01\nu2,"multi\nline",27" TV,2024-01-02\n', {}),  # a quote as text
+        ('u1,"a""\n""b",view,2024-01-01\nu2,"two\r\nlines",view,2024-01-02\n', {}),  # doubled quotes, CRLF
+        ('u1||"i||1"||view||2024-01-01\nu2||i2||view||2024-01-02\n', {"delimiter": "||", "quote": '"'}),
+    ],
+    ids=[
+        "spaces",
+        "long-value",
+        "widths",
+        "blank-line",
+        "inch-marks",
+        "doubled-and-crlf",
+        "two-char-delimiter",
+    ],
+)
+def test_the_rows_around_a_stray_quote_are_read_as_duckdb_reads_them_without_it(tmp_path, body, settings):
+    """Helper 37: read line by line, `"i1"` kept its quotes, a 140,000-character value became three rejects,
+    a two-line value in a row of five columns made an event of a user `mom"`, `27" TV` with a two-line value
+    was two rejects, a blank line moved every later row number, and `||` crashed the whole ingest."""
+    header = "user,item,kind,day\n".replace(",", settings.get("delimiter", ","))
+    stray = STRAY.replace(",", settings.get("delimiter", ","))
+    (tmp_path / "clean.csv").write_bytes((header + body).encode())
+    (tmp_path / "stray.csv").write_bytes((header + stray + body).encode())
+
+    def read(name: str, by_lines: bool) -> tuple[list[tuple], list[tuple]]:
+        """(_row, user, item, kind, day) of the rows read, and (_row, reason up to its details) of the rejects."""
+        feed = Feed(kind="events", path=name, columns={"user_id": "user"}, **settings)
+        file = SourceFile(source="s", feed=feed, path=tmp_path / name, format="csv")
+        con = duckdb.connect()
+        try:
+            stage_file(con, file)
+            if by_lines:
+                _stage_csv_by_lines(con, file, csv_header(file))
+            rows = con.execute("select _row, user, item, kind, day from stg_raw order by _row").fetchall()
+            rejects = con.execute("select _row, reason from stg_rejects order by _row").fetchall()
+            return rows, [(n, reason.split(" (")[0]) for n, reason in rejects]
+        finally:
+            con.close()
+
+    rows, rejects = read("clean.csv", by_lines=False)
+    for by_lines in (False, True):  # as ingest reads it, and by the line reader whatever DuckDB made of it
+        rows_around, rejects_around = read("stray.csv", by_lines)
+        assert rows_around == [(n + 1, *values) for n, *values in rows]  # the stray is row 1
+        assert rejects_around[0] == (
+            1,
+            "malformed line: unterminated quote" if by_lines else rejects_around[0][1],
+        )
+        assert rejects_around[1:] == [(n + 1, reason) for n, reason in rejects]
+
+
+def test_a_byte_order_mark_is_no_part_of_the_first_value_when_read_line_by_line(tmp_path):
+    """Helper 37: a file without a header, read line by line, stored its first user as '\\ufeffu0'."""
+    (tmp_path / "e.csv").write_text("\ufeffu0,i0,view,2024-01-01\nu1,i1,view,2024-01-01\n" + STRAY)
+    feed = Feed(kind="events", path="e.csv", columns={"user_id": "user"}, header=False,
+                file_columns=["user", "item", "kind", "day"])  # fmt: skip
+    file = SourceFile(source="s", feed=feed, path=tmp_path / "e.csv", format="csv")
+    con = duckdb.connect()
+    _stage_csv_by_lines(con, file, csv_header(file))
+    assert con.execute("select _row, user from stg_raw order by _row").fetchall() == [(1, "u0"), (2, "u1")]
+
+
+def test_two_stray_quotes_around_rows_of_their_own_cost_their_own_two_rows(tmp_path):
+    """The second quote closes the first into a record of five columns, and the lines between are rows."""
+    (tmp_path / "e.csv").write_text(
+        HEADER
+        + STRAY
+        + "u1,i1,view,2024-01-01\nu2,i2,view,2024-01-02\n"
+        + 'u3,i3",view,2024-01-03,x\n'
+        + ROWS[:22]
+    )
+    rows, rejects = staged(tmp_path / "e.csv")
+    assert rows == [(2, "u1"), (3, "u2"), (5, "u0")]
+    assert [(n, reason.split(" (")[0]) for n, reason in rejects] == [
+        (1, "malformed line: unterminated quote"),
+        (4, "malformed line: stray quote"),
     ]
