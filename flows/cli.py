@@ -54,6 +54,7 @@ KNOWN_FAILURES = {
     "SegmentationError": EXIT_REFUSED,
     "ScoringError": EXIT_REFUSED,
     "DeployError": EXIT_REFUSED,
+    "ExportSwitchError": EXIT_REFUSED,
 }
 MAX_FILES_IN_TABLE = 10  # past this an ingest prints a summary; --details prints the table anyway
 MAX_WARNING_LINES = 10
@@ -805,7 +806,7 @@ def run(
             raise
         if hasattr(error, "report"):
             refuse_ingest(error, NOT_PUBLISHED)
-        fail(f"{error}\n{NOT_PUBLISHED}")
+        fail(str(error) if type(error).__name__ == "ExportSwitchError" else f"{error}\n{NOT_PUBLISHED}")
     print_ingest(summary.ingest, details)
     print_warehouse(ws)
     print_segments(

@@ -446,6 +446,16 @@ def publish_segments(
     return str(current)
 
 
+@task(cache_policy=NO_CACHE)
+def published_run(warehouse_path: str, memory_limit: str) -> str | None:
+    """The run whose segments the published tables hold (None before the first publish)."""
+    con = connect_warehouse(warehouse_path, memory_limit)
+    try:
+        return publish.published_folder(con)
+    finally:
+        con.close()
+
+
 @task(cache_policy=NO_CACHE, **IO_RETRIES)
 def mark_published(ws_root: str, mlflow_run_id: str) -> None:
     """Tag the MLflow run as published (it stays `false` when a run stops between tracking and publishing)."""
@@ -624,11 +634,14 @@ def segment_users(
                 "metrics": metrics, "mlflow_run_id": mlflow_run_id,
             }  # fmt: skip
             if verdict.publish:
-                current = publish_segments(
-                    warehouse, memory, str(ws.exports_dir), run, segmenter_path, settings.keep_exports
-                )
-                mark_published(str(ws.root), mlflow_run_id)
-                register(str(ws.root), mlflow_run_id, run_id, settings, clusterer.k, objective, k)
+                try:
+                    current = publish_segments(
+                        warehouse, memory, str(ws.exports_dir), run, segmenter_path, settings.keep_exports
+                    )
+                finally:  # the tables are this run's once the swap committed, whether or not the switch failed
+                    if published_run(warehouse, memory) == run_id:
+                        mark_published(str(ws.root), mlflow_run_id)
+                        register(str(ws.root), mlflow_run_id, run_id, settings, clusterer.k, objective, k)
             else:
                 current = "not published (the champion's segments stay)"
             publish.prune_segmenters(Path(segmenter_path).parent, settings.keep_exports, Path(segmenter_path))

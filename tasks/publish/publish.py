@@ -202,14 +202,33 @@ def metrics_json(metrics: dict) -> str:
     return json.dumps(clean)
 
 
+class ExportSwitchError(RuntimeError):
+    """The published tables are a run's (its swap committed) but `exports/current` could not be pointed at its
+    folder: readers serve the previous folder until a writer points it there (`finish_interrupted_publish`)."""
+
+    def __init__(self, name: str, exports_dir: Path, error: OSError) -> None:
+        super().__init__(
+            f"{name} is published in the warehouse, but {exports_dir / 'current'} could not be pointed at its "
+            f"folder ({type(error).__name__}: {error}): the published tables are {name}'s, and readers of the "
+            f"exports serve the previous folder until the next `segflow run` or `segflow score` on this "
+            f"workspace points it there (the first thing each does)"
+        )
+
+
 def switch_current_export(exports_dir: Path, run_id: str) -> Path:
-    """Point `exports/current` at `exports/<run_id>` with one atomic rename."""
+    """Point `exports/current` at `exports/<run_id>` with one atomic rename; an ExportSwitchError when it
+    cannot (called after the swap committed, so the tables are already `run_id`'s)."""
     current = exports_dir / "current"
     temporary = exports_dir / f".current-{run_id}"
-    if temporary.is_symlink() or temporary.exists():
-        temporary.unlink()
-    temporary.symlink_to(run_id, target_is_directory=True)
-    os.replace(temporary, current)
+    try:
+        if temporary.is_dir() and not temporary.is_symlink():  # not our link: nothing else is named so
+            shutil.rmtree(temporary)
+        elif temporary.is_symlink() or temporary.exists():
+            temporary.unlink()
+        temporary.symlink_to(run_id, target_is_directory=True)
+        os.replace(temporary, current)
+    except OSError as error:
+        raise ExportSwitchError(run_id, exports_dir, error) from error
     return current
 
 

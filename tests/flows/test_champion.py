@@ -126,3 +126,46 @@ def test_the_champion_is_scored_again_at_the_k_its_objective_was_measured_at_not
         f"new champion, as good as the last (a tie goes to the newer run): segment Recall@10 {ours:.4f} against "
         f"{ours:.4f} for the champion (run {first.run_id}, combined + kmeans, K = {published_k}) on this holdout"
     )
+
+
+def test_a_run_whose_export_switch_fails_is_published_as_its_tables_say_and_the_next_writer_serves_it(
+    tmp_path, monkeypatch
+):
+    """Helper 38: the switch of exports/current failed after the swap committed: the run exited with an
+    IsADirectoryError, its tables were published, MLflow called it unpublished, the champion stayed on the run
+    before, and the next writer served it without a word of why."""
+    workspace = tmp_path / "workspace"
+    settings = SegmentSettings(embedding="combined", k=4)
+    first = segment_users(source="demo:100", workspace=str(workspace), settings=settings)
+    replace = os.replace
+
+    def full_disk(source, target):  # injected fault: the rename onto exports/current fails
+        if os.path.basename(target) == "current":
+            raise OSError(28, "No space left on device")
+        return replace(source, target)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(publish.ExportSwitchError) as raised:
+        segment_users(source="demo:100", workspace=str(workspace), settings=settings)
+    monkeypatch.undo()
+    [(second,)] = query(workspace, "select run_id from segment_runs where is_current")
+    assert second != first.run_id
+    assert str(raised.value) == (
+        f"{second} is published in the warehouse, but {workspace / 'exports' / 'current'} could not be pointed "
+        "at its folder (OSError: [Errno 28] No space left on device): the published tables are "
+        f"{second}'s, and readers of the exports serve the previous folder until the next `segflow run` or "
+        "`segflow score` on this workspace points it there (the first thing each does)"
+    )
+    assert os.readlink(workspace / "exports" / "current") == first.run_id
+    client, version = champion_version(workspace)
+    assert version.tags["segflow.run_id"] == second
+    assert client.get_run(version.run_id).data.tags["segflow.published"] == "true"
+
+    con = duckdb.connect(str(workspace / "warehouse.duckdb"))
+    try:
+        assert (
+            publish.restore_current_export(con, workspace / "exports") == second
+        )  # what the next writer does
+    finally:
+        con.close()
+    assert os.readlink(workspace / "exports" / "current") == second
