@@ -396,12 +396,13 @@ def hive_partitions(path: Path) -> dict[str, str]:
 
 @functools.cache
 def _field_pattern(delimiter: str, quote: str) -> re.Pattern[str]:
-    """One value and what ends it (a delimiter, or the end): quoted (spaces around it allowed, a doubled quote
-    inside it a quote) or unquoted (not starting with a quote, a quote inside it a character)."""
+    """One value and what ends it (a delimiter, or the end): quoted (one space before it and any after it
+    allowed, as DuckDB does; a doubled quote inside it a quote) or unquoted (not starting with a quote, a
+    quote inside it a character)."""
     d, q = re.escape(delimiter), re.escape(quote)
     return re.compile(
-        rf" *{q}(?P<quoted>(?:[^{q}]|{q}{q})*+){q} *(?P<end>{d}|\Z)"
-        rf"|(?! *{q})(?P<plain>(?:(?!{d}).)*)(?P<end2>{d}|\Z)",
+        rf" ?{q}(?P<quoted>(?:[^{q}]|{q}{q})*+){q} *(?P<end>{d}|\Z)"
+        rf"|(?! ?{q})(?P<plain>(?:(?!{d}).)*)(?P<end2>{d}|\Z)",
         re.DOTALL,
     )
 
@@ -422,7 +423,7 @@ def _split_line(text: str, delimiter: str, quote: str) -> tuple[list[str] | None
             return fields, None
         at = match.end()
     q = re.escape(quote)
-    closed = re.match(rf" *{q}(?:[^{q}]|{q}{q})*+{q}", text[at:])  # possessive: `"a""` is still open
+    closed = re.match(rf" ?{q}(?:[^{q}]|{q}{q})*+{q}", text[at:])  # possessive: `"a""` is still open
     if closed is None:
         return None, OPEN_AT_END
     after = text[at + closed.end() : at + closed.end() + 20]
@@ -473,6 +474,10 @@ def _csv_records(
             continue
         inner = [t.rstrip("\r\n") for t in taken[1:-1]]
         between = [t for t in inner if t.strip()]
+        if fields is not None and not between:  # the closing line alone opens a value: the first was a stray
+            closing = taken[-1].rstrip("\r\n")
+            if _split_line(closing, delimiter, quote)[1] == OPEN_AT_END:
+                fields = None
         if fields is not None and not (
             between and all(_is_record(t, delimiter, quote, width) for t in between)
         ):
@@ -523,9 +528,11 @@ def _stage_csv_by_lines(con: duckdb.DuckDBPyConnection, file: SourceFile, names:
             lines = itertools.chain([next(lines, "").removeprefix("\ufeff")], lines)
         number = 0
         for text, fields, why in _csv_records(lines, delimiter, quote, len(names)):
-            if not text.strip():
+            if not text:  # an empty line is no row; one of spaces is a malformed row, as in DuckDB's read
                 continue
             number += 1
+            if fields is not None and len(fields) == len(names) + 1 and fields[-1] == "":
+                fields = fields[:-1]  # a delimiter ending the line, as DuckDB reads it
             if fields is not None and len(fields) != len(names):
                 kind = "too many columns" if len(fields) > len(names) else "missing columns"
                 fields, why = None, f"malformed line: {kind} (expected {len(names)}, found {len(fields)})"

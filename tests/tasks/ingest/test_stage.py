@@ -317,6 +317,8 @@ STRAY = 'u9,"i9,view,2024-01-09\n'  # its quote never closes
         ('u1,27" TV,"multi\nline",2024-01-01\nu2,"multi\nline",27" TV,2024-01-02\n', {}),  # a quote as text
         ('u1,"a""\n""b",view,2024-01-01\nu2,"two\r\nlines",view,2024-01-02\n', {}),  # doubled quotes, CRLF
         ('u1||"i||1"||view||2024-01-01\nu2||i2||view||2024-01-02\n', {"delimiter": "||", "quote": '"'}),
+        ('u1,  "ab",view,2024-01-01\nu2,i2,view,2024-01-02,\n   \nu3,i3,view,2024-01-03\n', {}),  # helper 39
+        ('u1,"\nalice,bob",view,2024-01-01\nu2,i2,view,2024-01-02\n', {}),  # a value opening at a line's end
     ],
     ids=[
         "spaces",
@@ -326,7 +328,9 @@ STRAY = 'u9,"i9,view,2024-01-09\n'  # its quote never closes
         "inch-marks",
         "doubled-and-crlf",
         "two-char-delimiter",
-    ],
+        "two-spaces-a-last-delimiter-a-line-of-spaces",
+        "opening-at-the-end",
+    ],  # fmt: skip
 )
 def test_the_rows_around_a_stray_quote_are_read_as_duckdb_reads_them_without_it(tmp_path, body, settings):
     """Helper 37: read line by line, `"i1"` kept its quotes, a 140,000-character value became three rejects,
