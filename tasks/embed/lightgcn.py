@@ -99,6 +99,7 @@ class LightGCNEmbedder(Saveable):
         edges = _edges(features.interactions)
         self.items = np.array(sorted(edges["item_id"].unique().to_list()), dtype=object)
         users, items, weights = _coded(edges, self.users, self.items)
+        self.fingerprints = _fingerprints(edges, self.users)
         self.config = LightGCNConfig(
             len(self.users), len(self.items), settings.dim, settings.n_layers, settings.reg
         )
@@ -119,10 +120,15 @@ class LightGCNEmbedder(Saveable):
             how="left",
             maintain_order="left",
         )["row"]
-        is_known = known.is_not_null().to_numpy()
+        rows = known.fill_null(-1).to_numpy()
+        is_known = rows >= 0
+        fitted = getattr(self, "fingerprints", None)  # None: an embedder saved before they were kept
+        if fitted is not None and is_known.any():  # a fit's user with other items since is folded in too
+            now = _fingerprints(_edges(features.interactions), users[is_known])
+            is_known[is_known] = now == fitted[rows[is_known]]
         vectors = np.zeros((len(users), self.item_vectors.shape[1]), dtype=np.float32)
-        vectors[is_known] = self.user_vectors[known.drop_nulls().to_numpy()]
-        if not is_known.all():  # only the users the fit never saw are folded in
+        vectors[is_known] = self.user_vectors[rows[is_known]]
+        if not is_known.all():  # the users the fit never saw, or saw with other items (helper 38), folded in
             vectors[~is_known] = self.fold_in(features, users[~is_known])
         return Embedding(self.name, features.users, _normalized(vectors))
 
@@ -153,6 +159,23 @@ def _edges(interactions: pl.DataFrame) -> pl.DataFrame:
         pl.col("item_id").cast(pl.String),
         pl.col("weight").cast(pl.Float64).clip(lower_bound=0).log1p().alias("weight"),
     ).filter(pl.col("weight") > 0)
+
+
+def _fingerprints(edges: pl.DataFrame, users: np.ndarray) -> np.ndarray:
+    """A hash of each user's positive edges (items and damped weights), in the order of `users` (0 for a user
+    without one): equal when the graph holds the same edges of theirs."""
+    hashed = (
+        edges.select("user_id", pl.struct("item_id", pl.col("weight").round(9)).hash(seed=0).alias("h"))
+        .group_by("user_id")
+        .agg(pl.col("h").sort())
+        .select("user_id", pl.col("h").hash(seed=0))
+    )
+    return (
+        pl.DataFrame({"user_id": users.astype(str)})
+        .join(hashed, on="user_id", how="left", maintain_order="left")["h"]
+        .fill_null(0)
+        .to_numpy()
+    )
 
 
 def _coded(

@@ -205,3 +205,20 @@ def test_users_whose_every_event_weighs_nothing_get_the_zero_vector_as_when_fold
     np.testing.assert_allclose(np.linalg.norm(others, axis=1), 1.0, rtol=1e-5)
     newcomer = returners.filter(pl.col("user_id") == "returner-1").with_columns(user_id=pl.lit("new"))
     np.testing.assert_array_equal(embedder.transform(model.transform(newcomer)).vectors, 0.0)
+
+
+def test_a_user_of_the_fit_with_new_items_is_folded_in_and_one_without_keeps_their_vector(shop, trained):
+    """Helper 38: `segflow score` gave a fit's user their stored vector whatever their new events said (180
+    sports plays later, still in the coffee segment), while a copy of them under a new id moved."""
+    model, features, events = shop
+    original = trained.transform(features)
+    first, second = features.users[0], features.users[1]
+    theirs = pl.from_arrow(events).filter(pl.col("user_id") == first)
+    more = copy_of(events, second, first)  # the first user now also has every event of the second
+    again = trained.transform(model.transform(pl.concat([theirs, more]).to_arrow()))
+    folded = trained.transform(model.transform(pl.concat([theirs.with_columns(pl.lit("twin").alias("user_id")),
+                                                          more.with_columns(pl.lit("twin").alias("user_id"))]).to_arrow()))  # fmt: skip
+    np.testing.assert_allclose(again.vectors[0], folded.vectors[0], rtol=1e-5)  # as a newcomer would be
+    assert float(again.vectors[0] @ original.vectors[0]) < 0.999
+    unchanged = trained.transform(model.transform(theirs.to_arrow()))
+    np.testing.assert_array_equal(unchanged.vectors[0], original.vectors[0])
