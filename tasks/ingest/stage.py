@@ -410,8 +410,8 @@ def _field_pattern(delimiter: str, quote: str) -> re.Pattern[str]:
 def _split_line(text: str, delimiter: str, quote: str) -> tuple[list[str] | None, str | None]:
     """The fields of one record (a line, or lines joined inside a quoted value), or None and why it is
     malformed (`OPEN_AT_END` when a quoted value is still open where the text ends). Read as DuckDB reads
-    CSV: a value may be quoted after spaces and followed by spaces, a doubled quote inside a quoted value is a
-    quote, a quote inside an unquoted value is a character (`27" TV`), and a delimiter may be several
+    CSV: a value may be quoted after one space and followed by spaces, a doubled quote inside a quoted value is
+    a quote, a quote inside an unquoted value is a character (`27" TV`), and a delimiter may be several
     characters (`||`)."""
     if not quote or quote not in text:
         return text.split(delimiter), None
@@ -434,16 +434,19 @@ def _csv_records(
     lines: Iterator[str], delimiter: str, quote: str, width: int
 ) -> Iterator[tuple[str, list[str] | None, str | None]]:
     """Each record of a CSV's lines (line ends kept inside it, trimmed at its end), its fields (whatever
-    their number) or None and why it is malformed. A line that leaves a quoted value open is joined to the lines after it up to the one that closes
-    the value (the lines between are read as quoted text); what the joined text is decides what it was:
+    their number) or None and why it is malformed. A line that leaves a quoted value open is joined to the
+    lines after it up to the one that closes the value (the lines between are read as quoted text); what the
+    joined text is decides what it was:
     - fields of the file's width: one record, a value over several lines;
     - a quote error after the close (`"i1,view` closed by `"two`), or no close within MAX_QUOTED_CHARS or
       before the end: the quote was a stray, the line a malformed record of its own, and the lines after it
       are read again as their own (helper 36: a stray used to cost every multi-line value after it);
     - fields of another width: when the lines between are each a record of the file's width, the opening and
-      the closing quotes were both strays (each line malformed, the lines between read again); otherwise the
-      joined lines are one record of the wrong width (a multi-line value in a row with a column too many,
-      helper 37: its closing line read alone made an event of a user `mom"` the file does not have).
+      the closing quotes were both strays (each line malformed, the lines between read again); when there
+      are none and the closing line read alone opens a value at its end, the first quote was a stray (helper
+      39: the rest of that value was read as an event); otherwise the joined lines are one record of the
+      wrong width (a multi-line value in a row with a column too many, helper 37: its closing line read
+      alone made an event of a user `mom"` the file does not have).
     A quote is counted as DuckDB reads it (`_split_line`): a line whose quotes are characters (`27" TV`) opens
     nothing."""
     pending: deque[str] = deque()
@@ -472,12 +475,10 @@ def _csv_records(
         if fields is not None and len(fields) == width:
             yield joined, fields, None
             continue
-        inner = [t.rstrip("\r\n") for t in taken[1:-1]]
+        inner, closing = [t.rstrip("\r\n") for t in taken[1:-1]], taken[-1].rstrip("\r\n")
         between = [t for t in inner if t.strip()]
-        if fields is not None and not between:  # the closing line alone opens a value: the first was a stray
-            closing = taken[-1].rstrip("\r\n")
-            if _split_line(closing, delimiter, quote)[1] == OPEN_AT_END:
-                fields = None
+        if fields is not None and not between and _split_line(closing, delimiter, quote)[1] == OPEN_AT_END:
+            fields = None  # the closing line alone opens a value: the first quote was a stray
         if fields is not None and not (
             between and all(_is_record(t, delimiter, quote, width) for t in between)
         ):
@@ -488,7 +489,7 @@ def _csv_records(
             pending.extendleft(reversed(taken[1:]))
             continue
         yield from ((t, *_split_line(t, delimiter, quote)) for t in inner)  # both strays: the lines between
-        yield taken[-1].rstrip("\r\n"), None, STRAY_CLOSE
+        yield closing, None, STRAY_CLOSE
 
 
 def _is_record(text: str, delimiter: str, quote: str, width: int) -> bool:
@@ -498,7 +499,7 @@ def _is_record(text: str, delimiter: str, quote: str, width: int) -> bool:
 
 
 def _stage_csv_by_lines(con: duckdb.DuckDBPyConnection, file: SourceFile, names: list[str]) -> None:
-    """Read the file again, each record one row: a physical line, or the lines a quoted value spans (a blank
+    """Read the file again, each record one row: a physical line, or the lines a quoted value spans (an empty
     line is no row and has no number, as in DuckDB's read)."""
     drop_staging(con)
     delimiter, quote = _delimiter(file), _quote(file)
