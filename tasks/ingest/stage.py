@@ -42,6 +42,8 @@ LINE_CHUNK_ROWS = 50_000
 # Read line by line, a quoted value may span lines up to this many characters (DuckDB's own maximum line
 # size); a quote still open past it is a stray.
 MAX_QUOTED_CHARS = 2_097_152
+# DuckDB's error for a CSV whose lines end in two ways (CRLF and LF); its line reader reads any line end.
+MIXED_LINE_ENDS = "state machine reached an invalid state"
 OPEN_AT_END = "open at the end"  # _split_line: a quoted value goes on past the text
 STRAY_CLOSE = (
     "malformed line: stray quote (it closes a quote a line above opened, into no record of the file's width)"
@@ -268,23 +270,15 @@ def csv_header(file: SourceFile, count_rows: bool = True) -> list[str]:
 def _stage_csv(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     names = csv_header(file)
     columns = "{" + ", ".join(f"'{n.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for n in names) + "}"
-    con.execute(
-        f"""
-        create temp table stg_file as
-        select * from read_csv(
-            $path, columns = {columns}, header = $header, auto_detect = false, delim = $delim,
-            quote = $quote, escape = $quote, encoding = $encoding, ignore_errors = true,
-            store_rejects = true, rejects_table = 'stg_reject_errors', rejects_scan = 'stg_reject_scans'
-        )
-        """,
-        {
-            "path": str(file.path),
-            "header": file.feed.header,
-            "delim": _delimiter(file),
-            "quote": _quote(file),
-            "encoding": file.feed.encoding,
-        },
-    )
+    try:
+        _read_csv(con, file, columns)
+    except duckdb.InvalidInputException as error:
+        if MIXED_LINE_ENDS not in str(error):
+            raise
+        # Line ends of two kinds (a CRLF export with one LF line, files of two systems joined): DuckDB refuses
+        # the whole file; read line by line, any line end ends a line.
+        _stage_csv_by_lines(con, file, names)
+        return
     # A quoted value that never closes swallows the lines after it (DuckDB reports one malformed record for
     # all of them, or a line over its maximum size), and DuckDB can then name the wrong line in its rejects (a
     # quote error on a line without a quote: the row before the stray; a legitimate two-line value after it
@@ -300,8 +294,15 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
         {"quote": _quote(file)},
     ).fetchall()[0][0]
     # A quote opened in the header swallows the whole file into it, and text DuckDB cannot decode as it was
-    # told (UTF-16 big-endian) reads as no rows: both look empty. Read line by line, as Python decodes.
-    if swallowed or (_n_staged(con) == 0 and has_data_line(file)) or _lines_unaccounted(con, file, names):
+    # told (UTF-16 big-endian) reads as no rows: both look empty. Read line by line, as Python decodes. And
+    # DuckDB numbers its rejects counting empty lines, which are no rows: with both, the numbers would not
+    # follow the file's order.
+    if (
+        swallowed
+        or (_n_staged(con) == 0 and has_data_line(file))
+        or _lines_unaccounted(con, file, names)
+        or (_n_rejected(con) and _has_empty_line(file))
+    ):
         _stage_csv_by_lines(con, file, names)
         return
     offset = 1 if file.feed.header else 0
@@ -310,8 +311,11 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
         create temp table stg_rejects as
         select
             line - {offset} as _row,
-            left('malformed line: ' || lower(arg_min(error_type, coalesce(column_idx, 0)))
-                || ' (' || arg_min(error_message, coalesce(column_idx, 0)) || ')', 300) as reason,
+            left('malformed line: ' || lower(arg_min(error_type, coalesce(column_idx, 0))) || ' ('
+                -- worded as the line reader words it, so one kind of line has one reason
+                || regexp_replace(arg_min(error_message, coalesce(column_idx, 0)),
+                    '^Expected Number of Columns: (\\d+) Found: (\\d+)$', 'expected \\1, found \\2')
+                || ')', 300) as reason,
             left(any_value(csv_line), {MAX_RECORD_CHARS}) as record,
         from stg_reject_errors
         group by line
@@ -340,6 +344,27 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
             asof left join stg_row_gaps as g on f.rowid >= g.gap
             """
         )
+
+
+def _read_csv(con: duckdb.DuckDBPyConnection, file: SourceFile, columns: str) -> None:
+    """DuckDB's read of the file into `stg_file`, its malformed lines into `stg_reject_errors`."""
+    con.execute(
+        f"""
+        create temp table stg_file as
+        select * from read_csv(
+            $path, columns = {columns}, header = $header, auto_detect = false, delim = $delim,
+            quote = $quote, escape = $quote, encoding = $encoding, ignore_errors = true,
+            store_rejects = true, rejects_table = 'stg_reject_errors', rejects_scan = 'stg_reject_scans'
+        )
+        """,
+        {
+            "path": str(file.path),
+            "header": file.feed.header,
+            "delim": _delimiter(file),
+            "quote": _quote(file),
+            "encoding": file.feed.encoding,
+        },
+    )
 
 
 def _lines_unaccounted(con: duckdb.DuckDBPyConnection, file: SourceFile, names: list[str]) -> bool:
@@ -377,6 +402,19 @@ def _n_staged(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute(
         "select (select count(*) from stg_file) + (select count(*) from stg_reject_errors)"
     ).fetchall()[0][0]
+
+
+def _n_rejected(con: duckdb.DuckDBPyConnection) -> int:
+    return con.execute("select count(*) from stg_reject_errors").fetchall()[0][0]
+
+
+def _has_empty_line(file: SourceFile) -> bool:
+    """Whether the file has an empty line (perhaps inside a quoted value, which is no matter here)."""
+    try:
+        with open_text(file.path, file.feed.encoding) as handle:
+            return any(line in ("\n", "\r\n", "\r") for line in handle)
+    except (OSError, EOFError, zlib.error):  # a stream cut short: its refusal is told elsewhere
+        return False
 
 
 def has_data_line(file: SourceFile) -> bool:

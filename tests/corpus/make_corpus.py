@@ -107,6 +107,13 @@ def main() -> None:
         path=".",
     )
 
+    # Two days' exports joined into one file: a Windows one (CRLF) and a Unix one (LF, its own header, an
+    # empty line, a row cut short). DuckDB refused the whole file ("state machine reached an invalid state").
+    windows = (HEADER + "".join(rows(30))).replace("\n", "\r\n")
+    unix = rows(30, start=30)
+    unix[14] = "\nu5,i5\n"
+    write_case("line_ends_of_two_kinds", {"events.csv": windows + HEADER + "".join(unix)})
+
     # Empty files next to a good one: 0 bytes, and a header with no rows.
     write_case("empty_files", {"a.csv": HEADER + "".join(rows(10)), "b.csv": "", "c.csv": HEADER}, path=".")
 

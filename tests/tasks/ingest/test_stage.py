@@ -393,3 +393,42 @@ def test_two_stray_quotes_around_rows_of_their_own_cost_their_own_two_rows(tmp_p
         (1, "malformed line: unterminated quote"),
         (4, "malformed line: stray quote"),
     ]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"user,item,kind,day\r\nu1,i1,view,2024-01-01\r\nu2,i2,view,2024-01-01\nu3,i3,view,2024-01-01\r\n",
+        b"user,item,kind,day\nu1,i1,view,2024-01-01\nu2,i2,view,2024-01-01\r\nu3,i3,view,2024-01-01\n",
+        b"user,item,kind,day\r\nu1,i1,view,2024-01-01\r\nuser,item,kind,day\nu2,i2,view,2024-01-01\n"
+        b"u3,i3,view,2024-01-01\n",
+    ],
+    ids=["one LF line in CRLF", "one CRLF line in LF", "two exports joined"],
+)
+def test_a_file_whose_lines_end_in_two_ways_is_read_whole(tmp_path, content):
+    """DuckDB refused such a file whole ("The CSV Parser state machine reached an invalid state")."""
+    (tmp_path / "e.csv").write_bytes(content)
+    rows, rejects = staged(tmp_path / "e.csv")
+    assert [user for _, user in rows if user != "user"] == ["u1", "u2", "u3"]
+    assert [n for n, _ in rows] == list(range(1, len(rows) + 1)) and rejects == []
+
+
+def test_malformed_lines_after_empty_lines_are_numbered_in_the_file_order(tmp_path):
+    """DuckDB numbers a reject counting the empty lines before it, its rows not: u3 was row 2, the cut line
+    before it row 4."""
+    (tmp_path / "e.csv").write_text(HEADER + "u1,i1,view,2024-01-01\n\n\nu2,i2\nu3,i3,view,2024-01-01\n")
+    rows, rejects = staged(tmp_path / "e.csv")
+    assert rows == [(1, "u1"), (3, "u3")]
+    assert rejects == [(2, "malformed line: missing columns (expected 4, found 2)")]
+
+
+def test_a_line_of_the_wrong_width_has_one_reason_whichever_reader_reads_it(tmp_path):
+    body = "u1,i1,view,2024-01-01,x\nu2,i2\n"
+    (tmp_path / "plain.csv").write_text(HEADER + body)
+    (tmp_path / "stray.csv").write_text(HEADER + body + STRAY)
+    expected = [
+        "malformed line: too many columns (expected 4, found 5)",
+        "malformed line: missing columns (expected 4, found 2)",
+    ]
+    assert [reason for _, reason in staged(tmp_path / "plain.csv")[1]] == expected
+    assert [reason for _, reason in staged(tmp_path / "stray.csv")[1]][:2] == expected
