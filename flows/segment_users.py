@@ -437,7 +437,7 @@ def publish_segments(
     con = connect_warehouse(warehouse_path, memory_limit)
     try:
         if publish.published_folder(con) != run["run_id"]:  # a retry after the swap committed only switches
-            publish.write_exports(con, Path(exports_dir), run["run_id"], Path(segmenter_path))
+            publish.write_exports(con, Path(exports_dir), run["run_id"], Path(segmenter_path), run)
             publish.swap_published(con, run)
     finally:
         con.close()

@@ -2,14 +2,17 @@
 `exports/current`. A failure at any step leaves the published tables and `exports/current` as they were.
 
 An export folder holds the published tables, the titles of every listed item, the run's own `segment_runs`
-row and the run's segmenter: a reader needs nothing else. The swap also writes `user_segment_history`."""
+row and the run's segmenter: a reader needs nothing else. It is written whole or not at all (`export_folder`).
+The swap also writes `user_segment_history`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -31,6 +34,8 @@ PUBLISHED_TABLES = (
 SEGMENTER_FILE = "segmenter.pkl"
 TITLES_FILE = "item_titles.parquet"
 RUN_FILE = "segment_runs.parquet"
+# An export folder being written: `exports/.partial-<name>/`, renamed to `exports/<name>` once complete.
+PARTIAL_PREFIX = ".partial-"
 
 
 def stage_user_segments(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
@@ -64,26 +69,42 @@ def write_exports(
 ) -> Path:
     """The staged tables as Parquet, the titles of the items they list, the run's segmenter and (when `run`
     is given) the run's `segment_runs` row, in `exports/<run_id>/` (not yet current)."""
-    out_dir = exports_dir / run_id
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for table in PUBLISHED_TABLES:
+    with export_folder(exports_dir, run_id) as folder:
+        for table in PUBLISHED_TABLES:
+            con.execute(
+                f"copy seg_{table} to $path (format parquet)", {"path": str(folder / f"{table}.parquet")}
+            )
         con.execute(
-            f"copy seg_{table} to $path (format parquet)", {"path": str(out_dir / f"{table}.parquet")}
+            f"copy ({load_sql('publish/exp_item_titles')}) to $path (format parquet)",
+            {"path": str(folder / TITLES_FILE)},
         )
-    con.execute(
-        f"copy ({load_sql('publish/exp_item_titles')}) to $path (format parquet)",
-        {"path": str(out_dir / TITLES_FILE)},
-    )
-    if run is not None:
-        write_run_export(con, out_dir, run)
+        if run is not None:
+            write_run_export(con, folder, run)
+        if segmenter_path is not None:
+            shutil.copyfile(segmenter_path, folder / SEGMENTER_FILE)
+    out_dir = exports_dir / run_id
     # Remembered on this connection, so the swap can add the run's row when the caller did not pass it here.
     con.execute(
         "create or replace temp table seg_export_folder as select $path::varchar as path",
         {"path": str(out_dir)},
     )
-    if segmenter_path is not None:
-        shutil.copyfile(segmenter_path, out_dir / SEGMENTER_FILE)
     return out_dir
+
+
+@contextlib.contextmanager
+def export_folder(exports_dir: Path, name: str) -> Iterator[Path]:
+    """A folder to write `exports/<name>` in: `exports/.partial-<name>/`, renamed to `exports/<name>` when the
+    block ends without an error. A run killed while writing leaves only the hidden folder, which the next
+    prune deletes: a half-written folder looked like a snapshot and took a complete one's place among the
+    kept (helper 38). A folder of that name that is not current (a retry's) is replaced."""
+    partial = exports_dir / f"{PARTIAL_PREFIX}{name}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    yield partial
+    final = exports_dir / name
+    if final.is_dir() and not final.is_symlink():
+        shutil.rmtree(final)
+    os.rename(partial, final)
 
 
 def write_run_export(con: duckdb.DuckDBPyConnection, out_dir: Path, run: dict) -> Path:
@@ -251,7 +272,8 @@ def prune_segmenters(segmenters_dir: Path, keep: int, current: Path) -> list[str
 
 def prune_exports(exports_dir: Path, keep: int) -> list[str]:
     """Delete all but the `keep` newest export folders (by modification time; the one `exports/current` points
-    at is always kept and counts as one), and temporary links a crash left behind. Folders of runs that never
+    at is always kept and counts as one), and the temporary links and half-written folders a crash left
+    behind. Folders of runs that never
     became current go the same way once they are old enough. A reader resolves `current` once, so it reads a
     folder that stays for `keep - 1` more publishes. Returns the names deleted. Only the writer calls this."""
     import shutil
@@ -273,4 +295,8 @@ def prune_exports(exports_dir: Path, keep: int) -> list[str]:
         if link.is_symlink():
             link.unlink()
             deleted.append(link.name)
+    for partial in exports_dir.glob(f"{PARTIAL_PREFIX}*"):  # a write killed before its folder was complete
+        if partial.is_dir() and not partial.is_symlink():
+            shutil.rmtree(partial)
+            deleted.append(partial.name)
     return deleted

@@ -20,7 +20,14 @@ import polars as pl
 import pyarrow as pa
 
 from tasks.clock import utc_now
-from tasks.publish.publish import RUN_FILE, SEGMENTER_FILE, published_folder, record_export, record_history
+from tasks.publish.publish import (
+    RUN_FILE,
+    SEGMENTER_FILE,
+    export_folder,
+    published_folder,
+    record_export,
+    record_history,
+)
 from tasks.warehouse import create_table_from_frame, load_sql, transaction, warehouse_tables
 
 # Published table -> the staged table holding the scored users' rows.
@@ -188,29 +195,28 @@ def write_scored_exports(
 ) -> Path:
     """A new export folder (not yet current): the published folder's files, with the tables scoring changes
     written as they will be after the swap."""
-    out_dir = exports_dir / name
-    out_dir.mkdir(parents=True, exist_ok=True)
     changed = staged_tables(con)
-    for path in published.folder.iterdir():
-        if path.is_file() and path.stem not in changed:
-            shutil.copyfile(path, out_dir / path.name)
-    for table, staged in changed.items():
-        con.execute(
-            f"""
-            copy (
-                select * from (
-                    select * from {table} anti join {staged} using (user_id)
-                    union all by name
-                    select * from {staged}
-                ) order by user_id
-            ) to $path (format parquet)
-            """,
-            {"path": str(out_dir / f"{table}.parquet")},
-        )
-    if not (out_dir / RUN_FILE).exists():  # a folder published before the run was exported with it
-        query = "copy (select * from segment_runs where is_current) to $path (format parquet)"
-        con.execute(query, {"path": str(out_dir / RUN_FILE)})
-    return out_dir
+    with export_folder(exports_dir, name) as folder:
+        for path in published.folder.iterdir():
+            if path.is_file() and path.stem not in changed:
+                shutil.copyfile(path, folder / path.name)
+        for table, staged in changed.items():
+            con.execute(
+                f"""
+                copy (
+                    select * from (
+                        select * from {table} anti join {staged} using (user_id)
+                        union all by name
+                        select * from {staged}
+                    ) order by user_id
+                ) to $path (format parquet)
+                """,
+                {"path": str(folder / f"{table}.parquet")},
+            )
+        if not (folder / RUN_FILE).exists():  # a folder published before the run was exported with it
+            query = "copy (select * from segment_runs where is_current) to $path (format parquet)"
+            con.execute(query, {"path": str(folder / RUN_FILE)})
+    return exports_dir / name
 
 
 def swap_scores(con: duckdb.DuckDBPyConnection, folder: str) -> None:

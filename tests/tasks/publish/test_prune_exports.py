@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
-from tasks.publish.publish import prune_exports, prune_segmenters, switch_current_export
+import pytest
+
+from tasks.publish.publish import export_folder, prune_exports, prune_segmenters, switch_current_export
 
 
 def test_the_current_folder_and_the_newest_others_are_kept_and_crash_leftovers_go(tmp_path):
@@ -41,3 +43,25 @@ def test_only_the_newest_run_segmenters_are_kept_and_this_runs_always(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "r1.pkl", "r5.pkl", "r6.pkl"]
     assert prune_segmenters(tmp_path, keep=3, current=tmp_path / "r1.pkl") == []
     assert sorted(prune_segmenters(tmp_path, keep=1, current=tmp_path / "r6.pkl")) == ["r1.pkl", "r5.pkl"]
+
+
+def test_a_write_killed_halfway_takes_no_kept_snapshots_place(tmp_path):
+    """Helper 38: a run killed while writing its export left a folder of 3 files among the 5 newest, and
+    prune deleted a complete snapshot for it. A folder is written as `.partial-<name>` and renamed whole."""
+    for age, name in enumerate(["r3", "r2", "r1"]):  # r3 newest, current
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "user_segments.parquet").write_bytes(b"x")
+        os.utime(folder, (1_000_000 - age * 100, 1_000_000 - age * 100))
+    switch_current_export(tmp_path, "r3")
+    with pytest.raises(KeyboardInterrupt), export_folder(tmp_path, "r4") as folder:
+        (folder / "user_segments.parquet").write_bytes(b"x")
+        raise KeyboardInterrupt  # killed before the folder's other files
+    assert not (tmp_path / "r4").exists()
+    assert prune_exports(tmp_path, keep=3) == [".partial-r4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "r1", "r2", "r3"]
+
+    with export_folder(tmp_path, "r5") as folder:
+        (folder / "user_segments.parquet").write_bytes(b"y")
+        assert not (tmp_path / "r5").exists()  # nobody lists it before it is whole
+    assert (tmp_path / "r5" / "user_segments.parquet").read_bytes() == b"y"

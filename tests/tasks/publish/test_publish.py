@@ -13,6 +13,7 @@ import pytest
 
 from tasks.publish.publish import (
     drop_staged,
+    prune_exports,
     published_folder,
     restore_current_export,
     swap_published,
@@ -149,3 +150,17 @@ def test_scoring_measures_users_as_of_when_all_but_a_stray_few_events_had_happen
         "values ('skewed', 'i1', 'view', timestamp '2026-12-02', 'shop', 'b', now())"
     )
     assert latest_event_time(warehouse) == datetime(2024, 1, 2, 9, 18)  # one place on, not 2026
+
+
+def test_an_export_cut_short_leaves_no_folder_that_looks_like_a_snapshot(warehouse, tmp_path):
+    """Its tables were written, then the segmenter could not be copied (a kill, a full disk): nothing named
+    after the run appears in exports/, and the next prune deletes what was written."""
+    exports = tmp_path / "exports"
+    publish(warehouse, exports, FIRST, {"u1": 0}, datetime(2026, 1, 1))
+    drop_staged(warehouse)
+    stage(warehouse, SECOND, {"u1": 1}, datetime(2026, 1, 2))
+    with pytest.raises(FileNotFoundError):
+        write_exports(warehouse, exports, SECOND, segmenter_path=tmp_path / "gone.pkl")
+    assert sorted(p.name for p in exports.iterdir()) == [f".partial-{SECOND}", FIRST, "current"]
+    assert prune_exports(exports, keep=1) == [f".partial-{SECOND}"]
+    assert sorted(p.name for p in exports.iterdir()) == [FIRST, "current"]
