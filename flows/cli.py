@@ -998,20 +998,30 @@ def show_unpublished_user(ws: Workspace, snapshot: Any, user_id: str, n: int) ->
         read_latest_event_time,
         read_profiles,
         read_published_run,
+        read_quarantined_reasons,
         read_recommendations,
         read_user_events,
     )
 
     with look_into_warehouse(ws) as look:
         events, as_of = read_user_events(look, user_id), read_latest_event_time(look)
+        quarantined = (
+            read_quarantined_reasons(look, user_id) if events is not None and events.num_rows == 0 else []
+        )
     if events is None:
         fail(
             f"user {user_id!r} is not in the published segments, and {look.unavailable}, so their events cannot "
             "be read to assign them now; ask again when it is done"
         )
     if events.num_rows == 0:
+        rows = ""
+        if quarantined:  # what the operator has to fix (helper 38: such a user read as unknown)
+            n = sum(count for _, count in quarantined)
+            reasons = "; ".join(f"{reason} ({count:,})" for reason, count in quarantined[:3])
+            more = f"; and {len(quarantined) - 3} more reasons" if len(quarantined) > 3 else ""
+            rows = f", but {n:,} quarantined {'row names' if n == 1 else 'rows name'} them ({reasons}{more})"
         fail(
-            f"user {user_id!r} has no segment: they have no events in {ws.root}; the global list applies to them (segment_recommendations where segment_id = -1)"
+            f"user {user_id!r} has no segment: they have no events in {ws.root}{rows}; the global list applies to them (segment_recommendations where segment_id = -1)"
         )
     from tasks.segment.evaluate import USER_LIST_LENGTH
 

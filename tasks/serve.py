@@ -10,7 +10,10 @@ from the warehouse only when no writer has it, and without waiting: otherwise th
 
 from __future__ import annotations
 
+import json
 import os
+import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -224,6 +227,28 @@ def read_user_events(look: WarehouseLook, user_id: str):
     if look.con is None:
         return None
     return look.con.sql(load_sql("serving/user_events"), params={"user": user_id}).to_arrow_table()
+
+
+def read_quarantined_reasons(look: WarehouseLook, user_id: str) -> list[tuple[str, int]]:
+    """The reasons of the quarantined rows that hold the user id as one of their values, with how many rows
+    each, most first (empty when none, or when the warehouse could not be read)."""
+    rows = _warehouse_rows(look, "user_quarantine", {"user": user_id}) or []
+    return Counter(row["reason"] for row in rows if _holds_value(row["record"], user_id)).most_common()
+
+
+def _holds_value(record: str | None, value: str) -> bool:
+    """Whether a quarantined record (the raw row as JSON, or the file's line) holds `value` as a whole value:
+    `u1` is not in `u10,i1,view`."""
+    if not record:
+        return False
+    if record.startswith("{"):
+        try:
+            row = json.loads(record)
+        except ValueError:
+            row = None
+        if isinstance(row, dict):
+            return any(str(field) == value for field in row.values() if field is not None)
+    return any(field.strip().strip('"').strip() == value for field in re.split(r"[,;\t|]", record))
 
 
 def read_latest_event_time(look: WarehouseLook) -> datetime | None:

@@ -172,7 +172,28 @@ def find_writer_pid(workspace: Workspace) -> int | None:
         return None  # a writer killed with SIGKILL leaves its pid behind
     except PermissionError:
         pass
+    started = process_start_time(pid)
+    try:
+        written = workspace.lock_path.stat().st_mtime
+    except OSError:
+        return None
+    if started is not None and started > written + 2:  # /proc/stat's boot time is whole seconds
+        return None  # the pid was reused: this process started after the pid was written
     return pid
+
+
+def process_start_time(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch), from /proc; None where it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime")
+        )
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time in clock ticks
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 _held_locks: dict[Path, int] = {}

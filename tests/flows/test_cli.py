@@ -314,6 +314,26 @@ def test_segments_and_user_read_the_published_snapshot(published):
     ]
 
 
+def test_a_user_whose_every_row_is_in_quarantine_is_told_why(published):
+    """Helper 38: such a user read as one the shop never saw ("they have no events")."""
+    con = duckdb.connect(str(published / "warehouse.duckdb"))
+    con.executemany(
+        "insert into quarantine values ('s', 'e.csv', ?, ?, ?, 'b', now())",
+        [
+            (1, "event_type: 'bogus' is not a known event type", '{"user":"q1","item":"i1","kind":"bogus"}'),
+            (2, "event_type: 'bogus' is not a known event type", '{"user":"q1","item":"i2","kind":"bogus"}'),
+            (3, "malformed line: missing columns (expected 4, found 2)", "q1,i3"),
+            (4, "malformed line: missing columns (expected 4, found 2)", "q10,i3"),  # another user
+        ],
+    )
+    con.close()
+    result = runner.invoke(app, ["user", "q1", "--workspace", str(published)])
+    assert result.exit_code == 1
+    assert lines(result.output) == [
+        f"error: user 'q1' has no segment: they have no events in {published}, but 3 quarantined rows name them (event_type: 'bogus' is not a known event type (2); malformed line: missing columns (expected 4, found 2) (1)); the global list applies to them (segment_recommendations where segment_id = -1)"
+    ]
+
+
 def table_rows(output: str, title: str) -> list[list[str]]:
     """The cells of the table printed under `title`."""
     rows = []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 
 import pytest
 
@@ -48,6 +50,22 @@ def test_the_writer_pid_is_seen_while_the_lock_is_held_and_not_after(tmp_path):
     with hold_workspace(ws):
         assert find_writer_pid(ws) == os.getpid()
     assert find_writer_pid(ws) is None
+
+
+def test_a_pid_left_by_a_killed_writer_and_reused_since_is_no_writer(tmp_path):
+    """Helper 38: after a SIGKILL the writer's pid stays in .lock, and any live process that later got that
+    pid was taken for the writer (`segflow history` refused until the next run)."""
+    ws = open_workspace(tmp_path / "workspace")
+    stranger = subprocess.Popen(["sleep", "30"])
+    try:
+        ws.lock_path.write_text(str(stranger.pid))
+        os.utime(ws.lock_path, (time.time() - 3600, time.time() - 3600))  # written an hour before it started
+        assert find_writer_pid(ws) is None
+        os.utime(ws.lock_path)  # written now: it may be the writer (a SIGKILL leaves no other trace)
+        assert find_writer_pid(ws) == stranger.pid
+    finally:
+        stranger.kill()
+        stranger.wait()
 
 
 def test_quiet_unless_verbose_and_the_users_environment_wins(tmp_path, monkeypatch):
