@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 run: install
 	$(VENV)/bin/segflow run
 
+# Two workers (pytest-xdist), a test module each at a time, the longest first (tests/conftest.py).
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadscope --no-loadscope-reorder
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -36,7 +36,7 @@ def import_great_expectations_as_a_script_would() -> None:
 
 import_great_expectations_as_a_script_would()
 
-# Under pytest-xdist with `--dist loadscope` (`pytest -n 2`; `make test` still runs serially) the tests go to
+# Under pytest-xdist with `--dist loadscope` (`make test`: `pytest -n 2`) the tests go to
 # the workers a module at a time, so that a module's fixtures (a demo run, a server) are made once. The longest modules go first (run
 # with --no-loadscope-reorder), so that no long one starts last while the other worker idles; the figures are
 # seconds measured on 2 cores; the other modules keep their order.
