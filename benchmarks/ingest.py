@@ -6,6 +6,9 @@ Prints, per size, the wall time of `segflow ingest` (a fresh workspace, the whol
 hashing, staging, checks, dedup, insert) and of raw DuckDB (`create table ... as select * from read_csv(...)`)
 in a fresh process, the peak RSS of each, then the fixed overhead and the marginal ratio
 (segflow 4M - segflow 1M) / (raw 4M - raw 1M). Target: marginal ratio <= 1.5, peak RSS < 2 GB.
+On the smallest size, two files DuckDB cannot read right are ingested too, and timed against the clean one:
+the same rows with a stray quote on the fifth row, and with the first half's lines ending in CRLF (two
+exports joined); both are read by segflow's line reader (tasks/ingest/stage.py), every row accounted for.
 The ingest includes the validation gate; the time the `events_batch` suite takes on the smaller batch is
 printed on its own (target: at most ~2 s for 1M rows), and so is what comparing a 100,000-event batch with
 the larger warehouse's earlier batches adds to the suite (event-type mix, formats, values, one second).
@@ -67,6 +70,22 @@ def write_events(folder: Path, n_rows: int) -> Path:
     )
     (folder / "source.toml").write_text(SPEC)
     return path
+
+
+def write_variant(folder: Path, csv_path: Path, kind: str) -> Path:
+    """A copy of the events (and the spec) that DuckDB cannot read right: `stray` puts a quote that never
+    closes into the fifth row; `mixed` ends the first half's lines in CRLF."""
+    out = folder / kind
+    out.mkdir(parents=True, exist_ok=True)
+    lines = csv_path.read_bytes().splitlines(keepends=True)
+    if kind == "stray":
+        lines[5] = lines[5].replace(b",", b',"', 1)
+    else:
+        half = len(lines) // 2
+        lines[:half] = [line[:-1] + b"\r\n" for line in lines[:half]]
+    (out / "events.csv").write_bytes(b"".join(lines))
+    (out / "source.toml").write_text(SPEC)
+    return out
 
 
 def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
@@ -167,6 +186,22 @@ def main() -> None:
             results[n_rows] = (raw_s, seg_s)
             print(f"{n_rows:>10,} rows ({size_mb:,.0f} MB)  raw duckdb {raw_s:6.2f} s ({raw_mb:5.0f} MB RSS)   "
                   f"segflow ingest {seg_s:6.2f} s ({seg_mb:5.0f} MB RSS)", flush=True)  # fmt: skip
+        small_folder = base / f"rows-{min(args.rows)}"
+        clean_s = results[min(args.rows)][1]
+        for kind, what in (("stray", "a stray quote on row 5"), ("mixed", "CRLF then LF line ends")):
+            folder = write_variant(small_folder, small_folder / "events.csv", kind)
+            seg_s, seg_mb = segflow_ingest(folder / "source.toml", folder / "workspace")
+            con = duckdb.connect(str(folder / "workspace" / "warehouse.duckdb"), read_only=True)
+            n_events, n_quarantined = con.execute(
+                "select (select count(*) from events), (select count(*) from quarantine)"
+            ).fetchall()[0]
+            con.close()
+            assert n_events + n_quarantined == min(args.rows), (
+                f"{kind}: {n_events:,} + {n_quarantined:,} rows"
+            )
+            print(f"{min(args.rows):>10,} rows, {what}: segflow ingest {seg_s:6.2f} s ({seg_mb:5.0f} MB RSS), "
+                  f"{seg_s - clean_s:+.2f} s on the clean file's; {n_events:,} inserted, {n_quarantined} quarantined",
+                  flush=True)  # fmt: skip
         ordered = sorted(results.items())
         (small, (raw_small, seg_small)), (large, (raw_large, seg_large)) = ordered[0], ordered[-1]
         marginal = (seg_large - seg_small) / (raw_large - raw_small)
