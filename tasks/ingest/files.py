@@ -56,7 +56,7 @@ from tasks.ingest.stage import (
     stage_file,
     staged_rows,
 )
-from tasks.warehouse import load_sql, quote_ident
+from tasks.warehouse import has_table, load_sql, quote_ident
 
 NUMERIC_CANONICALS = {"value", "quantity", "price"}
 # A column used inside an expression takes the type that at least this share of its values have;
@@ -1027,6 +1027,9 @@ def check_file(con: duckdb.DuckDBPyConnection, file: SourceFile, event_types: tu
     record = "to_json(struct_pack(" + ", ".join(fields) + "))"
     # The row of the file: an unnested row's is its record's (the record holds the list and the element).
     row = "raw._segflow_record" if element is not None else "rejected._row"
+    lines = ""
+    if element is None and has_table(con, "stg_records"):  # a JSON Lines file: its line as it was written
+        record, lines = "lines.record", "join stg_records as lines on lines._row = rejected._row"
     con.execute(
         f"""
         create or replace temp table stg_quarantine as
@@ -1035,9 +1038,11 @@ def check_file(con: duckdb.DuckDBPyConnection, file: SourceFile, event_types: tu
         select {row} as _row, rejected.reason, left(cast({record} as varchar), {MAX_RECORD_CHARS}) as record
         from {prefix}_rejected as rejected
         join stg_rows as raw on raw._row = rejected._row
+        {lines}
         order by _row
         """
     )
+    con.execute("drop table if exists stg_records")
     # The raw rows are no longer needed: free their memory before deduplication and insert.
     con.execute("drop view stg_rows")
     con.execute("drop view stg_raw")

@@ -70,7 +70,7 @@ CONTROL_BYTES = frozenset(range(32)) - {9, 10, 12, 13} | {127}
 MAX_CONTROL_SHARE = 0.05
 
 STAGING_VIEWS = ("stg_rows", "stg_raw", "stg_events_new", "stg_items_new")
-STAGING_TABLES = ("stg_file", "stg_quarantine", "stg_rejects", "stg_row_gaps", "stg_lines", "stg_reject_errors", "stg_reject_scans",
+STAGING_TABLES = ("stg_file", "stg_kept", "stg_read", "stg_records", "stg_quarantine", "stg_rejects", "stg_row_gaps", "stg_lines", "stg_reject_errors", "stg_reject_scans",
                   "stg_unnested", "stg_events_mapped", "stg_events_rejected", "stg_events_duplicates", "stg_items_mapped",
                   "stg_items_rejected", "stg_items_duplicates")  # fmt: skip
 
@@ -269,6 +269,54 @@ def csv_header(file: SourceFile, count_rows: bool = True) -> list[str]:
 
 def _stage_csv(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     names = csv_header(file)
+    _read_csv_rows(con, file, names)
+    if file.feed.header:
+        _set_aside_repeated_headers(con, file, names)
+
+
+def _set_aside_repeated_headers(con: duckdb.DuckDBPyConnection, file: SourceFile, names: list[str]) -> None:
+    """A data row that repeats the header (files joined into one) is a malformed row, not an event; one
+    that holds the header's names in another order refuses the file: the rows after it follow another layout
+    and would be read into the wrong columns (helper 40: user and item ids swapped, one `ts` reason shown)."""
+    values = "[" + ", ".join(f"trim({quote_ident(n)})" for n in names) + "]"
+    header = "[" + ", ".join("'" + n.replace("'", "''") + "'" for n in names) + "]"
+    found = con.execute(
+        f"select _row, {values} = {header} from stg_raw where list_sort({values}) = list_sort({header}) "
+        "order by _row"
+    ).fetchall()
+    if not found:
+        return
+    moved = [row for row, same in found if not same]
+    if moved:
+        row = moved[0]
+        layout = ",".join(con.execute(f"select {values} from stg_raw where _row = {row}").fetchall()[0][0])
+        raise FileRefusedError(
+            f"{file.path}: row {row:,} is a header with the columns in another order ({layout}), so the file "
+            "joins exports of two layouts and the rows after it would be read into the wrong columns; the "
+            "file is refused: split it where the second header starts",
+            rows_read=staged_rows(con),
+        )
+    delimiter = _delimiter(file)
+    con.execute(
+        f"""
+        insert into stg_rejects
+        select _row, 'malformed line: the header line again (files joined into one)',
+            array_to_string({values}, $delimiter)
+        from stg_raw where list_sort({values}) = list_sort({header})
+        """,
+        {"delimiter": delimiter},
+    )
+    con.execute(
+        "create temp table stg_kept as select * from stg_raw "
+        f"where not coalesce(list_sort({values}) = list_sort({header}), false)"
+    )
+    con.execute("drop view stg_raw")
+    con.execute("drop table stg_file")
+    con.execute("alter table stg_kept rename to stg_file")
+    con.execute("create temp view stg_raw as select * from stg_file")
+
+
+def _read_csv_rows(con: duckdb.DuckDBPyConnection, file: SourceFile, names: list[str]) -> None:
     columns = "{" + ", ".join(f"'{n.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for n in names) + "}"
     try:
         _read_csv(con, file, columns)
@@ -604,45 +652,129 @@ def _append(con: duckdb.DuckDBPyConnection, table: str, rows: list[list[int | st
 
 
 def _stage_jsonl(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
+    """Each line a row: a column per key of the file's objects (keys that differ only in case are one
+    column, as DuckDB reads names: a line that gives them two values is malformed), a line that is not a JSON
+    object a malformed row. Lines are numbered as CSV rows are (an empty line is no row), and each keeps its
+    text as the record a quarantined row shows (`stg_records`)."""
+    try:
+        _read_json_lines(con, file)
+    except duckdb.Error as error:
+        # Lines DuckDB's line reader refuses the whole file for (line ends of two kinds, a byte that is not
+        # text in the encoding, a line over 2 MB): read them in Python, each bad line a malformed row.
+        drop_staging(con)
+        try:
+            _read_json_lines_by_python(con, file)
+        except (OSError, EOFError, zlib.error):
+            raise _refusal(file, error) from None
+    groups: dict[str, list[str]] = {}
+    for (key,) in con.execute(
+        """
+        select json_key from (
+            select unnest(json_keys(line)) as json_key, _row from stg_lines where is_object
+        ) group by json_key order by min(_row), json_key
+        """
+    ).fetchall():
+        if key:  # an empty key cannot be named by a spec; the line keeps it in its record
+            groups.setdefault(key.lower(), []).append(key)
+    if not groups:
+        n_lines = con.execute("select count(*) from stg_lines").fetchall()[0][0]
+        raise FileRefusedError(f"{file.path}: no JSON object lines found; the file is refused", n_lines)
+
+    def extract(key: str) -> str:
+        path = '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return "json_extract_string(line, '" + path.replace("'", "''") + "')"
+
+    columns = [
+        f"{extract(keys[0]) if len(keys) == 1 else 'coalesce(' + ', '.join(map(extract, keys)) + ')'} "
+        f"as {quote_ident(keys[0])}"
+        for keys in groups.values()
+    ]
+    clashes = [keys for keys in groups.values() if len(keys) > 1]
+    clash = " or ".join(f"len(list_distinct([{', '.join(map(extract, keys))}])) > 1" for keys in clashes)
+    reason = "case when false then null "
+    for keys in clashes:
+        spelt = " and ".join(f"'{k}'" for k in keys).replace("'", "''")
+        reason += (
+            f"when len(list_distinct([{', '.join(map(extract, keys))}])) > 1 then 'malformed line: keys "
+            f"{spelt} differ only in case and hold different values (names are read without case)' "
+        )
+    reason += "end"
+    good = f"is_object and not ({clash})" if clashes else "is_object"
+    con.execute(
+        f"create temp table stg_file as select _row, {', '.join(columns)} from stg_lines where {good}"
+    )
+    con.execute("create temp view stg_raw as select * from stg_file")
+    con.execute(
+        f"""
+        create temp table stg_rejects as
+        select _row, coalesce(bad, {reason if clashes else "null"}, 'malformed line: not a JSON object') as reason,
+            left(line, {MAX_RECORD_CHARS}) as record,
+        from stg_lines
+        where not ({good})
+        """
+    )
+    con.execute(
+        f"create temp table stg_records as select _row, left(line, {MAX_RECORD_CHARS}) as record "
+        f"from stg_lines where {good}"
+    )
+    con.execute("drop table stg_lines")
+
+
+def _read_json_lines(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
+    """`stg_lines(_row, line, bad, is_object)` by DuckDB's line reader."""
     con.execute(
         """
-        create temp table stg_lines as
-        select
-            line,
-            case when json_valid(line) then json_type(line) = 'OBJECT' else false end as is_object,
-        from read_csv(
+        create temp table stg_read as
+        select line from read_csv(
             $path, columns = {'line': 'VARCHAR'}, header = false, auto_detect = false,
             delim = chr(1), quote = '', escape = '', encoding = $encoding
         )
         """,
         {"path": str(file.path), "encoding": file.feed.encoding},
     )
-    keys = con.execute(
-        """
-        select json_key from (
-            select unnest(json_keys(line)) as json_key, rowid as line_number from stg_lines where is_object
-        ) group by json_key order by min(line_number), json_key
-        """
-    ).fetchall()
-    names = [key for (key,) in keys]
-    if not names:
-        n_lines = con.execute("select count(line) from stg_lines").fetchall()[0][0]
-        raise FileRefusedError(f"{file.path}: no JSON object lines found; the file is refused", n_lines)
-    extracts = ", ".join(
-        f"json_extract_string(line, '$.\"{n.replace(chr(39), chr(39) * 2)}\"') as {quote_ident(n)}"
-        for n in names
-    )
     con.execute(
-        f"create temp table stg_file as select rowid + 1 as _row, {extracts} from stg_lines where is_object"
-    )
-    con.execute("create temp view stg_raw as select * from stg_file")
-    con.execute(
-        f"""
-        create temp table stg_rejects as
-        select rowid + 1 as _row, 'malformed line: not a JSON object' as reason,
-            left(line, {MAX_RECORD_CHARS}) as record,
-        from stg_lines
-        where line is not null and not is_object
+        """
+        create temp table stg_lines as
+        select row_number() over (order by rowid) as _row, line, null::varchar as bad,
+            case when json_valid(line) then json_type(line) = 'OBJECT' else false end as is_object,
+        from stg_read
+        where line is not null
         """
     )
-    con.execute("drop table stg_lines")
+    con.execute("drop table stg_read")
+
+
+def _read_json_lines_by_python(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
+    """`stg_lines` read in Python: any line end, a line undecodable in the encoding a malformed row."""
+    encoding = file.feed.encoding
+    con.execute("create temp table stg_read (_row bigint, line varchar, bad varchar)")
+    rows: list[list[int | str | None]] = []
+    raw = gzip.open(file.path, "rb") if _is_gzip(file.path) else open(file.path, "rb")  # noqa: SIM115
+    with io.TextIOWrapper(raw, encoding=encoding, errors="surrogateescape", newline="\n") as handle:
+        number = 0
+        for i, line in enumerate(handle):
+            text = line.rstrip("\r\n")
+            if i == 0:
+                text = text.removeprefix("\ufeff")
+            if not text:
+                continue
+            number += 1
+            bad = None
+            if any("\udc80" <= char <= "\udcff" for char in text):
+                text = text.encode(encoding, "surrogateescape").decode(encoding, "replace")
+                bad = f"malformed line: not {encoding} text (a byte the encoding does not have)"
+            rows.append([number, text, bad])
+            if len(rows) >= LINE_CHUNK_ROWS:
+                _append(con, "stg_read", rows)
+                rows.clear()
+    _append(con, "stg_read", rows)
+    con.execute(
+        """
+        create temp table stg_lines as
+        select _row, line, bad,
+            bad is null and case when json_valid(line) then json_type(line) = 'OBJECT' else false end
+                as is_object,
+        from stg_read
+        """
+    )
+    con.execute("drop table stg_read")

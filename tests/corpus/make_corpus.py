@@ -114,6 +114,25 @@ def main() -> None:
     unix[14] = "\nu5,i5\n"
     write_case("line_ends_of_two_kinds", {"events.csv": windows + HEADER + "".join(unix)})
 
+    # JSON Lines from hand-made exports (helper 40): CRLF then LF line ends (DuckDB refused the whole file), an
+    # empty line, keys that differ only in case (`Value` on one line, `value` on another; both on one line),
+    # a byte that is not UTF-8, keys no spec can name (`a"b`, ``), a line that is an array.
+    json_lines = [
+        b'{"user":"u1","item":"i1","kind":"view","day":"2024-03-01"}\r\n',
+        b'{"user": "u2", "item": "i2", "kind": "bogus", "day": "2024-03-01", "value": 2.50}\r\n',
+        b"\n",
+        b'{"user":"u3","item":"i3","kind":"view","day":"2024-03-02","Value":2}\n',
+        b'{"user":"u4","item":"i4","kind":"view","day":"2024-03-02","value":3}\n',
+        b'{"user":"u5","item":"i5","kind":"view","day":"2024-03-02","value":1,"Value":2}\n',
+        b'{"user":"u6","item":"i\xff6","kind":"view","day":"2024-03-02"}\n',
+        b'{"user":"u7","item":"i7","kind":"view","day":"2024-03-02","a\\"b":1,"":2}\n',
+        b"[1, 2]\n",
+    ]
+    write_case(
+        "json_lines_of_every_kind", {"events.jsonl": b"".join(json_lines)}, path="events.jsonl",
+        extra='value = "value"\n',
+    )  # fmt: skip
+
     # Empty files next to a good one: 0 bytes, and a header with no rows.
     write_case("empty_files", {"a.csv": HEADER + "".join(rows(10)), "b.csv": "", "c.csv": HEADER}, path=".")
 

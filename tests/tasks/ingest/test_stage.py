@@ -409,8 +409,12 @@ def test_a_file_whose_lines_end_in_two_ways_is_read_whole(tmp_path, content):
     """DuckDB refused such a file whole ("The CSV Parser state machine reached an invalid state")."""
     (tmp_path / "e.csv").write_bytes(content)
     rows, rejects = staged(tmp_path / "e.csv")
-    assert [user for _, user in rows if user != "user"] == ["u1", "u2", "u3"]
-    assert [n for n, _ in rows] == list(range(1, len(rows) + 1)) and rejects == []
+    assert [user for _, user in rows] == ["u1", "u2", "u3"]
+    numbers = sorted([n for n, _ in rows] + [n for n, _ in rejects])
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert [reason for _, reason in rejects] == (
+        ["malformed line: the header line again (files joined into one)"] if len(numbers) == 4 else []
+    )
 
 
 def test_malformed_lines_after_empty_lines_are_numbered_in_the_file_order(tmp_path):
@@ -432,3 +436,45 @@ def test_a_line_of_the_wrong_width_has_one_reason_whichever_reader_reads_it(tmp_
     ]
     assert [reason for _, reason in staged(tmp_path / "plain.csv")[1]] == expected
     assert [reason for _, reason in staged(tmp_path / "stray.csv")[1]][:2] == expected
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"])
+def test_a_header_repeated_inside_the_file_is_a_malformed_row(tmp_path, line_end):
+    (tmp_path / "e.csv").write_bytes(
+        (HEADER + "u1,i1,view,2024-01-01\n").replace("\n", line_end).encode()
+        + (HEADER + "u2,i2,view,2024-01-01\n").encode()
+    )
+    rows, rejects = staged(tmp_path / "e.csv")
+    assert rows == [(1, "u1"), (3, "u2")]
+    assert rejects == [(2, "malformed line: the header line again (files joined into one)")]
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"])
+def test_a_second_header_in_another_order_refuses_the_file(tmp_path, line_end):
+    """Helper 40: two exports joined, the second with item before user: 100 events were stored with the ids
+    swapped, and one `ts` reason was all that showed."""
+    (tmp_path / "e.csv").write_bytes(
+        (HEADER + "u1,i1,view,2024-01-01\n").replace("\n", line_end).encode()
+        + b"item,user,kind,day\ni2,u2,view,2024-01-01\n"
+    )
+    error = refusal(tmp_path / "e.csv")
+    assert str(error) == (
+        f"{tmp_path / 'e.csv'}: row 2 is a header with the columns in another order (item,user,kind,day), so "
+        "the file joins exports of two layouts and the rows after it would be read into the wrong columns; "
+        "the file is refused: split it where the second header starts"
+    )
+    assert error.rows_read == 3
+
+
+def test_a_json_line_over_duckdbs_line_size_or_with_a_lone_cr_is_read_with_the_others(tmp_path):
+    """Helper 40: a 3 MB line, or a carriage return between two tokens (JSON whitespace), refused the file
+    ("CSV Error on Line: 2")."""
+    note = "x" * 3_000_000
+    (tmp_path / "e.jsonl").write_text(
+        '{"user": "u1", "kind": "view"}\n'
+        f'{{"user": "u2", "note": "{note}"}}\n'
+        '{"user": "u3",\r "kind": "view"}\n',
+        newline="",
+    )
+    rows, rejects = staged(tmp_path / "e.jsonl")
+    assert rows == [(1, "u1"), (2, "u2"), (3, "u3")] and rejects == []
