@@ -672,6 +672,20 @@ def _text(expression: str) -> str:
     return f"nullif(trim(cast(({expression}) as varchar)), '')"
 
 
+# Ids: a floating-point column of whole numbers (pandas writes int ids as float64 once one is missing) gives
+# the integer's text, so user 1 stays user 1 ("1", never "1.0"); NaN is a missing id.
+ID_COLUMNS = ("user_id", "item_id", "session_id", "event_id")
+
+
+def _id_text(expression: str) -> str:
+    x = f"(({expression})::double)"
+    return (
+        f"case when isnan({x}) or isinf({x}) then null "
+        f"when {x} = trunc({x}) and abs({x}) < 9007199254740992 then cast(cast({x} as hugeint) as varchar) "
+        f"else cast({x} as varchar) end"
+    )
+
+
 NUMBER_TYPES = ("BIGINT", "INTEGER", "HUGEINT", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER", "USMALLINT",
                 "UTINYINT", "UHUGEINT", "DOUBLE", "FLOAT")  # fmt: skip
 
@@ -924,6 +938,8 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
             selects.append(f"try_cast(({expression}) as double) as {name}")
             selects.append(f"{_text(expression)} as {name}_text")
             converted.append(name)
+        elif name in ID_COLUMNS and dtype in ("DOUBLE", "FLOAT"):
+            selects.append(f"{_id_text(expression)} as {name}")
         else:
             selects.append(f"{_text(expression)} as {name}")
     # The text of a converted column is kept only where conversion failed: the reason quotes it.

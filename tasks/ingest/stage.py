@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from tasks.ingest.sources import reads_column
 from tasks.warehouse import quote_ident
 
 if TYPE_CHECKING:
@@ -186,10 +188,16 @@ def stage_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     sniff_file(file)
     try:
         if file.format == "parquet":
+            _check_names(file, _parquet_names(file))
+            # The row number from the file, not the table's rowid: a column named rowid hides that.
             con.execute(
-                "create temp table stg_file as select * from read_parquet($path)", {"path": str(file.path)}
+                "create temp table stg_file as select * from read_parquet($path, file_row_number = true)",
+                {"path": str(file.path)},
             )
-            con.execute("create temp view stg_raw as select rowid + 1 as _row, * from stg_file")
+            con.execute(
+                "create temp view stg_raw as "
+                "select file_row_number + 1 as _row, * exclude (file_row_number) from stg_file"
+            )
             con.execute("create temp table stg_rejects (_row bigint, reason varchar, record varchar)")
         elif file.format == "jsonl":
             _stage_jsonl(con, file)
@@ -201,6 +209,49 @@ def stage_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     if staged_rows(con) == 0:
         drop_staging(con)
         raise EmptyFileError("empty file (a header but no data rows): nothing to ingest")
+
+
+def _parquet_names(file: SourceFile) -> list[str]:
+    """The column names of a Parquet file as written (DuckDB renames the second of two that differ only in
+    case); none when the schema cannot be read (DuckDB's read then says why)."""
+    try:
+        return pq.read_schema(file.path).names
+    except (OSError, pa.ArrowException):
+        return []
+
+
+def _check_names(file: SourceFile, names: list[str]) -> None:
+    """A FileRefusedError for a column named as segflow's row number (`_row`), or for columns that differ only
+    in case when the feed reads one of them: names are read without case, so the spec cannot say which."""
+    rows = functools.partial(_rows_in, file)
+    if any(name.lower() == "_row" for name in names):
+        raise FileRefusedError(
+            f"{file.path}: it has a column named _row, segflow's own name for the row number; the file is "
+            "refused: rename that column",
+            rows_read=rows(),
+        )
+    spelt: dict[str, list[str]] = {}
+    for name in names:
+        spelt.setdefault(name.lower(), []).append(name)
+    expressions = file.feed.expressions(with_unnest=True).values()
+    for same in spelt.values():
+        if len(same) > 1 and any(reads_column(e, same[0]) for e in expressions):
+            raise FileRefusedError(
+                f"{file.path}: its columns {' and '.join(map(repr, same))} differ only in case, and names are "
+                "read without case, so the spec cannot tell which it maps; the file is refused: rename one",
+                rows_read=rows(),
+            )
+
+
+def _rows_in(file: SourceFile) -> int:
+    """The data rows of a file for a refusal: a Parquet file's from its metadata, a CSV's lines after the
+    header."""
+    if file.format == "parquet":
+        try:
+            return pq.read_metadata(file.path).num_rows
+        except (OSError, pa.ArrowException):
+            return 0
+    return max(0, count_lines(file.path)[0] - (1 if file.feed.header else 0))
 
 
 def staged_rows(con: duckdb.DuckDBPyConnection) -> int:
@@ -258,9 +309,12 @@ def csv_header(file: SourceFile, count_rows: bool = True) -> list[str]:
     names = [name.strip().lstrip("\ufeff") for name in names]
     if not file.feed.header:
         return [f"column{i}" for i in range(len(names))]
-    if not names or any(not name for name in names) or len(set(names)) != len(names):
+    if not names or any(not name for name in names) or len({n.lower() for n in names}) != len(names):
+        without_case = (
+            " (names are read without case)" if len(set(names)) == len(names) and all(names) else ""
+        )
         raise FileRefusedError(
-            f"{file.path}: the header line has empty or repeated column names: {first[:200]!r}; "
+            f"{file.path}: the header line has empty or repeated column names{without_case}: {first[:200]!r}; "
             "the file is refused",
             rows_read=max(0, count_lines(file.path)[0] - 1) if count_rows else 0,
         )
@@ -269,7 +323,11 @@ def csv_header(file: SourceFile, count_rows: bool = True) -> list[str]:
 
 def _stage_csv(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     names = csv_header(file)
-    _read_csv_rows(con, file, names)
+    _check_names(file, names)
+    if any(name.lower() == "rowid" for name in names):
+        _stage_csv_by_lines(con, file, names)  # DuckDB's read numbers rows by the rowid that column hides
+    else:
+        _read_csv_rows(con, file, names)
     if file.feed.header:
         _set_aside_repeated_headers(con, file, names)
 

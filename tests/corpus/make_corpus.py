@@ -10,8 +10,12 @@ by hand (the expected messages and counts are the point of each case): this scri
 from __future__ import annotations
 
 import gzip
+import io
 import random
 from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 HERE = Path(__file__).resolve().parent
 HEADER = "user,item,kind,day\n"
@@ -132,6 +136,23 @@ def main() -> None:
         "json_lines_of_every_kind", {"events.jsonl": b"".join(json_lines)}, path="events.jsonl",
         extra='value = "value"\n',
     )  # fmt: skip
+
+    # Two days' Parquet exports from pandas (helper 40): day 1's ids are int64; on day 2 one user is missing, so
+    # pandas wrote the id columns as float64 (1.0, 10.0), and one id is NaN. User 1 was two users, "1" and
+    # "1.0", and NaN was a user "nan".
+    def parquet(table: pa.Table) -> bytes:
+        out = io.BytesIO()
+        pq.write_table(table, out)
+        return out.getvalue()
+
+    day1 = pa.table({"user": [1, 2], "item": [10, 20], "kind": ["view", "view"], "day": ["2024-03-01"] * 2})
+    day2 = pa.table({
+        "user": [1.0, None, float("nan"), 2.5], "item": [10.0, 20.0, 30.0, 40.0], "kind": ["view"] * 4,
+        "day": ["2024-03-02"] * 4,
+    })  # fmt: skip
+    write_case(
+        "float_ids_from_pandas", {"day1.parquet": parquet(day1), "day2.parquet": parquet(day2)}, path="."
+    )
 
     # Empty files next to a good one: 0 bytes, and a header with no rows.
     write_case("empty_files", {"a.csv": HEADER + "".join(rows(10)), "b.csv": "", "c.csv": HEADER}, path=".")

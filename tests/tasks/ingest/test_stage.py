@@ -7,6 +7,8 @@ import gzip
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tasks.ingest.files import SourceFile
@@ -478,3 +480,42 @@ def test_a_json_line_over_duckdbs_line_size_or_with_a_lone_cr_is_read_with_the_o
     )
     rows, rejects = staged(tmp_path / "e.jsonl")
     assert rows == [(1, "u1"), (2, "u2"), (3, "u3")] and rejects == []
+
+
+def test_a_column_named_rowid_is_a_column_and_rows_keep_their_numbers(tmp_path):
+    """Helper 40: a SQLite export's rowid (101..) numbered the rows of a Parquet file (a constant one made 6
+    rows read as 16), and a CSV with that column was refused with a binder error."""
+    pq.write_table(pa.table({"user": ["u1", "u2", "u3"], "rowid": [101, 102, 103]}), tmp_path / "e.parquet")
+    assert staged(tmp_path / "e.parquet") == ([(1, "u1"), (2, "u2"), (3, "u3")], [])
+    (tmp_path / "e.csv").write_text(
+        "user,item,kind,day,rowid\nu1,i1,view,2024-01-01,7\nu2,i2\nu3,i3,view,2024-01-01,7\n"
+    )
+    rows, rejects = staged(tmp_path / "e.csv")
+    assert rows == [(1, "u1"), (3, "u3")] and [n for n, _ in rejects] == [2]
+
+
+def test_a_column_named_as_segflows_row_number_is_refused_with_its_name(tmp_path):
+    (tmp_path / "e.csv").write_text("user,_row\nu1,1\n")
+    assert str(refusal(tmp_path / "e.csv")) == (
+        f"{tmp_path / 'e.csv'}: it has a column named _row, segflow's own name for the row number; the file is "
+        "refused: rename that column"
+    )
+
+
+def test_columns_that_differ_only_in_case_are_refused_when_the_spec_reads_one(tmp_path):
+    """Helper 40: Parquet columns Value (7) and value (1), mapped as value = "value", stored 7; a CSV header
+    with both was refused with DuckDB's 'Duplicate named argument ... struct_pack'."""
+    pq.write_table(pa.table({"user": ["u1"], "Value": [7.0], "value": [1.0]}), tmp_path / "e.parquet")
+    feed = Feed(kind="events", path="e.parquet", columns={"user_id": "user", "value": "value"})
+    file = SourceFile(source="s", feed=feed, path=tmp_path / "e.parquet", format="parquet")
+    with pytest.raises(FileRefusedError) as raised:
+        stage_file(duckdb.connect(), file)
+    assert str(raised.value) == (
+        f"{tmp_path / 'e.parquet'}: its columns 'Value' and 'value' differ only in case, and names are read "
+        "without case, so the spec cannot tell which it maps; the file is refused: rename one"
+    )
+    assert raised.value.rows_read == 1
+    (tmp_path / "e.csv").write_text("user,Value,value\nu1,7,1\n")
+    assert "the header line has empty or repeated column names (names are read without case)" in str(
+        refusal(tmp_path / "e.csv")
+    )
