@@ -925,7 +925,11 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
             )
         elif name == "ts":
             # A time made from an epoch number is absolute: the source's zone reads only its wall-clock times.
-            zone = "UTC" if reads_epoch(expression) else file.timezone
+            # So is a Parquet INT96 time (Spark's and Hive's), which holds UTC by convention.
+            absolute = reads_epoch(expression) or any(
+                reads_column(expression, c) for c in int96_columns(file)
+            )
+            zone = "UTC" if absolute else file.timezone
             selects.append(f"{_timestamp(expression, dtype, zone)} as ts")
             selects.append(f"{_text(expression)} as ts_text")
             converted.append("ts")
@@ -971,6 +975,21 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
     counted = f"select (select count(*) from stg_rows), (select count(*) from {table})"
     n_raw, n_mapped = con.execute(counted).fetchall()[0]
     return n_raw - n_mapped
+
+
+def int96_columns(file: SourceFile) -> list[str]:
+    """The top-level columns of a Parquet file stored as INT96 timestamps (none for other formats)."""
+    if file.format != "parquet":
+        return []
+    import pyarrow
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.ParquetFile(file.path).schema
+    except (OSError, pyarrow.ArrowException):
+        return []
+    columns = (schema.column(i) for i in range(len(schema)))
+    return sorted({c.path.split(".")[0] for c in columns if c.physical_type == "INT96"})
 
 
 def _refuse_missing_columns(

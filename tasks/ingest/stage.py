@@ -128,6 +128,16 @@ def sniff_file(file: SourceFile) -> None:
             f"{path}: not a gzip file although it is named .gz; the file is refused"
         ) from None
     if file.format == "parquet":
+        if not head.startswith(b"PAR1") and not _is_gzip(path):
+            kind = (
+                "text"
+                if sum(byte in CONTROL_BYTES for byte in head) <= MAX_CONTROL_SHARE * len(head)
+                else "data"
+            )
+            raise FileRefusedError(
+                f"{path}: not a Parquet file (it does not start with PAR1; it holds {kind}"
+                f"{', e.g. CSV or JSON Lines: name it for its format' if kind == 'text' else ''}); the file is refused"
+            )
         return
     if not head.strip():
         if _is_gzip(path) and count_lines(path)[1]:
@@ -208,7 +218,8 @@ def stage_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
         raise _refusal(file, error) from None
     if staged_rows(con) == 0:
         drop_staging(con)
-        raise EmptyFileError("empty file (a header but no data rows): nothing to ingest")
+        what = "a Parquet file of no rows" if file.format == "parquet" else "a header but no data rows"
+        raise EmptyFileError(f"empty file ({what}): nothing to ingest")
 
 
 def _parquet_names(file: SourceFile) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import io
 import random
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -153,6 +154,19 @@ def main() -> None:
     write_case(
         "float_ids_from_pandas", {"day1.parquet": parquet(day1), "day2.parquet": parquet(day2)}, path="."
     )
+
+    # Spark's Parquet times (INT96, UTC by convention) beside a timestamp without a zone, in a source whose
+    # spec names New York (helper 40): the INT96 noon was stored as 17:00, read as New York's wall clock.
+    noon = pa.array([datetime(2024, 3, 1, 12)], pa.timestamp("ns"))
+    spark = pa.table({"user": ["u1"], "item": ["i1"], "kind": ["view"], "day": noon})
+    int96, naive = io.BytesIO(), io.BytesIO()
+    pq.write_table(spark, int96, use_deprecated_int96_timestamps=True)
+    pq.write_table(spark.set_column(0, "user", pa.array(["u2"])), naive)
+    write_case(
+        "int96_times_from_spark", {"a_int96.parquet": int96.getvalue(), "b_naive.parquet": naive.getvalue()},
+        path=".", spec=SPEC.format(name="int96_times_from_spark", path=".", user_id="user", item_id="item",
+                                   ts="day", extra="").replace("[events]", 'timezone = "America/New_York"\n[events]'),
+    )  # fmt: skip
 
     # Empty files next to a good one: 0 bytes, and a header with no rows.
     write_case("empty_files", {"a.csv": HEADER + "".join(rows(10)), "b.csv": "", "c.csv": HEADER}, path=".")

@@ -519,3 +519,11 @@ def test_columns_that_differ_only_in_case_are_refused_when_the_spec_reads_one(tm
     assert "the header line has empty or repeated column names (names are read without case)" in str(
         refusal(tmp_path / "e.csv")
     )
+
+
+def test_a_parquet_file_of_no_rows_is_empty_without_a_header(tmp_path):
+    pq.write_table(pa.table({"user": pa.array([], pa.string())}), tmp_path / "e.parquet")
+    with pytest.raises(
+        EmptyFileError, match=r"^empty file \(a Parquet file of no rows\): nothing to ingest$"
+    ):
+        staged(tmp_path / "e.parquet")
