@@ -348,37 +348,34 @@ def _set_aside_repeated_headers(con: duckdb.DuckDBPyConnection, file: SourceFile
     that holds the header's names in another order refuses the file: the rows after it follow another layout
     and would be read into the wrong columns (helper 40: user and item ids swapped, one `ts` reason shown)."""
     values = "[" + ", ".join(f"trim({quote_ident(n)})" for n in names) + "]"
-    header = "[" + ", ".join("'" + n.replace("'", "''") + "'" for n in names) + "]"
-    found = con.execute(
-        f"select _row, {values} = {header} from stg_raw where list_sort({values}) = list_sort({header}) "
-        "order by _row"
+    listed = ", ".join("'" + n.replace("'", "''") + "'" for n in names)
+    # Only rows whose first value is one of the names can be a header: a cheap filter before any list.
+    candidates = con.execute(
+        f"select _row, {values} from stg_raw where trim({quote_ident(names[0])}) in ({listed}) order by _row"
     ).fetchall()
+    found = [(row, v == names) for row, v in candidates if None not in v and sorted(v) == sorted(names)]
     if not found:
         return
     moved = [row for row, same in found if not same]
     if moved:
-        row = moved[0]
-        layout = ",".join(con.execute(f"select {values} from stg_raw where _row = {row}").fetchall()[0][0])
+        layout = ",".join(next(v for row, v in candidates if row == moved[0]))
         raise FileRefusedError(
-            f"{file.path}: row {row:,} is a header with the columns in another order ({layout}), so the file "
-            "joins exports of two layouts and the rows after it would be read into the wrong columns; the "
+            f"{file.path}: row {moved[0]:,} is a header with the columns in another order ({layout}), so the "
+            "file joins exports of two layouts and the rows after it would be read into the wrong columns; the "
             "file is refused: split it where the second header starts",
             rows_read=staged_rows(con),
         )
-    delimiter = _delimiter(file)
+    rows = ", ".join(str(row) for row, _ in found)
     con.execute(
         f"""
         insert into stg_rejects
         select _row, 'malformed line: the header line again (files joined into one)',
             array_to_string({values}, $delimiter)
-        from stg_raw where list_sort({values}) = list_sort({header})
+        from stg_raw where _row in ({rows})
         """,
-        {"delimiter": delimiter},
+        {"delimiter": _delimiter(file)},
     )
-    con.execute(
-        "create temp table stg_kept as select * from stg_raw "
-        f"where not coalesce(list_sort({values}) = list_sort({header}), false)"
-    )
+    con.execute(f"create temp table stg_kept as select * from stg_raw where _row not in ({rows})")
     con.execute("drop view stg_raw")
     con.execute("drop table stg_file")
     con.execute("alter table stg_kept rename to stg_file")
