@@ -1019,7 +1019,8 @@ def show_unpublished_user(ws: Workspace, snapshot: Any, user_id: str, n: int) ->
             n = sum(count for _, count in quarantined)
             reasons = "; ".join(f"{reason} ({count:,})" for reason, count in quarantined[:3])
             more = f"; and {len(quarantined) - 3} more reasons" if len(quarantined) > 3 else ""
-            rows = f", but {n:,} quarantined {'row names' if n == 1 else 'rows name'} them ({reasons}{more})"
+            held = f"{'row holds' if n == 1 else 'rows hold'} {user_id!r} as a value"
+            rows = f", but {n:,} quarantined {held} ({reasons}{more}): fix them if they are theirs"
         fail(
             f"user {user_id!r} has no segment: they have no events in {ws.root}{rows}; the global list applies to them (segment_recommendations where segment_id = -1)"
         )

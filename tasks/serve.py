@@ -230,8 +230,9 @@ def read_user_events(look: WarehouseLook, user_id: str):
 
 
 def read_quarantined_reasons(look: WarehouseLook, user_id: str) -> list[tuple[str, int]]:
-    """The reasons of the quarantined rows that hold the user id as one of their values, with how many rows
-    each, most first (empty when none, or when the warehouse could not be read)."""
+    """The reasons of the quarantined rows that hold the user id as one of their values (in any field: a
+    quarantined row's user column is not known), with how many rows each, most first (empty when none, or
+    when the warehouse could not be read)."""
     rows = _warehouse_rows(look, "user_quarantine", {"user": user_id}) or []
     return Counter(row["reason"] for row in rows if _holds_value(row["record"], user_id)).most_common()
 
@@ -247,8 +248,17 @@ def _holds_value(record: str | None, value: str) -> bool:
         except ValueError:
             row = None
         if isinstance(row, dict):
-            return any(str(field) == value for field in row.values() if field is not None)
+            return value in _json_values(row)
     return any(field.strip().strip('"').strip() == value for field in re.split(r"[,;\t|]", record))
+
+
+def _json_values(value: object) -> set[str]:
+    """Every scalar of a JSON value, nested ones too (a Segment user under context.traits.id), as text."""
+    if isinstance(value, dict):
+        return set().union(*map(_json_values, value.values()))
+    if isinstance(value, list):
+        return set().union(*map(_json_values, value))
+    return set() if value is None else {str(value)}
 
 
 def read_latest_event_time(look: WarehouseLook) -> datetime | None:

@@ -681,7 +681,7 @@ def _id_text(expression: str) -> str:
     x = f"(({expression})::double)"
     return (
         f"case when isnan({x}) or isinf({x}) then null "
-        f"when {x} = trunc({x}) and abs({x}) < 9007199254740992 then cast(cast({x} as hugeint) as varchar) "
+        f"when {x} = trunc({x}) and abs({x}) < 1e38 then cast(cast({x} as hugeint) as varchar) "
         f"else cast({x} as varchar) end"
     )
 

@@ -17,6 +17,7 @@ import functools
 import gzip
 import io
 import itertools
+import json
 import re
 import zlib
 from collections import deque
@@ -198,15 +199,22 @@ def stage_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     sniff_file(file)
     try:
         if file.format == "parquet":
-            _check_names(file, _parquet_names(file))
-            # The row number from the file, not the table's rowid: a column named rowid hides that.
+            names = _parquet_names(file)
+            _check_names(file, names)
+            # The row number from the file, not the table's rowid, which a column named rowid hides; a file
+            # with a column named file_row_number (and none named rowid) is numbered by the rowid.
+            numbered = "file_row_number" not in {n.lower() for n in names}
             con.execute(
-                "create temp table stg_file as select * from read_parquet($path, file_row_number = true)",
+                f"create temp table stg_file as select * from read_parquet($path, file_row_number = {numbered})",
                 {"path": str(file.path)},
             )
             con.execute(
                 "create temp view stg_raw as "
-                "select file_row_number + 1 as _row, * exclude (file_row_number) from stg_file"
+                + (
+                    "select file_row_number + 1 as _row, * exclude (file_row_number) from stg_file"
+                    if numbered
+                    else "select rowid + 1 as _row, * from stg_file"
+                )
             )
             con.execute("create temp table stg_rejects (_row bigint, reason varchar, record varchar)")
         elif file.format == "jsonl":
@@ -235,10 +243,12 @@ def _check_names(file: SourceFile, names: list[str]) -> None:
     """A FileRefusedError for a column named as segflow's row number (`_row`), or for columns that differ only
     in case when the feed reads one of them: names are read without case, so the spec cannot say which."""
     rows = functools.partial(_rows_in, file)
-    if any(name.lower() == "_row" for name in names):
+    lowered = {name.lower() for name in names}
+    if "_row" in lowered or (file.format == "parquet" and {"rowid", "file_row_number"} <= lowered):
         raise FileRefusedError(
-            f"{file.path}: it has a column named _row, segflow's own name for the row number; the file is "
-            "refused: rename that column",
+            f"{file.path}: it has a column named "
+            f"{'_row' if '_row' in lowered else 'rowid and one named file_row_number'}, segflow's own name for "
+            "the row number; the file is refused: rename that column",
             rows_read=rows(),
         )
     spelt: dict[str, list[str]] = {}
@@ -305,19 +315,7 @@ def csv_header(file: SourceFile, count_rows: bool = True) -> list[str]:
     ends."""
     if file.feed.file_columns:
         return list(file.feed.file_columns)
-    delimiter = _delimiter(file)
-    try:
-        with open_text(file.path, file.feed.encoding) as handle:
-            first = handle.readline().rstrip("\r\n").lstrip("\ufeff")  # a BOM before a quoted name too
-    except (EOFError, zlib.error, gzip.BadGzipFile):
-        raise FileRefusedError(
-            f"{file.path}: the gzip stream is truncated before the first line ends; the file is refused"
-        ) from None
-    if len(delimiter) == 1 and _quote(file):
-        names = next(csv.reader([first], delimiter=delimiter, quotechar=_quote(file)), [])
-    else:
-        names = first.split(delimiter)
-    names = [name.strip().lstrip("\ufeff") for name in names]
+    first, names = _first_line(file)
     if not file.feed.header:
         return [f"column{i}" for i in range(len(names))]
     if not names or any(not name for name in names) or len({n.lower() for n in names}) != len(names):
@@ -332,6 +330,23 @@ def csv_header(file: SourceFile, count_rows: bool = True) -> list[str]:
     return names
 
 
+def _first_line(file: SourceFile) -> tuple[str, list[str]]:
+    """The file's first line and the values on it (a BOM and spaces around each stripped)."""
+    delimiter = _delimiter(file)
+    try:
+        with open_text(file.path, file.feed.encoding) as handle:
+            first = handle.readline().rstrip("\r\n").lstrip("\ufeff")  # a BOM before a quoted name too
+    except (EOFError, zlib.error, gzip.BadGzipFile):
+        raise FileRefusedError(
+            f"{file.path}: the gzip stream is truncated before the first line ends; the file is refused"
+        ) from None
+    if len(delimiter) == 1 and _quote(file):
+        names = next(csv.reader([first], delimiter=delimiter, quotechar=_quote(file)), [])
+    else:
+        names = first.split(delimiter)
+    return first, [name.strip().lstrip("\ufeff") for name in names]
+
+
 def _stage_csv(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     names = csv_header(file)
     _check_names(file, names)
@@ -344,28 +359,37 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
 
 
 def _set_aside_repeated_headers(con: duckdb.DuckDBPyConnection, file: SourceFile, names: list[str]) -> None:
-    """A data row that repeats the header (files joined into one) is a malformed row, not an event; one
-    that holds the header's names in another order refuses the file: the rows after it follow another layout
-    and would be read into the wrong columns (helper 40: user and item ids swapped, one `ts` reason shown)."""
-    values = "[" + ", ".join(f"trim({quote_ident(n)})" for n in names) + "]"
-    listed = ", ".join("'" + n.replace("'", "''") + "'" for n in names)
+    """A data row that repeats the file's header line (files joined into one) is a malformed row, not an
+    event; one that holds its names in another order refuses the file: the rows after it follow another
+    layout and would be read into the wrong columns (helper 40: user and item ids swapped, one `ts` reason
+    shown). Names are compared as they are read, without case or a byte-order mark (helper 41: `cat` puts
+    the second export's BOM mid-file)."""
+    header = [_bare_name(n) for n in _first_line(file)[1]]  # the line's own, whatever file_columns says
+    if len(header) != len(names):
+        return
+    values = "[" + ", ".join(f"{quote_ident(n)}" for n in names) + "]"
+    listed = ", ".join("'" + n.replace("'", "''") + "'" for n in header)
+    first = f"lower(trim(replace({quote_ident(names[0])}, chr(65279), '')))"
     # Only rows whose first value is one of the names can be a header: a cheap filter before any list.
     candidates = con.execute(
-        f"select _row, {values} from stg_raw where trim({quote_ident(names[0])}) in ({listed}) order by _row"
+        f"select _row, {values} from stg_raw where {first} in ({listed}) order by _row"
     ).fetchall()
-    found = [(row, v == names) for row, v in candidates if None not in v and sorted(v) == sorted(names)]
+    found = []
+    for row, raw in candidates:
+        if None not in raw and sorted(bare := [_bare_name(v) for v in raw]) == sorted(header):
+            found.append((row, bare == header, raw))
     if not found:
         return
-    moved = [row for row, same in found if not same]
-    if moved:
-        layout = ",".join(next(v for row, v in candidates if row == moved[0]))
+    moved = next((found_row for found_row in found if not found_row[1]), None)
+    if moved is not None:
         raise FileRefusedError(
-            f"{file.path}: row {moved[0]:,} is a header with the columns in another order ({layout}), so the "
-            "file joins exports of two layouts and the rows after it would be read into the wrong columns; the "
-            "file is refused: split it where the second header starts",
+            f"{file.path}: row {moved[0]:,} is a header with the columns in another order "
+            f"({','.join(v.strip().lstrip(chr(65279)) for v in moved[2])}), so the file joins exports of two "
+            "layouts and the rows after it would be read into the wrong columns; the file is refused: split it "
+            "where the second header starts",
             rows_read=staged_rows(con),
         )
-    rows = ", ".join(str(row) for row, _ in found)
+    rows = ", ".join(str(row) for row, _, _ in found)
     con.execute(
         f"""
         insert into stg_rejects
@@ -380,6 +404,11 @@ def _set_aside_repeated_headers(con: duckdb.DuckDBPyConnection, file: SourceFile
     con.execute("drop table stg_file")
     con.execute("alter table stg_kept rename to stg_file")
     con.execute("create temp view stg_raw as select * from stg_file")
+
+
+def _bare_name(text: str) -> str:
+    """A column name as names are compared: without a byte-order mark, spaces around or case."""
+    return text.replace("\ufeff", "").strip().lower()
 
 
 def _read_csv_rows(con: duckdb.DuckDBPyConnection, file: SourceFile, names: list[str]) -> None:
@@ -810,6 +839,25 @@ def _read_json_lines(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     con.execute("drop table stg_read")
 
 
+def _json_pieces(text: str) -> list[str]:
+    """A line, or the lines a lone carriage return ends inside it: JSON allows a CR between tokens, so the
+    line is split there only when it is no JSON as a whole and each piece is (helper 41: two events)."""
+    if "\r" not in text:
+        return [text]
+    try:
+        json.loads(text)
+        return [text]
+    except ValueError:
+        pass
+    pieces = [piece for piece in text.split("\r") if piece]
+    for piece in pieces:
+        try:
+            json.loads(piece)
+        except ValueError:
+            return [text]
+    return pieces
+
+
 def _read_json_lines_by_python(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     """`stg_lines` read in Python: any line end, a line undecodable in the encoding a malformed row."""
     encoding = file.feed.encoding
@@ -824,12 +872,13 @@ def _read_json_lines_by_python(con: duckdb.DuckDBPyConnection, file: SourceFile)
                 text = text.removeprefix("\ufeff")
             if not text:
                 continue
-            number += 1
-            bad = None
-            if any("\udc80" <= char <= "\udcff" for char in text):
-                text = text.encode(encoding, "surrogateescape").decode(encoding, "replace")
-                bad = f"malformed line: not {encoding} text (a byte the encoding does not have)"
-            rows.append([number, text, bad])
+            for piece in _json_pieces(text):
+                number += 1
+                bad = None
+                if any("\udc80" <= char <= "\udcff" for char in piece):
+                    piece = piece.encode(encoding, "surrogateescape").decode(encoding, "replace")
+                    bad = f"malformed line: not {encoding} text (a byte the encoding does not have)"
+                rows.append([number, piece, bad])
             if len(rows) >= LINE_CHUNK_ROWS:
                 _append(con, "stg_read", rows)
                 rows.clear()

@@ -324,13 +324,14 @@ def test_a_user_whose_every_row_is_in_quarantine_is_told_why(published):
             (2, "event_type: 'bogus' is not a known event type", '{"user":"q1","item":"i2","kind":"bogus"}'),
             (3, "malformed line: missing columns (expected 4, found 2)", "q1,i3"),
             (4, "malformed line: missing columns (expected 4, found 2)", "q10,i3"),  # another user
+            (5, "user_id: missing (null or empty)", '{"context":{"traits":{"id":"q1"}},"kind":"view"}'),
         ],
     )
     con.close()
     result = runner.invoke(app, ["user", "q1", "--workspace", str(published)])
     assert result.exit_code == 1
     assert lines(result.output) == [
-        f"error: user 'q1' has no segment: they have no events in {published}, but 3 quarantined rows name them (event_type: 'bogus' is not a known event type (2); malformed line: missing columns (expected 4, found 2) (1)); the global list applies to them (segment_recommendations where segment_id = -1)"
+        f"error: user 'q1' has no segment: they have no events in {published}, but 4 quarantined rows hold 'q1' as a value (event_type: 'bogus' is not a known event type (2); malformed line: missing columns (expected 4, found 2) (1); user_id: missing (null or empty) (1)): fix them if they are theirs; the global list applies to them (segment_recommendations where segment_id = -1)"
     ]
 
 

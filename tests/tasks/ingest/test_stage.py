@@ -527,3 +527,30 @@ def test_a_parquet_file_of_no_rows_is_empty_without_a_header(tmp_path):
         EmptyFileError, match=r"^empty file \(a Parquet file of no rows\): nothing to ingest$"
     ):
         staged(tmp_path / "e.parquet")
+
+
+@pytest.mark.parametrize(
+    "second", ["\ufeffitem,user,kind,day\n", "ITEM,USER,KIND,DAY\n"], ids=["bom", "case"]
+)
+def test_a_second_header_in_another_order_is_found_with_a_bom_or_in_another_case(tmp_path, second):
+    """Helper 41: `cat` puts the second export's BOM mid-file, and names are read without case: the rows
+    after such a header were stored with user and item swapped."""
+    (tmp_path / "e.csv").write_text(
+        "\ufeff" + HEADER + "u1,i1,view,2024-01-01\n" + second + "i2,u2,view,2024-01-01\n"
+    )
+    assert "row 2 is a header with the columns in another order" in str(refusal(tmp_path / "e.csv"))
+
+
+def test_a_lone_cr_between_two_json_objects_ends_a_line_and_one_between_tokens_does_not(tmp_path):
+    """Helper 41: a lone CR in a CRLF file joined two events into one malformed row."""
+    (tmp_path / "e.jsonl").write_bytes(
+        b'{"user": "u1"}\r\n{"user": "u2"}\r{"user": "u3"}\r\n{"user": "u4",\r "kind": "view"}\n'
+    )
+    assert staged(tmp_path / "e.jsonl") == ([(1, "u1"), (2, "u2"), (3, "u3"), (4, "u4")], [])
+
+
+def test_a_parquet_column_named_file_row_number_is_read(tmp_path):
+    """Helper 41: DuckDB's own file_row_number option clashed with it (Binder Error, 0 rows read)."""
+    table = pa.table({"user": ["u1", "u2"], "file_row_number": [7, 7]})
+    pq.write_table(table, tmp_path / "e.parquet")
+    assert staged(tmp_path / "e.parquet") == ([(1, "u1"), (2, "u2")], [])
