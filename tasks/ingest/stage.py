@@ -777,7 +777,8 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
 
     def extract(key: str) -> str:
         path = '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        return "json_extract_string(line, '" + path.replace("'", "''") + "')"
+        # Over objects only: a line that is not JSON would make the whole read fail.
+        return "json_extract_string(case when is_object then line end, '" + path.replace("'", "''") + "')"
 
     columns = [
         f"{extract(keys[0]) if len(keys) == 1 else 'coalesce(' + ', '.join(map(extract, keys)) + ')'} "

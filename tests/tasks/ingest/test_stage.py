@@ -554,3 +554,17 @@ def test_a_parquet_column_named_file_row_number_is_read(tmp_path):
     table = pa.table({"user": ["u1", "u2"], "file_row_number": [7, 7]})
     pq.write_table(table, tmp_path / "e.parquet")
     assert staged(tmp_path / "e.parquet") == ([(1, "u1"), (2, "u2")], [])
+
+
+def test_keys_that_differ_in_case_beside_a_line_that_is_not_json_cost_only_their_lines(tmp_path):
+    """The case check read every line as JSON: one cut short refused the whole file (found in review)."""
+    (tmp_path / "e.jsonl").write_text(
+        '{"user":"u1","Value":1}\n{"user":"u2","value":2}\n{"user": "u3", "val\n'
+        '{"user":"u4","value":1,"Value":2}\n'
+    )
+    rows, rejects = staged(tmp_path / "e.jsonl")
+    assert rows == [(1, "u1"), (2, "u2")]
+    assert [(n, reason.split(" (")[0]) for n, reason in rejects] == [
+        (3, "malformed line: not a JSON object"),
+        (4, "malformed line: keys 'Value' and 'value' differ only in case and hold different values"),
+    ]
