@@ -73,7 +73,7 @@ CONTROL_BYTES = frozenset(range(32)) - {9, 10, 12, 13} | {127}
 MAX_CONTROL_SHARE = 0.05
 
 STAGING_VIEWS = ("stg_rows", "stg_raw", "stg_events_new", "stg_items_new")
-STAGING_TABLES = ("stg_file", "stg_kept", "stg_read", "stg_records", "stg_quarantine", "stg_rejects", "stg_row_gaps", "stg_lines", "stg_reject_errors", "stg_reject_scans",
+STAGING_TABLES = ("stg_file", "stg_kept", "stg_file_lines", "stg_read", "stg_records", "stg_quarantine", "stg_rejects", "stg_row_gaps", "stg_lines", "stg_reject_errors", "stg_reject_scans",
                   "stg_unnested", "stg_events_mapped", "stg_events_rejected", "stg_events_duplicates", "stg_items_mapped",
                   "stg_items_rejected", "stg_items_duplicates")  # fmt: skip
 
@@ -785,17 +785,16 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
         f"as {quote_ident(keys[0])}"
         for keys in groups.values()
     ]
-    clashes = [keys for keys in groups.values() if len(keys) > 1]
-    clash = " or ".join(f"len(list_distinct([{', '.join(map(extract, keys))}])) > 1" for keys in clashes)
-    reason = "case when false then null "
-    for keys in clashes:
-        spelt = " and ".join(f"'{k}'" for k in keys).replace("'", "''")
-        reason += (
-            f"when len(list_distinct([{', '.join(map(extract, keys))}])) > 1 then 'malformed line: keys "
-            f"{spelt} differ only in case and hold different values (names are read without case)' "
-        )
-    reason += "end"
-    good = f"is_object and not ({clash})" if clashes else "is_object"
+    # Why an object line is malformed: keys that differ only in case with two values on it; null when it is not.
+    whens = " ".join(
+        f"when len(list_distinct([{', '.join(map(extract, keys))}])) > 1 then 'malformed line: keys "
+        + " and ".join(f"'{k}'" for k in keys).replace("'", "''")
+        + " differ only in case and hold different values (names are read without case)'"
+        for keys in groups.values()
+        if len(keys) > 1
+    )
+    clash = f"case {whens} end" if whens else "null"
+    good = f"is_object and {clash} is null"
     con.execute(
         f"create temp table stg_file as select _row, {', '.join(columns)} from stg_lines where {good}"
     )
@@ -803,7 +802,7 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     con.execute(
         f"""
         create temp table stg_rejects as
-        select _row, coalesce(bad, {reason if clashes else "null"}, 'malformed line: not a JSON object') as reason,
+        select _row, coalesce(bad, {clash}, 'malformed line: not a JSON object') as reason,
             left(line, {MAX_RECORD_CHARS}) as record,
         from stg_lines
         where not ({good})
@@ -817,10 +816,10 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
 
 
 def _read_json_lines(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
-    """`stg_lines(_row, line, bad, is_object)` by DuckDB's line reader."""
+    """`stg_read(_row, line, bad)` by DuckDB's line reader, then `stg_lines`."""
     con.execute(
         """
-        create temp table stg_read as
+        create temp table stg_file_lines as
         select line from read_csv(
             $path, columns = {'line': 'VARCHAR'}, header = false, auto_detect = false,
             delim = chr(1), quote = '', escape = '', encoding = $encoding
@@ -829,12 +828,22 @@ def _read_json_lines(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
         {"path": str(file.path), "encoding": file.feed.encoding},
     )
     con.execute(
+        "create temp table stg_read as select row_number() over (order by rowid) as _row, line, "
+        "null::varchar as bad from stg_file_lines where line is not null"
+    )
+    con.execute("drop table stg_file_lines")
+    _mark_objects(con)
+
+
+def _mark_objects(con: duckdb.DuckDBPyConnection) -> None:
+    """`stg_lines`: the lines read (`stg_read(_row, line, bad)`), each with whether it is a JSON object."""
+    con.execute(
         """
         create temp table stg_lines as
-        select row_number() over (order by rowid) as _row, line, null::varchar as bad,
-            case when json_valid(line) then json_type(line) = 'OBJECT' else false end as is_object,
+        select _row, line, bad,
+            bad is null and case when json_valid(line) then json_type(line) = 'OBJECT' else false end
+                as is_object,
         from stg_read
-        where line is not null
         """
     )
     con.execute("drop table stg_read")
@@ -860,7 +869,8 @@ def _json_pieces(text: str) -> list[str]:
 
 
 def _read_json_lines_by_python(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
-    """`stg_lines` read in Python: any line end, a line undecodable in the encoding a malformed row."""
+    """`stg_read` in Python, then `stg_lines`: any line end ends a line, and a line undecodable in the
+    encoding is a malformed row."""
     encoding = file.feed.encoding
     con.execute("create temp table stg_read (_row bigint, line varchar, bad varchar)")
     rows: list[list[int | str | None]] = []
@@ -884,13 +894,4 @@ def _read_json_lines_by_python(con: duckdb.DuckDBPyConnection, file: SourceFile)
                 _append(con, "stg_read", rows)
                 rows.clear()
     _append(con, "stg_read", rows)
-    con.execute(
-        """
-        create temp table stg_lines as
-        select _row, line, bad,
-            bad is null and case when json_valid(line) then json_type(line) = 'OBJECT' else false end
-                as is_object,
-        from stg_read
-        """
-    )
-    con.execute("drop table stg_read")
+    _mark_objects(con)
