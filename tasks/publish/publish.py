@@ -273,9 +273,9 @@ def prune_segmenters(segmenters_dir: Path, keep: int, current: Path) -> list[str
 def prune_exports(exports_dir: Path, keep: int) -> list[str]:
     """Delete all but the `keep` newest export folders (by modification time; the one `exports/current` points
     at is always kept and counts as one), and the temporary links and half-written folders a crash left
-    behind. Folders of runs that never
-    became current go the same way once they are old enough. A reader resolves `current` once, so it reads a
-    folder that stays for `keep - 1` more publishes. Returns the names deleted. Only the writer calls this."""
+    behind. Folders of runs that never became current go the same way once they are old enough. A reader
+    resolves `current` once, so it reads a folder that stays for `keep - 1` more publishes. Returns the names
+    deleted. Only the writer calls this."""
     import shutil
 
     current = exports_dir / "current"
