@@ -47,14 +47,13 @@ for name, value in DEFAULT_ENVIRONMENT.items():
     os.environ.setdefault(name, value)
 
 
-def load_features(data: Path):
-    """UserFeatures of MovieLens ratings (`data/ratings.csv`), or of the demo shop when that is absent."""
+def load_events(data: Path):
+    """(label, events, items) of MovieLens ratings (`data/ratings.csv`), or of the demo shop when that is
+    absent: the events as segflow's events table, the items as its MovieLens source reads them."""
     import polars as pl
     import pyarrow as pa
 
     from tasks.features.events import as_events_table
-    from tasks.features.user_features import FeatureModel
-    from tasks.segment.settings import SegmentSettings
 
     if (data / "ratings.csv").exists():
         ratings = pl.read_csv(data / "ratings.csv")
@@ -86,7 +85,15 @@ def load_features(data: Path):
             frame = pl.read_csv(out / "events.csv", try_parse_dates=True)
             items = pl.read_csv(out / "items.csv").select("item_id", "title", "category", "text").to_arrow()
         label = "demo (3,000 users)"
-    events = as_events_table(frame)
+    return label, as_events_table(frame), items
+
+
+def load_features(data: Path):
+    """(label, UserFeatures, number of events) of `load_events(data)`."""
+    from tasks.features.user_features import FeatureModel
+    from tasks.segment.settings import SegmentSettings
+
+    label, events, items = load_events(data)
     _, features = FeatureModel.fit(events, items, SegmentSettings().weights)
     return label, features, len(events)
 
@@ -198,10 +205,12 @@ def lightning_epochs(data, module, epochs: int) -> list[tuple[float, float]]:
 
 def torch_epochs(parts: Parts, epochs: int) -> list[tuple[float, float, int]]:
     """The same epochs as a plain loop: the same loader, loss and optimiser; zero_grad, backward, step; then
-    what the module does at the end of an epoch in Lightning, if anything."""
+    what the module does at the end of an epoch in Lightning, if anything. On the device Lightning's `auto`
+    picks (a GPU when there is one), each mini-batch moved there as Lightning moves it."""
     import torch
 
-    module = parts.module
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    module = parts.module.to(device)
     optimizer = module.configure_optimizers()
     loader = parts.data.train_dataloader()
     module.train()
@@ -209,7 +218,7 @@ def torch_epochs(parts: Parts, epochs: int) -> list[tuple[float, float, int]]:
     for _ in range(epochs):
         started, steps = (time.perf_counter(), time.process_time()), 0
         for batches in loader:  # lists of mini-batches (models/common.py train_loader)
-            for batch in batches:
+            for batch in module.transfer_batch_to_device(batches, device, 0):
                 steps += 1
                 optimizer.zero_grad(set_to_none=True)
                 loss = module.training_loss(batch)
@@ -217,8 +226,9 @@ def torch_epochs(parts: Parts, epochs: int) -> list[tuple[float, float, int]]:
                 optimizer.step()
         if parts.after_epoch is not None:
             parts.after_epoch(module)
-        torch.cuda.synchronize() if torch.cuda.is_available() else None
+        torch.cuda.synchronize() if device.type == "cuda" else None
         times.append((time.perf_counter() - started[0], time.process_time() - started[1], steps))
+    module.cpu()  # where Lightning leaves it after a fit
     return times
 
 

@@ -407,7 +407,8 @@ def _state(holder: object) -> dict | None:
 
 
 def ignore_fit_warnings() -> None:
-    """Lightning's notes on CPU-sized loaders and on logging per rank, which say nothing about segflow's fits."""
+    """Lightning's notes on CPU-sized loaders, on logging per rank and on an unused GPU, which say nothing
+    about segflow's fits."""
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=r".*number of training batches.*")
     warnings.filterwarnings("ignore", message=r".*Total length of `DataLoader` across ranks.*")
@@ -416,6 +417,9 @@ def ignore_fit_warnings() -> None:
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=r".*sync_dist=True.*")
     warnings.filterwarnings("ignore", message=r".*`broadcast_buffers` is deprecated.*")
+    # `--accelerator cpu` on a GPU machine is a choice: Lightning's advice (`Trainer(accelerator='gpu')`) is
+    # not one a segflow user can take.
+    warnings.filterwarnings("ignore", message=r".*GPU available but not used.*")
 
 
 @contextlib.contextmanager

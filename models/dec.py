@@ -97,7 +97,11 @@ class DecModule(LossModule):
         self.network = network
         self.lr = lr
         self.x = x
-        self.targets, self.labels = self._refresh()
+        # Buffers, so they move with the module: on a GPU a batch's row indices are there (the targets made
+        # here, on the CPU, were indexed by them: "indices should be either on cpu or on the same device").
+        targets, labels = self._refresh()
+        self.register_buffer("targets", targets, persistent=False)
+        self.register_buffer("labels", labels, persistent=False)
         self.changed: list[float] = []  # share of rows that changed cluster, per epoch
 
     @torch.no_grad()
@@ -110,7 +114,7 @@ class DecModule(LossModule):
     def training_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, rows = batch
         standard, rebuilt, q = self.network(x)
-        p = self.targets[rows].to(q.device)
+        p = self.targets[rows]
         kl = (p * (p.clamp_min(1e-12).log() - q.clamp_min(1e-12).log())).sum(dim=1).mean()
         reconstruction = (rebuilt - standard).pow(2).sum(dim=1).mean()
         return kl + self.network.config.gamma * reconstruction
@@ -121,7 +125,7 @@ class DecModule(LossModule):
     def refresh_targets(self) -> float:
         """The end of an epoch: new targets from all rows; returns the share of rows that changed cluster."""
         targets, labels = self._refresh()
-        changed = float((labels != self.labels.to(labels.device)).float().mean())
+        changed = float((labels != self.labels).float().mean())
         self.targets, self.labels = targets, labels
         self.changed.append(changed)
         return changed

@@ -101,3 +101,19 @@ def test_the_runs_accelerator_epochs_and_budget_reach_dec_but_not_its_processes(
     settings = SegmentSettings(clusterer="dec", max_epochs=1, accelerator="cpu", min_segment_size=1)
     fitted = fit_clusterer(Embedding("blobs", np.arange(300).astype(str), blobs[0]), settings, 4)
     assert fitted.train.max_epochs == 1 and fitted.train.accelerator == "cpu" and fitted.k == 4
+
+
+def test_the_targets_move_with_the_module_as_a_gpu_moves_it(blobs):
+    """The targets and labels DEC trains towards are the module's buffers, so `.to()` takes them wherever the
+    module goes: on an H200 they stayed on the CPU while a batch's row indices were on the GPU, and the first
+    step failed ("indices should be either on cpu or on the same device as the indexed tensor"). The dtype
+    stands in for the device here: a buffer follows both, a plain attribute neither."""
+    import torch
+
+    _, module = DecClusterer(0, dim=4, train=FEW_EPOCHS).training_parts(blobs[0].astype(np.float32), 4)
+    assert {"targets", "labels"} <= dict(module.named_buffers()).keys()
+    assert "targets" not in module.state_dict()  # made from the data at each epoch's end, not saved
+    moved = module.to(torch.float64)
+    assert moved.targets.dtype == torch.float64 and moved.targets.shape == (300, 4)
+    x, rows = torch.as_tensor(blobs[0][:8]), torch.arange(8)
+    assert torch.isfinite(moved.training_loss((x, rows)))
