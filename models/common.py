@@ -193,8 +193,8 @@ class TorchThreads(Callback):
 class LossModule(pl.LightningModule):
     """A LightningModule whose training is its `training_loss(batch)` (the work benchmarks/train.py repeats
     in a plain loop), stepped through a list of mini-batches per training_step (`train_loader`): zero_grad,
-    loss, backward and an optimiser step for each, through Lightning (`manual_backward`, the optimiser it
-    wraps), so DDP and devices work as in automatic optimisation. `train/loss` is logged once an epoch, the
+    loss, backward and an optimiser step for each, through the optimiser Lightning wraps (and, under DDP, its
+    `manual_backward`), so DDP and devices work as in automatic optimisation. `train/loss` is logged once an epoch, the
     batch-size-weighted mean of its steps, as `self.log(on_epoch=True)` gives it: that call on every step cost
     about 2.7 ms, as long as a whole step of the small networks."""
 
@@ -210,11 +210,15 @@ class LossModule(pl.LightningModule):
 
     def training_step(self, batches: list[tuple[torch.Tensor, ...]], index: int) -> None:
         optimizer = self.optimizers()
+        # DDP needs Lightning's backward: it readies the reducer for each one (`prepare_for_backward`). In one
+        # process Lightning's adds only its backward hooks, which segflow uses none of, at about 0.1 ms a
+        # mini-batch: a tenth of the autoencoder's epoch on ml-latest-small (benchmarks/train.py).
+        backward = self.manual_backward if self.trainer.world_size > 1 else torch.Tensor.backward
         totals = self._epoch_loss
         for batch in batches:
             optimizer.zero_grad(set_to_none=True)
             loss = self.training_loss(batch)
-            self.manual_backward(loss)
+            backward(loss)
             optimizer.step()
             totals[0] = totals[0] + loss.detach() * len(batch[0])
             totals[1] += len(batch[0])
