@@ -72,7 +72,7 @@ MAGIC_NUMBERS = (
 CONTROL_BYTES = frozenset(range(32)) - {9, 10, 12, 13} | {127}
 MAX_CONTROL_SHARE = 0.05
 
-STAGING_VIEWS = ("stg_rows", "stg_raw", "stg_events_new", "stg_items_new")
+STAGING_VIEWS = ("stg_rows", "stg_raw", "stg_values", "stg_events_new", "stg_items_new")
 STAGING_TABLES = ("stg_file", "stg_kept", "stg_file_lines", "stg_read", "stg_records", "stg_quarantine", "stg_rejects", "stg_row_gaps", "stg_lines", "stg_reject_errors", "stg_reject_scans",
                   "stg_unnested", "stg_events_mapped", "stg_events_rejected", "stg_events_duplicates", "stg_items_mapped",
                   "stg_items_rejected", "stg_items_duplicates")  # fmt: skip
@@ -746,6 +746,18 @@ def _append(con: duckdb.DuckDBPyConnection, table: str, rows: list[list[int | st
         con.unregister("stg_chunk")
 
 
+# The text of a JSON value, as a key's column holds it: a string's characters, an object's JSON, a number's
+# digits; a number with a fraction or an exponent that is whole (1.0, 1e2) as the whole number ("1", "100"),
+# so that an id is one id whether written by a typed writer (1) or by pandas (1.0: an int column with a
+# missing value is float64), as Parquet float ids are read (tasks/ingest/files.py `_id_text`).
+JSON_TEXT = """
+create or replace temp macro segflow_json_text(j) as
+    case when json_type(j) = 'DOUBLE' and abs(j::double) < 1e38 and j::double = trunc(j::double)
+        then cast(cast(j::double as hugeint) as varchar)
+        else json_extract_string(j, '$') end
+"""
+
+
 def _stage_jsonl(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     """Each line a row: a column per key of the file's objects (keys that differ only in case are one
     column, as DuckDB reads names: a line that gives them two values is malformed), a line that is not a JSON
@@ -775,10 +787,21 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
         n_lines = con.execute("select count(*) from stg_lines").fetchall()[0][0]
         raise FileRefusedError(f"{file.path}: no JSON object lines found; the file is refused", n_lines)
 
+    # Each object line parsed once: the values of every key, as JSON, in `_values` (objects only: a line that
+    # is not JSON would make the whole read fail); a key's column is its value's text (`JSON_TEXT`).
+    spellings = [key for keys in groups.values() for key in keys]
+    paths = ", ".join(
+        "'" + ('$."' + k.replace("\\", "\\\\").replace('"', '\\"') + '"').replace("'", "''") + "'"
+        for k in spellings
+    )
+    con.execute(JSON_TEXT)
+    con.execute(
+        "create or replace temp view stg_values as select *, "
+        f"json_extract(case when is_object then line end, [{paths}]) as _values from stg_lines"
+    )
+
     def extract(key: str) -> str:
-        path = '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        # Over objects only: a line that is not JSON would make the whole read fail.
-        return "json_extract_string(case when is_object then line end, '" + path.replace("'", "''") + "')"
+        return f"segflow_json_text(_values[{spellings.index(key) + 1}])"
 
     columns = [
         f"{extract(keys[0]) if len(keys) == 1 else 'coalesce(' + ', '.join(map(extract, keys)) + ')'} "
@@ -796,7 +819,7 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
     clash = f"case {whens} end" if whens else "null"
     good = f"is_object and {clash} is null"
     con.execute(
-        f"create temp table stg_file as select _row, {', '.join(columns)} from stg_lines where {good}"
+        f"create temp table stg_file as select _row, {', '.join(columns)} from stg_values where {good}"
     )
     con.execute("create temp view stg_raw as select * from stg_file")
     con.execute(
@@ -804,14 +827,15 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, file: SourceFile) -> None:
         create temp table stg_rejects as
         select _row, coalesce(bad, {clash}, 'malformed line: not a JSON object') as reason,
             left(line, {MAX_RECORD_CHARS}) as record,
-        from stg_lines
+        from stg_values
         where not ({good})
         """
     )
     con.execute(
         f"create temp table stg_records as select _row, left(line, {MAX_RECORD_CHARS}) as record "
-        f"from stg_lines where {good}"
+        f"from stg_values where {good}"
     )
+    con.execute("drop view stg_values")
     con.execute("drop table stg_lines")
 
 

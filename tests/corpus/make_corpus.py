@@ -155,6 +155,21 @@ def main() -> None:
         "float_ids_from_pandas", {"day1.parquet": parquet(day1), "day2.parquet": parquet(day2)}, path="."
     )
 
+    # The same two days as JSON Lines (pandas' `to_json(orient="records", lines=True)` writes a float64 id as
+    # 1.0 and NaN as null), with an id in exponent form from another writer: user 1 was "1" and "1.0", user 100
+    # "100.0", item 10 "10" and "10.0".
+    json_day1 = [f'{{"user":{u},"item":{i},"kind":"view","day":"2024-03-01"}}' for u, i in ((1, 10), (2, 20))]
+    json_day2 = [
+        '{"user":1.0,"item":10.0,"kind":"view","day":"2024-03-02"}',
+        '{"user":null,"item":20.0,"kind":"view","day":"2024-03-02"}',
+        '{"user":2.5,"item":40.0,"kind":"view","day":"2024-03-02"}',
+        '{"user":1e2,"item":"10","kind":"view","day":"2024-03-02"}',
+    ]
+    write_case(
+        "json_ids_from_pandas",
+        {"day1.jsonl": "\n".join(json_day1) + "\n", "day2.jsonl": "\n".join(json_day2) + "\n"}, path=".",
+    )  # fmt: skip
+
     # Spark's Parquet times (INT96, UTC by convention) beside a timestamp without a zone, in a source whose
     # spec names New York (helper 40): the INT96 noon was stored as 17:00, read as New York's wall clock.
     noon = pa.array([datetime(2024, 3, 1, 12)], pa.timestamp("ns"))
