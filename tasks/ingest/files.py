@@ -55,6 +55,7 @@ from tasks.ingest.stage import (
     sniff_file,
     stage_file,
     staged_rows,
+    whole_number_text,
 )
 from tasks.warehouse import has_table, load_sql, quote_ident
 
@@ -681,8 +682,7 @@ def _id_text(expression: str) -> str:
     x = f"(({expression})::double)"
     return (
         f"case when isnan({x}) or isinf({x}) then null "
-        f"when {x} = trunc({x}) and abs({x}) < 1e38 then cast(cast({x} as hugeint) as varchar) "
-        f"else cast({x} as varchar) end"
+        f"else coalesce({whole_number_text(x)}, cast({x} as varchar)) end"
     )
 
 

@@ -746,15 +746,22 @@ def _append(con: duckdb.DuckDBPyConnection, table: str, rows: list[list[int | st
         con.unregister("stg_chunk")
 
 
+def whole_number_text(x: str) -> str:
+    """SQL: the integer text of the double `x` when it is a whole number (1.0 -> "1", 1e2 -> "100"), else
+    null. One rule for ids written as floats, in Parquet (tasks/ingest/files.py `_id_text`) and JSON Lines."""
+    return f"case when abs({x}) < 1e38 and {x} = trunc({x}) then cast(cast({x} as hugeint) as varchar) end"
+
+
 # The text of a JSON value, as a key's column holds it: a string's characters, an object's JSON, a number's
 # digits; a number with a fraction or an exponent that is whole (1.0, 1e2) as the whole number ("1", "100"),
 # so that an id is one id whether written by a typed writer (1) or by pandas (1.0: an int column with a
-# missing value is float64), as Parquet float ids are read (tasks/ingest/files.py `_id_text`).
-JSON_TEXT = """
+# missing value is float64), as Parquet float ids are read.
+JSON_TEXT = f"""
 create or replace temp macro segflow_json_text(j) as
-    case when json_type(j) = 'DOUBLE' and abs(j::double) < 1e38 and j::double = trunc(j::double)
-        then cast(cast(j::double as hugeint) as varchar)
-        else json_extract_string(j, '$') end
+    coalesce(
+        case when json_type(j) = 'DOUBLE' then {whole_number_text("j::double")} end,
+        json_extract_string(j, '$')
+    )
 """
 
 
