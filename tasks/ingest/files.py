@@ -686,6 +686,37 @@ def _id_text(expression: str) -> str:
     )
 
 
+# A CSV id whose every value in the file is a whole number with a fraction of zeros: pandas' float64 ids
+# (`to_csv` writes 1.0, and NaN as an empty field). CSV has no types, so the file's values say it: one value
+# that is not of this form (u1, 1.5, 12) and the column is read as written.
+FLOAT_ID = r"-?[0-9]+\.0+"
+
+
+def _float_id_columns(
+    con: duckdb.DuckDBPyConnection, file: SourceFile, rows_sql: str, columns: dict[str, str], dtypes: dict
+) -> set[str]:
+    """The id columns of a CSV file read as whole numbers (FLOAT_ID): those whose every non-empty value, over
+    the rows `rows_sql` gives, is one. A column of other ids stops at its first value. Rows that cannot be
+    given (a where that fails) give none: map_file's own statement then fails and names the expression."""
+    if file.format not in ("csv", "tsv"):
+        return set()
+    found = set()
+    for name in ID_COLUMNS:
+        if name not in columns or dtypes.get(name) != "VARCHAR":
+            continue
+        value = _text(columns[name])
+        try:
+            other = con.execute(
+                f"select 1 from (select {value} as v from {rows_sql}) "
+                f"where v is not null and not regexp_full_match(v, '{FLOAT_ID}') limit 1"
+            ).fetchall()
+            if not other and con.execute(f"select count({value}) from {rows_sql}").fetchone()[0]:
+                found.add(name)
+        except duckdb.Error:
+            return set()
+    return found
+
+
 NUMBER_TYPES = ("BIGINT", "INTEGER", "HUGEINT", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER", "USMALLINT",
                 "UTINYINT", "UHUGEINT", "DOUBLE", "FLOAT")  # fmt: skip
 
@@ -902,6 +933,15 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
         name: f"json_extract_string(({expression}), '$')" if dtypes[name] == "JSON" else expression
         for name, expression in columns.items()
     }
+    # A row whose value the where computes with has the wrong type is kept, so quarantined with the reason.
+    kept = f"where ({where}) or {source.where_cast_error} is not null" if where else ""
+    if where and element is not None and reads_column(where, element):
+        kept += " or _segflow_unnest_error is not null"  # the where cannot tell without the element
+    con.execute(f"set TimeZone = '{file.timezone}'")  # the where sees times as the mapping below does
+    try:
+        float_ids = _float_id_columns(con, file, f"({source_sql}) as src {kept}", columns, dtypes)
+    finally:
+        con.execute("set TimeZone = 'UTC'")
     for name in allowed:
         expression, dtype = columns.get(name), "VARCHAR" if dtypes.get(name) == "JSON" else dtypes.get(name)
         if expression is None:
@@ -944,6 +984,8 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
             converted.append(name)
         elif name in ID_COLUMNS and dtype in ("DOUBLE", "FLOAT"):
             selects.append(f"{_id_text(expression)} as {name}")
+        elif name in float_ids:
+            selects.append(f"regexp_replace({_text(expression)}, '\\.0+$', '') as {name}")
         else:
             selects.append(f"{_text(expression)} as {name}")
     # The text of a converted column is kept only where conversion failed: the reason quotes it.
@@ -955,10 +997,6 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
             "else hash('event_id', event_id) end as dedup_key"
         )
     table = "stg_events_mapped" if file.kind == "events" else "stg_items_mapped"
-    # A row whose value the where computes with has the wrong type is kept, so quarantined with the reason.
-    kept = f"where ({where}) or {source.where_cast_error} is not null" if where else ""
-    if where and element is not None and reads_column(where, element):
-        kept += " or _segflow_unnest_error is not null"  # the where cannot tell without the element
     try:
         # Text without a zone is cast to a zoned time in the session's zone: the source's local time.
         con.execute(f"set TimeZone = '{file.timezone}'")

@@ -155,6 +155,18 @@ def main() -> None:
         "float_ids_from_pandas", {"day1.parquet": parquet(day1), "day2.parquet": parquet(day2)}, path="."
     )
 
+    # The same days as CSV: pandas' `to_csv` writes a float64 id as 1.0 and NaN as an empty field. User 1 was
+    # "1" and "1.0", item 10 "10" and "10.0". Day 3's user column also holds 1.5, so it is read as written
+    # there ("1.0" stays: one value that is no whole number and the column is text), its items as integers.
+    csv_day1 = "user,item,kind,day\n1,10,view,2024-03-01\n2,20,view,2024-03-01\n"
+    csv_day2 = (
+        "user,item,kind,day\n1.0,10.0,view,2024-03-02\n,20.0,view,2024-03-02\n2.0,30.0,view,2024-03-02\n"
+    )
+    csv_day3 = "user,item,kind,day\n1.0,40.0,view,2024-03-03\n1.5,50.0,view,2024-03-03\n"
+    write_case(
+        "csv_ids_from_pandas", {"day1.csv": csv_day1, "day2.csv": csv_day2, "day3.csv": csv_day3}, path="."
+    )
+
     # The same two days as JSON Lines (pandas' `to_json(orient="records", lines=True)` writes a float64 id as
     # 1.0 and NaN as null), with an id in exponent form from another writer: user 1 was "1" and "1.0", user 100
     # "100.0", item 10 "10" and "10.0".
