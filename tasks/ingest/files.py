@@ -43,8 +43,11 @@ from tasks.ingest.sources import (
     reads_epoch,
     rename_columns,
     text_role_columns,
+    tried_conversions,
+    whole_json_numbers,
 )
 from tasks.ingest.stage import (
+    JSON_TEXT,
     MAX_RECORD_CHARS,
     EmptyFileError,
     FileRefusedError,
@@ -670,7 +673,21 @@ def _text_hint(con: duckdb.DuckDBPyConnection, name: str, expression: str, typed
 
 
 def _text(expression: str) -> str:
-    return f"nullif(trim(cast(({expression}) as varchar)), '')"
+    """A value's text, trimmed, empty as null, in Unicode's composed form (NFC): an accented letter written
+    as a letter and a combining accent (a macOS export's `informática`) is the one letter that looks the same,
+    so a category or an id is one however its file spelled it (ASCII text costs nothing)."""
+    return f"nullif(trim(nfc_normalize(cast(({expression}) as varchar))), '')"
+
+
+def _tried_text(expression: str) -> str:
+    """The text of a converted column's value, or, where the expression gives none, the input of a TRY_CAST or
+    try_strptime in it that did not convert (`try_cast(price AS DOUBLE)` on `59,90`): the row is then
+    quarantined quoting it, as a value mapped bare would be, never stored without its value unseen."""
+    failed = [
+        f"case when ({conversion}) is null then {_text(given)} end"
+        for given, conversion in tried_conversions(expression)
+    ]
+    return f"coalesce({', '.join([_text(expression), *failed])})" if failed else _text(expression)
 
 
 # Ids: a floating-point column of whole numbers (pandas writes int ids as float64 once one is missing) gives
@@ -929,8 +946,21 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
     selects = ["_row", f"{cast_error} as cast_error"]
     converted: list[str] = []
     # A mapping that gives JSON (`item`, `item->'sku'`) is read as its text: "S1" as S1, an object as its JSON.
+    # An id read from JSON (`customer->>'id'`, `item->'sku'`) gives a whole number written as a float (1.0:
+    # pandas' float64) as the integer's text, as a top-level key of JSON Lines does: user 1 is one user.
+    con.execute(JSON_TEXT)
     columns = {
-        name: f"json_extract_string(({expression}), '$')" if dtypes[name] == "JSON" else expression
+        name: (
+            (
+                f"segflow_json_text(({expression}))"
+                if name in ID_COLUMNS
+                else f"json_extract_string(({expression}), '$')"
+            )
+            if dtypes[name] == "JSON"
+            else whole_json_numbers(expression)
+            if name in ID_COLUMNS
+            else expression
+        )
         for name, expression in columns.items()
     }
     # A row whose value the where computes with has the wrong type is kept, so quarantined with the reason.
@@ -971,7 +1001,7 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
             )
             zone = "UTC" if absolute else file.timezone
             selects.append(f"{_timestamp(expression, dtype, zone)} as ts")
-            selects.append(f"{_text(expression)} as ts_text")
+            selects.append(f"{_tried_text(expression)} as ts_text")
             converted.append("ts")
         elif name == "timezone":
             create_time_zone_names(con)
@@ -980,7 +1010,7 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
             converted.append("timezone")
         elif name in NUMERIC_CANONICALS:
             selects.append(f"try_cast(({expression}) as double) as {name}")
-            selects.append(f"{_text(expression)} as {name}_text")
+            selects.append(f"{_tried_text(expression)} as {name}_text")
             converted.append(name)
         elif name in ID_COLUMNS and dtype in ("DOUBLE", "FLOAT"):
             selects.append(f"{_id_text(expression)} as {name}")
@@ -1156,8 +1186,37 @@ def count_file(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> FileOutc
         group by kind order by n desc, kind limit 5
         """
     ).fetchall()
+    warnings = outcome.warnings
+    if outcome.kind == "items" and n_duplicate:
+        n_listed, example = con.execute(
+            """
+            select count(*), min(item_id) from (
+                select mapped.item_id from stg_items_mapped as mapped
+                anti join stg_items_rejected as rejected on rejected._row = mapped._row
+                group by mapped.item_id
+                having count(distinct {'title': title, 'category': category, 'price': price, 'text': text}) > 1
+            )
+            """
+        ).fetchall()[0]
+        if n_listed:
+            warnings = (
+                *warnings,
+                f"{n_listed:,} {'item is' if n_listed == 1 else 'items are'} listed more than once with another "
+                "title, category, price or text "
+                f"(e.g. {example!r}): the last row of each is kept",
+            )
+    if outcome.kind == "events" and n_duplicate:
+        n_changed, example = con.execute(load_sql("staging/stg_events_changed_duplicates")).fetchall()[0]
+        if n_changed:
+            warnings = (
+                *warnings,
+                f"{n_changed:,} of its {n_duplicate:,} duplicates repeat an event_id with another user, item, "
+                f"type, time, value or quantity (e.g. {example!r}): the first is kept (segflow "
+                "never changes a stored event)",
+            )
     return replace(
         outcome,
+        warnings=warnings,
         rows_read=n_staged + n_quarantined - n_bad + outcome.rows_filtered - outcome.rows_unnested,
         rows_quarantined=n_quarantined,
         rows_duplicate=n_duplicate,

@@ -282,6 +282,94 @@ def rename_columns(expression: str, renames: dict[str, str]) -> str:
     return sql.decode()[len(prefix) :]
 
 
+# Functions that give a JSON value's text: `a ->> 'k'` and json_extract_string(a, 'k').
+JSON_TEXT_FUNCTIONS = {"->>", "json_extract_string"}
+
+
+def whole_json_numbers(expression: str) -> str:
+    """The expression with each JSON value it reads as text at one path (`customer->>'id'`, `item->>'sku'`,
+    json_extract_string(item, '$.sku')) read as `segflow_json_text(a -> 'k')` (tasks/ingest/stage.py): a whole
+    number written with a fraction or an exponent (1.0, 1e2: pandas' float64) gives the integer's text, as a
+    top-level key of JSON Lines does, and a string stays as written. As written when it reads none; else
+    DuckDB's own text of the changed parse tree."""
+    changed = False
+
+    def walk(node: Any) -> Any:
+        nonlocal changed
+        if isinstance(node, list):
+            return [walk(child) for child in node]
+        if not isinstance(node, dict):
+            return node
+        node = {key: walk(value) for key, value in node.items()}
+        arguments = node.get("arguments") or []
+        if (
+            node.get("class") == "FUNCTION"
+            and str(node.get("function_name", "")).lower() in JSON_TEXT_FUNCTIONS
+            and len(arguments) == 2
+            and arguments[1].get("expression", {}).get("class") == "CONSTANT"  # one path, not a list of them
+        ):
+            changed = True
+            value = dict(node, function_name="->", is_operator=True, qualified_name={"path": ["->"]})
+            return dict(
+                node, function_name="segflow_json_text", is_operator=False,
+                qualified_name={"path": ["segflow_json_text"]}, arguments=[{"name": "", "expression": value}],
+            )  # fmt: skip
+        return node
+
+    tree = walk(_parse_select(f"select {expression}"))
+    if not changed or tree.get("error"):
+        return expression
+    with _parser_lock:
+        sql = (
+            _parser()
+            .execute("select json_deserialize_sql($tree)", {"tree": json.dumps(tree)})
+            .fetchall()[0][0]
+        )
+    return sql.removeprefix("SELECT ")
+
+
+def _render(tree: dict[str, Any], node: dict[str, Any]) -> str:
+    """DuckDB's SQL text of one expression node of a parsed `select` (`tree`)."""
+    statement = tree["statements"][0]
+    one = dict(tree, statements=[dict(statement, node=dict(statement["node"], select_list=[node]))])
+    with _parser_lock:
+        sql = (
+            _parser()
+            .execute("select json_deserialize_sql($tree)", {"tree": json.dumps(one)})
+            .fetchall()[0][0]
+        )
+    return sql.removeprefix("SELECT ")
+
+
+@lru_cache(maxsize=1024)
+def tried_conversions(expression: str) -> tuple[tuple[str, str], ...]:
+    """(its input, the conversion) as SQL, for each TRY_CAST and try_strptime in the expression: where the
+    conversion gives null from an input that has a value, the input is what did not convert."""
+    tree = _parse_select(f"select {expression}")
+    if tree.get("error"):
+        return ()
+    found: list[tuple[str, str]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, list):
+            for child in node:
+                walk(child)
+            return
+        if not isinstance(node, dict):
+            return
+        if node.get("class") == "CAST" and node.get("try_cast"):
+            found.append((_render(tree, node["child"]), _render(tree, node)))
+        elif node.get("class") == "FUNCTION" and str(node.get("function_name", "")).lower() == "try_strptime":
+            arguments = node.get("arguments") or []
+            if arguments:
+                found.append((_render(tree, arguments[0]["expression"]), _render(tree, node)))
+        for value in node.values():
+            walk(value)
+
+    walk(tree["statements"][0]["node"]["select_list"])
+    return tuple(found)
+
+
 TEXT_TYPES = {"varchar", "text", "string", "char", "bpchar"}
 # Functions whose arguments are read as text: a column only ever inside them keeps every character.
 TEXT_FUNCTIONS = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import io
 import random
+import unicodedata
 from datetime import datetime
 from pathlib import Path
 
@@ -181,6 +182,84 @@ def main() -> None:
         "json_ids_from_pandas",
         {"day1.jsonl": "\n".join(json_day1) + "\n", "day2.jsonl": "\n".join(json_day2) + "\n"}, path=".",
     )  # fmt: skip
+
+    # An orders API's JSON Lines after pandas (helper 42 F1): the customer an object, the items a list; ids as
+    # float64 inside them (1010584.0, 1.010584e6, 2009.0). Read with `->>`, user 1010584 was three users and
+    # item 2009 two; a JSON string ("7.0", "S-1") stays as written.
+    nested = [
+        '{"order_id":"A1","customer":{"unique_id":1010584},"items":[{"sku":2009},{"sku":"S-1"}],"at":"2024-03-03 10:00:00"}',
+        '{"order_id":"A2","customer":{"unique_id":1010584.0},"items":[{"sku":2009.0},{"sku":2010.0}],"at":"2024-03-03 11:00:00"}',
+        '{"order_id":"A3","customer":{"unique_id":1.010584e6},"items":[{"sku":2010}],"at":"2024-03-03 12:00:00"}',
+        '{"order_id":"A4","customer":{"unique_id":"7.0"},"items":[{"sku":2.5}],"at":"2024-03-03 13:00:00"}',
+        '{"order_id":"A5","customer":{"unique_id":null},"items":[{"sku":2009}],"at":"2024-03-03 14:00:00"}',
+    ]
+    nested_spec = """name = "json_nested_ids_from_pandas"
+[events]
+path = "orders.jsonl"
+unnest = { item = "items" }
+[events.columns]
+user_id = "customer->>'unique_id'"
+item_id = "json_extract_string(item, '$.sku')"
+event_type = "'purchase'"
+ts = "at"
+event_id = "order_id"
+"""
+    write_case("json_nested_ids_from_pandas", {"orders.jsonl": "\n".join(nested) + "\n"}, spec=nested_spec)
+
+    # TRY_CAST and try_strptime, as the README advises for values that may not convert (helper 42 F2): a price
+    # with a decimal comma or n/a was stored as no value, nothing said; a day that does not parse was
+    # quarantined as "missing". Each is quarantined quoting what did not convert; an empty price is no value.
+    tried = [
+        "u1,i1,view,01/03/2024,12.50\n", 'u2,i2,view,01/03/2024,"59,90"\n', "u3,i3,view,01/03/2024,\n",
+        "u4,i4,view,01/03/2024,n/a\n", "u5,i5,view,tomorrow,1\n", "u6,i6,view,02/03/2024,3\n",
+    ]  # fmt: skip
+    write_case(
+        "try_cast_that_fails", {"events.csv": "user,item,kind,day,price\n" + "".join(tried)},
+        ts="try_strptime(day, '%d/%m/%Y')", extra='value = "TRY_CAST(price AS DOUBLE)"\n',
+    )  # fmt: skip
+
+    # A day exported again with a corrected price (helper 42 F3): its event_ids are duplicates, so the correction
+    # is not stored, and the summary said only "duplicate". Now a warning counts the duplicates that differ from
+    # the event kept, in the same file (o3 twice) and against a stored one (o1).
+    head = "order,user,item,kind,day,price\n"
+    first = "o1,u1,i1,purchase,2024-03-03,49.90\no2,u2,i2,purchase,2024-03-03,10\no3,u3,i3,purchase,2024-03-03,5\no3,u3,i3,purchase,2024-03-03,6\n"
+    again = "o1,u1,i1,purchase,2024-03-03,44.91\no2,u2,i2,purchase,2024-03-03,10\no4,u4,i4,purchase,2024-03-03,7\n"
+    write_case(
+        "corrected_redelivery", {"a_day3.csv": head + first, "b_day3_again.csv": head + again}, path=".",
+        extra='value = "price"\nevent_id = "order"\n',
+    )  # fmt: skip
+
+    # One accented word in Unicode's two forms (helper 42 F4): composed (NFC, as Windows and Linux write it) and
+    # decomposed (NFD, a letter then its accent, as macOS exports do). They look the same, and were stored as
+    # two categories, two users and two items.
+    def nfd(text: str) -> str:
+        return unicodedata.normalize("NFD", text)
+
+    category, user, item = "informática_acessórios", "joão", "câmera-01"
+    products = "id,category\n" + f"{item},{category}\n" + f"x-02,{nfd(category)}\n"
+    bought = HEADER + f"{user},{item},view,2024-03-01\n" + f"{nfd(user)},{nfd(item)},view,2024-03-02\n"
+    write_case(
+        "accents_in_two_unicode_forms",
+        {"products.csv": products, "events.csv": bought},
+        spec=(
+            'name = "accents_in_two_unicode_forms"\n[events]\npath = "events.csv"\n[events.columns]\n'
+            'user_id = "user"\nitem_id = "item"\nevent_type = "kind"\nts = "day"\n'
+            '[items]\npath = "products.csv"\n[items.columns]\nitem_id = "id"\ncategory = "category"\n'
+        ),
+    )
+
+    # A catalogue that lists an item twice with other values (helper 42 F5): the last row is kept, and a warning
+    # says so (the other was counted a duplicate without a word). A row repeated as it is says nothing.
+    listing = "id,category,title\n000085,informática,Mouse sem fio\n000086,casa,Toalha\n000085,telefonia,Capa\n000086,casa,Toalha\n"
+    write_case(
+        "catalogue_lists_an_item_twice",
+        {"products.csv": listing, "events.csv": HEADER + "u1,000085,view,2024-03-01\n"},
+        spec=(
+            'name = "catalogue_lists_an_item_twice"\n[events]\npath = "events.csv"\n[events.columns]\n'
+            'user_id = "user"\nitem_id = "item"\nevent_type = "kind"\nts = "day"\n[items]\n'
+            'path = "products.csv"\n[items.columns]\nitem_id = "id"\ncategory = "category"\ntitle = "title"\n'
+        ),
+    )
 
     # Spark's Parquet times (INT96, UTC by convention) beside a timestamp without a zone, in a source whose
     # spec names New York (helper 40): the INT96 noon was stored as 17:00, read as New York's wall clock.

@@ -12,6 +12,7 @@ from tasks.ingest.sources import (
     check_expression,
     movielens_spec,
     parse_source_spec,
+    whole_json_numbers,
 )
 
 GOOD = """name = "online_shop"                  # recorded as events.source
@@ -385,3 +386,21 @@ def test_the_lastfm_example_spec_parses():
     assert [Path(feed.path).name for feed in spec.items] == ["artists.dat"]
     assert spec.events[0].columns["event_type"] == "'play'"
     assert spec.events[1].columns["event_type"] == "'tag'"
+
+
+@pytest.mark.parametrize(
+    ("expression", "read_as"),
+    [
+        ("customer->>'unique_id'", "segflow_json_text((customer -> 'unique_id'))"),
+        ("json_extract_string(item, '$.sku')", "segflow_json_text((item -> '$.sku'))"),
+        (
+            "coalesce(item->>'sku', item->>'id')",
+            "COALESCE(segflow_json_text((item -> 'sku')), segflow_json_text((item -> 'id')))",
+        ),
+        ("item->>['sku', 'id']", "item->>['sku', 'id']"),  # a list of paths gives a list: as written
+        ("'SHOE-' || size", "'SHOE-' || size"),
+        ("item->'sku'", "item->'sku'"),  # JSON, read by map_file as segflow_json_text
+    ],
+)
+def test_an_id_read_from_json_as_text_reads_whole_numbers_as_integers(expression, read_as):
+    assert whole_json_numbers(expression) == read_as
