@@ -3,6 +3,8 @@ time zones are IANA names (a source's local time)."""
 
 from __future__ import annotations
 
+import difflib
+import re
 import uuid
 import zoneinfo
 from datetime import UTC, datetime
@@ -24,11 +26,43 @@ def check_timezone(name: str) -> str:
     when `name` is none."""
     spelt = spelt_zone(name.strip())
     if spelt is None:
-        raise ValueError(
-            f"unknown time zone {name!r}: use a name of the IANA time zone database, e.g. Europe/Berlin, "
-            "America/New_York or UTC"
-        )
+        raise ValueError(f"unknown time zone {name!r}: {_zone_advice(name.strip())}")
     return spelt
+
+
+# A fixed offset written as a source's zone: `-03:00`, `UTC-3`, `GMT+0530`.
+OFFSET = re.compile(r"(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?(\d{2}))?", re.IGNORECASE)
+
+
+def _zone_advice(name: str) -> str:
+    """What to write instead of `name`: the zone it likely means (`America/Sao Paulo`), the Etc zone of a
+    whole-hour offset, or how zones are named."""
+    offset = OFFSET.fullmatch(name)
+    if offset:
+        sign, hours, minutes = offset.groups()
+        posix = f"Etc/GMT{'+' if sign == '-' else '-'}{int(hours)}"  # POSIX's sign: Etc/GMT+3 is UTC-3
+        if not int(hours) and not int(minutes or 0):
+            fixed = "a zero offset is UTC"
+        elif int(minutes or 0):
+            fixed = "a fixed offset that is not a whole hour has no zone"
+        elif spelt_zone(posix):
+            fixed = (
+                f"a fixed offset is the zone {spelt_zone(posix)} (its sign is POSIX's, the other way round)"
+            )
+        else:
+            fixed = "no zone is that far from UTC"
+        return (
+            f"a source's zone is a place's name, whose offset follows its daylight saving time (e.g. "
+            f"America/Sao_Paulo); {fixed}; an offset that differs by event goes in the events' timezone column"
+        )
+    guess = name.replace(" ", "_").lower()
+    places = {zone.rsplit("/", 1)[-1]: zone for zone in sorted(_spellings())}  # sao_paulo: america/sao_paulo
+    close = difflib.get_close_matches(guess, _spellings(), n=1, cutoff=0.85) or [
+        places[place] for place in difflib.get_close_matches(guess, places, n=1, cutoff=0.85)
+    ]
+    if close:
+        return f"did you mean {_spellings()[close[0]]}?"
+    return "use a name of the IANA time zone database, e.g. Europe/Berlin, America/New_York or UTC"
 
 
 def spelt_zone(name: str) -> str | None:

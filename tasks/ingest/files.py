@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import uuid
 import zlib
 from collections.abc import Iterable
@@ -277,9 +278,24 @@ def check_file_columns(spec: SourceSpec, ingested: set[tuple[str, str]] | None =
             )
             raise SourceSpecError(
                 f"{feed.origin(name)}: the expression for {name} = {feed.as_written(name)!r} reads "
-                f"{', '.join(columns)}, {where}: {', '.join(first_names)})"
+                f"{', '.join(columns)}, {where}: {', '.join(first_names)}){_delimiter_hint(first_names)}"
             )
     return notes
+
+
+def _delimiter_hint(names: list[str]) -> str:
+    """Advice when a header read as one column holds another delimiter (`order_id;customer_id;...`: Excel in a
+    locale with decimal commas writes `;`)."""
+    if len(names) != 1:
+        return ""
+    found = [d for d in (";", "\t", "|") if d in names[0]]
+    if not found:
+        return ""
+    written = found[0].replace("\t", "\\t")
+    return (
+        f"; its header reads as one column holding '{written}': a file delimited by '{written}' needs "
+        f'delimiter = "{written}" in its feed'
+    )
 
 
 def _missing_columns(
@@ -367,7 +383,9 @@ def check_source_timezone(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> N
     (n_events,) = con.execute(query, {"name": spec.name}).fetchall()[0]
     if n_events:
         raise SourceSpecError(
-            f"source {spec.name!r} now names timezone {zone!r}, but its {n_events:,} events in the warehouse were "
+            f"source {spec.name!r} now "
+            + (f"names timezone {zone!r}" if spec.timezone else "names no timezone (so UTC)")
+            + f", but its {n_events:,} events in the warehouse were "
             f"read in {stored!r} (a time without a zone as its wall clock): read again, the same events would be "
             f"stored hours apart from them (an overlapping export stored twice), and those stored would stay as "
             f"read. Keep timezone = {stored!r} in the spec and measure day parts by another clock with `segflow run "
@@ -1074,7 +1092,8 @@ def _refuse_missing_columns(
         raise FileRefusedError(
             f"{file.path}: the expression for {name} = {file.feed.as_written(name)!r} "
             f"({file.feed.origin(name)}) reads {', '.join(missing)}, which this file does not have (its "
-            f"columns: {', '.join(names)}); the file is refused. Give files of this layout a feed of their own",
+            f"columns: {', '.join(names)}){_delimiter_hint(names)}; the file is refused. Give files of this "
+            "layout a feed of their own",
             rows_read=staged_rows(con),
         )
 
@@ -1090,8 +1109,16 @@ def _failing_expression(
             con.execute(f"select min(hash(({expression}))) from ({source.sql}) as src").fetchall()
         except duckdb.Error as failed:
             detail = str(failed).strip().splitlines()[0][:200]
+            text_as_number = re.search(
+                r"Could not convert string '(.*)' to (U?(TINY|SMALL|BIG|HUGE)?INT|INT\d+|DOUBLE|FLOAT|DECIMAL)",
+                detail,
+            )
             advice = (
-                "A condition compares values of one kind (epoch seconds with a number, not with '2024-03-01'); "
+                f"A condition compares text ({text_as_number.group(1)!r}) with a number: write the number as "
+                "text (status = '1'), or compare a column whose values are numbers"
+                # the text is a value of the file's, not one the condition writes ('2024-03-01' on epoch seconds)
+                if name == WHERE and text_as_number and f"'{text_as_number.group(1)}'" not in expression
+                else "A condition compares values of one kind (epoch seconds with a number, not with '2024-03-01'); "
                 "compare a column itself (amount > 0) so that a row whose value has the wrong type is "
                 "quarantined, where try_cast(...) would filter it"
                 if name == WHERE
@@ -1227,8 +1254,37 @@ def count_file(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> FileOutc
     )
 
 
-def describe_rejection(outcome: FileOutcome, max_bad_fraction: float) -> str:
+# A day-first or month-first date, as a spreadsheet writes it: `07/03/2024 01:03`, `7.3.2024`.
+SLASHED_DATE = re.compile(r"'(\d{1,2})([/.-])(\d{1,2})\2(\d{4})(?:[ T](\d{1,2}:\d{2})(:\d{2})?)?'")
+
+
+def reason_hints(top_reasons: tuple[tuple[str, int], ...], feed: Feed | None) -> list[str]:
+    """How to read what the top reasons say could not be read: another encoding, a date's order."""
+    hints = []
+    for reason, _ in top_reasons:
+        if reason.startswith(("malformed line: invalid encoding", "malformed line: not utf-8 text")):
+            hints.append(
+                'the file is not UTF-8 text: for a Windows or Latin-1 export set encoding = "latin-1" in its feed'
+            )
+        dated = SLASHED_DATE.search(reason) if reason.startswith("ts: does not parse") else None
+        if dated:
+            first, separator, second, _, clock, seconds = dated.groups()
+            order = ("%m", "%d") if int(second) > 12 else ("%d", "%m")
+            fmt = separator.join([*order, "%Y"]) + (" %H:%M" if clock else "") + (":%S" if seconds else "")
+            column = (
+                feed.as_written("ts")
+                if feed is not None and BARE_NAME.fullmatch(feed.as_written("ts"))
+                else "..."
+            )
+            # Both numbers 12 or less: the order is the file's to say (a day-first shop is the commoner).
+            month_first = " (month first: swap %d and %m)" if max(int(first), int(second)) <= 12 else ""
+            hints.append(f"for such dates map ts = \"try_strptime({column}, '{fmt}')\"{month_first}")
+    return hints
+
+
+def describe_rejection(outcome: FileOutcome, max_bad_fraction: float, feed: Feed | None = None) -> str:
     reasons = "; ".join(f"{reason} ({n:,})" for reason, n in outcome.top_reasons)
+    reasons += "".join(f"; {hint}" for hint in reason_hints(outcome.top_reasons, feed))
     read = f"{outcome.rows_read:,} read"
     if outcome.rows_unnested:
         read = f"{outcome.rows_read + outcome.rows_unnested:,}, unnested from {read}"
@@ -1241,10 +1297,10 @@ def describe_rejection(outcome: FileOutcome, max_bad_fraction: float) -> str:
     )
 
 
-def judge_file(outcome: FileOutcome, max_bad_fraction: float) -> FileOutcome:
+def judge_file(outcome: FileOutcome, max_bad_fraction: float, feed: Feed | None = None) -> FileOutcome:
     """A counted file with more than `max_bad_fraction` bad rows is rejected whole."""
     if outcome.bad_fraction > max_bad_fraction:
-        return refuse_file(outcome, FileStatus.REJECTED, describe_rejection(outcome, max_bad_fraction))
+        return refuse_file(outcome, FileStatus.REJECTED, describe_rejection(outcome, max_bad_fraction, feed))
     return outcome
 
 
@@ -1277,7 +1333,7 @@ def prepare_file(
     except FileRefusedError as refused:
         drop_staging(con)
         return refuse_file(replace(outcome, rows_read=refused.rows_read), FileStatus.REJECTED, str(refused))
-    return judge_file(count_file(con, outcome), max_bad_fraction)
+    return judge_file(count_file(con, outcome), max_bad_fraction, file.feed)
 
 
 # ----------------------------------------------------------------------------------------------- write

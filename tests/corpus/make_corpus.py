@@ -384,6 +384,22 @@ event_id = "order_id"
         },
         path=".",
     )
+    # Day-first dates from a spreadsheet (helper 42 F9): refused as times that do not parse, never misread as
+    # month first; the refusal says how to map them.
+    write_case(
+        "day_first_dates",
+        {"events.csv": HEADER + "".join(f"u{i},i{i},view,25/03/2024 10:00\n" for i in range(10))},
+    )
+    # A day saved from Excel in a locale with decimal commas: `;` between values (helper 42 F7). Its header
+    # reads as one column; the refusal says which delimiter it holds and how to set it.
+    write_case(
+        "semicolon_export_in_a_comma_feed",
+        {
+            "day1.csv": HEADER + "".join(rows(20)),
+            "day2.csv": (HEADER + "".join(rows(20, 20))).replace(",", ";"),
+        },
+        path=".",
+    )
 
     # A shop's daily exports, where later exports change shape but every row still parses: day 3 has views
     # only (views were 82%: an 18-point move, under the 25-point mix check), day 4 puts every event on the

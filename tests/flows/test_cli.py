@@ -57,7 +57,7 @@ def spec_dir(tmp_path: Path) -> Path:
         (["ingest", "--source", "nosuchkind:x"], "error: Invalid value for '--source' / '-s': unknown source 'nosuchkind:x': use demo, demo:N, demo:N:titles, movielens:DIR or PATH.toml (see `segflow ingest --help`)"),
         (["run", "--source", "demo:300:fancy"], "error: Invalid value for '--source' / '-s': bad demo source 'demo:300:fancy': use demo, demo:N_USERS, demo:titles or demo:N_USERS:titles (see `segflow run --help`)"),
         (["run", "--micro-k", "1"], "error: Invalid value for '--micro-k': '1': use auto or a whole number of micro-segments, at least 2 (see `segflow run --help`)"),
-        (["run", "--timezone", "Europe/Berln"], "error: Invalid value for '--timezone': unknown time zone 'Europe/Berln': use a name of the IANA time zone database, e.g. Europe/Berlin, America/New_York or UTC (see `segflow run --help`)"),
+        (["run", "--timezone", "Europe/Berln"], "error: Invalid value for '--timezone': unknown time zone 'Europe/Berln': did you mean Europe/Berlin? (see `segflow run --help`)"),
         (["run", "--min-segment-size", "0"], "error: Invalid value for '--min-segment-size': Input should be greater than or equal to 1 (see `segflow run --help`)"),
         (["run", "--source", "movielens:/no/such/folder"], "error: Invalid value for '--source' / '-s': 'movielens:/no/such/folder': /no/such/folder is not a folder (the unzipped MovieLens data set) (see `segflow run --help`)"),
         (["user", "u1", "-n", "-5"], "error: Invalid value for '-n': -5: ask for at least 1 recommendation (see `segflow user --help`)"),

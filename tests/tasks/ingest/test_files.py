@@ -311,6 +311,16 @@ def test_a_where_that_compares_a_time_of_another_kind_is_refused_not_filtering_e
     assert (outcome.rows_inserted, outcome.rows_filtered) == (11, 9)
 
 
+def test_a_where_that_compares_a_text_column_with_a_number_says_to_write_the_number_as_text(tmp_path):
+    """Helper 42 (F11): `order_status = 1` on statuses was refused with advice about epoch seconds."""
+    with pytest.raises(IngestFailedError) as raised:
+        filtered_shop(tmp_path, "type = 1", track_rows(20))
+    assert (
+        "A condition compares text ('track') with a number: write the number as text (status = '1'), or "
+        "compare a column whose values are numbers"
+    ) in str(raised.value)
+
+
 def test_a_where_that_keeps_no_row_of_a_file_says_so(tmp_path):
     (outcome,) = filtered_shop(tmp_path, "type = 'Track'", track_rows(12)).files
     assert (outcome.status, outcome.rows_inserted, outcome.rows_filtered) == ("ingested", 0, 12)

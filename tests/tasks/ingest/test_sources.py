@@ -109,8 +109,19 @@ def test_a_spec_names_its_local_time_zone(tmp_path):
         (("[events]", "[evnts]"), "shop.toml line 2: unknown key 'evnts' in the top level"),
         (
             ('name = "online_shop"', 'name = "online_shop"\ntimezone = "Europe/Berln"'),
-            "shop.toml line 2: unknown time zone 'Europe/Berln': use a name of the IANA time zone database, "
+            "shop.toml line 2: unknown time zone 'Europe/Berln': did you mean Europe/Berlin?",
+        ),
+        (
+            ('name = "online_shop"', 'name = "online_shop"\ntimezone = "Mars/Olympus"'),
+            "shop.toml line 2: unknown time zone 'Mars/Olympus': use a name of the IANA time zone database, "
             "e.g. Europe/Berlin, America/New_York or UTC",
+        ),
+        (
+            ('name = "online_shop"', 'name = "online_shop"\ntimezone = "-03:00"'),
+            "shop.toml line 2: unknown time zone '-03:00': a source's zone is a place's name, whose offset "
+            "follows its daylight saving time (e.g. America/Sao_Paulo); a fixed offset is the zone Etc/GMT+3 "
+            "(its sign is POSIX's, the other way round); an offset that differs by event goes in the events' "
+            "timezone column",
         ),
         (
             ('name = "online_shop"', 'name = "online_shop"\ntimezone = 2'),
