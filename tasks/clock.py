@@ -30,6 +30,7 @@ def check_timezone(name: str) -> str:
     return spelt
 
 
+ABBREVIATION = re.compile(r"[A-Z]{2,5}")  # CEST, BRT, AEST, PST
 # A fixed offset written as a source's zone: `-03:00`, `UTC-3`, `GMT+0530`.
 OFFSET = re.compile(r"(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?(\d{2}))?", re.IGNORECASE)
 
@@ -55,14 +56,18 @@ def _zone_advice(name: str) -> str:
             f"a source's zone is a place's name, whose offset follows its daylight saving time (e.g. "
             f"America/Sao_Paulo); {fixed}; an offset that differs by event goes in the events' timezone column"
         )
+    advice = "use a name of the IANA time zone database, e.g. Europe/Berlin, America/New_York or UTC"
+    if ABBREVIATION.fullmatch(name):  # CEST, BRT: an abbreviation names no zone, and EST is not CEST
+        return f"an abbreviation names no place's zone: {advice}"
+    # Only places are suggested, and only a near spelling of one (`America/Sao Paulo`, `Europe/Berln`, `sao
+    # paulo`): a zone a letter or two away can be hours away (Asia/Dubai for Asia/Mumbai, EST for CEST).
+    places = {zone: zone for zone in _spellings() if "/" in zone and not zone.startswith("etc/")}
+    cities = {zone.rsplit("/", 1)[-1]: zone for zone in sorted(places)}  # sao_paulo: america/sao_paulo
     guess = name.replace(" ", "_").lower()
-    places = {zone.rsplit("/", 1)[-1]: zone for zone in sorted(_spellings())}  # sao_paulo: america/sao_paulo
-    close = difflib.get_close_matches(guess, _spellings(), n=1, cutoff=0.85) or [
-        places[place] for place in difflib.get_close_matches(guess, places, n=1, cutoff=0.85)
+    close = difflib.get_close_matches(guess, places, n=1, cutoff=0.9) or [
+        cities[city] for city in difflib.get_close_matches(guess, cities, n=1, cutoff=0.9)
     ]
-    if close:
-        return f"did you mean {_spellings()[close[0]]}?"
-    return "use a name of the IANA time zone database, e.g. Europe/Berlin, America/New_York or UTC"
+    return f"did you mean {_spellings()[close[0]]}?" if close else advice
 
 
 def spelt_zone(name: str) -> str | None:

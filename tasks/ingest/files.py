@@ -691,10 +691,7 @@ def _text_hint(con: duckdb.DuckDBPyConnection, name: str, expression: str, typed
 
 
 def _text(expression: str) -> str:
-    """A value's text, trimmed, empty as null, in Unicode's composed form (NFC): an accented letter written
-    as a letter and a combining accent (a macOS export's `informática`) is the one letter that looks the same,
-    so a category or an id is one however its file spelled it (ASCII text costs nothing)."""
-    return f"nullif(trim(nfc_normalize(cast(({expression}) as varchar))), '')"
+    return f"nullif(trim(cast(({expression}) as varchar)), '')"
 
 
 def _tried_text(expression: str) -> str:
@@ -702,8 +699,8 @@ def _tried_text(expression: str) -> str:
     try_strptime in it that did not convert (`try_cast(price AS DOUBLE)` on `59,90`): the row is then
     quarantined quoting it, as a value mapped bare would be, never stored without its value unseen."""
     failed = [
-        f"case when ({conversion}) is null then {_text(given)} end"
-        for given, conversion in tried_conversions(expression)
+        f"case when ({conversion}) is null and ({converted}) is not null then {_text(given)} end"
+        for given, conversion, converted in tried_conversions(expression)
     ]
     return f"coalesce({', '.join([_text(expression), *failed])})" if failed else _text(expression)
 
@@ -1028,7 +1025,9 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
             converted.append("timezone")
         elif name in NUMERIC_CANONICALS:
             selects.append(f"try_cast(({expression}) as double) as {name}")
-            selects.append(f"{_tried_text(expression)} as {name}_text")
+            # A catalogue row keeps its item when its price does not convert (no price, as before).
+            text = _tried_text(expression) if file.kind == "events" else _text(expression)
+            selects.append(f"{text} as {name}_text")
             converted.append(name)
         elif name in ID_COLUMNS and dtype in ("DOUBLE", "FLOAT"):
             selects.append(f"{_id_text(expression)} as {name}")
@@ -1264,22 +1263,26 @@ def reason_hints(top_reasons: tuple[tuple[str, int], ...], feed: Feed | None) ->
     for reason, _ in top_reasons:
         if reason.startswith(("malformed line: invalid encoding", "malformed line: not utf-8 text")):
             hints.append(
-                'the file is not UTF-8 text: for a Windows or Latin-1 export set encoding = "latin-1" in its feed'
+                "the file is not UTF-8 text: save it as UTF-8, or, if it is Latin-1 (ISO-8859-1), set "
+                'encoding = "latin-1" in its feed (a Windows export with a euro sign or curly quotes is not: '
+                "save it as UTF-8)"
             )
         dated = SLASHED_DATE.search(reason) if reason.startswith("ts: does not parse") else None
         if dated:
             first, separator, second, _, clock, seconds = dated.groups()
             order = ("%m", "%d") if int(second) > 12 else ("%d", "%m")
             fmt = separator.join([*order, "%Y"]) + (" %H:%M" if clock else "") + (":%S" if seconds else "")
-            column = (
-                feed.as_written("ts")
-                if feed is not None and BARE_NAME.fullmatch(feed.as_written("ts"))
-                else "..."
-            )
+            # The column as the spec's mapping reads it: a name like a keyword (`at`) double-quoted.
+            column = feed.columns["ts"] if feed is not None and _is_one_column(feed.columns["ts"]) else "..."
             # Both numbers 12 or less: the order is the file's to say (a day-first shop is the commoner).
             month_first = " (month first: swap %d and %m)" if max(int(first), int(second)) <= 12 else ""
-            hints.append(f"for such dates map ts = \"try_strptime({column}, '{fmt}')\"{month_first}")
+            in_toml = column.replace('"', '\\"')  # as the spec's TOML string writes it
+            hints.append(f"for such dates map ts = \"try_strptime({in_toml}, '{fmt}')\"{month_first}")
     return hints
+
+
+def _is_one_column(expression: str) -> bool:
+    return bool(BARE_NAME.fullmatch(expression) or re.fullmatch(r'"[^"]+"', expression))
 
 
 def describe_rejection(outcome: FileOutcome, max_bad_fraction: float, feed: Feed | None = None) -> str:

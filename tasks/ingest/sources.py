@@ -341,28 +341,57 @@ def _render(tree: dict[str, Any], node: dict[str, Any]) -> str:
     return sql.removeprefix("SELECT ")
 
 
+TRIED = "__segflow_tried__"  # where a conversion stood, in `tried_conversions`' copies of an expression
+
+
 @lru_cache(maxsize=1024)
-def tried_conversions(expression: str) -> tuple[tuple[str, str], ...]:
-    """(its input, the conversion) as SQL, for each TRY_CAST and try_strptime in the expression: where the
-    conversion gives null from an input that has a value, the input is what did not convert."""
+def tried_conversions(expression: str) -> tuple[tuple[str, str, str], ...]:
+    """For each TRY_CAST and try_strptime of the expression (not inside a lambda, whose input is no column):
+    its input, the conversion, and the expression with that conversion given a value (`TRY_CAST('0' AS T)`,
+    `TIMESTAMP '2000-01-01'`), as SQL. Where the conversion gives null from an input that has a value and the
+    expression would have had a value had it converted, the input is what did not convert; where the
+    expression gives no value either way (`CASE WHEN kind = 'view' THEN NULL ELSE try_cast(price ...) END` on
+    a view), the failure did not make its null."""
     tree = _parse_select(f"select {expression}")
     if tree.get("error"):
         return ()
-    found: list[tuple[str, str]] = []
+    found: list[tuple[str, str, str]] = []
+    placeholder = _parse_select(f"select {TRIED}")["statements"][0]["node"]["select_list"][0]
+    zero = _parse_select("select '0'")["statements"][0]["node"]["select_list"][0]
+
+    def replaced(node: Any, target: dict) -> Any:
+        if node is target:
+            return placeholder
+        if isinstance(node, list):
+            return [replaced(child, target) for child in node]
+        if isinstance(node, dict):
+            return {key: replaced(value, target) for key, value in node.items()}
+        return node
 
     def walk(node: Any) -> None:
         if isinstance(node, list):
             for child in node:
                 walk(child)
             return
-        if not isinstance(node, dict):
+        if not isinstance(node, dict) or node.get("class") == "LAMBDA":
             return
+        given = substitute = None
         if node.get("class") == "CAST" and node.get("try_cast"):
-            found.append((_render(tree, node["child"]), _render(tree, node)))
+            given, substitute = node["child"], _render(tree, dict(node, child=zero))
         elif node.get("class") == "FUNCTION" and str(node.get("function_name", "")).lower() == "try_strptime":
             arguments = node.get("arguments") or []
             if arguments:
-                found.append((_render(tree, arguments[0]["expression"]), _render(tree, node)))
+                given, substitute = arguments[0]["expression"], "TIMESTAMP '2000-01-01'"
+        if given is not None:
+            conversion = _render(tree, node)
+            whole = _render(tree, replaced(tree["statements"][0]["node"]["select_list"][0], node))
+            found.append(
+                (
+                    _render(tree, given),
+                    conversion,
+                    whole.replace(TRIED, f"coalesce({conversion}, {substitute})"),
+                )
+            )
         for value in node.values():
             walk(value)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import io
 import random
-import unicodedata
 from datetime import datetime
 from pathlib import Path
 
@@ -209,13 +208,23 @@ event_id = "order_id"
     # TRY_CAST and try_strptime, as the README advises for values that may not convert (helper 42 F2): a price
     # with a decimal comma or n/a was stored as no value, nothing said; a day that does not parse was
     # quarantined as "missing". Each is quarantined quoting what did not convert; an empty price is no value.
+    # Helper 43: a view the CASE gives no value on purpose is kept (F3), a TRY_CAST inside a lambda reads no
+    # column (F2: every file was refused), and a catalogue row whose price does not convert keeps its item (F4).
     tried = [
-        "u1,i1,view,01/03/2024,12.50\n", 'u2,i2,view,01/03/2024,"59,90"\n', "u3,i3,view,01/03/2024,\n",
-        "u4,i4,view,01/03/2024,n/a\n", "u5,i5,view,tomorrow,1\n", "u6,i6,view,02/03/2024,3\n",
+        "u1,i1,purchase,01/03/2024,12.50,1|2\n", 'u2,i2,purchase,01/03/2024,"59,90",1\n',
+        "u3,i3,purchase,01/03/2024,,1\n", "u4,i4,purchase,01/03/2024,n/a,1\n", "u5,i5,purchase,tomorrow,1,1\n",
+        "u6,i6,purchase,02/03/2024,3,2\n", "u7,i7,view,02/03/2024,n/a,1\n",
     ]  # fmt: skip
     write_case(
-        "try_cast_that_fails", {"events.csv": "user,item,kind,day,price\n" + "".join(tried)},
-        ts="try_strptime(day, '%d/%m/%Y')", extra='value = "TRY_CAST(price AS DOUBLE)"\n',
+        "try_cast_that_fails",
+        {"events.csv": "user,item,kind,day,price,qtys\n" + "".join(tried), "products.csv": "id,price\n" + "".join(f"i{i},{i}.90\n" for i in range(1, 7)) + "i7,price on request\n"},
+        spec=(
+            'name = "try_cast_that_fails"\n[events]\npath = "events.csv"\n[events.columns]\nuser_id = "user"\n'
+            'item_id = "item"\nevent_type = "kind"\nts = "try_strptime(day, \'%d/%m/%Y\')"\n'
+            'value = "CASE WHEN kind = \'view\' THEN NULL ELSE TRY_CAST(price AS DOUBLE) END"\n'
+            'quantity = "list_sum(list_transform(str_split(qtys, \'|\'), lambda q: try_cast(q AS DOUBLE)))"\n'
+            '[items]\npath = "products.csv"\n[items.columns]\nitem_id = "id"\nprice = "try_cast(price AS DOUBLE)"\n'
+        ),
     )  # fmt: skip
 
     # A day exported again with a corrected price (helper 42 F3): its event_ids are duplicates, so the correction
@@ -228,25 +237,6 @@ event_id = "order_id"
         "corrected_redelivery", {"a_day3.csv": head + first, "b_day3_again.csv": head + again}, path=".",
         extra='value = "price"\nevent_id = "order"\n',
     )  # fmt: skip
-
-    # One accented word in Unicode's two forms (helper 42 F4): composed (NFC, as Windows and Linux write it) and
-    # decomposed (NFD, a letter then its accent, as macOS exports do). They look the same, and were stored as
-    # two categories, two users and two items.
-    def nfd(text: str) -> str:
-        return unicodedata.normalize("NFD", text)
-
-    category, user, item = "informática_acessórios", "joão", "câmera-01"
-    products = "id,category\n" + f"{item},{category}\n" + f"x-02,{nfd(category)}\n"
-    bought = HEADER + f"{user},{item},view,2024-03-01\n" + f"{nfd(user)},{nfd(item)},view,2024-03-02\n"
-    write_case(
-        "accents_in_two_unicode_forms",
-        {"products.csv": products, "events.csv": bought},
-        spec=(
-            'name = "accents_in_two_unicode_forms"\n[events]\npath = "events.csv"\n[events.columns]\n'
-            'user_id = "user"\nitem_id = "item"\nevent_type = "kind"\nts = "day"\n'
-            '[items]\npath = "products.csv"\n[items.columns]\nitem_id = "id"\ncategory = "category"\n'
-        ),
-    )
 
     # A catalogue that lists an item twice with other values (helper 42 F5): the last row is kept, and a warning
     # says so (the other was counted a duplicate without a word). A row repeated as it is says nothing.

@@ -117,6 +117,11 @@ def test_a_spec_names_its_local_time_zone(tmp_path):
             "e.g. Europe/Berlin, America/New_York or UTC",
         ),
         (
+            ('name = "online_shop"', 'name = "online_shop"\ntimezone = "CEST"'),  # not EST, 7 hours away
+            "shop.toml line 2: unknown time zone 'CEST': an abbreviation names no place's zone: use a name of the "
+            "IANA time zone database, e.g. Europe/Berlin, America/New_York or UTC",
+        ),
+        (
             ('name = "online_shop"', 'name = "online_shop"\ntimezone = "-03:00"'),
             "shop.toml line 2: unknown time zone '-03:00': a source's zone is a place's name, whose offset "
             "follows its daylight saving time (e.g. America/Sao_Paulo); a fixed offset is the zone Etc/GMT+3 "
