@@ -286,6 +286,29 @@ def rename_columns(expression: str, renames: dict[str, str]) -> str:
 JSON_TEXT_FUNCTIONS = {"->>", "json_extract_string"}
 
 
+# Functions whose value is made of their arguments' text: a JSON value read inside them is part of the id.
+VALUE_FUNCTIONS = {"||", "concat", "concat_ws", "coalesce", "ifnull", "lower", "upper", "lcase", "ucase", "trim",
+                   "ltrim", "rtrim"}  # fmt: skip
+
+
+def _passes_value(node: dict[str, Any], key: str) -> bool:
+    """Whether the part `key` of a parsed node is on the way to the node's value: the arguments of a function
+    of VALUE_FUNCTIONS, a cast's input, a CASE's results (not its conditions, which compare as written), and
+    the parse tree's own wrappers; not a comparison's sides nor any other function's arguments."""
+    kind = node.get("class")
+    if kind == "FUNCTION":
+        return key == "arguments" and str(node.get("function_name", "")).lower() in VALUE_FUNCTIONS
+    if kind == "CASE":
+        return key in ("case_checks", "else_expr")
+    if kind == "CAST":
+        return key == "child"
+    if kind == "OPERATOR":  # COALESCE parses as an operator over its children
+        return key == "children" and node.get("type") == "OPERATOR_COALESCE"
+    if "when_expr" in node:  # one check of a CASE
+        return key == "then_expr"
+    return kind is None or kind == "SELECT_NODE" or "expression" in node  # statements, lists, an argument
+
+
 def whole_json_numbers(expression: str) -> str:
     """The expression with each JSON value it reads as text at one path (`customer->>'id'`, `item->>'sku'`,
     json_extract_string(item, '$.sku')) read as `segflow_json_text(a -> 'k')` (tasks/ingest/stage.py): a whole
@@ -294,16 +317,17 @@ def whole_json_numbers(expression: str) -> str:
     DuckDB's own text of the changed parse tree."""
     changed = False
 
-    def walk(node: Any) -> Any:
+    def walk(node: Any, on_path: bool) -> Any:
         nonlocal changed
         if isinstance(node, list):
-            return [walk(child) for child in node]
+            return [walk(child, on_path) for child in node]
         if not isinstance(node, dict):
             return node
-        node = {key: walk(value) for key, value in node.items()}
+        node = {key: walk(value, on_path and _passes_value(node, key)) for key, value in node.items()}
         arguments = node.get("arguments") or []
         if (
-            node.get("class") == "FUNCTION"
+            on_path
+            and node.get("class") == "FUNCTION"
             and str(node.get("function_name", "")).lower() in JSON_TEXT_FUNCTIONS
             and len(arguments) == 2
             and arguments[1].get("expression", {}).get("class") == "CONSTANT"  # one path, not a list of them
@@ -316,7 +340,7 @@ def whole_json_numbers(expression: str) -> str:
             )  # fmt: skip
         return node
 
-    tree = walk(_parse_select(f"select {expression}"))
+    tree = walk(_parse_select(f"select {expression}"), True)
     if not changed or tree.get("error"):
         return expression
     with _parser_lock:

@@ -413,6 +413,11 @@ def test_the_lastfm_example_spec_parses():
             "coalesce(item->>'sku', item->>'id')",
             "COALESCE(segflow_json_text((item -> 'sku')), segflow_json_text((item -> 'id')))",
         ),
+        (  # a condition compares as written (helper 43 F6: '1.0' matched in one mapping, not in the id's)
+            "CASE WHEN a->>'tier' = '1.0' THEN 'vip-' ELSE '' END || (a->>'id')",
+            "(CASE  WHEN (((a ->> 'tier') = '1.0')) THEN ('vip-') ELSE '' END || segflow_json_text((a -> 'id')))",
+        ),
+        ("md5(a->>'id')", "md5(a->>'id')"),  # the id is the hash of the text as written
         ("item->>['sku', 'id']", "item->>['sku', 'id']"),  # a list of paths gives a list: as written
         ("'SHOE-' || size", "'SHOE-' || size"),
         ("item->'sku'", "item->'sku'"),  # JSON, read by map_file as segflow_json_text
