@@ -343,13 +343,7 @@ def whole_json_numbers(expression: str) -> str:
     tree = walk(_parse_select(f"select {expression}"), True)
     if not changed or tree.get("error"):
         return expression
-    with _parser_lock:
-        sql = (
-            _parser()
-            .execute("select json_deserialize_sql($tree)", {"tree": json.dumps(tree)})
-            .fetchall()[0][0]
-        )
-    return sql.removeprefix("SELECT ")
+    return _render(tree, tree["statements"][0]["node"]["select_list"][0])
 
 
 def _render(tree: dict[str, Any], node: dict[str, Any]) -> str:
