@@ -61,8 +61,8 @@ def _zone_advice(name: str) -> str:
         return f"an abbreviation names no place's zone: {advice}"
     # Only places are suggested, and only a near spelling of one (`America/Sao Paulo`, `Europe/Berln`, `sao
     # paulo`): a zone a letter or two away can be hours away (Asia/Dubai for Asia/Mumbai, EST for CEST).
-    places = {zone: zone for zone in _spellings() if "/" in zone and not zone.startswith("etc/")}
-    cities = {zone.rsplit("/", 1)[-1]: zone for zone in sorted(places)}  # sao_paulo: america/sao_paulo
+    places = sorted(zone for zone in _spellings() if "/" in zone and not zone.startswith("etc/"))
+    cities = {zone.rsplit("/", 1)[-1]: zone for zone in places}  # sao_paulo: america/sao_paulo
     guess = name.replace(" ", "_").lower()
     close = difflib.get_close_matches(guess, places, n=1, cutoff=0.9) or [
         cities[city] for city in difflib.get_close_matches(guess, cities, n=1, cutoff=0.9)

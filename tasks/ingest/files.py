@@ -13,12 +13,13 @@ Every step returns a new FileOutcome; none changes the one it was given.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
 import uuid
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -742,7 +743,11 @@ def _float_id_columns(
                 f"select 1 from (select {value} as v from {rows_sql}) "
                 f"where v is not null and not regexp_full_match(v, '{FLOAT_ID}') limit 1"
             ).fetchall()
-            if not other and con.execute(f"select count({value}) from {rows_sql}").fetchone()[0]:
+            # Every value of the form: a float column if it has one at all (this stops at the first too).
+            if (
+                not other
+                and con.execute(f"select 1 from {rows_sql} where {value} is not null limit 1").fetchall()
+            ):
                 found.add(name)
         except duckdb.Error:
             return set()
@@ -982,11 +987,8 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
     kept = f"where ({where}) or {source.where_cast_error} is not null" if where else ""
     if where and element is not None and reads_column(where, element):
         kept += " or _segflow_unnest_error is not null"  # the where cannot tell without the element
-    con.execute(f"set TimeZone = '{file.timezone}'")  # the where sees times as the mapping below does
-    try:
+    with source_zone(con, file.timezone):  # the where sees times as the mapping below does
         float_ids = _float_id_columns(con, file, f"({source_sql}) as src {kept}", columns, dtypes)
-    finally:
-        con.execute("set TimeZone = 'UTC'")
     for name in allowed:
         expression, dtype = columns.get(name), "VARCHAR" if dtypes.get(name) == "JSON" else dtypes.get(name)
         if expression is None:
@@ -1044,22 +1046,30 @@ def map_file(con: duckdb.DuckDBPyConnection, file: SourceFile) -> int:
             "else hash('event_id', event_id) end as dedup_key"
         )
     table = "stg_events_mapped" if file.kind == "events" else "stg_items_mapped"
-    try:
-        # Text without a zone is cast to a zoned time in the session's zone: the source's local time.
-        con.execute(f"set TimeZone = '{file.timezone}'")
-        con.execute(
-            f"create or replace temp table {table} as "
-            f"select {outer} from (select {', '.join(selects)} from ({source_sql}) as src {kept})"
-        )
-    except duckdb.Error as error:
-        raise _failing_expression(con, file, source, error) from None
-    finally:
-        con.execute("set TimeZone = 'UTC'")
+    with source_zone(con, file.timezone):
+        try:
+            con.execute(
+                f"create or replace temp table {table} as "
+                f"select {outer} from (select {', '.join(selects)} from ({source_sql}) as src {kept})"
+            )
+        except duckdb.Error as error:
+            raise _failing_expression(con, file, source, error) from None
     if where is None:
         return 0
     counted = f"select (select count(*) from stg_rows), (select count(*) from {table})"
     n_raw, n_mapped = con.execute(counted).fetchall()[0]
     return n_raw - n_mapped
+
+
+@contextlib.contextmanager
+def source_zone(con: duckdb.DuckDBPyConnection, zone: str) -> Iterator[None]:
+    """Within the block, text without a zone is cast to a zoned time in `zone` (the source's local time); the
+    session is back in UTC after it."""
+    con.execute(f"set TimeZone = '{zone}'")
+    try:
+        yield
+    finally:
+        con.execute("set TimeZone = 'UTC'")
 
 
 def int96_columns(file: SourceFile) -> list[str]:

@@ -309,6 +309,7 @@ def _passes_value(node: dict[str, Any], key: str) -> bool:
     return kind is None or kind == "SELECT_NODE" or "expression" in node  # statements, lists, an argument
 
 
+@lru_cache(maxsize=1024)
 def whole_json_numbers(expression: str) -> str:
     """The expression with each JSON value it reads as text at one path (`customer->>'id'`, `item->>'sku'`,
     json_extract_string(item, '$.sku')) read as `segflow_json_text(a -> 'k')` (tasks/ingest/stage.py): a whole
@@ -343,7 +344,12 @@ def whole_json_numbers(expression: str) -> str:
     tree = walk(_parse_select(f"select {expression}"), True)
     if not changed or tree.get("error"):
         return expression
-    return _render(tree, tree["statements"][0]["node"]["select_list"][0])
+    return _render(tree, _select_item(tree))
+
+
+def _select_item(tree: dict[str, Any]) -> dict[str, Any]:
+    """The one expression of a parsed `select <expression>`."""
+    return tree["statements"][0]["node"]["select_list"][0]
 
 
 def _render(tree: dict[str, Any], node: dict[str, Any]) -> str:
@@ -374,8 +380,8 @@ def tried_conversions(expression: str) -> tuple[tuple[str, str, str], ...]:
     if tree.get("error"):
         return ()
     found: list[tuple[str, str, str]] = []
-    placeholder = _parse_select(f"select {TRIED}")["statements"][0]["node"]["select_list"][0]
-    zero = _parse_select("select '0'")["statements"][0]["node"]["select_list"][0]
+    placeholder = _select_item(_parse_select(f"select {TRIED}"))
+    zero = _select_item(_parse_select("select '0'"))
 
     def replaced(node: Any, target: dict) -> Any:
         if node is target:
@@ -402,7 +408,7 @@ def tried_conversions(expression: str) -> tuple[tuple[str, str, str], ...]:
                 given, substitute = arguments[0]["expression"], "TIMESTAMP '2000-01-01'"
         if given is not None:
             conversion = _render(tree, node)
-            whole = _render(tree, replaced(tree["statements"][0]["node"]["select_list"][0], node))
+            whole = _render(tree, replaced(_select_item(tree), node))
             found.append(
                 (
                     _render(tree, given),
